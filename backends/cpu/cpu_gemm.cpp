@@ -1,0 +1,64 @@
+#include "backends/cpu/cpu_gemm.h"
+
+#include <tbb/blocked_range2d.h>
+#include <tbb/parallel_for.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+
+namespace qsweep {
+namespace {
+
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using ConstMap = Eigen::Map<const RowMat>;
+using Map = Eigen::Map<RowMat>;
+
+// Tiles are large enough that Eigen's packed kernel runs near its peak
+// (packing cost amortised over k), small enough to give every core work.
+constexpr int64_t kTileM = 128;
+constexpr int64_t kTileN = 256;
+// Below this many FLOPs a single call is faster than spawning tasks.
+constexpr double kParallelFlops = 2e6;
+
+template <typename Kernel>
+void tiled(int64_t m, int64_t n, int64_t k, Kernel&& kernel) {
+  if (2.0 * double(m) * double(n) * double(k) < kParallelFlops) {
+    kernel(0, m, 0, n);
+    return;
+  }
+  tbb::parallel_for(tbb::blocked_range2d<int64_t>(0, m, kTileM, 0, n, kTileN),
+                    [&](const tbb::blocked_range2d<int64_t>& r) {
+                      kernel(r.rows().begin(), r.rows().end(), r.cols().begin(), r.cols().end());
+                    });
+}
+
+}  // namespace
+
+void cpu_gemm_nt(const float* A, const float* B, float* C, int64_t m, int64_t n, int64_t k,
+                 bool accumulate) {
+  if (m == 0 || n == 0) return;
+  tiled(m, n, k, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    ConstMap a(A + r0 * k, r1 - r0, k);
+    ConstMap b(B + c0 * k, c1 - c0, k);
+    Eigen::Map<RowMat, 0, Eigen::OuterStride<>> c(C + r0 * n + c0, r1 - r0, c1 - c0,
+                                                  Eigen::OuterStride<>(n));
+    if (accumulate)
+      c.noalias() += a * b.transpose();
+    else
+      c.noalias() = a * b.transpose();
+  });
+}
+
+void cpu_gemm_nn(const float* A, const float* B, float* C, int64_t m, int64_t n, int64_t k) {
+  if (m == 0 || n == 0) return;
+  tiled(m, n, k, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    ConstMap a(A + r0 * k, r1 - r0, k);
+    Eigen::Map<const RowMat, 0, Eigen::OuterStride<>> b(B + c0, k, c1 - c0,
+                                                        Eigen::OuterStride<>(n));
+    Eigen::Map<RowMat, 0, Eigen::OuterStride<>> c(C + r0 * n + c0, r1 - r0, c1 - c0,
+                                                  Eigen::OuterStride<>(n));
+    c.noalias() = a * b;
+  });
+}
+
+}  // namespace qsweep

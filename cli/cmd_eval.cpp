@@ -1,0 +1,109 @@
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "backends/backend.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "common/data_dir.h"
+#include "common/errors.h"
+#include "eval/datasets.h"
+#include "eval/perplexity.h"
+#include "model/model_spec.h"
+#include "model/tokenizer.h"
+#include "model/transformer.h"
+#include "model/weights.h"
+
+namespace qsweep::cli {
+
+int cmd_eval(const std::vector<std::string>& argv) {
+  Args args(argv,
+            {"model", "task", "dataset", "protocol", "ctx", "stride", "max-tokens", "data-dir",
+             "device"},
+            {"json", "no-progress"});
+  QS_THROW_IF_NOT(args.positional().empty(), "qsweep eval: unexpected argument '",
+                  args.positional()[0], "'");
+  const std::string task = args.get("task", "perplexity");
+  QS_THROW_IF_NOT(task == "perplexity", "--task ", task,
+                  ": unknown task; available: perplexity");
+  // CPU only for now: "auto" and "cpu" run here; "cuda" says why it cannot.
+  const std::string device = args.get("device", "auto");
+  if (device != "auto") (void)make_backend(device);
+
+  const std::string data_dir_flag = args.get("data-dir");
+  const std::string model_dir = resolve_model_dir(args.require("model"), data_dir_flag);
+  PerplexityOptions opt;
+  opt.protocol = parse_protocol(args.get("protocol", "chunks"));
+  opt.ctx = int(args.get_int("ctx", 0));
+  opt.stride = int(args.get_int("stride", 0));
+  opt.max_tokens = args.get_int("max-tokens", 0);
+  opt.progress = !args.has("no-progress");
+  QS_THROW_IF_NOT(opt.max_tokens >= 0, "--max-tokens must be >= 0");
+  const EvalDataset ds = resolve_eval_dataset(args.get("dataset", "wikitext2"),
+                                              resolve_data_dir(data_dir_flag));
+
+  const auto t0 = std::chrono::steady_clock::now();
+  ModelSpec spec = load_model_spec(model_dir);
+  if (opt.ctx == 0) opt.ctx = spec.max_position_embeddings;
+  QS_THROW_IF_NOT(opt.ctx >= 2, "--ctx must be at least 2");
+  if (opt.ctx > spec.max_position_embeddings)
+    std::fprintf(stderr,
+                 "warning: --ctx %d exceeds the model's max_position_embeddings %d; this measures "
+                 "extrapolation, not quality\n",
+                 opt.ctx, spec.max_position_embeddings);
+  const auto tok = load_tokenizer(model_dir);
+  QS_THROW_IF_NOT(tok->vocab_size() <= spec.vocab_size, model_dir, ": tokenizer has ",
+                  tok->vocab_size(), " pieces but config.json vocab_size is ", spec.vocab_size);
+  Transformer model(spec, load_weights(model_dir, spec));
+  const double load_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  const std::string text = read_dataset_text(ds);
+  const auto t1 = std::chrono::steady_clock::now();
+  const std::vector<int> tokens = tok->encode(text, /*add_bos=*/false);
+  const double tok_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+  const PerplexityResult r = evaluate_perplexity(model, tokens, opt);
+
+  if (args.has("json")) {
+    nlohmann::json j;
+    j["task"] = "perplexity";
+    j["model"] = model_dir;
+    j["dataset"] = {{"name", ds.name}, {"file", ds.path}, {"domain", ds.domain}};
+    j["protocol"] = r.protocol;
+    j["ctx"] = r.ctx;
+    j["stride"] = r.stride ? nlohmann::json(r.stride) : nlohmann::json();
+    j["tokenization"] = "text tokenized as-is, no BOS";
+    j["tokens_in_text"] = r.tokens_in_text;
+    j["tokens_used"] = r.tokens_used;
+    j["tokens_dropped"] = r.tokens_dropped;
+    j["windows"] = r.windows;
+    j["scored_tokens"] = r.scored_tokens;
+    j["mean_nll"] = r.mean_nll;
+    j["perplexity"] = r.perplexity;
+    j["nll_standard_error"] = r.nll_standard_error;
+    j["seconds"] = {{"load", load_s}, {"tokenize", tok_s}, {"eval", r.seconds}};
+    j["tokens_per_second"] = r.tokens_per_second;
+    j["device"] = "cpu";
+    j["threads"] = backend_threads();
+    j["compute"] = "fp32";
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("perplexity %.4f  (mean NLL %.6f ± %.6f nats)\n", r.perplexity, r.mean_nll,
+                r.nll_standard_error);
+    std::printf("  dataset  %s (%s)\n", ds.name.c_str(), ds.path.c_str());
+    std::printf("  protocol %s, ctx %d", r.protocol.c_str(), r.ctx);
+    if (r.stride) std::printf(", stride %d", r.stride);
+    std::printf("; text tokenized as-is without BOS\n");
+    std::printf("  tokens   %lld in text, %lld used, %lld dropped, %lld windows, %lld scored\n",
+                (long long)r.tokens_in_text, (long long)r.tokens_used,
+                (long long)r.tokens_dropped, (long long)r.windows, (long long)r.scored_tokens);
+    std::printf("  time     load %.2fs, tokenize %.2fs, eval %.2fs (%.0f tokens/s, cpu, %d threads)\n",
+                load_s, tok_s, r.seconds, r.tokens_per_second, backend_threads());
+  }
+  return 0;
+}
+
+}  // namespace qsweep::cli

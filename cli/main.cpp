@@ -1,0 +1,52 @@
+// qsweep: what does each quantization format cost in quality on the tasks you care about?
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "common/errors.h"
+
+namespace {
+
+constexpr const char* kUsage = R"(qsweep — quantization sweeps for Llama-family models
+
+usage:
+  qsweep inspect MODEL [--json]
+  qsweep eval --model MODEL --task perplexity --dataset NAME|FILE
+              [--protocol chunks|strided] [--ctx N] [--stride N] [--max-tokens N]
+              [--data-dir DIR] [--device auto|cpu|cuda] [--json] [--no-progress]
+
+MODEL is a Hugging Face directory or a model name under <data dir>/../models.
+Datasets by name: wikitext2, code-heldout (data directory: --data-dir, QSWEEP_DATA,
+or ../shared/data).
+Exit status: 0 success, 2 bad input (the message says what and where), 1 internal error.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::fputs(kUsage, args.empty() ? stderr : stdout);
+    return args.empty() ? 2 : 0;
+  }
+  const std::string cmd = args[0];
+  args.erase(args.begin());
+  try {
+    if (cmd == "inspect") return qsweep::cli::cmd_inspect(args);
+    if (cmd == "eval") return qsweep::cli::cmd_eval(args);
+    if (cmd == "--version") {
+      std::printf("qsweep 0.1.0\n");
+      return 0;
+    }
+    std::fprintf(stderr, "qsweep: unknown command '%s'\n%s", cmd.c_str(), kUsage);
+    return 2;
+  } catch (const qsweep::Error& e) {
+    std::fprintf(stderr, "qsweep %s: error: %s\n", cmd.c_str(), e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "qsweep %s: internal error: %s\n", cmd.c_str(), e.what());
+    return 1;
+  }
+}

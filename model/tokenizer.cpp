@@ -1,0 +1,77 @@
+#include "model/tokenizer.h"
+
+#include <sentencepiece_processor.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "common/errors.h"
+#include "common/mapped_file.h"
+
+namespace qsweep {
+namespace fs = std::filesystem;
+
+namespace {
+
+class SentencePieceTokenizer final : public Tokenizer {
+ public:
+  SentencePieceTokenizer(const std::string& model_file, bool add_bos) : add_bos_(add_bos) {
+    const auto status = sp_.Load(model_file);
+    QS_THROW_IF_NOT(status.ok(), model_file, ": cannot load the sentencepiece model (",
+                    status.ToString(), ")");
+  }
+
+  std::vector<int> encode(const std::string& text, bool add_bos) const override {
+    std::vector<int> ids;
+    const auto status = sp_.Encode(text, &ids);
+    QS_THROW_IF_NOT(status.ok(), "sentencepiece encode failed: ", status.ToString());
+    if (add_bos && bos_id() >= 0) ids.insert(ids.begin(), bos_id());
+    return ids;
+  }
+
+  std::string decode(const std::vector<int>& ids) const override {
+    std::string out;
+    const auto status = sp_.Decode(ids, &out);
+    QS_THROW_IF_NOT(status.ok(), "sentencepiece decode failed: ", status.ToString());
+    return out;
+  }
+
+  int vocab_size() const override { return sp_.GetPieceSize(); }
+  int bos_id() const override { return sp_.bos_id(); }
+  int eos_id() const override { return sp_.eos_id(); }
+  bool add_bos_token() const override { return add_bos_; }
+  std::string piece(int id) const override { return sp_.IdToPiece(id); }
+  std::string describe() const override {
+    return cat("sentencepiece (", sp_.GetPieceSize(), " pieces)");
+  }
+
+ private:
+  sentencepiece::SentencePieceProcessor sp_;
+  bool add_bos_;
+};
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& dir) {
+  bool add_bos = true;  // LlamaTokenizer's default
+  const fs::path cfg = fs::path(dir) / "tokenizer_config.json";
+  if (fs::exists(cfg)) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(read_text_file(cfg.string()));
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(cat(cfg.string(), ": not valid JSON (", e.what(), ")"));
+    }
+    if (j.contains("add_bos_token") && j["add_bos_token"].is_boolean())
+      add_bos = j["add_bos_token"].get<bool>();
+  }
+  const fs::path sp = fs::path(dir) / "tokenizer.model";
+  if (fs::exists(sp)) return std::make_unique<SentencePieceTokenizer>(sp.string(), add_bos);
+  if (fs::exists(fs::path(dir) / "tokenizer.json"))
+    throw Error(cat((fs::path(dir) / "tokenizer.json").string(),
+                    ": byte-level BPE tokenizer.json is not supported yet; qsweep reads "
+                    "sentencepiece tokenizer.model"));
+  throw Error(cat(dir, ": no tokenizer.model found"));
+}
+
+}  // namespace qsweep

@@ -1,0 +1,208 @@
+// GPTQ (Frantar et al. 2022), production version: the reference fasterquant's algorithm with
+// rows in parallel and the lazy trailing update as one GEMM per row block. Tested against the
+// literal port in detail/gptq_reference.cpp.
+#include <tbb/blocked_range.h>
+#include <tbb/global_control.h>
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+#include "common/errors.h"
+#include "quantizers/detail/checks.h"
+#include "quantizers/detail/gptq_hinv.h"
+#include "quantizers/quantizers.h"
+
+namespace qsweep {
+
+namespace {
+
+// Rows per task: enough tasks to balance the threads, few enough for an efficient GEMM.
+int64_t row_grain(int64_t rows) {
+  const int64_t threads =
+      std::min<int64_t>(tbb::this_task_arena::max_concurrency(),
+                        tbb::global_control::active_value(
+                            tbb::global_control::max_allowed_parallelism));
+  return std::clamp<int64_t>(rows / (4 * std::max<int64_t>(threads, 1)), 16, 128);
+}
+
+}  // namespace
+
+GptqResult gptq_quantize(const MatrixRM& W_in, const MatrixD& H_in, const GptqConfig& cfg) {
+  const auto tick = std::chrono::steady_clock::now();
+  const std::string who =
+      cat("GPTQ layer '", cfg.layer_name.empty() ? "<unnamed>" : cfg.layer_name, "'");
+  detail::check_grid_config(cfg.bits, cfg.group_size, who);
+  QS_THROW_IF_NOT(cfg.block_size >= 1, who, ": block_size must be >= 1, got ", cfg.block_size);
+  QS_THROW_IF_NOT(std::isfinite(cfg.damp_percent) && cfg.damp_percent > 0 &&
+                      cfg.damp_max_percent >= cfg.damp_percent,
+                  who, ": need 0 < damp_percent <= damp_max_percent, got ", cfg.damp_percent,
+                  " and ", cfg.damp_max_percent);
+  const int64_t rows = W_in.rows(), cols = W_in.cols();
+  QS_THROW_IF_NOT(rows >= 1 && cols >= 1, who, ": empty weight [", rows, ", ", cols, "]");
+  QS_THROW_IF_NOT(H_in.rows() == cols && H_in.cols() == cols, who, ": the Hessian is [",
+                  H_in.rows(), ", ", H_in.cols(), "] but the weight has ", cols,
+                  " input columns");
+  QS_THROW_IF_NOT(W_in.allFinite(), who, ": the weight contains NaN or Inf");
+  QS_THROW_IF_NOT(H_in.allFinite(), who,
+                  ": the Hessian contains NaN or Inf (overflowing activations in calibration?)");
+
+  const QuantGrid grid{cfg.bits, cfg.sym, true};
+  const int64_t gs = cfg.group_size == -1 ? cols : cfg.group_size;
+  const bool static_groups = cfg.static_groups && cfg.group_size != -1;
+  const bool dynamic_groups = cfg.group_size != -1 && !static_groups;
+
+  GptqResult res;
+  QTensor& q = res.q;
+  q.rows = rows;
+  q.cols = cols;
+  q.bits = cfg.bits;
+  q.group_size = cfg.group_size;
+  q.sym = cfg.sym;
+  const int64_t ng = q.n_groups();
+  q.codes.resize(size_t(rows * cols));
+  q.scales.resize(size_t(ng * rows));
+  q.zeros.resize(size_t(ng * rows));
+  q.g_idx.resize(size_t(cols));
+  auto store = [&](int64_t g, int64_t r, const GroupParams& p) {
+    q.scales[size_t(g * rows + r)] = p.scale;
+    q.zeros[size_t(g * rows + r)] = p.zero;
+  };
+  const int64_t grain = row_grain(rows);
+  auto for_rows = [&](auto&& body) {
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, grain), body,
+                      tbb::simple_partitioner());
+  };
+
+  // Per-channel grid: as the reference, found on W before the dead columns are zeroed.
+  if (cfg.group_size == -1)
+    for_rows([&](const auto& rr) {
+      for (int64_t r = rr.begin(); r < rr.end(); ++r)
+        store(0, r, grid.find_params(W_in.data() + r * cols, cols));
+    });
+
+  // Dead inputs (never activated): H_ii = 1, W[:, i] = 0.
+  std::vector<char> dead(size_t(cols));
+  Eigen::VectorXd diag(cols);
+  for (int64_t i = 0; i < cols; ++i) {
+    dead[size_t(i)] = H_in(i, i) == 0;
+    diag(i) = dead[size_t(i)] ? 1.0 : H_in(i, i);
+  }
+
+  // Act-order permutation (processing position j -> original column perm[j]).
+  std::vector<int64_t> perm(size_t(cols));
+  std::iota(perm.begin(), perm.end(), 0);
+  if (cfg.desc_act)
+    std::stable_sort(perm.begin(), perm.end(),
+                     [&](int64_t a, int64_t b) { return diag(a) > diag(b); });
+
+  // W in processing order, dead columns zeroed.
+  MatrixRM W(rows, cols);
+  for_rows([&](const auto& rr) {
+    for (int64_t r = rr.begin(); r < rr.end(); ++r)
+      for (int64_t j = 0; j < cols; ++j) {
+        const int64_t c = perm[size_t(j)];
+        W(r, j) = dead[size_t(c)] ? 0.0f : W_in(r, c);
+      }
+  });
+
+  // Static groups: every group's grid on the dead-zeroed W, original column order.
+  if (static_groups)
+    for_rows([&](const auto& rr) {
+      std::vector<float> row(size_t(cols));
+      for (int64_t r = rr.begin(); r < rr.end(); ++r) {
+        for (int64_t j = 0; j < cols; ++j) row[size_t(perm[size_t(j)])] = W(r, j);
+        for (int64_t g = 0; g < ng; ++g) {
+          const int64_t c0 = g * gs, c1 = std::min(c0 + gs, cols);
+          store(g, r, grid.find_params(row.data() + c0, c1 - c0));
+        }
+      }
+    });
+
+  // Hinv: upper Cholesky factor of (H + damp I)^-1, in processing order. When the Cholesky
+  // fails, the damping grows tenfold up to damp_max_percent (an addition to the reference).
+  const double mean_diag = diag.mean();
+  MatrixRM Hinv;
+  MatrixD R(cols, cols);  // J H_perm J, lower triangle
+  double pct = cfg.damp_percent;
+  for (;;) {
+    const double damp = pct * mean_diag;
+    for (int64_t i = 0; i < cols; ++i) {
+      const int64_t pi = perm[size_t(cols - 1 - i)];
+      for (int64_t j = 0; j < i; ++j) {
+        const int64_t pj = perm[size_t(cols - 1 - j)];
+        // H is symmetric in exact arithmetic; read its lower triangle as the reference does.
+        R(i, j) = dead[size_t(pi)] || dead[size_t(pj)] ? H_in(std::max(pi, pj), std::min(pi, pj))
+                                                        : H_in(std::max(pi, pj), std::min(pi, pj));
+      }
+      R(i, i) = diag(pi) + damp;
+    }
+    if (detail::upper_cholesky_of_inverse(R, &Hinv)) {
+      res.damp_percent_used = pct;
+      res.damp_used = damp;
+      break;
+    }
+    QS_THROW_IF_NOT(pct < cfg.damp_max_percent, who,
+                    ": the Hessian is not positive definite even with damping ", pct,
+                    " * mean(diag H) = ", damp,
+                    "; too few calibration samples for this layer? (raise damp_max_percent)");
+    pct = std::min(pct * 10.0, cfg.damp_max_percent);
+  }
+
+  // Lazy-batch GPTQ, block by block. Rows are independent: each task takes a block of rows
+  // through the whole column block, then applies its part of W[:, i2:] -= Err1 Hinv[i1:i2, i2:].
+  std::vector<double> row_loss(size_t(rows), 0.0);
+  for (int64_t i1 = 0; i1 < cols; i1 += cfg.block_size) {
+    const int64_t i2 = std::min(i1 + int64_t(cfg.block_size), cols), count = i2 - i1;
+    for_rows([&](const auto& rr) {
+      const int64_t r0 = rr.begin(), nr = rr.size();
+      MatrixRM W1 = W.block(r0, i1, nr, count);
+      MatrixRM Err1(nr, count);
+      for (int64_t rl = 0; rl < nr; ++rl) {
+        const int64_t r = r0 + rl;
+        float* w1 = W1.row(rl).data();
+        uint8_t* codes = q.codes.data() + r * cols;
+        double loss = 0.0;
+        for (int64_t i = 0; i < count; ++i) {
+          const int64_t col = i1 + i;
+          int64_t g = 0;
+          if (static_groups) {
+            g = perm[size_t(col)] / gs;
+          } else if (dynamic_groups) {
+            g = col / gs;
+            // Found on W (lazily updated only, not W1), exactly as the reference does.
+            if (col % gs == 0)
+              store(g, r, grid.find_params(W.data() + r * cols + col, std::min(gs, cols - col)));
+          }
+          const GroupParams p{q.scales[size_t(g * rows + r)], q.zeros[size_t(g * rows + r)]};
+          const float w = w1[i], d = Hinv(col, col);
+          const uint8_t code = grid.quantize(w, p);
+          codes[perm[size_t(col)]] = code;
+          const float diff = w - p.scale * (float(code) - p.zero);
+          loss += double(diff * diff / (d * d) / 2.0f);
+          const float err = diff / d;
+          const float* h = &Hinv(col, i1);
+          for (int64_t j = i + 1; j < count; ++j) w1[j] -= err * h[j];
+          Err1(rl, i) = err;
+        }
+        row_loss[size_t(r)] += loss;
+      }
+      if (i2 < cols)
+        W.block(r0, i2, nr, cols - i2).noalias() -= Err1 * Hinv.block(i1, i2, count, cols - i2);
+    });
+  }
+
+  for (int64_t j = 0; j < cols; ++j) {
+    const int64_t c = perm[size_t(j)];
+    q.g_idx[size_t(c)] = int32_t(static_groups ? c / gs : j / gs);
+  }
+  res.loss = std::accumulate(row_loss.begin(), row_loss.end(), 0.0);
+  res.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - tick).count();
+  return res;
+}
+
+}  // namespace qsweep
