@@ -7,7 +7,10 @@
 //           (The GPTQ paper's protocol, with honest token counts.)
 //  strided: Hugging Face's sliding window (max_length = ctx, stride): windows start
 //           every `stride` tokens; each scores only the tokens no earlier window
-//           scored, so every token after the first is scored exactly once.
+//           scored, so with stride < ctx every token after the first is scored
+//           exactly once. (With stride == ctx the windows do not overlap and, as in
+//           HF, each window's first token has no context and is not scored: that
+//           is the chunks protocol without the dropped tail.)
 #pragma once
 
 #include <cstdint>

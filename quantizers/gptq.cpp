@@ -85,7 +85,7 @@ GptqResult gptq_quantize(const MatrixRM& W_in, const MatrixD& H_in, const GptqCo
     });
 
   // Dead inputs (never activated): H_ii = 1, W[:, i] = 0.
-  std::vector<char> dead(size_t(cols));
+  std::vector<char> dead(static_cast<size_t>(cols));
   Eigen::VectorXd diag(cols);
   for (int64_t i = 0; i < cols; ++i) {
     dead[size_t(i)] = H_in(i, i) == 0;
@@ -93,7 +93,7 @@ GptqResult gptq_quantize(const MatrixRM& W_in, const MatrixD& H_in, const GptqCo
   }
 
   // Act-order permutation (processing position j -> original column perm[j]).
-  std::vector<int64_t> perm(size_t(cols));
+  std::vector<int64_t> perm(static_cast<size_t>(cols));
   std::iota(perm.begin(), perm.end(), 0);
   if (cfg.desc_act)
     std::stable_sort(perm.begin(), perm.end(),
@@ -112,7 +112,7 @@ GptqResult gptq_quantize(const MatrixRM& W_in, const MatrixD& H_in, const GptqCo
   // Static groups: every group's grid on the dead-zeroed W, original column order.
   if (static_groups)
     for_rows([&](const auto& rr) {
-      std::vector<float> row(size_t(cols));
+      std::vector<float> row(static_cast<size_t>(cols));
       for (int64_t r = rr.begin(); r < rr.end(); ++r) {
         for (int64_t j = 0; j < cols; ++j) row[size_t(perm[size_t(j)])] = W(r, j);
         for (int64_t g = 0; g < ng; ++g) {
@@ -130,16 +130,13 @@ GptqResult gptq_quantize(const MatrixRM& W_in, const MatrixD& H_in, const GptqCo
   double pct = cfg.damp_percent;
   for (;;) {
     const double damp = pct * mean_diag;
-    for (int64_t i = 0; i < cols; ++i) {
-      const int64_t pi = perm[size_t(cols - 1 - i)];
-      for (int64_t j = 0; j < i; ++j) {
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, cols, 64), [&](const auto& jr) {
+      for (int64_t j = jr.begin(); j < jr.end(); ++j) {  // column j of R, rows i >= j
         const int64_t pj = perm[size_t(cols - 1 - j)];
-        // H is symmetric in exact arithmetic; read its lower triangle as the reference does.
-        R(i, j) = dead[size_t(pi)] || dead[size_t(pj)] ? H_in(std::max(pi, pj), std::min(pi, pj))
-                                                        : H_in(std::max(pi, pj), std::min(pi, pj));
+        for (int64_t i = j + 1; i < cols; ++i) R(i, j) = H_in(perm[size_t(cols - 1 - i)], pj);
+        R(j, j) = diag(pj) + damp;
       }
-      R(i, i) = diag(pi) + damp;
-    }
+    });
     if (detail::upper_cholesky_of_inverse(R, &Hinv)) {
       res.damp_percent_used = pct;
       res.damp_used = damp;

@@ -152,7 +152,7 @@ struct GptqResult {
 };
 
 /// GPTQ-quantizes W[out, in] given the layer's input Hessian H[in, in] = 2/n sum x x^T
-/// (accumulated by the caller; only its lower triangle is read). Does what the reference
+/// (accumulated by the caller; symmetric, as it is by construction). Does what the reference
 /// fasterquant does: dead inputs (H_ii == 0 -> H_ii = 1, W[:, i] = 0), act-order
 /// permutation with the inverse permutation at the end, static groups, damping, the inverse
 /// Hessian as the upper Cholesky factor of H^-1, blocks of block_size columns with the lazy

@@ -14,7 +14,7 @@ namespace {
 // The reference's Quantizer after find_params(W_part, weight=True): one grid per row.
 std::vector<GroupParams> find_params_rows(const QuantGrid& grid, const MatrixRM& W, int64_t c0,
                                           int64_t c1) {
-  std::vector<GroupParams> p(size_t(W.rows()));
+  std::vector<GroupParams> p(static_cast<size_t>(W.rows()));
   for (int64_t r = 0; r < W.rows(); ++r) p[size_t(r)] = grid.find_params(&W(r, c0), c1 - c0);
   return p;
 }
@@ -47,7 +47,7 @@ GptqResult gptq_quantize_reference(const MatrixRM& W_in, const MatrixD& H_in,
       groups.push_back(find_params_rows(grid, W, i, std::min(i + groupsize, columns)));
   }
 
-  std::vector<int64_t> perm(size_t(columns));
+  std::vector<int64_t> perm(static_cast<size_t>(columns));
   std::iota(perm.begin(), perm.end(), 0);
   if (cfg.desc_act) {
     std::stable_sort(perm.begin(), perm.end(),
@@ -64,7 +64,7 @@ GptqResult gptq_quantize_reference(const MatrixRM& W_in, const MatrixD& H_in,
 
   MatrixRM Losses = MatrixRM::Zero(rows, columns);
   MatrixRM Q = MatrixRM::Zero(rows, columns);
-  std::vector<uint8_t> Qcodes(size_t(rows * columns));
+  std::vector<uint8_t> Qcodes(static_cast<size_t>(rows * columns));
 
   const double damp = cfg.damp_percent * H.diagonal().mean();
   H.diagonal().array() += damp;
@@ -79,7 +79,7 @@ GptqResult gptq_quantize_reference(const MatrixRM& W_in, const MatrixD& H_in,
   // Per-(group, row) parameters in processing order, for the QTensor.
   const int64_t gs_eff = groupsize == -1 ? columns : groupsize;
   const int64_t n_groups = (columns + gs_eff - 1) / gs_eff;
-  std::vector<float> scales(size_t(n_groups * rows)), zeros(size_t(n_groups * rows));
+  std::vector<float> scales(static_cast<size_t>(n_groups * rows)), zeros(size_t(n_groups * rows));
   auto record = [&](int64_t g, const std::vector<GroupParams>& p) {
     for (int64_t r = 0; r < rows; ++r) {
       scales[size_t(g * rows + r)] = p[size_t(r)].scale;

@@ -1,0 +1,88 @@
+// The tiled, multi-threaded GEMM against a plain triple loop in double, on
+// awkward shapes (1, odd, not multiples of the tile); and the CUDA twin against
+// the CPU one (skipped, saying so, without a GPU).
+#include <gtest/gtest.h>
+
+#include <random>
+#include <tuple>
+#include <vector>
+
+#include "backends/backend.h"
+#include "backends/cpu/cpu_gemm.h"
+#include "common/errors.h"
+#include "tests/support/test_support.h"
+
+namespace qsweep {
+namespace {
+
+constexpr double kF32MaxRelErr = 1e-5;  // fp32 accumulation over k ≤ 1000 terms
+
+std::vector<float> random_vec(size_t n, std::mt19937& rng) {
+  std::normal_distribution<float> d;
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// Max |c - ref| / max |ref|.
+double rel_err(const std::vector<float>& c, const std::vector<double>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < c.size(); ++i) {
+    num = std::max(num, std::abs(double(c[i]) - ref[i]));
+    den = std::max(den, std::abs(ref[i]));
+  }
+  return num / std::max(den, 1e-30);
+}
+
+class GemmShapes : public ::testing::TestWithParam<std::tuple<int, int, int>> {};
+
+TEST_P(GemmShapes, NtAndNnMatchNaiveLoop) {
+  const auto [m, n, k] = GetParam();
+  std::mt19937 rng(uint32_t(test::test_seed(11) + m * 7 + n * 13 + k));
+  const auto A = random_vec(size_t(m) * k, rng), B = random_vec(size_t(n) * k, rng);
+  std::vector<double> ref_nt(size_t(m) * n, 0.0), ref_nn(size_t(m) * n, 0.0);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j)
+      for (int p = 0; p < k; ++p) {
+        ref_nt[size_t(i) * n + j] += double(A[size_t(i) * k + p]) * B[size_t(j) * k + p];
+        ref_nn[size_t(i) * n + j] += double(A[size_t(i) * k + p]) * B[size_t(p) * n + j];
+      }
+  std::vector<float> C(size_t(m) * n, -1.0f);
+  cpu_gemm_nt(A.data(), B.data(), C.data(), m, n, k);
+  EXPECT_LT(rel_err(C, ref_nt), kF32MaxRelErr);
+  cpu_gemm_nt(A.data(), B.data(), C.data(), m, n, k, /*accumulate=*/true);
+  for (auto& r : ref_nt) r *= 2;
+  EXPECT_LT(rel_err(C, ref_nt), kF32MaxRelErr);
+  cpu_gemm_nn(A.data(), B.data(), C.data(), m, n, k);  // B read as [k, n]
+  EXPECT_LT(rel_err(C, ref_nn), kF32MaxRelErr);
+}
+
+INSTANTIATE_TEST_SUITE_P(Awkward, GemmShapes,
+                         ::testing::Values(std::make_tuple(1, 1, 1), std::make_tuple(1, 257, 33),
+                                           std::make_tuple(129, 3, 65),
+                                           std::make_tuple(300, 515, 97),
+                                           std::make_tuple(256, 768, 256)));
+
+TEST(CudaTwin, MatmulMatchesCpu) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA: " << cuda_unavailable_reason();
+  auto cuda = make_backend("cuda");
+  std::mt19937 rng(uint32_t(test::test_seed(5)));
+  for (auto [m, n, k] : {std::make_tuple(1, 1, 1), std::make_tuple(257, 129, 65),
+                         std::make_tuple(512, 4096, 4096)}) {
+    const auto A = random_vec(size_t(m) * k, rng), B = random_vec(size_t(n) * k, rng);
+    std::vector<float> c_cpu(size_t(m) * n), c_gpu(size_t(m) * n);
+    cpu_backend().matmul_nt(A.data(), B.data(), c_cpu.data(), m, n, k);
+    cuda->matmul_nt(A.data(), B.data(), c_gpu.data(), m, n, k);
+    std::vector<double> ref(c_cpu.begin(), c_cpu.end());
+    EXPECT_LT(rel_err(c_gpu, ref), 1e-4) << m << "x" << n << "x" << k;  // TF32 not enabled
+  }
+}
+
+TEST(Backend, UnknownDeviceIsAnError) {
+  EXPECT_THROW(make_backend("tpu"), Error);
+  EXPECT_EQ(make_backend("cpu")->name(), "cpu");
+  if (!cuda_available()) EXPECT_THROW(make_backend("cuda"), Error);
+}
+
+}  // namespace
+}  // namespace qsweep

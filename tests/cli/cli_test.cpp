@@ -1,0 +1,119 @@
+// The qsweep binary end to end: bad input gives exit status 2 and one line on
+// stderr naming the file and the problem; good input works and --json parses.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "common/mapped_file.h"
+#include "model/weights.h"
+#include "tests/support/test_support.h"
+
+namespace qsweep {
+namespace {
+
+struct CliRun {
+  int status = -1;
+  std::string out, err;
+};
+
+CliRun run(const std::string& args) {
+  const std::string dir = test::make_temp_dir("cli");
+  const std::string cmd = std::string(QSWEEP_BINARY_DIR) + "/qsweep " + args + " >" + dir +
+                          "/out 2>" + dir + "/err </dev/null";
+  const int rc = std::system(cmd.c_str());
+  CliRun r;
+  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
+  r.out = read_text_file(dir + "/out");
+  r.err = read_text_file(dir + "/err");
+  return r;
+}
+
+void expect_clean_failure(const CliRun& r, std::initializer_list<std::string> fragments) {
+  EXPECT_EQ(r.status, 2) << r.err;
+  // One line of error (the progress bar and warnings are not printed before it).
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  for (const auto& f : fragments) EXPECT_NE(r.err.find(f), std::string::npos) << r.err;
+}
+
+std::string tiny_model(const std::string& tag) {
+  ModelSpec s;
+  s.arch_name = "LlamaForCausalLM";
+  s.vocab_size = 4096;  // tinycode's tokenizer is copied in below
+  s.hidden_size = 8;
+  s.intermediate_size = 8;
+  s.num_layers = 1;
+  s.num_heads = 2;
+  s.num_kv_heads = 2;
+  s.head_dim = 4;
+  s.max_position_embeddings = 32;
+  const std::string dir = test::make_temp_dir(tag);
+  save_hf_checkpoint(dir, s, random_weights(s, 5), "F16");
+  std::filesystem::copy_file(test::tinycode_dir() + "/tokenizer.model", dir + "/tokenizer.model");
+  return dir;
+}
+
+TEST(Cli, InspectTinycode) {
+  const CliRun r = run("inspect " + test::tinycode_dir() + " --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["architecture"], "LlamaForCausalLM");
+  EXPECT_EQ(j["parameters"], 6819072);
+  EXPECT_EQ(j["tensors"].size(), 57u);
+}
+
+TEST(Cli, EvalJsonCarriesProvenance) {
+  const CliRun r = run("eval --model " + test::tinycode_dir() + " --data-dir " + test::data_dir() +
+                    " --dataset code-heldout --protocol strided --ctx 128 --stride 64"
+                    " --max-tokens 1000 --json --no-progress");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["protocol"], "strided");
+  EXPECT_EQ(j["ctx"], 128);
+  EXPECT_EQ(j["stride"], 64);
+  EXPECT_EQ(j["tokens_used"], 1000);
+  EXPECT_EQ(j["scored_tokens"], 999);
+  EXPECT_GT(j["perplexity"].get<double>(), 1.0);
+}
+
+TEST(Cli, BadInputsExitWithStatus2AndOneLine) {
+  const std::string data = " --data-dir " + test::data_dir();
+  expect_clean_failure(run("eval --model /no/such/model --dataset wikitext2" + data),
+                       {"/no/such/model"});
+  expect_clean_failure(run("eval --model " + test::tinycode_dir() + " --dataset nope" + data),
+                       {"dataset 'nope'"});
+  expect_clean_failure(run("eval --modle x"), {"unknown option --modle", "did you mean --model"});
+  expect_clean_failure(run("eval --model " + test::tinycode_dir() + " --protocol sliding" + data),
+                       {"unknown perplexity protocol 'sliding'"});
+  expect_clean_failure(run("eval --model " + test::tinycode_dir() + " --ctx abc" + data),
+                       {"--ctx expects an integer"});
+
+  const std::string dir = tiny_model("trunc");
+  const std::string f = dir + "/model.safetensors";
+  std::filesystem::resize_file(f, std::filesystem::file_size(f) - 64);
+  expect_clean_failure(run("eval --model " + dir + " --dataset wikitext2" + data),
+                       {f, "truncated"});
+
+  const std::string arch = tiny_model("arch");
+  std::ofstream(arch + "/config.json") << R"({"architectures":["FalconForCausalLM"]})";
+  expect_clean_failure(run("inspect " + arch), {"config.json", "'FalconForCausalLM'"});
+
+  const std::string empty = test::make_temp_dir("empty") + "/empty.txt";
+  std::ofstream(empty).close();
+  expect_clean_failure(run("eval --model " + tiny_model("ok") + " --dataset " + empty + data),
+                       {empty, "is empty"});
+}
+
+TEST(Cli, ContextBeyondTrainedLengthWarns) {
+  const CliRun r = run("eval --model " + tiny_model("warn") + " --data-dir " + test::data_dir() +
+                    " --dataset code-heldout --ctx 64 --max-tokens 200 --no-progress");
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("exceeds the model's max_position_embeddings 32"), std::string::npos)
+      << r.err;
+}
+
+}  // namespace
+}  // namespace qsweep
