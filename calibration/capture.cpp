@@ -1,0 +1,86 @@
+#include <tbb/parallel_for.h>
+
+#include "backends/cpu/cpu_gemm.h"
+#include "calibration/calibration.h"
+#include "common/errors.h"
+
+namespace qsweep {
+
+LinearInput linear_input_of(LinearRole role) {
+  switch (role) {
+    case LinearRole::Q:
+    case LinearRole::K:
+    case LinearRole::V: return LinearInput::Attn;
+    case LinearRole::O: return LinearInput::AttnOut;
+    case LinearRole::Gate:
+    case LinearRole::Up: return LinearInput::Mlp;
+    case LinearRole::Down: return LinearInput::MlpOut;
+  }
+  QS_ASSERT(false, "bad LinearRole");
+}
+
+const char* linear_input_name(LinearInput in) {
+  switch (in) {
+    case LinearInput::Attn: return "attn_in";
+    case LinearInput::AttnOut: return "attn_out";
+    case LinearInput::Mlp: return "mlp_in";
+    case LinearInput::MlpOut: return "mlp_out";
+  }
+  return "?";
+}
+
+MatrixD ActivationStats::hessian() const {
+  QS_ASSERT(n_tokens > 0 && xtx.size() > 0, "no activations were captured");
+  return xtx * (2.0 / double(n_tokens));
+}
+
+Eigen::VectorXd ActivationStats::mean_abs() const { return sum_abs / double(std::max<int64_t>(1, n_tokens)); }
+Eigen::VectorXd ActivationStats::mean_sq() const { return sum_sq / double(std::max<int64_t>(1, n_tokens)); }
+
+void ActivationStats::add(const MatrixRM& x, bool with_xtx) {
+  const int64_t d = x.cols();
+  if (sum_abs.size() == 0) {
+    sum_abs = Eigen::VectorXd::Zero(d);
+    sum_sq = Eigen::VectorXd::Zero(d);
+    if (with_xtx) xtx = MatrixD::Zero(d, d);
+  }
+  QS_ASSERT(sum_abs.size() == d, "input width changed between batches");
+  for (int64_t t = 0; t < x.rows(); ++t)
+    for (int64_t j = 0; j < d; ++j) {
+      const double v = x(t, j);
+      sum_abs[j] += std::abs(v);
+      sum_sq[j] += v * v;
+    }
+  if (with_xtx) {
+    // xᵀx in fp32 GEMMs over slabs of ≤ 512 tokens (fast, error ~1e-7 relative per
+    // slab), summed into the double accumulator so long runs do not drift.
+    constexpr int64_t kSlab = 512;
+    MatrixRM xt(d, 0), part(d, d);
+    for (int64_t t0 = 0; t0 < x.rows(); t0 += kSlab) {
+      const int64_t n = std::min(kSlab, x.rows() - t0);
+      xt = x.middleRows(t0, n).transpose();  // [d, n] row-major
+      cpu_gemm_nt(xt.data(), xt.data(), part.data(), d, d, n);
+      xtx += part.cast<double>();
+    }
+  }
+  n_tokens += x.rows();
+}
+
+std::function<void(int, LinearRole, const MatrixRM&)> ActivationCapture::hook() {
+  return [this](int layer, LinearRole role, const MatrixRM& x) {
+    const LinearInput in = linear_input_of(role);
+    // q/k/v (and gate/up) share one input: count it once, on its first role.
+    if (role == LinearRole::K || role == LinearRole::V || role == LinearRole::Up) return;
+    if (!only_.empty() && std::find(only_.begin(), only_.end(), in) == only_.end()) return;
+    stats_[{layer, in}].add(x, with_xtx_);
+  };
+}
+
+const ActivationStats& ActivationCapture::stats(int layer, LinearInput in) const {
+  auto it = stats_.find({layer, in});
+  QS_ASSERT(it != stats_.end(), "no statistics captured for layer ", layer, " ",
+            linear_input_name(in));
+  return it->second;
+}
+
+}  // namespace qsweep
