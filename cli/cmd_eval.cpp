@@ -11,6 +11,7 @@
 #include "common/errors.h"
 #include "eval/datasets.h"
 #include "eval/perplexity.h"
+#include "formats/formats.h"
 #include "model/model_spec.h"
 #include "model/tokenizer.h"
 #include "model/transformer.h"
@@ -56,7 +57,9 @@ int cmd_eval(const std::vector<std::string>& argv) {
   const auto tok = load_tokenizer(model_dir);
   QS_THROW_IF_NOT(tok->vocab_size() <= spec.vocab_size, model_dir, ": tokenizer has ",
                   tok->vocab_size(), " pieces but config.json vocab_size is ", spec.vocab_size);
-  Transformer model(spec, load_weights(model_dir, spec));
+  LoadedModel loaded = load_model(model_dir);
+  const std::string format = loaded.description;
+  Transformer model(loaded.spec, std::move(loaded.weights));
   const double load_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
@@ -71,6 +74,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
     nlohmann::json j;
     j["task"] = "perplexity";
     j["model"] = model_dir;
+    j["model_format"] = format;
     j["dataset"] = {{"name", ds.name}, {"file", ds.path}, {"domain", ds.domain}};
     j["protocol"] = r.protocol;
     j["ctx"] = r.ctx;
@@ -93,6 +97,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
   } else {
     std::printf("perplexity %.4f  (mean NLL %.6f ± %.6f nats)\n", r.perplexity, r.mean_nll,
                 r.nll_standard_error);
+    std::printf("  model    %s (%s)\n", model_dir.c_str(), format.c_str());
     std::printf("  dataset  %s (%s)\n", ds.name.c_str(), ds.path.c_str());
     std::printf("  protocol %s, ctx %d", r.protocol.c_str(), r.ctx);
     if (r.stride) std::printf(", stride %d", r.stride);

@@ -9,5 +9,6 @@ namespace qsweep::cli {
 
 int cmd_inspect(const std::vector<std::string>& args);
 int cmd_eval(const std::vector<std::string>& args);
+int cmd_quantize(const std::vector<std::string>& args);
 
 }  // namespace qsweep::cli

@@ -16,9 +16,15 @@ usage:
   qsweep eval --model MODEL --task perplexity --dataset NAME|FILE
               [--protocol chunks|strided] [--ctx N] [--stride N] [--max-tokens N]
               [--data-dir DIR] [--device auto|cpu|cuda] [--json] [--no-progress]
+  qsweep quantize --model MODEL --method gptq|rtn --bits N [--group-size N] [--sym]
+              [--desc-act] [--static-groups] [--no-true-sequential] [--damp-percent F]
+              [--calib NAME|FILE|FILE.jsonl:FIELD|GLOB] [--calib-domain D]
+              [--n-samples N] [--seqlen N] [--seed N] [--sampling random|contiguous]
+              --out DIR [--json]
 
 MODEL is a Hugging Face directory or a model name under <data dir>/../models.
-Datasets by name: wikitext2, code-heldout (data directory: --data-dir, QSWEEP_DATA,
+Datasets by name: wikitext2, code-heldout; calibration sources: wikitext2 (validation
+split), code, docs (data directory: --data-dir, QSWEEP_DATA,
 or ../shared/data).
 Exit status: 0 success, 2 bad input (the message says what and where), 1 internal error.
 )";
@@ -36,6 +42,7 @@ int main(int argc, char** argv) {
   try {
     if (cmd == "inspect") return qsweep::cli::cmd_inspect(args);
     if (cmd == "eval") return qsweep::cli::cmd_eval(args);
+    if (cmd == "quantize") return qsweep::cli::cmd_quantize(args);
     if (cmd == "--version") {
       std::printf("qsweep 0.1.0\n");
       return 0;

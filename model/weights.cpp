@@ -83,8 +83,15 @@ VectorF load_vector(const SafetensorsCheckpoint& c, const std::string& name, int
 
 }  // namespace
 
-ModelWeights load_weights(const std::string& dir, const ModelSpec& s) {
+MatrixRM load_linear_weight(const SafetensorsCheckpoint& ckpt, int layer, LinearRole role,
+                            int64_t out, int64_t in) {
+  return load_matrix(ckpt, hf_linear_name(layer, role), out, in);
+}
+
+ModelWeights load_weights(const std::string& dir, const ModelSpec& s,
+                          const LinearLoader& linear_loader) {
   SafetensorsCheckpoint ckpt(dir);
+  const LinearLoader& lin = linear_loader ? linear_loader : LinearLoader(load_linear_weight);
   ModelWeights w;
   const int64_t H = s.hidden_size, I = s.intermediate_size, V = s.vocab_size;
   const int64_t q = int64_t(s.num_heads) * s.head_dim, kv = int64_t(s.num_kv_heads) * s.head_dim;
@@ -92,13 +99,13 @@ ModelWeights load_weights(const std::string& dir, const ModelSpec& s) {
   for (int l = 0; l < s.num_layers; ++l) {
     LayerWeights L;
     const std::string p = cat("model.layers.", l, ".");
-    L.wq = load_matrix(ckpt, hf_linear_name(l, LinearRole::Q), q, H);
-    L.wk = load_matrix(ckpt, hf_linear_name(l, LinearRole::K), kv, H);
-    L.wv = load_matrix(ckpt, hf_linear_name(l, LinearRole::V), kv, H);
-    L.wo = load_matrix(ckpt, hf_linear_name(l, LinearRole::O), H, q);
-    L.w_gate = load_matrix(ckpt, hf_linear_name(l, LinearRole::Gate), I, H);
-    L.w_up = load_matrix(ckpt, hf_linear_name(l, LinearRole::Up), I, H);
-    L.w_down = load_matrix(ckpt, hf_linear_name(l, LinearRole::Down), H, I);
+    L.wq = lin(ckpt, l, LinearRole::Q, q, H);
+    L.wk = lin(ckpt, l, LinearRole::K, kv, H);
+    L.wv = lin(ckpt, l, LinearRole::V, kv, H);
+    L.wo = lin(ckpt, l, LinearRole::O, H, q);
+    L.w_gate = lin(ckpt, l, LinearRole::Gate, I, H);
+    L.w_up = lin(ckpt, l, LinearRole::Up, I, H);
+    L.w_down = lin(ckpt, l, LinearRole::Down, H, I);
     if (s.qkv_bias) {
       L.bq = load_vector(ckpt, p + "self_attn.q_proj.bias", q);
       L.bk = load_vector(ckpt, p + "self_attn.k_proj.bias", kv);

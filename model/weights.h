@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,9 +42,22 @@ struct ModelWeights {
   MatrixRM lm_head;    ///< [V, H]; a copy of embed when tie_word_embeddings
 };
 
+class SafetensorsCheckpoint;
+
+/// Supplies one linear weight [out, in] from an open checkpoint. Readers of
+/// quantized layouts (formats/) pass one that dequantizes; the default reads
+/// the plain "<name>.weight" tensor.
+using LinearLoader = std::function<MatrixRM(const SafetensorsCheckpoint& ckpt, int layer,
+                                            LinearRole role, int64_t out, int64_t in)>;
+
 /// Loads DIR's safetensors (single or sharded) into fp32, checking names, shapes,
 /// dtypes (F32/F16/BF16) and finiteness; every error names the file and tensor.
-ModelWeights load_weights(const std::string& dir, const ModelSpec& spec);
+ModelWeights load_weights(const std::string& dir, const ModelSpec& spec,
+                          const LinearLoader& linear_loader = {});
+
+/// The plain loader: "<name>.weight" converted to fp32, shape and values checked.
+MatrixRM load_linear_weight(const SafetensorsCheckpoint& ckpt, int layer, LinearRole role,
+                            int64_t out, int64_t in);
 
 /// Random weights of the right shapes (tests and benchmarks): N(0, scale²) linears,
 /// norms near 1. Deterministic for a seed.

@@ -2,9 +2,7 @@
 // rows in parallel and the lazy trailing update as one GEMM per row block. Tested against the
 // literal port in detail/gptq_reference.cpp.
 #include <tbb/blocked_range.h>
-#include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
-#include <tbb/task_arena.h>
 
 #include <algorithm>
 #include <chrono>
@@ -20,14 +18,9 @@ namespace qsweep {
 
 namespace {
 
-// Rows per task: enough tasks to balance the threads, few enough for an efficient GEMM.
-int64_t row_grain(int64_t rows) {
-  const int64_t threads =
-      std::min<int64_t>(tbb::this_task_arena::max_concurrency(),
-                        tbb::global_control::active_value(
-                            tbb::global_control::max_allowed_parallelism));
-  return std::clamp<int64_t>(rows / (4 * std::max<int64_t>(threads, 1)), 16, 128);
-}
+// Rows per task. Fixed, so that the row blocks (and with them the GEMM shapes and their
+// rounding) do not depend on the thread count: the result is the same on any machine.
+constexpr int64_t kRowsPerTask = 64;
 
 }  // namespace
 
@@ -44,8 +37,7 @@ GptqResult gptq_quantize(const MatrixRM& W_in, const MatrixD& H_in, const GptqCo
   const int64_t rows = W_in.rows(), cols = W_in.cols();
   QS_THROW_IF_NOT(rows >= 1 && cols >= 1, who, ": empty weight [", rows, ", ", cols, "]");
   QS_THROW_IF_NOT(H_in.rows() == cols && H_in.cols() == cols, who, ": the Hessian is [",
-                  H_in.rows(), ", ", H_in.cols(), "] but the weight has ", cols,
-                  " input columns");
+                  H_in.rows(), ", ", H_in.cols(), "] but the weight has ", cols, " input columns");
   QS_THROW_IF_NOT(W_in.allFinite(), who, ": the weight contains NaN or Inf");
   QS_THROW_IF_NOT(H_in.allFinite(), who,
                   ": the Hessian contains NaN or Inf (overflowing activations in calibration?)");
@@ -71,9 +63,8 @@ GptqResult gptq_quantize(const MatrixRM& W_in, const MatrixD& H_in, const GptqCo
     q.scales[size_t(g * rows + r)] = p.scale;
     q.zeros[size_t(g * rows + r)] = p.zero;
   };
-  const int64_t grain = row_grain(rows);
   auto for_rows = [&](auto&& body) {
-    tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, grain), body,
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, kRowsPerTask), body,
                       tbb::simple_partitioner());
   };
 
@@ -197,8 +188,7 @@ GptqResult gptq_quantize(const MatrixRM& W_in, const MatrixD& H_in, const GptqCo
     q.g_idx[size_t(c)] = int32_t(static_groups ? c / gs : j / gs);
   }
   res.loss = std::accumulate(row_loss.begin(), row_loss.end(), 0.0);
-  res.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - tick).count();
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - tick).count();
   return res;
 }
 

@@ -32,8 +32,8 @@ void unpack_stream(const uint32_t* words, int64_t stride, int64_t n, int bits, u
 void check_packable(int bits, int64_t in, int64_t out) {
   QS_THROW_IF_NOT(bits == 2 || bits == 3 || bits == 4 || bits == 8,
                   "GPTQ packing supports 2, 3, 4 and 8 bits, got ", bits);
-  QS_THROW_IF_NOT((in * bits) % 32 == 0 && (out * bits) % 32 == 0,
-                  "GPTQ packing: shape [out ", out, ", in ", in, "] at ", bits,
+  QS_THROW_IF_NOT((in * bits) % 32 == 0 && (out * bits) % 32 == 0, "GPTQ packing: shape [out ", out,
+                  ", in ", in, "] at ", bits,
                   " bits does not fill whole int32 words (multiples of 32 always do)");
 }
 
@@ -91,8 +91,7 @@ QTensor gptq_unpack(const GptqPacked& p) {
                   " input columns with group_size ", p.group_size, " make ", ng);
   QS_THROW_IF_NOT(int64_t(p.qweight.size()) == p.qweight_rows() * out &&
                       int64_t(p.qzeros.size()) == ng * p.qzeros_cols() &&
-                      int64_t(p.scales_f16.size()) == ng * out &&
-                      int64_t(p.g_idx.size()) == in,
+                      int64_t(p.scales_f16.size()) == ng * out && int64_t(p.g_idx.size()) == in,
                   "GPTQ unpack: tensor sizes do not match [out ", out, ", in ", in, "], ", ng,
                   " groups, ", p.bits, " bits");
 

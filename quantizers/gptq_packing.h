@@ -66,10 +66,10 @@ struct GptqPacked {
   int64_t out_features = 0;
   int64_t n_groups = 0;
 
-  std::vector<int32_t> qweight;       ///< [qweight_rows(), out_features]
-  std::vector<int32_t> qzeros;        ///< [n_groups, qzeros_cols()]
-  std::vector<uint16_t> scales_f16;   ///< [n_groups, out_features], IEEE binary16 bits
-  std::vector<int32_t> g_idx;         ///< [in_features]
+  std::vector<int32_t> qweight;      ///< [qweight_rows(), out_features]
+  std::vector<int32_t> qzeros;       ///< [n_groups, qzeros_cols()]
+  std::vector<uint16_t> scales_f16;  ///< [n_groups, out_features], IEEE binary16 bits
+  std::vector<int32_t> g_idx;        ///< [in_features]
 
   int64_t qweight_rows() const { return in_features * bits / 32; }
   int64_t qzeros_cols() const { return out_features * bits / 32; }

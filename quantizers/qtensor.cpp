@@ -26,8 +26,8 @@ MatrixRM QTensor::dequantize() const {
 
 double QTensor::bits_per_weight() const {
   const double weights = double(rows) * double(cols);
-  const double total = weights * bits + double(n_groups()) * double(rows) * (16.0 + bits) +
-                       32.0 * double(cols);
+  const double total =
+      weights * bits + double(n_groups()) * double(rows) * (16.0 + bits) + 32.0 * double(cols);
   return total / weights;
 }
 
@@ -55,8 +55,7 @@ void QTensor::validate() const {
   for (float z : zeros)
     QS_THROW_IF_NOT(z >= 0 && z <= mq && z == std::floor(z), "QTensor: zero point ", z,
                     " is not an integer in [0, ", mq, "]");
-  for (float s : scales)
-    QS_THROW_IF_NOT(std::isfinite(s), "QTensor: scale ", s, " is not finite");
+  for (float s : scales) QS_THROW_IF_NOT(std::isfinite(s), "QTensor: scale ", s, " is not finite");
   for (int32_t g : g_idx)
     QS_THROW_IF_NOT(g >= 0 && g < ng, "QTensor: g_idx value ", g, " outside [0, ", ng, ")");
 }

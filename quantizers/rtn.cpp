@@ -32,9 +32,8 @@ GroupParams QuantGrid::find_params(const float* x, int64_t n) const {
     // quantize with exactly that value (see quantizers.h).
     p.scale = half_to_float(float_to_half(p.scale));
     if (p.scale == 0.0f) p.scale = half_to_float(1);  // smallest fp16 subnormal, 2^-24
-    QS_THROW_IF_NOT(std::isfinite(p.scale), "quantization grid: scale ",
-                    (xmax - xmin) / maxq_f, " overflows fp16 (weights of magnitude ",
-                    std::max(-xmin, xmax), ")");
+    QS_THROW_IF_NOT(std::isfinite(p.scale), "quantization grid: scale ", (xmax - xmin) / maxq_f,
+                    " overflows fp16 (weights of magnitude ", std::max(-xmin, xmax), ")");
   }
   if (sym) {
     p.zero = (maxq_f + 1.0f) / 2.0f;
@@ -52,8 +51,8 @@ uint8_t QuantGrid::quantize(float x, const GroupParams& p) const {
 
 QTensor quantize_rtn(const MatrixRM& W, const RtnConfig& cfg) {
   detail::check_grid_config(cfg.bits, cfg.group_size, "RTN");
-  QS_THROW_IF_NOT(W.rows() >= 1 && W.cols() >= 1, "RTN: empty weight [", W.rows(), ", ",
-                  W.cols(), "]");
+  QS_THROW_IF_NOT(W.rows() >= 1 && W.cols() >= 1, "RTN: empty weight [", W.rows(), ", ", W.cols(),
+                  "]");
   QS_THROW_IF_NOT(W.allFinite(), "RTN: the weight contains NaN or Inf");
 
   QTensor q;

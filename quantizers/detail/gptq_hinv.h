@@ -13,9 +13,15 @@ namespace qsweep::detail {
 ///   R = L L^T  =>  H = (J L J)(J L J)^T with J L J upper  =>  H^-1 = V^T V, V = (J L J)^-1
 ///   upper with positive diagonal, so V is the unique upper Cholesky factor of H^-1, and
 ///   V = J L^-1 J.
-/// L is factorised in place in R (R is overwritten); L^-1 is computed in column blocks in
-/// parallel (oneTBB), in double. Returns false when R is not numerically positive definite
-/// (Cholesky fails or the factor is not finite); *Hinv is then unspecified.
-bool upper_cholesky_of_inverse(MatrixD& R, MatrixRM* Hinv);
+/// L is factorised in place in R (R is overwritten) by a right-looking blocked Cholesky
+/// (`block` columns per step) whose panel solve and trailing update run in parallel (oneTBB);
+/// L^-1 is computed in column blocks in parallel; all in double. Returns false when R is not
+/// numerically positive definite (a pivot <= 0, or a non-finite factor); *Hinv is then
+/// unspecified.
+bool upper_cholesky_of_inverse(MatrixD& R, MatrixRM* Hinv, int64_t block = 256);
+
+/// The blocked in-place Cholesky used above: on success the lower triangle of A is L with
+/// A = L L^T (the strict upper triangle is left as garbage). False when a pivot is not > 0.
+bool cholesky_lower_in_place(MatrixD& A, int64_t block = 256);
 
 }  // namespace qsweep::detail

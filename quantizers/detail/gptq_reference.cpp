@@ -161,8 +161,7 @@ GptqResult gptq_quantize_reference(const MatrixRM& W_in, const MatrixD& H_in,
   }
   qt.scales = std::move(scales);
   qt.zeros = std::move(zeros);
-  res.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - tick).count();
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - tick).count();
   return res;
 }
 

@@ -105,8 +105,8 @@ static_assert(sizeof(block_q3_K) == sizeof(half_bits) + kQK_K / 4 + kQK_K / 8 + 
 /// scales[s+4], high 2 bits from the top bits of scales[s-4] (sc) and scales[s] (m).
 /// 2 + 2 + 12 + 128 = 144 bytes per 256 weights: 4.5 bpw.
 struct block_q4_K {
-  half_bits d;                ///< super-block scale for the quantized scales
-  half_bits dmin;             ///< super-block scale for the quantized mins
+  half_bits d;                  ///< super-block scale for the quantized scales
+  half_bits dmin;               ///< super-block scale for the quantized mins
   uint8_t scales[kKScaleSize];  ///< scales and mins, 6 bits each
   uint8_t qs[kQK_K / 2];        ///< 4-bit quants
 };

@@ -19,14 +19,16 @@ using detail::nearest_int;
 
 namespace {
 
-inline int clamp(int v, int lo, int hi) { return std::max(lo, std::min(hi, v)); }
+inline int clamp(int v, int lo, int hi) {
+  return std::max(lo, std::min(hi, v));
+}
 
 // 2-bit planes (Q2_K, Q3_K): element e -> qs[32*(e/128) + e%32], bits 2*((e%128)/32).
 inline void pack_2bit(const uint8_t* L, uint8_t* qs) {
   for (int j = 0; j < kQK_K; j += 128) {
     for (int l = 0; l < 32; ++l) {
-      qs[j / 4 + l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) |
-                                            (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+      qs[j / 4 + l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) |
+                                           (L[j + l + 96] << 6));
     }
   }
 }
@@ -241,7 +243,8 @@ void quantize_row_q2_K(const float* x, void* blocks, int64_t n, const float* ima
     const float sigma2 = superblock_sigma2(x, 1.0f);
     for (int j = 0; j < kQK_K / 16; ++j) {
       const float* qw = imatrix + kQK_K * i + 16 * j;
-      for (int l = 0; l < 16; ++l) weight[l] = qw[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+      for (int l = 0; l < 16; ++l)
+        weight[l] = qw[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
       sw[j] = 0;
       for (int l = 0; l < 16; ++l) sw[j] += weight[l];
       scales[j] = make_qkx3_quants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f,
@@ -251,7 +254,8 @@ void quantize_row_q2_K(const float* x, void* blocks, int64_t n, const float* ima
     const float mm = make_qp_quants(kQK_K / 16, 15, mins, Lm, sw);
     y[i].d = float_to_half(dm);
     y[i].dmin = float_to_half(mm);
-    for (int j = 0; j < kQK_K / 16; ++j) y[i].scales[j] = static_cast<uint8_t>(Ls[j] | (Lm[j] << 4));
+    for (int j = 0; j < kQK_K / 16; ++j)
+      y[i].scales[j] = static_cast<uint8_t>(Ls[j] | (Lm[j] << 4));
     requantize_q2k(x, y[i], L);
     pack_2bit(L, y[i].qs);
   }
@@ -323,7 +327,8 @@ void quantize_row_q3_K(const float* x, void* blocks, int64_t n, const float* ima
     const float sigma2 = superblock_sigma2(x, 2.0f);
     for (int j = 0; j < kQK_K / 16; ++j) {
       const float* qw = imatrix + kQK_K * i + 16 * j;
-      for (int l = 0; l < 16; ++l) weight[l] = qw[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+      for (int l = 0; l < 16; ++l)
+        weight[l] = qw[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
       float sumw = 0;
       for (int l = 0; l < 16; ++l) sumw += weight[l];
       sw[j] = sumw;
@@ -406,7 +411,8 @@ static void quantize_qk_min_impl(const float* x, const float* qw_row, int64_t i,
   const float sigma2 = superblock_sigma2(x, 2.0f);
   for (int j = 0; j < kQK_K / 32; ++j) {
     const float* qw = qw_row + kQK_K * i + 32 * j;
-    for (int l = 0; l < 32; ++l) weights[l] = qw[l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
+    for (int l = 0; l < 32; ++l)
+      weights[l] = qw[l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
     float sumw = 0;
     for (int l = 0; l < 32; ++l) sumw += weights[l];
     sw[j] = sumw;

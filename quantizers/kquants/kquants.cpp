@@ -46,15 +46,16 @@ std::vector<uint8_t> quantize_tensor(QuantType t, const float* W, int64_t rows, 
   const TypeTraits& tr = traits(t);
   QS_THROW_IF_NOT(rows >= 0, tr.name, ": negative row count ", rows);
   const size_t rs = row_size(t, cols);
-  const size_t total = static_cast<size_t>(mul_checked(rows, static_cast<int64_t>(rs),
-                                                       cat(tr.name, " tensor size")));
+  const size_t total = static_cast<size_t>(
+      mul_checked(rows, static_cast<int64_t>(rs), cat(tr.name, " tensor size")));
   std::vector<uint8_t> out(total);
   if (total == 0) return out;
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows), [&](const tbb::blocked_range<int64_t>& r) {
-    for (int64_t row = r.begin(); row < r.end(); ++row) {
-      tr.quantize(W + row * cols, out.data() + static_cast<size_t>(row) * rs, cols, imatrix);
-    }
-  });
+  tbb::parallel_for(
+      tbb::blocked_range<int64_t>(0, rows), [&](const tbb::blocked_range<int64_t>& r) {
+        for (int64_t row = r.begin(); row < r.end(); ++row) {
+          tr.quantize(W + row * cols, out.data() + static_cast<size_t>(row) * rs, cols, imatrix);
+        }
+      });
   return out;
 }
 
@@ -66,14 +67,15 @@ std::vector<float> dequantize_tensor(QuantType t, std::span<const uint8_t> data,
   QS_THROW_IF_NOT(data.size() == static_cast<size_t>(rows) * rs, tr.name, ": ", data.size(),
                   " bytes given for a [", rows, ", ", cols, "] tensor, expected ",
                   static_cast<size_t>(rows) * rs);
-  std::vector<float> out(static_cast<size_t>(
-      mul_checked(rows, cols, cat(tr.name, " dequantized tensor size"))));
+  std::vector<float> out(
+      static_cast<size_t>(mul_checked(rows, cols, cat(tr.name, " dequantized tensor size"))));
   if (out.empty()) return out;
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows), [&](const tbb::blocked_range<int64_t>& r) {
-    for (int64_t row = r.begin(); row < r.end(); ++row) {
-      tr.dequantize(data.data() + static_cast<size_t>(row) * rs, out.data() + row * cols, cols);
-    }
-  });
+  tbb::parallel_for(
+      tbb::blocked_range<int64_t>(0, rows), [&](const tbb::blocked_range<int64_t>& r) {
+        for (int64_t row = r.begin(); row < r.end(); ++row) {
+          tr.dequantize(data.data() + static_cast<size_t>(row) * rs, out.data() + row * cols, cols);
+        }
+      });
   return out;
 }
 

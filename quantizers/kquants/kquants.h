@@ -57,7 +57,7 @@ inline constexpr int kQuantTypeCount = 11;
 // ---- per-type functions ---------------------------------------------------------------
 // x: n floats; blocks: row_size(type, n) bytes; imatrix: n floats or nullptr.
 #define QSWEEP_KQUANTS_DECLARE(t)                                                       \
-  void quantize_row_##t##_ref(const float* x, void* blocks, int64_t n);                \
+  void quantize_row_##t##_ref(const float* x, void* blocks, int64_t n);                 \
   void quantize_row_##t(const float* x, void* blocks, int64_t n, const float* imatrix); \
   void dequantize_row_##t(const void* blocks, float* y, int64_t n);
 QSWEEP_KQUANTS_DECLARE(q4_0)
@@ -80,12 +80,12 @@ using DequantizeFn = void (*)(const void* blocks, float* y, int64_t n);
 /// Device-independent facts about one format (ggml's type_traits row).
 struct TypeTraits {
   QuantType type;
-  const char* name;    ///< "Q4_K", as llama.cpp spells it
-  int32_t ggml_type;   ///< ggml_type::* value stored in GGUF
-  int block_size;      ///< weights per block: 32 or 256
-  int type_size;       ///< bytes per block
-  double bpw;          ///< 8 * type_size / block_size
-  bool k_quant;        ///< a 256-weight super-block format
+  const char* name;   ///< "Q4_K", as llama.cpp spells it
+  int32_t ggml_type;  ///< ggml_type::* value stored in GGUF
+  int block_size;     ///< weights per block: 32 or 256
+  int type_size;      ///< bytes per block
+  double bpw;         ///< 8 * type_size / block_size
+  bool k_quant;       ///< a 256-weight super-block format
   QuantizeRefFn quantize_ref;
   QuantizeFn quantize;
   DequantizeFn dequantize;
@@ -128,7 +128,9 @@ inline constexpr TypeTraits kTypeTraits[kQuantTypeCount] = {
      dequantize_row_q8_K},
 };
 
-constexpr const TypeTraits& traits(QuantType t) { return kTypeTraits[static_cast<int>(t)]; }
+constexpr const TypeTraits& traits(QuantType t) {
+  return kTypeTraits[static_cast<int>(t)];
+}
 
 // The table is in enum order and carries the bpw figures quoted in ggml-common.h.
 static_assert(traits(QuantType::Q4_0).bpw == 4.5 && traits(QuantType::Q4_1).bpw == 5.0);

@@ -43,8 +43,7 @@ inline void store_qh(uint8_t* dst, uint32_t qh) {
   for (int k = 0; k < 4; ++k) dst[k] = static_cast<uint8_t>(qh >> (8 * k));
 }
 inline uint32_t load_qh(const uint8_t* src) {
-  return uint32_t(src[0]) | uint32_t(src[1]) << 8 | uint32_t(src[2]) << 16 |
-         uint32_t(src[3]) << 24;
+  return uint32_t(src[0]) | uint32_t(src[1]) << 8 | uint32_t(src[2]) << 16 | uint32_t(src[3]) << 24;
 }
 
 // Packs 32 five-bit levels: low nibbles of j and j+16 into qs[j], bit 4 into qh.
@@ -236,7 +235,8 @@ void quantize_row_q5_1_ref(const float* x, void* blocks, int64_t n) {
     y[i].d = float_to_half(d);
     y[i].m = float_to_half(min);
     // ggml's plain (uint8_t)(v): no clamp, v is in [0, 31.5].
-    for (int j = 0; j < kQK; ++j) L[j] = static_cast<uint8_t>(static_cast<int>((xb[j] - min) * id + 0.5f));
+    for (int j = 0; j < kQK; ++j)
+      L[j] = static_cast<uint8_t>(static_cast<int>((xb[j] - min) * id + 0.5f));
     pack_q5(L, y[i].qs, y[i].qh);
   }
 }

@@ -11,7 +11,9 @@ namespace qsweep::kquants::detail {
 namespace {
 
 // ggml's MAX(-nmax, MIN(nmax-1, l)).
-inline int clamp_sym(int l, int nmax) { return std::max(-nmax, std::min(nmax - 1, l)); }
+inline int clamp_sym(int l, int nmax) {
+  return std::max(-nmax, std::min(nmax - 1, l));
+}
 
 inline float qx_weight(const float* qw, int rmse_type, const float* x, int i) {
   if (qw) return qw[i];

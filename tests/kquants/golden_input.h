@@ -43,7 +43,8 @@ inline std::vector<float> imatrix(uint64_t seed, int64_t n) {
     const uint64_t u = splitmix64(s);
     const int level = static_cast<int>(u % 11);  // 2^-5 .. 2^5
     const float frac = 1.0f + static_cast<float>((u >> 8) & 0xff) * (1.0f / 256.0f);
-    w[static_cast<size_t>(i)] = (u >> 20) % 23 == 0 ? 0.0f : frac * static_cast<float>(1 << level) / 32.0f;
+    w[static_cast<size_t>(i)] =
+        (u >> 20) % 23 == 0 ? 0.0f : frac * static_cast<float>(1 << level) / 32.0f;
   }
   return w;
 }

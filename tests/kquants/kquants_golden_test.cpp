@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,10 @@ struct GoldenCase {
   uint64_t big_dequant_fnv;
 };
 
+void PrintTo(const GoldenCase& g, std::ostream* os) {
+  *os << traits(g.type).name;
+}
+
 const GoldenCase kGolden[] = {
 #include "tests/kquants/golden_ggml.inc"
 };
@@ -43,7 +48,8 @@ constexpr int64_t kBigCols = 4096, kBigRows = 16;
 
 std::vector<uint8_t> from_hex(const std::string& s) {
   std::vector<uint8_t> out(s.size() / 2);
-  for (size_t i = 0; i < out.size(); ++i) out[i] = uint8_t(std::stoul(s.substr(2 * i, 2), nullptr, 16));
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = uint8_t(std::stoul(s.substr(2 * i, 2), nullptr, 16));
   return out;
 }
 
@@ -85,7 +91,8 @@ TEST_P(GoldenTest, ImatrixBytesMatchGgml) {
   if (std::string(g.imatrix_hex).empty()) GTEST_SKIP() << "ggml has no imatrix path for this type";
   const auto x = golden::weights(1, kSmallCols * kSmallRows);
   const auto w = golden::imatrix(2, kSmallCols);
-  const std::vector<uint8_t> got = quantize_tensor(g.type, x.data(), kSmallRows, kSmallCols, w.data());
+  const std::vector<uint8_t> got =
+      quantize_tensor(g.type, x.data(), kSmallRows, kSmallCols, w.data());
   const auto want = from_hex(g.imatrix_hex);
   EXPECT_EQ(got, want) << traits(g.type).name << " " << first_diff(got, want);
 }
@@ -101,8 +108,9 @@ TEST_P(GoldenTest, BigTensorDigestsMatchGgml) {
     EXPECT_EQ(golden::fnv1a64(imx.data(), imx.size()), g.big_imatrix_fnv) << traits(g.type).name;
   }
   const auto deq = dequantize_tensor(g.type, ref, kBigRows, kBigCols);
-  EXPECT_EQ(golden::fnv1a64(reinterpret_cast<const uint8_t*>(deq.data()), deq.size() * sizeof(float)),
-            g.big_dequant_fnv)
+  EXPECT_EQ(
+      golden::fnv1a64(reinterpret_cast<const uint8_t*>(deq.data()), deq.size() * sizeof(float)),
+      g.big_dequant_fnv)
       << traits(g.type).name << ": dequantized floats differ from ggml's";
 }
 

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -16,6 +17,12 @@
 #include "tests/support/test_support.h"
 
 namespace qsweep::kquants {
+
+// gtest prints parameters with this (found by ADL) instead of raw bytes.
+void PrintTo(QuantType t, std::ostream* os) {
+  *os << traits(t).name;
+}
+
 namespace {
 
 std::vector<QuantType> all_types() {
@@ -62,11 +69,11 @@ TEST(KQuantTraits, BitsPerWeightAndSizesAreGgmls) {
   };
   // From ggml-common.h and ggml.h.
   const Known known[] = {
-      {QuantType::Q4_0, 32, 18, 2, 4.5},      {QuantType::Q4_1, 32, 20, 3, 5.0},
-      {QuantType::Q5_0, 32, 22, 6, 5.5},      {QuantType::Q5_1, 32, 24, 7, 6.0},
-      {QuantType::Q8_0, 32, 34, 8, 8.5},      {QuantType::Q2_K, 256, 84, 10, 2.625},
+      {QuantType::Q4_0, 32, 18, 2, 4.5},       {QuantType::Q4_1, 32, 20, 3, 5.0},
+      {QuantType::Q5_0, 32, 22, 6, 5.5},       {QuantType::Q5_1, 32, 24, 7, 6.0},
+      {QuantType::Q8_0, 32, 34, 8, 8.5},       {QuantType::Q2_K, 256, 84, 10, 2.625},
       {QuantType::Q3_K, 256, 110, 11, 3.4375}, {QuantType::Q4_K, 256, 144, 12, 4.5},
-      {QuantType::Q5_K, 256, 176, 13, 5.5},   {QuantType::Q6_K, 256, 210, 14, 6.5625},
+      {QuantType::Q5_K, 256, 176, 13, 5.5},    {QuantType::Q6_K, 256, 210, 14, 6.5625},
       {QuantType::Q8_K, 256, 292, 15, 9.125},
   };
   ASSERT_EQ(std::size(known), size_t(kQuantTypeCount));
@@ -228,7 +235,8 @@ TEST_P(KQuantTypeTest, TensorApiEqualsRowByRowCalls) {
   const auto x = gaussian(11, size_t(rows * cols), 0.02f);
   std::vector<float> w(cols);
   for (int64_t c = 0; c < cols; ++c) w[size_t(c)] = 0.5f + float(c % 13);
-  for (const float* imx : {static_cast<const float*>(nullptr), static_cast<const float*>(w.data())}) {
+  for (const float* imx :
+       {static_cast<const float*>(nullptr), static_cast<const float*>(w.data())}) {
     const auto q = quantize_tensor(t, x.data(), rows, cols, imx);
     const size_t rs = row_size(t, cols);
     ASSERT_EQ(q.size(), size_t(rows) * rs);
@@ -263,7 +271,9 @@ double weighted_sq_error(const std::vector<float>& x, const std::vector<float>& 
   return s;
 }
 
-bool uses_imatrix(QuantType t) { return t != QuantType::Q8_0 && t != QuantType::Q8_K; }
+bool uses_imatrix(QuantType t) {
+  return t != QuantType::Q8_0 && t != QuantType::Q8_K;
+}
 
 TEST_P(KQuantTypeTest, ImatrixOfOnesIsAsGoodAsNoImatrix) {
   const QuantType t = GetParam();
@@ -316,12 +326,12 @@ TEST(KQuantHandDerived, Q8_0) {
   // from zero.
   float x[32] = {};
   x[0] = 31.75f;
-  x[1] = -1.0f;     // -4
-  x[2] = 0.125f;    // 0.5 -> 1
-  x[3] = -0.125f;   // -0.5 -> -1
-  x[4] = 0.375f;    // 1.5 -> 2
-  x[5] = 0.1f;      // 0.4 -> 0
-  x[6] = -31.75f;   // -127
+  x[1] = -1.0f;    // -4
+  x[2] = 0.125f;   // 0.5 -> 1
+  x[3] = -0.125f;  // -0.5 -> -1
+  x[4] = 0.375f;   // 1.5 -> 2
+  x[5] = 0.1f;     // 0.4 -> 0
+  x[6] = -31.75f;  // -127
   block_q8_0 b;
   quantize_row_q8_0_ref(x, &b, 32);
   EXPECT_EQ(b.d, 0x3400);
@@ -352,7 +362,9 @@ TEST(KQuantHandDerived, Q4_0) {
 
 // A level pattern in [0, mod) with no short period, so that a wrong byte, nibble or bit
 // position in the layout always changes some value.
-int pattern(int e, int mod) { return int(((uint32_t(e) + 1u) * 2654435761u) >> 11) % mod; }
+int pattern(int e, int mod) {
+  return int(((uint32_t(e) + 1u) * 2654435761u) >> 11) % mod;
+}
 
 // Element e of a K-quant 2-bit plane: byte 32*(e/128) + e%32, bits 2*((e%128)/32).
 void put_2bit(uint8_t* qs, int e, int v) {
@@ -433,8 +445,10 @@ TEST(KQuantLayout, Q3_K_ScalesAndHmask) {
   for (int s = 0; s < 16; ++s) {
     sc6[s] = (s * 37 + 5) % 64;  // all 64 values reachable, both nibbles and the 2 high bits
     const int low = sc6[s] & 0xF, high = sc6[s] >> 4;
-    if (s < 8) b.scales[s] |= uint8_t(low);
-    else b.scales[s - 8] |= uint8_t(low << 4);
+    if (s < 8)
+      b.scales[s] |= uint8_t(low);
+    else
+      b.scales[s - 8] |= uint8_t(low << 4);
     b.scales[8 + s % 4] |= uint8_t(high << (2 * (s / 4)));
   }
   auto q3 = [](int e) { return pattern(e, 8); };

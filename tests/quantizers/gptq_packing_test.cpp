@@ -137,15 +137,15 @@ TEST(GptqPacking, RoundTripIsBitExact) {
   for (int bits : {2, 3, 4, 8})
     for (const Shape s : {Shape{32, 32, -1}, Shape{64, 384, 128}, Shape{96, 320, 128},
                           Shape{32, 256, 32}, Shape{160, 96, 64}}) {
-      SCOPED_TRACE(testing::Message() << "bits " << bits << " [" << s.out << ", " << s.in
-                                      << "] gs " << s.group_size);
+      SCOPED_TRACE(testing::Message()
+                   << "bits " << bits << " [" << s.out << ", " << s.in << "] gs " << s.group_size);
       QTensor q = make_qtensor(s.out, s.in, bits, s.group_size);
       std::uniform_int_distribution<int> code(0, q.maxq());
       std::uniform_real_distribution<float> scale(1e-4f, 0.5f);
       for (auto& c : q.codes) c = uint8_t(code(rng));
       for (auto& z : q.zeros) z = float(code(rng));
-      q.zeros[0] = 0.0f;                     // the v1 underflow case
-      q.zeros[1] = float(q.maxq());          // and the top
+      q.zeros[0] = 0.0f;             // the v1 underflow case
+      q.zeros[1] = float(q.maxq());  // and the top
       for (auto& sc : q.scales) sc = half_to_float(float_to_half(scale(rng)));
       q.codes[0] = 0;
       q.codes[1] = uint8_t(q.maxq());

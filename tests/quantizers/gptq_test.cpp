@@ -68,6 +68,11 @@ struct RefCase {
   int block_size;
 };
 
+void PrintTo(const RefCase& c, std::ostream* os) {
+  *os << "desc_act " << c.desc_act << " static " << c.static_groups << " group " << c.group_size
+      << " block " << c.block_size;
+}
+
 class GptqVsReference : public testing::TestWithParam<RefCase> {};
 
 TEST_P(GptqVsReference, ProductionMatchesReferencePort) {
@@ -112,9 +117,9 @@ INSTANTIATE_TEST_SUITE_P(
                     RefCase{false, false, 128, 48}, RefCase{true, true, 128, 32}),
     [](const testing::TestParamInfo<RefCase>& info) {
       const RefCase& c = info.param;
-      return std::string(c.desc_act ? "act" : "seq") + (c.static_groups ? "_static" : "") +
-             "_g" + (c.group_size < 0 ? std::string("all") : std::to_string(c.group_size)) +
-             "_b" + std::to_string(c.block_size);
+      return std::string(c.desc_act ? "act" : "seq") + (c.static_groups ? "_static" : "") + "_g" +
+             (c.group_size < 0 ? std::string("all") : std::to_string(c.group_size)) + "_b" +
+             std::to_string(c.block_size);
     });
 
 TEST(Gptq, SameResultForAnyThreadCount) {
@@ -194,7 +199,8 @@ TEST(Gptq, BeatsRtnOnLayerOutput) {
       cfg.group_size = gs;
       cfg.desc_act = true;
       const double e_gptq = output_error(W, gptq_quantize(W, H, cfg).q.dequantize(), X);
-      const double e_rtn = output_error(W, quantize_rtn(W, RtnConfig{bits, gs, false}).dequantize(), X);
+      const double e_rtn =
+          output_error(W, quantize_rtn(W, RtnConfig{bits, gs, false}).dequantize(), X);
       std::printf("bits %d gs %d: ||WX - W^X||^2 GPTQ %.4g  RTN %.4g\n", bits, gs, e_gptq, e_rtn);
       EXPECT_LT(e_gptq, 0.8 * e_rtn) << "bits " << bits << " gs " << gs;
     }
@@ -289,14 +295,22 @@ TEST(GptqHinv, UpperCholeskyOfInverse) {
   MatrixD R(n, n);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < n; ++j) R(i, j) = H(n - 1 - i, n - 1 - j);
-  MatrixRM U;
-  ASSERT_TRUE(detail::upper_cholesky_of_inverse(R, &U));
   // The reference's route: cholesky -> cholesky_inverse -> cholesky(upper).
   const MatrixD Hi = Eigen::LLT<MatrixD>(H).solve(MatrixD::Identity(n, n));
   const MatrixD Uref = Eigen::LLT<MatrixD>(Hi).matrixU();
-  EXPECT_LE((U.cast<double>() - Uref).norm() / Uref.norm(), 1e-6);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < i; ++j) ASSERT_EQ(U(i, j), 0.0f);
+  for (int64_t block : {256, 32, 7}) {  // one block; several with a short last one
+    MatrixD Rb = R;
+    MatrixRM U;
+    ASSERT_TRUE(detail::upper_cholesky_of_inverse(Rb, &U, block));
+    EXPECT_LE((U.cast<double>() - Uref).norm() / Uref.norm(), 1e-6) << "block " << block;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < i; ++j) ASSERT_EQ(U(i, j), 0.0f);
+    MatrixD Rc = R;
+    ASSERT_TRUE(detail::cholesky_lower_in_place(Rc, block));
+    const MatrixD L = Rc.triangularView<Eigen::Lower>();
+    EXPECT_LE((L * L.transpose() - R).norm() / R.norm(), 1e-13) << "block " << block;
+  }
+  MatrixRM U;
   MatrixD notpd = -MatrixD::Identity(n, n);
   EXPECT_FALSE(detail::upper_cholesky_of_inverse(notpd, &U));
 }

@@ -103,7 +103,9 @@ TEST(Rtn, MatchesHandComputationAllBitsGroupsAndSym) {
             for (int64_t c = c0; c < c1; ++c) x.push_back(W(r, c));
             GroupParams p = hand_params(x, bits, sym);
             p.scale = half_to_float(float_to_half(p.scale));  // then zero from that scale
-            if (!sym) p.zero = std::nearbyint(-std::min(0.0f, *std::min_element(x.begin(), x.end())) / p.scale);
+            if (!sym)
+              p.zero =
+                  std::nearbyint(-std::min(0.0f, *std::min_element(x.begin(), x.end())) / p.scale);
             p.zero = std::clamp(p.zero, 0.0f, float((1 << bits) - 1));
             ASSERT_EQ(q.scale(g, r), p.scale);
             ASSERT_EQ(q.zero(g, r), p.zero);

@@ -31,7 +31,9 @@ inline int nearest_int(float v) {
 }
 
 /// fp32 -> fp16 bits -> fp32, as GGML_FP16_TO_FP32(GGML_FP32_TO_FP16(v)).
-inline float round_to_half(float v) { return half_to_float(float_to_half(v)); }
+inline float round_to_half(float v) {
+  return half_to_float(float_to_half(v));
+}
 
 /// Symmetric levels in [-nmax, nmax-1] (stored as L + nmax) with the scale refined by a
 /// weighted least-squares fit over 18 trial inverse scales (ggml's make_qx_quants).

@@ -1,0 +1,114 @@
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "calibration/calibration.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "common/data_dir.h"
+#include "common/errors.h"
+#include "formats/formats.h"
+#include "model/tokenizer.h"
+#include "quantize/quantize.h"
+
+namespace qsweep::cli {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+}  // namespace
+
+int cmd_quantize(const std::vector<std::string>& argv) {
+  Args args(argv,
+            {"model", "method", "bits", "group-size", "calib", "calib-domain", "n-samples",
+             "seqlen", "seed", "sampling", "damp-percent", "block-size", "out", "data-dir"},
+            {"desc-act", "sym", "static-groups", "no-true-sequential", "json", "quiet"});
+  QS_THROW_IF_NOT(args.positional().empty(), "qsweep quantize: unexpected argument '",
+                  args.positional()[0], "'");
+  ModelQuantConfig cfg;
+  cfg.method = args.get("method", "gptq");
+  cfg.bits = int(args.get_int("bits", 4));
+  cfg.group_size = int(args.get_int("group-size", 128));
+  cfg.sym = args.has("sym");
+  cfg.desc_act = args.has("desc-act");
+  cfg.static_groups = args.has("static-groups");
+  cfg.true_sequential = !args.has("no-true-sequential");
+  cfg.damp_percent = std::stod(args.get("damp-percent", "0.01"));
+  cfg.block_size = int(args.get_int("block-size", 128));
+  cfg.validate();
+  QS_THROW_IF_NOT(cfg.method == "gptq" || !args.has("calib"), "--calib is for GPTQ; ",
+                  cfg.method, " uses no calibration data");
+  const std::string out_dir = args.require("out");
+  const std::string data_flag = args.get("data-dir");
+  const std::string model_dir = resolve_model_dir(args.require("model"), data_flag);
+  const bool quiet = args.has("quiet");
+
+  const auto t0 = Clock::now();
+  LoadedModel loaded = load_model(model_dir);
+  QS_THROW_IF_NOT(loaded.format == "hf", model_dir, " is already quantized (", loaded.description,
+                  "); quantize the original checkpoint");
+  const Transformer model(loaded.spec, std::move(loaded.weights));
+  const double load_s = since(t0);
+
+  CalibrationSet calib;
+  double calib_s = 0;
+  if (cfg.method == "gptq") {
+    const auto t1 = Clock::now();
+    SamplingOptions so;
+    so.n_samples = int(args.get_int("n-samples", 128));
+    so.seqlen = int(args.get_int("seqlen", 256));
+    so.seed = uint64_t(args.get_int("seed", 0));
+    const std::string mode = args.get("sampling", "random");
+    QS_THROW_IF_NOT(mode == "random" || mode == "contiguous", "--sampling ", mode,
+                    ": expected random or contiguous");
+    so.mode = mode == "random" ? SamplingMode::Random : SamplingMode::Contiguous;
+    if (so.seqlen > loaded.spec.max_position_embeddings)
+      std::fprintf(stderr, "warning: --seqlen %d exceeds the model's context %d\n", so.seqlen,
+                   loaded.spec.max_position_embeddings);
+    const auto tok = load_tokenizer(model_dir);
+    calib = build_calibration_set(args.get("calib", "wikitext2"), resolve_data_dir(data_flag), *tok,
+                                  so, args.get("calib-domain"));
+    calib_s = since(t1);
+    if (!quiet)
+      std::fprintf(stderr, "calibration: %s (%s), %d x %d tokens, seed %llu, %.2fs\n",
+                   calib.source.c_str(), calib.domain.c_str(), so.n_samples, so.seqlen,
+                   (unsigned long long)so.seed, calib_s);
+  }
+
+  const auto t2 = Clock::now();
+  const QuantizedModel qm = quantize_model(
+      model, cfg, cfg.method == "gptq" ? &calib : nullptr,
+      [&](int done, int total, const std::string& msg) {
+        if (!quiet)
+          std::fprintf(stderr, "quantize: layer %d/%d done (%s, %.1fs elapsed)\n", done, total,
+                       msg.c_str(), since(t2));
+      });
+  const double quant_s = since(t2);
+  const auto t3 = Clock::now();
+  export_gptq(qm, model_dir, out_dir);
+  const double export_s = since(t3);
+
+  if (args.has("json")) {
+    nlohmann::json j;
+    j["out"] = out_dir;
+    j["config"] = cfg.label();
+    j["linear_bits_per_weight"] = qm.linear_bits_per_weight();
+    j["model_bytes"] = qm.model_bytes();
+    j["seconds"] = {{"load", load_s}, {"calibration", calib_s}, {"quantize", quant_s},
+                    {"export", export_s}};
+    for (const auto& l : qm.linears)
+      j["linears"].push_back({{"name", hf_linear_name(l.layer, l.role)},
+                              {"loss", l.loss},
+                              {"damp_percent", l.damp_percent},
+                              {"seconds", l.seconds}});
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("wrote %s: %s, %.3f bits/weight on the linears, %.2f MB\n", out_dir.c_str(),
+                cfg.label().c_str(), qm.linear_bits_per_weight(), double(qm.model_bytes()) / 1e6);
+    std::printf("time: load %.2fs, calibration %.2fs, quantize %.2fs, export %.2fs\n", load_s,
+                calib_s, quant_s, export_s);
+  }
+  return 0;
+}
+
+}  // namespace qsweep::cli

@@ -1,0 +1,206 @@
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include "common/errors.h"
+#include "common/mapped_file.h"
+#include "formats/formats.h"
+#include "model/safetensors.h"
+#include "quantizers/gptq_packing.h"
+
+namespace qsweep {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string linear_prefix(int layer, LinearRole r) {
+  std::string n = hf_linear_name(layer, r);
+  return n.substr(0, n.size() - std::string(".weight").size());
+}
+
+json quantization_config(const QuantizedModel& qm, int64_t zero_underflows) {
+  const ModelQuantConfig& c = qm.config;
+  json q = {{"quant_method", "gptq"},
+            {"checkpoint_format", "gptq"},
+            {"bits", c.bits},
+            {"group_size", c.group_size},
+            {"desc_act", c.desc_act},
+            {"sym", c.sym},
+            {"static_groups", c.static_groups},
+            {"true_sequential", c.true_sequential},
+            {"damp_percent", c.damp_percent}};
+  q["meta"] = {
+      {"quantizer", "qsweep 0.1.0"},
+      {"method", c.method},
+      {"zero_point_convention",
+       "v1: qzeros store (zero - 1) modulo 2^bits, packed along the output dimension"},
+      {"v1_zero_underflows", zero_underflows},
+      {"linear_bits_per_weight", qm.linear_bits_per_weight()}};
+  if (!qm.calibration_source.empty())
+    q["meta"]["calibration"] = {{"source", qm.calibration_source},
+                                {"domain", qm.calibration_domain},
+                                {"n_samples", qm.calibration_options.n_samples},
+                                {"seqlen", qm.calibration_options.seqlen},
+                                {"seed", qm.calibration_options.seed}};
+  return q;
+}
+
+}  // namespace
+
+void export_gptq(const QuantizedModel& qm, const std::string& source_dir,
+                 const std::string& out_dir) {
+  const fs::path out(out_dir);
+  const fs::path tmp = out.parent_path() / (out.filename().string() + ".tmp-" +
+                                            std::to_string(::getpid()));
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  try {
+    const SafetensorsCheckpoint src(source_dir);
+    std::map<std::string, const QuantizedLinear*> by_name;
+    for (const auto& l : qm.linears) by_name[hf_linear_name(l.layer, l.role)] = &l;
+    QS_THROW_IF_NOT(by_name.size() == qm.linears.size(), "export_gptq: duplicate linears");
+
+    std::vector<GptqPacked> packed;
+    packed.reserve(qm.linears.size());
+    std::vector<TensorToWrite> tensors;
+    int64_t underflows = 0;
+    for (const TensorView* t : src.tensors()) {
+      auto it = by_name.find(t->name);
+      if (it == by_name.end()) {  // unquantized: bytes as they were
+        tensors.push_back({t->name, t->dtype, t->shape, t->data});
+        continue;
+      }
+      const QuantizedLinear& ql = *it->second;
+      underflows += gptq_v1_zero_underflows(ql.q);
+      packed.push_back(gptq_pack(ql.q));
+      const GptqPacked& p = packed.back();
+      const std::string pre = linear_prefix(ql.layer, ql.role);
+      tensors.push_back({pre + ".qweight", DType::I32, {p.qweight_rows(), p.out_features},
+                         p.qweight.data()});
+      tensors.push_back({pre + ".qzeros", DType::I32, {p.n_groups, p.qzeros_cols()},
+                         p.qzeros.data()});
+      tensors.push_back({pre + ".scales", DType::F16, {p.n_groups, p.out_features},
+                         p.scales_f16.data()});
+      tensors.push_back({pre + ".g_idx", DType::I32, {p.in_features}, p.g_idx.data()});
+      by_name.erase(it);
+    }
+    QS_THROW_IF_NOT(by_name.empty(), source_dir, ": quantized linear '", by_name.begin()->first,
+                    "' is not in the source checkpoint");
+    write_safetensors((tmp / "model.safetensors").string(), tensors, {{"format", "pt"}});
+
+    json cfg = json::parse(read_text_file((fs::path(source_dir) / "config.json").string()));
+    const json q = quantization_config(qm, underflows);
+    cfg["quantization_config"] = q;
+    const std::string cfg_text = cfg.dump(2) + "\n";
+    write_file_atomic((tmp / "config.json").string(), cfg_text.data(), cfg_text.size());
+    json qc = q;
+    qc.erase("quant_method");
+    qc["model_file_base_name"] = "model";
+    const std::string qc_text = qc.dump(2) + "\n";
+    write_file_atomic((tmp / "quantize_config.json").string(), qc_text.data(), qc_text.size());
+    for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
+                          "special_tokens_map.json", "generation_config.json"})
+      if (fs::exists(fs::path(source_dir) / f))
+        fs::copy_file(fs::path(source_dir) / f, tmp / f, fs::copy_options::overwrite_existing);
+  } catch (...) {
+    fs::remove_all(tmp);
+    throw;
+  }
+  // Replace atomically enough: the old directory disappears only once the new one is complete.
+  const fs::path old = out.parent_path() / (out.filename().string() + ".old-" +
+                                            std::to_string(::getpid()));
+  if (fs::exists(out)) fs::rename(out, old);
+  fs::rename(tmp, out);
+  fs::remove_all(old);
+}
+
+namespace {
+
+std::vector<int32_t> read_i32(const TensorView& t, std::vector<int64_t> shape) {
+  QS_THROW_IF_NOT(t.dtype == DType::I32 && t.shape == shape, t.file, ": tensor '", t.name,
+                  "' is ", t.describe(), "; the GPTQ layout in config.json implies I32[",
+                  shape.size() > 0 ? shape[0] : 0, shape.size() > 1 ? cat(", ", shape[1]) : "",
+                  "]");
+  std::vector<int32_t> v(static_cast<size_t>(t.numel()));
+  std::memcpy(v.data(), t.data, v.size() * 4);
+  return v;
+}
+
+}  // namespace
+
+LoadedModel load_model(const std::string& dir) {
+  LoadedModel out;
+  out.spec = load_model_spec(dir);
+  const std::string cfg_file = (fs::path(dir) / "config.json").string();
+  const json cfg = json::parse(read_text_file(cfg_file));
+  if (!cfg.contains("quantization_config")) {
+    out.weights = load_weights(dir, out.spec);
+    out.format = "hf";
+    out.description = cat("unquantized ", out.spec.torch_dtype.empty() ? "" : out.spec.torch_dtype);
+    return out;
+  }
+  const json& q = cfg["quantization_config"];
+  const std::string method = q.value("quant_method", std::string("?"));
+  QS_THROW_IF_NOT(method == "gptq", cfg_file, ": quantization_config.quant_method '", method,
+                  "' is not supported (qsweep reads gptq)");
+  const std::string fmt = q.value("checkpoint_format", std::string("gptq"));
+  QS_THROW_IF_NOT(fmt == "gptq", cfg_file, ": checkpoint_format '", fmt,
+                  "' is not supported; qsweep reads the v1 \"gptq\" format");
+  QS_THROW_IF_NOT(q.contains("bits") && q["bits"].is_number_integer(), cfg_file,
+                  ": quantization_config.bits is missing");
+  const int bits = q["bits"].get<int>();
+  QS_THROW_IF_NOT(bits == 2 || bits == 3 || bits == 4 || bits == 8, cfg_file,
+                  ": quantization_config.bits ", bits, " is not one of 2, 3, 4, 8");
+  const int group_size = q.value("group_size", -1);
+  const bool sym = q.value("sym", true);
+  const bool desc_act = q.value("desc_act", false);
+  out.format = "gptq";
+  out.description = cat("gptq ", bits, "-bit ", group_size > 0 ? cat("g", group_size) : "per-channel",
+                        sym ? " sym" : " asym", desc_act ? " desc_act" : "");
+  auto loader = [&](const SafetensorsCheckpoint& ckpt, int layer, LinearRole role, int64_t rows,
+                    int64_t cols) -> MatrixRM {
+    const std::string pre = linear_prefix(layer, role);
+    QS_THROW_IF_NOT(cols % 32 == 0 && rows % 32 == 0, ckpt.dir(), ": ", pre, " is ", rows, "x",
+                    cols, "; the GPTQ layout needs multiples of 32");
+    GptqPacked p;
+    p.bits = bits;
+    p.group_size = group_size;
+    p.sym = sym;
+    p.in_features = cols;
+    p.out_features = rows;
+    p.n_groups = group_size > 0 ? (cols + group_size - 1) / group_size : 1;
+    p.qweight = read_i32(ckpt.get(pre + ".qweight"), {p.qweight_rows(), rows});
+    p.qzeros = read_i32(ckpt.get(pre + ".qzeros"), {p.n_groups, p.qzeros_cols()});
+    const TensorView& s = ckpt.get(pre + ".scales");
+    const std::vector<int64_t> scales_shape = {p.n_groups, rows};
+    QS_THROW_IF_NOT(s.dtype == DType::F16 && s.shape == scales_shape,
+                    s.file, ": tensor '", s.name, "' is ", s.describe(), "; expected F16[",
+                    p.n_groups, ", ", rows, "]");
+    p.scales_f16.resize(size_t(s.numel()));
+    std::memcpy(p.scales_f16.data(), s.data, p.scales_f16.size() * 2);
+    if (const TensorView* g = ckpt.find(pre + ".g_idx"))
+      p.g_idx = read_i32(*g, {cols});
+    else
+      for (int64_t c = 0; c < cols; ++c)
+        p.g_idx.push_back(int32_t(group_size > 0 ? c / group_size : 0));
+    QTensor t;
+    try {
+      t = gptq_unpack(p);
+    } catch (const Error& e) {
+      throw Error(cat(ckpt.dir(), ": ", pre, ": ", e.what()));
+    }
+    MatrixRM w = t.dequantize();
+    for (int64_t i = 0; i < w.size(); ++i)
+      QS_THROW_IF_NOT(std::isfinite(w.data()[i]), ckpt.dir(), ": ", pre,
+                      ".scales holds a non-finite value");
+    out.quantized.push_back(std::move(t));
+    return w;
+  };
+  out.weights = load_weights(dir, out.spec, loader);
+  return out;
+}
+
+}  // namespace qsweep

@@ -1,0 +1,154 @@
+#include "quantize/quantize.h"
+
+#include <chrono>
+
+#include "common/errors.h"
+
+namespace qsweep {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Runs layer `l` on all calibration windows in batches (sequences are
+// independent, so batching changes nothing but memory).
+void run_layer_batched(const Transformer& m, int l, MatrixRM& hidden,
+                       const std::vector<int>& lengths, int batch_windows,
+                       const LinearInputHook& hook) {
+  int64_t row = 0;
+  for (size_t w0 = 0; w0 < lengths.size(); w0 += size_t(batch_windows)) {
+    const size_t w1 = std::min(lengths.size(), w0 + size_t(batch_windows));
+    std::vector<int> lens(lengths.begin() + long(w0), lengths.begin() + long(w1));
+    int64_t rows = 0;
+    for (int n : lens) rows += n;
+    MatrixRM part = hidden.middleRows(row, rows);
+    m.run_layer(l, part, lens, hook);
+    hidden.middleRows(row, rows) = part;
+    row += rows;
+  }
+}
+
+// The groups of linears quantized together, in order.
+std::vector<std::vector<LinearRole>> sequential_groups(bool true_sequential) {
+  using R = LinearRole;
+  if (true_sequential) return {{R::Q, R::K, R::V}, {R::O}, {R::Gate, R::Up}, {R::Down}};
+  return {{R::Q, R::K, R::V, R::O, R::Gate, R::Up, R::Down}};
+}
+
+}  // namespace
+
+void ModelQuantConfig::validate() const {
+  QS_THROW_IF_NOT(method == "gptq" || method == "rtn", "unknown quantization method '", method,
+                  "': expected gptq or rtn");
+  QS_THROW_IF_NOT(bits >= 2 && bits <= 8, "bits ", bits, " is out of range: use 2 to 8");
+  QS_THROW_IF_NOT(group_size == -1 || group_size >= 1, "group_size ", group_size,
+                  " is invalid: use -1 (per output channel) or a positive column count");
+  if (method == "gptq") {
+    QS_THROW_IF_NOT(damp_percent > 0 && damp_percent <= 1, "damp_percent ", damp_percent,
+                    " must be in (0, 1]");
+    QS_THROW_IF_NOT(block_size >= 1, "block_size must be >= 1");
+  } else {
+    QS_THROW_IF_NOT(!desc_act && !static_groups, "desc_act / static_groups apply to GPTQ only");
+  }
+  QS_THROW_IF_NOT(batch_windows >= 1, "batch_windows must be >= 1");
+}
+
+std::string ModelQuantConfig::label() const {
+  std::string s = cat(method, "-", bits, "b-", group_size > 0 ? cat("g", group_size) : "gch",
+                      sym ? "-sym" : "-asym");
+  if (desc_act) s += "-descact";
+  if (static_groups) s += "-static";
+  return s;
+}
+
+double QuantizedModel::linear_bits_per_weight() const {
+  double bits = 0, n = 0;
+  for (const auto& l : linears) {
+    const double w = double(l.q.rows) * double(l.q.cols);
+    bits += l.q.bits_per_weight() * w;
+    n += w;
+  }
+  return n > 0 ? bits / n : 0;
+}
+
+int64_t QuantizedModel::model_bytes(double other_bytes_per_param) const {
+  int64_t quantized_params = 0, bytes = 0;
+  for (const auto& l : linears) {
+    quantized_params += l.q.rows * l.q.cols;
+    bytes += l.q.storage_bytes();
+  }
+  const int64_t other = model.spec().parameter_count() - quantized_params;
+  return bytes + int64_t(double(other) * other_bytes_per_param);
+}
+
+QuantizedModel quantize_model(const Transformer& source, const ModelQuantConfig& cfg,
+                              const CalibrationSet* calib, const QuantProgress& progress) {
+  cfg.validate();
+  const auto t0 = Clock::now();
+  const ModelSpec& spec = source.spec();
+  QuantizedModel out{cfg, "", "", {}, {}, Transformer(spec, source.weights()), 0};
+  ModelWeights& w = out.model.mutable_weights();
+
+  if (cfg.method == "rtn") {
+    for (int l = 0; l < spec.num_layers; ++l) {
+      for (LinearRole r : kAllLinearRoles) {
+        const auto t = Clock::now();
+        MatrixRM& W = w.layers[size_t(l)].linear(r);
+        QuantizedLinear ql{l, r, quantize_rtn(W, {cfg.bits, cfg.group_size, cfg.sym}), 0, 0, 0};
+        W = ql.q.dequantize();
+        ql.seconds = since(t);
+        out.linears.push_back(std::move(ql));
+      }
+      if (progress) progress(l + 1, spec.num_layers, cat("layer ", l, " rtn"));
+    }
+    out.seconds = since(t0);
+    return out;
+  }
+
+  QS_THROW_IF_NOT(calib && !calib->windows.empty(),
+                  "GPTQ needs a calibration set (--calib NAME); none was given");
+  out.calibration_source = calib->source;
+  out.calibration_domain = calib->domain;
+  out.calibration_options = calib->options;
+  std::vector<int> lengths;
+  MatrixRM inps = out.model.embed(calib->windows, &lengths);
+
+  for (int l = 0; l < spec.num_layers; ++l) {
+    const auto tl = Clock::now();
+    for (const auto& group : sequential_groups(cfg.true_sequential)) {
+      ActivationCapture capture(/*with_xtx=*/true);
+      std::vector<LinearInput> inputs;
+      for (LinearRole r : group) inputs.push_back(linear_input_of(r));
+      capture.restrict_to(inputs);
+      // The layer's inputs with the weights as they are now (earlier groups quantized).
+      MatrixRM scratch = inps;
+      run_layer_batched(out.model, l, scratch, lengths, cfg.batch_windows, capture.hook());
+      for (LinearRole r : group) {
+        GptqConfig g;
+        g.bits = cfg.bits;
+        g.group_size = cfg.group_size;
+        g.sym = cfg.sym;
+        g.desc_act = cfg.desc_act;
+        g.static_groups = cfg.static_groups;
+        g.block_size = cfg.block_size;
+        g.damp_percent = cfg.damp_percent;
+        g.layer_name = hf_linear_name(l, r);
+        MatrixRM& W = w.layers[size_t(l)].linear(r);
+        GptqResult res = gptq_quantize(W, capture.stats(l, linear_input_of(r)).hessian(), g);
+        W = res.q.dequantize();
+        out.linears.push_back(
+            {l, r, std::move(res.q), res.loss, res.damp_percent_used, res.seconds});
+      }
+    }
+    // This layer's outputs with all its weights quantized feed the next layer.
+    run_layer_batched(out.model, l, inps, lengths, cfg.batch_windows, {});
+    if (progress) progress(l + 1, spec.num_layers, cat("layer ", l, " gptq ", since(tl), "s"));
+  }
+  out.seconds = since(t0);
+  return out;
+}
+
+}  // namespace qsweep
