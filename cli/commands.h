@@ -10,5 +10,8 @@ namespace qsweep::cli {
 int cmd_inspect(const std::vector<std::string>& args);
 int cmd_eval(const std::vector<std::string>& args);
 int cmd_quantize(const std::vector<std::string>& args);
+int cmd_plan(const std::vector<std::string>& args);
+int cmd_run(const std::vector<std::string>& args);
+int cmd_report(const std::vector<std::string>& args);
 
 }  // namespace qsweep::cli

@@ -12,6 +12,9 @@ namespace {
 constexpr const char* kUsage = R"(qsweep — quantization sweeps for Llama-family models
 
 usage:
+  qsweep run SWEEP.yaml [--out DIR] [--jobs N] [--max-memory GiB] [--no-progress]
+  qsweep plan SWEEP.yaml [--out DIR]        the DAG, what is cached, what will run
+  qsweep report OUT_DIR [--formats md,csv,html]   re-render from OUT_DIR/results.json
   qsweep inspect MODEL [--json]
   qsweep eval --model MODEL --task perplexity --dataset NAME|FILE
               [--protocol chunks|strided] [--ctx N] [--stride N] [--max-tokens N]
@@ -26,7 +29,8 @@ MODEL is a Hugging Face directory or a model name under <data dir>/../models.
 Datasets by name: wikitext2, code-heldout; calibration sources: wikitext2 (validation
 split), code, docs (data directory: --data-dir, QSWEEP_DATA,
 or ../shared/data).
-Exit status: 0 success, 2 bad input (the message says what and where), 1 internal error.
+Exit status: 0 success, 2 bad input (the message says what and where), 3 a sweep finished
+with failed nodes (see the report), 1 internal error. Sweep syntax: docs/sweep-format.md.
 )";
 
 }  // namespace
@@ -43,6 +47,9 @@ int main(int argc, char** argv) {
     if (cmd == "inspect") return qsweep::cli::cmd_inspect(args);
     if (cmd == "eval") return qsweep::cli::cmd_eval(args);
     if (cmd == "quantize") return qsweep::cli::cmd_quantize(args);
+    if (cmd == "plan") return qsweep::cli::cmd_plan(args);
+    if (cmd == "run") return qsweep::cli::cmd_run(args);
+    if (cmd == "report") return qsweep::cli::cmd_report(args);
     if (cmd == "--version") {
       std::printf("qsweep 0.1.0\n");
       return 0;

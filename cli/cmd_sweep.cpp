@@ -1,0 +1,83 @@
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "common/errors.h"
+#include "common/mapped_file.h"
+#include "pipeline/spec.h"
+#include "pipeline/sweep.h"
+#include "reports/reports.h"
+
+namespace qsweep::cli {
+
+namespace {
+std::string sweep_file(const Args& args, const char* usage) {
+  QS_THROW_IF_NOT(args.positional().size() == 1, "usage: ", usage);
+  return args.positional()[0];
+}
+std::string default_out(const SweepSpec& s) { return "out/" + s.name; }
+}  // namespace
+
+int cmd_plan(const std::vector<std::string>& argv) {
+  Args args(argv, {"out", "data-dir"}, {});
+  const SweepSpec spec = parse_sweep(sweep_file(args, "qsweep plan SWEEP.yaml [--out DIR]"));
+  const SweepPlan plan = make_sweep_plan(spec, args.get("data-dir"));
+  std::printf("%s", describe_plan(plan, args.get("out", default_out(spec))).c_str());
+  return 0;
+}
+
+int cmd_run(const std::vector<std::string>& argv) {
+  Args args(argv, {"out", "data-dir", "jobs", "max-memory"}, {"no-progress"});
+  const SweepSpec spec =
+      parse_sweep(sweep_file(args, "qsweep run SWEEP.yaml [--out DIR] [--jobs N] [--max-memory GB]"));
+  SweepRunOptions opt;
+  opt.out_dir = args.get("out", default_out(spec));
+  opt.jobs = int(args.get_int("jobs", 1));
+  QS_THROW_IF_NOT(opt.jobs >= 1, "--jobs must be >= 1");
+  if (args.has("max-memory")) {
+    const double gb = std::stod(args.get("max-memory"));
+    QS_THROW_IF_NOT(gb > 0, "--max-memory must be a positive number of GiB");
+    opt.max_memory_bytes = int64_t(gb * double(int64_t(1) << 30));
+  }
+  opt.progress = !args.has("no-progress");
+  const SweepPlan plan = make_sweep_plan(spec, args.get("data-dir"));
+  std::fprintf(stderr, "sweep %s: %zu nodes, output in %s (events: %s/events.jsonl)\n",
+               spec.name.c_str(), plan.nodes.size(), opt.out_dir.c_str(), opt.out_dir.c_str());
+  const SweepRunSummary s = run_sweep(plan, opt);
+  std::printf("%d ran, %d cached, %d failed, %d skipped\n", s.ran, s.cached, s.failed, s.skipped);
+  const std::string table = opt.out_dir + "/table.md";
+  if (std::filesystem::exists(table)) std::printf("\n%s", read_text_file(table).c_str());
+  std::printf("\nresults: %s\n", s.results_file.c_str());
+  return s.failed > 0 ? 3 : 0;
+}
+
+int cmd_report(const std::vector<std::string>& argv) {
+  Args args(argv, {"formats"}, {});
+  QS_THROW_IF_NOT(args.positional().size() == 1, "usage: qsweep report OUT_DIR");
+  const std::string dir = args.positional()[0];
+  const std::string file = dir + "/results.json";
+  QS_THROW_IF_NOT(std::filesystem::exists(file), file, ": not found; run the sweep first");
+  nlohmann::json results;
+  try {
+    results = nlohmann::json::parse(read_text_file(file));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(cat(file, ": not valid JSON (", e.what(), ")"));
+  }
+  std::vector<std::string> formats = {"md", "csv", "html"};
+  if (args.has("formats")) {
+    formats.clear();
+    std::string f = args.get("formats");
+    for (size_t p = 0; p <= f.size();) {
+      const size_t c = std::min(f.find(',', p), f.size());
+      formats.push_back(f.substr(p, c - p));
+      p = c + 1;
+    }
+  }
+  render_reports(results, dir, formats);
+  std::printf("%s", read_text_file(dir + "/table.md").c_str());
+  return 0;
+}
+
+}  // namespace qsweep::cli
