@@ -42,7 +42,9 @@ std::string cuda_unavailable_reason() {
 #endif
 }
 
-bool cuda_available() { return cuda_unavailable_reason().empty(); }
+bool cuda_available() {
+  return cuda_unavailable_reason().empty();
+}
 
 std::unique_ptr<Backend> make_backend(const std::string& device) {
   if (device == "cpu") return std::make_unique<CpuBackend>();
@@ -57,6 +59,8 @@ std::unique_ptr<Backend> make_backend(const std::string& device) {
   throw Error(cat("unknown device '", device, "': expected auto, cpu or cuda"));
 }
 
-int backend_threads() { return tbb::info::default_concurrency(); }
+int backend_threads() {
+  return tbb::info::default_concurrency();
+}
 
 }  // namespace qsweep

@@ -59,7 +59,7 @@ struct CalibrationSet {
   SamplingOptions options;
   int64_t tokens_in_source = 0;
   std::vector<std::vector<int>> windows;  ///< n_samples × seqlen token ids
-  std::vector<int64_t> offsets;            ///< start of each window in the source's tokens
+  std::vector<int64_t> offsets;           ///< start of each window in the source's tokens
 };
 
 /// Samples windows from a tokenized source. Random: n_samples windows at offsets
@@ -87,7 +87,7 @@ const char* linear_input_name(LinearInput in);
 /// Statistics of one linear input, accumulated over calibration tokens.
 struct ActivationStats {
   int64_t n_tokens = 0;
-  MatrixD xtx;             ///< Σ x xᵀ over tokens [in, in] (double); empty when not requested
+  MatrixD xtx;              ///< Σ x xᵀ over tokens [in, in] (double); empty when not requested
   Eigen::VectorXd sum_abs;  ///< Σ |x| per input channel
   Eigen::VectorXd sum_sq;   ///< Σ x² per input channel (the K-quant importance matrix)
 

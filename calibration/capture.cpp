@@ -10,21 +10,29 @@ LinearInput linear_input_of(LinearRole role) {
   switch (role) {
     case LinearRole::Q:
     case LinearRole::K:
-    case LinearRole::V: return LinearInput::Attn;
-    case LinearRole::O: return LinearInput::AttnOut;
+    case LinearRole::V:
+      return LinearInput::Attn;
+    case LinearRole::O:
+      return LinearInput::AttnOut;
     case LinearRole::Gate:
-    case LinearRole::Up: return LinearInput::Mlp;
-    case LinearRole::Down: return LinearInput::MlpOut;
+    case LinearRole::Up:
+      return LinearInput::Mlp;
+    case LinearRole::Down:
+      return LinearInput::MlpOut;
   }
   QS_ASSERT(false, "bad LinearRole");
 }
 
 const char* linear_input_name(LinearInput in) {
   switch (in) {
-    case LinearInput::Attn: return "attn_in";
-    case LinearInput::AttnOut: return "attn_out";
-    case LinearInput::Mlp: return "mlp_in";
-    case LinearInput::MlpOut: return "mlp_out";
+    case LinearInput::Attn:
+      return "attn_in";
+    case LinearInput::AttnOut:
+      return "attn_out";
+    case LinearInput::Mlp:
+      return "mlp_in";
+    case LinearInput::MlpOut:
+      return "mlp_out";
   }
   return "?";
 }
@@ -34,8 +42,12 @@ MatrixD ActivationStats::hessian() const {
   return xtx * (2.0 / double(n_tokens));
 }
 
-Eigen::VectorXd ActivationStats::mean_abs() const { return sum_abs / double(std::max<int64_t>(1, n_tokens)); }
-Eigen::VectorXd ActivationStats::mean_sq() const { return sum_sq / double(std::max<int64_t>(1, n_tokens)); }
+Eigen::VectorXd ActivationStats::mean_abs() const {
+  return sum_abs / double(std::max<int64_t>(1, n_tokens));
+}
+Eigen::VectorXd ActivationStats::mean_sq() const {
+  return sum_sq / double(std::max<int64_t>(1, n_tokens));
+}
 
 void ActivationStats::add(const MatrixRM& x, bool with_xtx) {
   const int64_t d = x.cols();

@@ -97,9 +97,9 @@ std::string read_calibration_text(const CalibrationSource& src) {
         } catch (const nlohmann::json::exception& e) {
           throw Error(cat(f, ":", lineno, ": not valid JSON (", e.what(), ")"));
         }
-        QS_THROW_IF_NOT(j.is_object() && j.contains(src.jsonl_field) &&
-                            j[src.jsonl_field].is_string(),
-                        f, ":", lineno, ": no string field \"", src.jsonl_field, "\"");
+        QS_THROW_IF_NOT(
+            j.is_object() && j.contains(src.jsonl_field) && j[src.jsonl_field].is_string(), f, ":",
+            lineno, ": no string field \"", src.jsonl_field, "\"");
         if (!text.empty()) text += "\n\n";
         text += j[src.jsonl_field].get<std::string>();
       }

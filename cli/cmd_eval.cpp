@@ -20,15 +20,14 @@
 namespace qsweep::cli {
 
 int cmd_eval(const std::vector<std::string>& argv) {
-  Args args(argv,
-            {"model", "task", "dataset", "protocol", "ctx", "stride", "max-tokens", "data-dir",
-             "device"},
-            {"json", "no-progress"});
+  Args args(
+      argv,
+      {"model", "task", "dataset", "protocol", "ctx", "stride", "max-tokens", "data-dir", "device"},
+      {"json", "no-progress"});
   QS_THROW_IF_NOT(args.positional().empty(), "qsweep eval: unexpected argument '",
                   args.positional()[0], "'");
   const std::string task = args.get("task", "perplexity");
-  QS_THROW_IF_NOT(task == "perplexity", "--task ", task,
-                  ": unknown task; available: perplexity");
+  QS_THROW_IF_NOT(task == "perplexity", "--task ", task, ": unknown task; available: perplexity");
   // CPU only for now: "auto" and "cpu" run here; "cuda" says why it cannot.
   const std::string device = args.get("device", "auto");
   if (device != "auto") (void)make_backend(device);
@@ -42,8 +41,8 @@ int cmd_eval(const std::vector<std::string>& argv) {
   opt.max_tokens = args.get_int("max-tokens", 0);
   opt.progress = !args.has("no-progress");
   QS_THROW_IF_NOT(opt.max_tokens >= 0, "--max-tokens must be >= 0");
-  const EvalDataset ds = resolve_eval_dataset(args.get("dataset", "wikitext2"),
-                                              resolve_data_dir(data_dir_flag));
+  const EvalDataset ds =
+      resolve_eval_dataset(args.get("dataset", "wikitext2"), resolve_data_dir(data_dir_flag));
 
   const auto t0 = std::chrono::steady_clock::now();
   ModelSpec spec = load_model_spec(model_dir);
@@ -66,8 +65,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
   const std::string text = read_dataset_text(ds);
   const auto t1 = std::chrono::steady_clock::now();
   const std::vector<int> tokens = tok->encode(text, /*add_bos=*/false);
-  const double tok_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+  const double tok_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   const PerplexityResult r = evaluate_perplexity(model, tokens, opt);
 
   if (args.has("json")) {
@@ -103,10 +101,11 @@ int cmd_eval(const std::vector<std::string>& argv) {
     if (r.stride) std::printf(", stride %d", r.stride);
     std::printf("; text tokenized as-is without BOS\n");
     std::printf("  tokens   %lld in text, %lld used, %lld dropped, %lld windows, %lld scored\n",
-                (long long)r.tokens_in_text, (long long)r.tokens_used,
-                (long long)r.tokens_dropped, (long long)r.windows, (long long)r.scored_tokens);
-    std::printf("  time     load %.2fs, tokenize %.2fs, eval %.2fs (%.0f tokens/s, cpu, %d threads)\n",
-                load_s, tok_s, r.seconds, r.tokens_per_second, backend_threads());
+                (long long)r.tokens_in_text, (long long)r.tokens_used, (long long)r.tokens_dropped,
+                (long long)r.windows, (long long)r.scored_tokens);
+    std::printf(
+        "  time     load %.2fs, tokenize %.2fs, eval %.2fs (%.0f tokens/s, cpu, %d threads)\n",
+        load_s, tok_s, r.seconds, r.tokens_per_second, backend_threads());
   }
   return 0;
 }

@@ -40,7 +40,8 @@ int cmd_inspect(const std::vector<std::string>& argv) {
     j["tokenizer"] = tok->describe();
     j["files"] = ckpt.files();
     for (const TensorView* t : ckpt.tensors())
-      j["tensors"].push_back({{"name", t->name}, {"dtype", dtype_name(t->dtype)}, {"shape", t->shape}});
+      j["tensors"].push_back(
+          {{"name", t->name}, {"dtype", dtype_name(t->dtype)}, {"shape", t->shape}});
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }

@@ -15,7 +15,9 @@ namespace qsweep::cli {
 
 namespace {
 using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 }  // namespace
 
 int cmd_quantize(const std::vector<std::string>& argv) {
@@ -36,8 +38,8 @@ int cmd_quantize(const std::vector<std::string>& argv) {
   cfg.damp_percent = std::stod(args.get("damp-percent", "0.01"));
   cfg.block_size = int(args.get_int("block-size", 128));
   cfg.validate();
-  QS_THROW_IF_NOT(cfg.method == "gptq" || !args.has("calib"), "--calib is for GPTQ; ",
-                  cfg.method, " uses no calibration data");
+  QS_THROW_IF_NOT(cfg.method == "gptq" || !args.has("calib"), "--calib is for GPTQ; ", cfg.method,
+                  " uses no calibration data");
   const std::string out_dir = args.require("out");
   const std::string data_flag = args.get("data-dir");
   const std::string model_dir = resolve_model_dir(args.require("model"), data_flag);
@@ -76,13 +78,13 @@ int cmd_quantize(const std::vector<std::string>& argv) {
   }
 
   const auto t2 = Clock::now();
-  const QuantizedModel qm = quantize_model(
-      model, cfg, cfg.method == "gptq" ? &calib : nullptr,
-      [&](int done, int total, const std::string& msg) {
-        if (!quiet)
-          std::fprintf(stderr, "quantize: layer %d/%d done (%s, %.1fs elapsed)\n", done, total,
-                       msg.c_str(), since(t2));
-      });
+  const QuantizedModel qm =
+      quantize_model(model, cfg, cfg.method == "gptq" ? &calib : nullptr,
+                     [&](int done, int total, const std::string& msg) {
+                       if (!quiet)
+                         std::fprintf(stderr, "quantize: layer %d/%d done (%s, %.1fs elapsed)\n",
+                                      done, total, msg.c_str(), since(t2));
+                     });
   const double quant_s = since(t2);
   const auto t3 = Clock::now();
   export_gptq(qm, model_dir, out_dir);
@@ -94,8 +96,8 @@ int cmd_quantize(const std::vector<std::string>& argv) {
     j["config"] = cfg.label();
     j["linear_bits_per_weight"] = qm.linear_bits_per_weight();
     j["model_bytes"] = qm.model_bytes();
-    j["seconds"] = {{"load", load_s}, {"calibration", calib_s}, {"quantize", quant_s},
-                    {"export", export_s}};
+    j["seconds"] = {
+        {"load", load_s}, {"calibration", calib_s}, {"quantize", quant_s}, {"export", export_s}};
     for (const auto& l : qm.linears)
       j["linears"].push_back({{"name", hf_linear_name(l.layer, l.role)},
                               {"loss", l.loss},

@@ -17,7 +17,9 @@ std::string sweep_file(const Args& args, const char* usage) {
   QS_THROW_IF_NOT(args.positional().size() == 1, "usage: ", usage);
   return args.positional()[0];
 }
-std::string default_out(const SweepSpec& s) { return "out/" + s.name; }
+std::string default_out(const SweepSpec& s) {
+  return "out/" + s.name;
+}
 }  // namespace
 
 int cmd_plan(const std::vector<std::string>& argv) {
@@ -30,8 +32,8 @@ int cmd_plan(const std::vector<std::string>& argv) {
 
 int cmd_run(const std::vector<std::string>& argv) {
   Args args(argv, {"out", "data-dir", "jobs", "max-memory"}, {"no-progress"});
-  const SweepSpec spec =
-      parse_sweep(sweep_file(args, "qsweep run SWEEP.yaml [--out DIR] [--jobs N] [--max-memory GB]"));
+  const SweepSpec spec = parse_sweep(
+      sweep_file(args, "qsweep run SWEEP.yaml [--out DIR] [--jobs N] [--max-memory GB]"));
   SweepRunOptions opt;
   opt.out_dir = args.get("out", default_out(spec));
   opt.jobs = int(args.get_int("jobs", 1));

@@ -26,8 +26,8 @@ std::string resolve_data_dir(const std::string& flag) {
     if (fs::is_directory(c)) return fs::weakly_canonical(c).string();
   std::string list;
   for (const auto& c : tried) list += " " + c;
-  throw Error(cat("no data directory found (tried", list,
-                  "); pass --data-dir DIR or set QSWEEP_DATA"));
+  throw Error(
+      cat("no data directory found (tried", list, "); pass --data-dir DIR or set QSWEEP_DATA"));
 }
 
 std::string resolve_model_dir(const std::string& name, const std::string& data_dir_flag) {

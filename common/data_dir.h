@@ -14,6 +14,7 @@ std::string resolve_data_dir(const std::string& flag = "");
 
 /// A model given by path (a directory with config.json) or by name: a folder of
 /// `<data_dir>/../models/`. Throws Error saying what was tried.
-std::string resolve_model_dir(const std::string& name_or_path, const std::string& data_dir_flag = "");
+std::string resolve_model_dir(const std::string& name_or_path,
+                              const std::string& data_dir_flag = "");
 
 }  // namespace qsweep

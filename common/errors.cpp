@@ -21,8 +21,8 @@ int64_t add_checked(int64_t a, int64_t b, const std::string& context) {
 }
 
 void assert_failed(const char* expr, const char* file, int line, const std::string& msg) {
-  std::fprintf(stderr, "qsweep internal error: %s:%d: assertion `%s` failed %s\n", file, line,
-               expr, msg.c_str());
+  std::fprintf(stderr, "qsweep internal error: %s:%d: assertion `%s` failed %s\n", file, line, expr,
+               msg.c_str());
   std::abort();
 }
 

@@ -36,18 +36,21 @@ int64_t mul_checked(int64_t a, int64_t b, const std::string& context);
 /// a + b, throwing Error(context) on overflow or negative operands.
 int64_t add_checked(int64_t a, int64_t b, const std::string& context);
 
-[[noreturn]] void assert_failed(const char* expr, const char* file, int line, const std::string& msg);
+[[noreturn]] void assert_failed(const char* expr, const char* file, int line,
+                                const std::string& msg);
 
 }  // namespace qsweep
 
 /// Throws qsweep::Error with the streamed message when cond is false.
-#define QS_THROW_IF_NOT(cond, ...)                          \
-  do {                                                      \
+#define QS_THROW_IF_NOT(cond, ...)                                  \
+  do {                                                              \
     if (!(cond)) throw ::qsweep::Error(::qsweep::cat(__VA_ARGS__)); \
   } while (0)
 
 /// Internal invariant: aborts with file:line (a qsweep bug, not a user error).
-#define QS_ASSERT(cond, ...)                                                        \
-  do {                                                                              \
-    if (!(cond)) ::qsweep::assert_failed(#cond, __FILE__, __LINE__, ::qsweep::cat("" __VA_OPT__(,) __VA_ARGS__)); \
+#define QS_ASSERT(cond, ...)                                                 \
+  do {                                                                       \
+    if (!(cond))                                                             \
+      ::qsweep::assert_failed(#cond, __FILE__, __LINE__,                     \
+                              ::qsweep::cat("" __VA_OPT__(, ) __VA_ARGS__)); \
   } while (0)

@@ -40,7 +40,7 @@ inline uint16_t float_to_half(float f) {
   const uint32_t abs = u & 0x7fffffffu;
   if (abs >= 0x7f800000u) return uint16_t(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u : 0));
   if (abs >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // rounds to >= 65520 -> inf
-  if (abs < 0x38800000u) {                                   // below the smallest normal half
+  if (abs < 0x38800000u) {                                  // below the smallest normal half
     // subnormal: value / 2^-24, rounded to nearest even integer
     const float v = bits_to_float(abs) * 16777216.0f;
     uint32_t m = uint32_t(v);
@@ -56,7 +56,9 @@ inline uint16_t float_to_half(float f) {
   return uint16_t(sign | h);
 }
 
-inline float bf16_to_float(uint16_t b) { return bits_to_float(uint32_t(b) << 16); }
+inline float bf16_to_float(uint16_t b) {
+  return bits_to_float(uint32_t(b) << 16);
+}
 
 inline uint16_t float_to_bf16(float f) {
   uint32_t u = float_to_bits(f);

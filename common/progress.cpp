@@ -4,8 +4,7 @@
 
 namespace qsweep {
 
-Progress::Progress(std::string label, int64_t total, std::string unit, bool enabled,
-                   std::FILE* out)
+Progress::Progress(std::string label, int64_t total, std::string unit, bool enabled, std::FILE* out)
     : label_(std::move(label)),
       unit_(std::move(unit)),
       total_(total),
@@ -15,7 +14,9 @@ Progress::Progress(std::string label, int64_t total, std::string unit, bool enab
       start_(std::chrono::steady_clock::now()),
       last_draw_(start_) {}
 
-Progress::~Progress() { finish(); }
+Progress::~Progress() {
+  finish();
+}
 
 void Progress::advance(int64_t n) {
   std::lock_guard<std::mutex> lock(mu_);

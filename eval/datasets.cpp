@@ -27,8 +27,8 @@ EvalDataset resolve_eval_dataset(const std::string& name, const std::string& dat
   }
   std::string names;
   for (const auto& d : known_eval_datasets()) names += " " + d.name;
-  throw Error(cat("dataset '", name, "': not a known name (", names.substr(1),
-                  ") and no such file"));
+  throw Error(
+      cat("dataset '", name, "': not a known name (", names.substr(1), ") and no such file"));
 }
 
 std::string read_dataset_text(const EvalDataset& ds) {

@@ -7,8 +7,8 @@
 namespace qsweep {
 
 struct EvalDataset {
-  std::string name;  ///< "wikitext2", "code-heldout", or the path given
-  std::string path;  ///< the file read
+  std::string name;    ///< "wikitext2", "code-heldout", or the path given
+  std::string path;    ///< the file read
   std::string domain;  ///< "wiki", "code", ... (reports group by it)
 };
 

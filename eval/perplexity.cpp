@@ -25,9 +25,9 @@ namespace {
 
 /// One window of the token stream and which of its positions are scored.
 struct Window {
-  int64_t begin = 0;      ///< first token of the window in the stream
-  int len = 0;            ///< tokens in the window
-  int first_scored = 1;   ///< window index of the first scored token (≥ 1)
+  int64_t begin = 0;     ///< first token of the window in the stream
+  int len = 0;           ///< tokens in the window
+  int first_scored = 1;  ///< window index of the first scored token (≥ 1)
 };
 
 std::vector<Window> plan_windows(int64_t n, const PerplexityOptions& opt, int stride,
@@ -62,9 +62,8 @@ PerplexityResult evaluate_perplexity(const Transformer& model, const std::vector
                                      const PerplexityOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
   QS_THROW_IF_NOT(opt.ctx >= 2, "perplexity: ctx must be at least 2 (got ", opt.ctx, ")");
-  const int stride = opt.protocol == PerplexityProtocol::Strided
-                         ? (opt.stride > 0 ? opt.stride : opt.ctx / 2)
-                         : 0;
+  const int stride =
+      opt.protocol == PerplexityProtocol::Strided ? (opt.stride > 0 ? opt.stride : opt.ctx / 2) : 0;
   QS_THROW_IF_NOT(opt.protocol == PerplexityProtocol::Chunks || (stride >= 1 && stride <= opt.ctx),
                   "perplexity: stride ", stride, " must be between 1 and ctx (", opt.ctx, ")");
   QS_THROW_IF_NOT(opt.max_tokens >= 0, "perplexity: max_tokens must be >= 0");
@@ -73,8 +72,8 @@ PerplexityResult evaluate_perplexity(const Transformer& model, const std::vector
   r.ctx = opt.ctx;
   r.stride = stride;
   r.tokens_in_text = int64_t(all_tokens.size());
-  const int64_t n = opt.max_tokens > 0 ? std::min<int64_t>(opt.max_tokens, r.tokens_in_text)
-                                       : r.tokens_in_text;
+  const int64_t n =
+      opt.max_tokens > 0 ? std::min<int64_t>(opt.max_tokens, r.tokens_in_text) : r.tokens_in_text;
   QS_THROW_IF_NOT(n >= 2, "perplexity: the text has ", n,
                   " token(s); at least 2 are needed to score anything");
   const std::vector<Window> windows = plan_windows(n, opt, stride, &r);
@@ -92,8 +91,9 @@ PerplexityResult evaluate_perplexity(const Transformer& model, const std::vector
   // Batch windows so that the logits of one batch stay around 256 MiB.
   const int64_t vocab = model.spec().vocab_size;
   const int64_t rows_per_batch =
-      opt.batch_rows > 0 ? opt.batch_rows
-                         : std::max<int64_t>(opt.ctx, std::min<int64_t>(16384, (int64_t(64) << 20) / vocab));
+      opt.batch_rows > 0
+          ? opt.batch_rows
+          : std::max<int64_t>(opt.ctx, std::min<int64_t>(16384, (int64_t(64) << 20) / vocab));
   Progress progress("perplexity", int64_t(windows.size()), "windows", opt.progress);
   size_t w0 = 0;
   while (w0 < windows.size()) {

@@ -29,27 +29,27 @@ PerplexityProtocol parse_protocol(const std::string& s);
 struct PerplexityOptions {
   PerplexityProtocol protocol = PerplexityProtocol::Chunks;
   int ctx = 256;
-  int stride = 0;           ///< strided only; 0 means ctx / 2
-  int64_t max_tokens = 0;   ///< evaluate the first N tokens; 0 = all
-  int64_t batch_rows = 0;   ///< tokens per forward batch; 0 = automatic (memory-bounded)
-  bool progress = false;    ///< draw progress on stderr
+  int stride = 0;          ///< strided only; 0 means ctx / 2
+  int64_t max_tokens = 0;  ///< evaluate the first N tokens; 0 = all
+  int64_t batch_rows = 0;  ///< tokens per forward batch; 0 = automatic (memory-bounded)
+  bool progress = false;   ///< draw progress on stderr
 };
 
 struct PerplexityResult {
   std::string protocol;
   int ctx = 0;
-  int stride = 0;               ///< 0 for chunks
-  int64_t tokens_in_text = 0;   ///< tokens of the whole text
-  int64_t tokens_used = 0;      ///< tokens fed to the model (after max_tokens / dropping)
-  int64_t tokens_dropped = 0;   ///< chunks: tail shorter than ctx not evaluated
+  int stride = 0;              ///< 0 for chunks
+  int64_t tokens_in_text = 0;  ///< tokens of the whole text
+  int64_t tokens_used = 0;     ///< tokens fed to the model (after max_tokens / dropping)
+  int64_t tokens_dropped = 0;  ///< chunks: tail shorter than ctx not evaluated
   int64_t windows = 0;
   int64_t scored_tokens = 0;
-  double mean_nll = 0;          ///< nats per scored token
-  double perplexity = 0;        ///< exp(mean_nll)
+  double mean_nll = 0;            ///< nats per scored token
+  double perplexity = 0;          ///< exp(mean_nll)
   double nll_standard_error = 0;  ///< sample std of per-token NLL / sqrt(scored)
   double seconds = 0;
-  double tokens_per_second = 0;   ///< tokens_used processed per second (forward)
-  std::vector<float> token_nll;   ///< per scored token, in text order
+  double tokens_per_second = 0;  ///< tokens_used processed per second (forward)
+  std::vector<float> token_nll;  ///< per scored token, in text order
 };
 
 /// Evaluates `tokens` (already tokenized, no BOS added by this function).

@@ -29,9 +29,9 @@ void export_gptq(const QuantizedModel& qm, const std::string& source_dir,
 /// A model as loaded from disk, whatever its format.
 struct LoadedModel {
   ModelSpec spec;
-  ModelWeights weights;      ///< fp32; quantized linears dequantized
-  std::string format;        ///< "hf" or "gptq"
-  std::string description;   ///< e.g. "gptq 4-bit g128 asym desc_act"
+  ModelWeights weights;            ///< fp32; quantized linears dequantized
+  std::string format;              ///< "hf" or "gptq"
+  std::string description;         ///< e.g. "gptq 4-bit g128 asym desc_act"
   std::vector<QTensor> quantized;  ///< the stored QTensors, layer-major in role order
 };
 

@@ -1,8 +1,8 @@
+#include <unistd.h>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
 #include "common/errors.h"
 #include "common/mapped_file.h"
@@ -32,13 +32,12 @@ json quantization_config(const QuantizedModel& qm, int64_t zero_underflows) {
             {"static_groups", c.static_groups},
             {"true_sequential", c.true_sequential},
             {"damp_percent", c.damp_percent}};
-  q["meta"] = {
-      {"quantizer", "qsweep 0.1.0"},
-      {"method", c.method},
-      {"zero_point_convention",
-       "v1: qzeros store (zero - 1) modulo 2^bits, packed along the output dimension"},
-      {"v1_zero_underflows", zero_underflows},
-      {"linear_bits_per_weight", qm.linear_bits_per_weight()}};
+  q["meta"] = {{"quantizer", "qsweep 0.1.0"},
+               {"method", c.method},
+               {"zero_point_convention",
+                "v1: qzeros store (zero - 1) modulo 2^bits, packed along the output dimension"},
+               {"v1_zero_underflows", zero_underflows},
+               {"linear_bits_per_weight", qm.linear_bits_per_weight()}};
   if (!qm.calibration_source.empty())
     q["meta"]["calibration"] = {{"source", qm.calibration_source},
                                 {"domain", qm.calibration_domain},
@@ -53,8 +52,8 @@ json quantization_config(const QuantizedModel& qm, int64_t zero_underflows) {
 void export_gptq(const QuantizedModel& qm, const std::string& source_dir,
                  const std::string& out_dir) {
   const fs::path out(out_dir);
-  const fs::path tmp = out.parent_path() / (out.filename().string() + ".tmp-" +
-                                            std::to_string(::getpid()));
+  const fs::path tmp =
+      out.parent_path() / (out.filename().string() + ".tmp-" + std::to_string(::getpid()));
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   try {
@@ -78,12 +77,12 @@ void export_gptq(const QuantizedModel& qm, const std::string& source_dir,
       packed.push_back(gptq_pack(ql.q));
       const GptqPacked& p = packed.back();
       const std::string pre = linear_prefix(ql.layer, ql.role);
-      tensors.push_back({pre + ".qweight", DType::I32, {p.qweight_rows(), p.out_features},
-                         p.qweight.data()});
-      tensors.push_back({pre + ".qzeros", DType::I32, {p.n_groups, p.qzeros_cols()},
-                         p.qzeros.data()});
-      tensors.push_back({pre + ".scales", DType::F16, {p.n_groups, p.out_features},
-                         p.scales_f16.data()});
+      tensors.push_back(
+          {pre + ".qweight", DType::I32, {p.qweight_rows(), p.out_features}, p.qweight.data()});
+      tensors.push_back(
+          {pre + ".qzeros", DType::I32, {p.n_groups, p.qzeros_cols()}, p.qzeros.data()});
+      tensors.push_back(
+          {pre + ".scales", DType::F16, {p.n_groups, p.out_features}, p.scales_f16.data()});
       tensors.push_back({pre + ".g_idx", DType::I32, {p.in_features}, p.g_idx.data()});
       by_name.erase(it);
     }
@@ -110,8 +109,8 @@ void export_gptq(const QuantizedModel& qm, const std::string& source_dir,
     throw;
   }
   // Replace atomically enough: the old directory disappears only once the new one is complete.
-  const fs::path old = out.parent_path() / (out.filename().string() + ".old-" +
-                                            std::to_string(::getpid()));
+  const fs::path old =
+      out.parent_path() / (out.filename().string() + ".old-" + std::to_string(::getpid()));
   if (fs::exists(out)) fs::rename(out, old);
   fs::rename(tmp, out);
   fs::remove_all(old);
@@ -120,8 +119,8 @@ void export_gptq(const QuantizedModel& qm, const std::string& source_dir,
 namespace {
 
 std::vector<int32_t> read_i32(const TensorView& t, std::vector<int64_t> shape) {
-  QS_THROW_IF_NOT(t.dtype == DType::I32 && t.shape == shape, t.file, ": tensor '", t.name,
-                  "' is ", t.describe(), "; the GPTQ layout in config.json implies I32[",
+  QS_THROW_IF_NOT(t.dtype == DType::I32 && t.shape == shape, t.file, ": tensor '", t.name, "' is ",
+                  t.describe(), "; the GPTQ layout in config.json implies I32[",
                   shape.size() > 0 ? shape[0] : 0, shape.size() > 1 ? cat(", ", shape[1]) : "",
                   "]");
   std::vector<int32_t> v(static_cast<size_t>(t.numel()));
@@ -158,8 +157,9 @@ LoadedModel load_model(const std::string& dir) {
   const bool sym = q.value("sym", true);
   const bool desc_act = q.value("desc_act", false);
   out.format = "gptq";
-  out.description = cat("gptq ", bits, "-bit ", group_size > 0 ? cat("g", group_size) : "per-channel",
-                        sym ? " sym" : " asym", desc_act ? " desc_act" : "");
+  out.description =
+      cat("gptq ", bits, "-bit ", group_size > 0 ? cat("g", group_size) : "per-channel",
+          sym ? " sym" : " asym", desc_act ? " desc_act" : "");
   auto loader = [&](const SafetensorsCheckpoint& ckpt, int layer, LinearRole role, int64_t rows,
                     int64_t cols) -> MatrixRM {
     const std::string pre = linear_prefix(layer, role);
@@ -176,9 +176,8 @@ LoadedModel load_model(const std::string& dir) {
     p.qzeros = read_i32(ckpt.get(pre + ".qzeros"), {p.n_groups, p.qzeros_cols()});
     const TensorView& s = ckpt.get(pre + ".scales");
     const std::vector<int64_t> scales_shape = {p.n_groups, rows};
-    QS_THROW_IF_NOT(s.dtype == DType::F16 && s.shape == scales_shape,
-                    s.file, ": tensor '", s.name, "' is ", s.describe(), "; expected F16[",
-                    p.n_groups, ", ", rows, "]");
+    QS_THROW_IF_NOT(s.dtype == DType::F16 && s.shape == scales_shape, s.file, ": tensor '", s.name,
+                    "' is ", s.describe(), "; expected F16[", p.n_groups, ", ", rows, "]");
     p.scales_f16.resize(size_t(s.numel()));
     std::memcpy(p.scales_f16.data(), s.data, p.scales_f16.size() * 2);
     if (const TensorView* g = ckpt.find(pre + ".g_idx"))

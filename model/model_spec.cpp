@@ -24,8 +24,7 @@ int get_int(const json& j, const std::string& key, const std::string& file, int 
   return int(v);
 }
 
-double get_number(const json& j, const std::string& key, const std::string& file,
-                  double fallback) {
+double get_number(const json& j, const std::string& key, const std::string& file, double fallback) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
   QS_THROW_IF_NOT(j[key].is_number(), file, ": \"", key, "\" must be a number, found ",
                   j[key].dump());
@@ -109,8 +108,7 @@ ModelSpec parse_model_spec(const std::string& text, const std::string& file) {
     QS_THROW_IF_NOT(type == "default", file, ": rope_scaling type '", type,
                     "' is not supported yet; only unscaled RoPE is implemented");
   }
-  QS_THROW_IF_NOT(!get_bool(j, "mlp_bias", file, false), file,
-                  ": mlp_bias=true is not supported");
+  QS_THROW_IF_NOT(!get_bool(j, "mlp_bias", file, false), file, ": mlp_bias=true is not supported");
   if (s.arch == Architecture::Qwen2) {
     s.qkv_bias = true;
     if (get_bool(j, "use_sliding_window", file, false))

@@ -19,9 +19,9 @@ struct DTypeRow {
   int64_t size;
 };
 constexpr DTypeRow kDTypes[] = {
-    {DType::F32, "F32", 4}, {DType::F16, "F16", 2}, {DType::BF16, "BF16", 2},
-    {DType::F64, "F64", 8}, {DType::I64, "I64", 8}, {DType::I32, "I32", 4},
-    {DType::I16, "I16", 2}, {DType::I8, "I8", 1},   {DType::U8, "U8", 1},
+    {DType::F32, "F32", 4},   {DType::F16, "F16", 2}, {DType::BF16, "BF16", 2},
+    {DType::F64, "F64", 8},   {DType::I64, "I64", 8}, {DType::I32, "I32", 4},
+    {DType::I16, "I16", 2},   {DType::I8, "I8", 1},   {DType::U8, "U8", 1},
     {DType::BOOL, "BOOL", 1},
 };
 
@@ -99,8 +99,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
                   " bytes, shorter than the 8-byte header length); re-download or re-export it");
   uint64_t header_len = 0;
   std::memcpy(&header_len, base, 8);  // little-endian on every platform we build for
-  QS_THROW_IF_NOT(header_len <= kMaxHeaderBytes && header_len <= size - 8, path,
-                  ": header length ", header_len, " exceeds the file size ", size,
+  QS_THROW_IF_NOT(header_len <= kMaxHeaderBytes && header_len <= size - 8, path, ": header length ",
+                  header_len, " exceeds the file size ", size,
                   " (truncated or not a safetensors file)");
   json header;
   try {
@@ -121,9 +121,9 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
     }
     const std::string where = cat(path, ": tensor '", it.key(), "'");
     const json& e = it.value();
-    QS_THROW_IF_NOT(e.is_object() && e.contains("dtype") && e.contains("shape") &&
-                        e.contains("data_offsets"),
-                    where, ": header entry needs dtype, shape and data_offsets");
+    QS_THROW_IF_NOT(
+        e.is_object() && e.contains("dtype") && e.contains("shape") && e.contains("data_offsets"),
+        where, ": header entry needs dtype, shape and data_offsets");
     TensorView t;
     t.name = it.key();
     t.file = path;
@@ -190,8 +190,8 @@ SafetensorsCheckpoint::SafetensorsCheckpoint(const std::string& dir) : dir_(dir)
     for (const auto& f : file_names_)
       files_.push_back(std::make_unique<SafetensorsFile>((fs::path(dir) / f).string()));
     for (const auto& [name, f] : tensor_to_file) {
-      const size_t k = size_t(std::find(file_names_.begin(), file_names_.end(), f) -
-                              file_names_.begin());
+      const size_t k =
+          size_t(std::find(file_names_.begin(), file_names_.end(), f) - file_names_.begin());
       const TensorView* t = files_[k]->find(name);
       QS_THROW_IF_NOT(t, index.string(), ": lists tensor '", name, "' in ", f,
                       " but that shard does not contain it");

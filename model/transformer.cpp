@@ -40,8 +40,7 @@ void apply_rope(MatrixRM& x, int n_heads, int head_dim, double theta,
   for (int n : lengths) max_len = std::max(max_len, n);
   std::vector<float> cos_t(size_t(max_len) * half), sin_t(size_t(max_len) * half);
   for (int i = 0; i < half; ++i) {
-    const float inv_freq =
-        1.0f / float(std::pow(theta, double(float(2 * i) / float(head_dim))));
+    const float inv_freq = 1.0f / float(std::pow(theta, double(float(2 * i) / float(head_dim))));
     for (int p = 0; p < max_len; ++p) {
       const float angle = float(p) * inv_freq;
       cos_t[size_t(p) * half + i] = float(std::cos(double(angle)));
@@ -205,7 +204,7 @@ void log_softmax_rows(MatrixRM& logits) {
 double forward_flops_per_token(const ModelSpec& s, int ctx) {
   const double H = s.hidden_size, I = s.intermediate_size, hd = s.head_dim;
   const double q = s.num_heads * hd, kv = s.num_kv_heads * hd;
-  const double linears = H * q * 2 + H * kv * 2 + 3 * H * I;  // q,o ; k,v ; gate,up,down
+  const double linears = H * q * 2 + H * kv * 2 + 3 * H * I;       // q,o ; k,v ; gate,up,down
   const double per_layer = 2 * linears + 2 * 2 * q * (ctx / 2.0);  // QKᵀ and PV, causal average
   return per_layer * s.num_layers + 2 * H * s.vocab_size;
 }

@@ -24,8 +24,7 @@ namespace qsweep {
 /// Called with the input [tokens, in_features] of every linear layer as it runs.
 /// Q, K and V share one input (the hook is called once per role, same matrix);
 /// likewise Gate and Up.
-using LinearInputHook =
-    std::function<void(int layer, LinearRole role, const MatrixRM& input)>;
+using LinearInputHook = std::function<void(int layer, LinearRole role, const MatrixRM& input)>;
 
 class Transformer {
  public:

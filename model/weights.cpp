@@ -13,33 +13,47 @@ namespace qsweep {
 
 const char* linear_role_name(LinearRole r) {
   switch (r) {
-    case LinearRole::Q: return "q_proj";
-    case LinearRole::K: return "k_proj";
-    case LinearRole::V: return "v_proj";
-    case LinearRole::O: return "o_proj";
-    case LinearRole::Gate: return "gate_proj";
-    case LinearRole::Up: return "up_proj";
-    case LinearRole::Down: return "down_proj";
+    case LinearRole::Q:
+      return "q_proj";
+    case LinearRole::K:
+      return "k_proj";
+    case LinearRole::V:
+      return "v_proj";
+    case LinearRole::O:
+      return "o_proj";
+    case LinearRole::Gate:
+      return "gate_proj";
+    case LinearRole::Up:
+      return "up_proj";
+    case LinearRole::Down:
+      return "down_proj";
   }
   return "?";
 }
 
 std::string hf_linear_name(int layer, LinearRole r) {
-  const bool attn = r == LinearRole::Q || r == LinearRole::K || r == LinearRole::V ||
-                    r == LinearRole::O;
+  const bool attn =
+      r == LinearRole::Q || r == LinearRole::K || r == LinearRole::V || r == LinearRole::O;
   return cat("model.layers.", layer, attn ? ".self_attn." : ".mlp.", linear_role_name(r),
              ".weight");
 }
 
 MatrixRM& LayerWeights::linear(LinearRole r) {
   switch (r) {
-    case LinearRole::Q: return wq;
-    case LinearRole::K: return wk;
-    case LinearRole::V: return wv;
-    case LinearRole::O: return wo;
-    case LinearRole::Gate: return w_gate;
-    case LinearRole::Up: return w_up;
-    case LinearRole::Down: return w_down;
+    case LinearRole::Q:
+      return wq;
+    case LinearRole::K:
+      return wk;
+    case LinearRole::V:
+      return wv;
+    case LinearRole::O:
+      return wo;
+    case LinearRole::Gate:
+      return w_gate;
+    case LinearRole::Up:
+      return w_up;
+    case LinearRole::Down:
+      return w_down;
   }
   QS_ASSERT(false, "bad LinearRole");
 }
@@ -60,8 +74,8 @@ std::string shape_str(const std::vector<int64_t>& s) {
 std::vector<float> load_checked(const SafetensorsCheckpoint& ckpt, const std::string& name,
                                 const std::vector<int64_t>& expect) {
   const TensorView& t = ckpt.get(name);
-  QS_THROW_IF_NOT(t.shape == expect, t.file, ": tensor '", name, "' has shape ",
-                  shape_str(t.shape), " but config.json implies ", shape_str(expect),
+  QS_THROW_IF_NOT(t.shape == expect, t.file, ": tensor '", name, "' has shape ", shape_str(t.shape),
+                  " but config.json implies ", shape_str(expect),
                   " (config.json and the weights disagree)");
   std::vector<float> v = t.to_float();
   for (size_t i = 0; i < v.size(); ++i)

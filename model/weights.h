@@ -16,10 +16,9 @@ namespace qsweep {
 
 /// The seven linear layers of a decoder layer. Stages exchange roles, never names.
 enum class LinearRole { Q, K, V, O, Gate, Up, Down };
-constexpr std::array<LinearRole, 7> kAllLinearRoles = {LinearRole::Q,    LinearRole::K,
-                                                       LinearRole::V,    LinearRole::O,
-                                                       LinearRole::Gate, LinearRole::Up,
-                                                       LinearRole::Down};
+constexpr std::array<LinearRole, 7> kAllLinearRoles = {
+    LinearRole::Q,    LinearRole::K,  LinearRole::V,   LinearRole::O,
+    LinearRole::Gate, LinearRole::Up, LinearRole::Down};
 /// "q_proj", "k_proj", ..., "down_proj".
 const char* linear_role_name(LinearRole r);
 /// The HF tensor name of a layer's linear weight: "model.layers.3.self_attn.q_proj.weight".
@@ -36,7 +35,7 @@ struct LayerWeights {
 };
 
 struct ModelWeights {
-  MatrixRM embed;    ///< [V, H]
+  MatrixRM embed;  ///< [V, H]
   std::vector<LayerWeights> layers;
   VectorF final_norm;  ///< [H]
   MatrixRM lm_head;    ///< [V, H]; a copy of embed when tie_word_embeddings

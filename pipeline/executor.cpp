@@ -16,12 +16,18 @@ namespace qsweep {
 
 const char* node_status_name(NodeStatus s) {
   switch (s) {
-    case NodeStatus::Pending: return "pending";
-    case NodeStatus::Cached: return "cached";
-    case NodeStatus::Running: return "running";
-    case NodeStatus::Done: return "done";
-    case NodeStatus::Failed: return "failed";
-    case NodeStatus::Skipped: return "skipped";
+    case NodeStatus::Pending:
+      return "pending";
+    case NodeStatus::Cached:
+      return "cached";
+    case NodeStatus::Running:
+      return "running";
+    case NodeStatus::Done:
+      return "done";
+    case NodeStatus::Failed:
+      return "failed";
+    case NodeStatus::Skipped:
+      return "skipped";
   }
   return "?";
 }
@@ -43,8 +49,8 @@ class EventLog {
   }
   void write(nlohmann::json j) {
     if (!f_) return;
-    j["time"] = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-                    .count();
+    j["time"] =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     const std::string line = j.dump() + "\n";
     std::fwrite(line.data(), 1, line.size(), f_);
     std::fflush(f_);
@@ -60,8 +66,8 @@ std::vector<NodeResult> execute_dag(const std::vector<DagNode>& nodes,
                                     const std::function<void(int)>& run,
                                     const ExecutorOptions& opt) {
   const int n = int(nodes.size());
-  std::vector<NodeResult> res(size_t(n));
-  std::vector<std::vector<int>> children(size_t(n));
+  std::vector<NodeResult> res(static_cast<size_t>(n));
+  std::vector<std::vector<int>> children(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i)
     for (int d : nodes[size_t(i)].deps) {
       QS_ASSERT(d >= 0 && d < n && d != i, "bad dependency");
@@ -73,7 +79,7 @@ std::vector<NodeResult> execute_dag(const std::vector<DagNode>& nodes,
   int running = 0, finished = 0, to_run = 0;
   int64_t mem_in_use = 0;
   const auto t0 = Clock::now();
-  std::vector<Clock::time_point> started(size_t(n));
+  std::vector<Clock::time_point> started(static_cast<size_t>(n));
 
   for (int i = 0; i < n; ++i) {
     if (nodes[size_t(i)].cached) {
@@ -92,7 +98,8 @@ std::vector<NodeResult> execute_dag(const std::vector<DagNode>& nodes,
     const double eta = done_run > 0 ? el / done_run * (to_run - done_run) : 0;
     std::string names;
     for (int i = 0; i < n; ++i)
-      if (res[size_t(i)].status == NodeStatus::Running) names += (names.empty() ? "" : ", ") + nodes[size_t(i)].id;
+      if (res[size_t(i)].status == NodeStatus::Running)
+        names += (names.empty() ? "" : ", ") + nodes[size_t(i)].id;
     if (tty)
       std::fprintf(stderr, "\r\x1b[K[%d/%d nodes, %.0fs, eta %.0fs] %s", done_run, to_run, el, eta,
                    names.substr(0, 100).c_str());
@@ -109,7 +116,8 @@ std::vector<NodeResult> execute_dag(const std::vector<DagNode>& nodes,
     return true;
   };
   // Marks i's pending descendants skipped (under the lock).
-  std::function<void(int, const std::string&)> skip_descendants = [&](int i, const std::string& why) {
+  std::function<void(int, const std::string&)> skip_descendants = [&](int i,
+                                                                      const std::string& why) {
     for (int c : children[size_t(i)]) {
       if (res[size_t(c)].status != NodeStatus::Pending) continue;
       res[size_t(c)].status = NodeStatus::Skipped;
@@ -160,8 +168,9 @@ std::vector<NodeResult> execute_dag(const std::vector<DagNode>& nodes,
                    {"node", nodes[size_t(i)].id},
                    {"seconds", r.seconds},
                    {"error", error}});
-        draw(error.empty() ? cat("done   ", nodes[size_t(i)].id, " (", int(r.seconds * 10) / 10.0, "s)")
-                           : cat("FAILED ", nodes[size_t(i)].id, ": ", error));
+        draw(error.empty()
+                 ? cat("done   ", nodes[size_t(i)].id, " (", int(r.seconds * 10) / 10.0, "s)")
+                 : cat("FAILED ", nodes[size_t(i)].id, ": ", error));
         if (!error.empty()) skip_descendants(i, cat("upstream ", nodes[size_t(i)].id, " failed"));
         cv.notify_all();
       });

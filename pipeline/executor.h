@@ -13,10 +13,10 @@
 namespace qsweep {
 
 struct DagNode {
-  std::string id;                ///< unique, e.g. "quantize:gptq-b4-g128-code"
-  std::vector<int> deps;         ///< indices of nodes that must finish first
-  bool cached = false;           ///< its artifact exists: nothing to run
-  int64_t memory_bytes = 0;      ///< estimate while it runs
+  std::string id;            ///< unique, e.g. "quantize:gptq-b4-g128-code"
+  std::vector<int> deps;     ///< indices of nodes that must finish first
+  bool cached = false;       ///< its artifact exists: nothing to run
+  int64_t memory_bytes = 0;  ///< estimate while it runs
 };
 
 enum class NodeStatus { Pending, Cached, Running, Done, Failed, Skipped };

@@ -29,7 +29,7 @@ struct VariantSpec {
   std::string id;      ///< unique, stable, filesystem-safe: "gptq-b4-g128-act-code"
   std::string method;  ///< "rtn", "gptq" (later "awq", "gguf:Q4_K_M", ...)
   int bits = 4;
-  int group_size = 128;    ///< -1 = per output channel
+  int group_size = 128;  ///< -1 = per output channel
   bool sym = false;
   bool desc_act = false;
   bool static_groups = false;
@@ -41,13 +41,13 @@ struct VariantSpec {
 
 /// One evaluation (`eval:` list entry).
 struct EvalSpec {
-  std::string id;        ///< unique, stable: "ppl-wikitext2-chunks-ctx256"
+  std::string id;  ///< unique, stable: "ppl-wikitext2-chunks-ctx256"
   std::string task = "perplexity";
-  std::string dataset;   ///< name in the data directory or a file path
+  std::string dataset;              ///< name in the data directory or a file path
   std::string protocol = "chunks";  ///< "chunks" or "strided"
-  int ctx = 0;           ///< 0 = the model's max_position_embeddings
-  int stride = 0;        ///< strided only; 0 = ctx / 2
-  int64_t max_tokens = 0;  ///< 0 = all
+  int ctx = 0;                      ///< 0 = the model's max_position_embeddings
+  int stride = 0;                   ///< strided only; 0 = ctx / 2
+  int64_t max_tokens = 0;           ///< 0 = all
 };
 
 struct ReportSpec {
@@ -57,9 +57,9 @@ struct ReportSpec {
 };
 
 struct SweepSpec {
-  std::string file;      ///< the YAML file it was read from
+  std::string file;  ///< the YAML file it was read from
   std::string name;
-  std::string model;     ///< as written: a name in the data directory or a path
+  std::string model;  ///< as written: a name in the data directory or a path
   std::string baseline = "fp16";
   std::map<std::string, CalibrationSpec> calibration;
   std::vector<VariantSpec> variants;  ///< expanded, in file order, ids unique

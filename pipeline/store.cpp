@@ -101,14 +101,17 @@ ArtifactStore::ArtifactStore(std::string root) : root_(std::move(root)) {
     if (e.path().filename().string().rfind(".tmp-", 0) == 0) fs::remove_all(e.path());
 }
 
-std::string ArtifactStore::path(const std::string& key) const { return root_ + "/" + key; }
+std::string ArtifactStore::path(const std::string& key) const {
+  return root_ + "/" + key;
+}
 
-bool ArtifactStore::has(const std::string& key) const { return fs::is_directory(path(key)); }
+bool ArtifactStore::has(const std::string& key) const {
+  return fs::is_directory(path(key));
+}
 
 std::string ArtifactStore::begin(const std::string& key) const {
   static std::atomic<int> counter{0};
-  const std::string tmp =
-      cat(root_, "/.tmp-", key, "-", ::getpid(), "-", counter.fetch_add(1));
+  const std::string tmp = cat(root_, "/.tmp-", key, "-", ::getpid(), "-", counter.fetch_add(1));
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   return tmp;
@@ -124,6 +127,8 @@ void ArtifactStore::commit(const std::string& key, const std::string& tmp) const
   }
 }
 
-void ArtifactStore::abort(const std::string& tmp) const { fs::remove_all(tmp); }
+void ArtifactStore::abort(const std::string& tmp) const {
+  fs::remove_all(tmp);
+}
 
 }  // namespace qsweep

@@ -51,7 +51,8 @@ std::string key_of(const std::string& prefix, const json& config) {
 
 std::string variant_label(const VariantSpec& v) {
   std::string m = v.method == "gptq" ? "GPTQ" : v.method == "rtn" ? "RTN" : v.method;
-  std::string s = cat(m, " ", v.bits, "-bit ", v.group_size > 0 ? cat("g", v.group_size) : "per-channel");
+  std::string s =
+      cat(m, " ", v.bits, "-bit ", v.group_size > 0 ? cat("g", v.group_size) : "per-channel");
   if (v.sym) s += " sym";
   if (v.desc_act) s += " act-order";
   if (v.static_groups) s += " static";
@@ -61,10 +62,14 @@ std::string variant_label(const VariantSpec& v) {
 }
 
 json variant_config(const VariantSpec& v) {
-  return {{"method", v.method},         {"bits", v.bits},
-          {"group_size", v.group_size}, {"sym", v.sym},
-          {"desc_act", v.desc_act},     {"static_groups", v.static_groups},
-          {"true_sequential", v.true_sequential}, {"damp_percent", v.damp_percent}};
+  return {{"method", v.method},
+          {"bits", v.bits},
+          {"group_size", v.group_size},
+          {"sym", v.sym},
+          {"desc_act", v.desc_act},
+          {"static_groups", v.static_groups},
+          {"true_sequential", v.true_sequential},
+          {"damp_percent", v.damp_percent}};
 }
 
 json eval_config(const EvalSpec& e, int ctx) {
@@ -85,8 +90,8 @@ class SharedInputs {
   const Transformer& base() {
     std::call_once(base_once_, [&] {
       LoadedModel m = load_model(plan_.model_dir);
-      QS_THROW_IF_NOT(m.format == "hf", plan_.model_dir, " is already quantized (",
-                      m.description, "); a sweep starts from the unquantized checkpoint");
+      QS_THROW_IF_NOT(m.format == "hf", plan_.model_dir, " is already quantized (", m.description,
+                      "); a sweep starts from the unquantized checkpoint");
       base_ = std::make_unique<Transformer>(m.spec, std::move(m.weights));
     });
     return *base_;
@@ -120,7 +125,9 @@ void write_json(const std::string& path, const json& j) {
   write_file_atomic(path, s.data(), s.size());
 }
 
-json read_json(const std::string& path) { return json::parse(read_text_file(path)); }
+json read_json(const std::string& path) {
+  return json::parse(read_text_file(path));
+}
 
 }  // namespace
 
@@ -160,7 +167,8 @@ SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& data_dir_fla
   for (const auto& v : spec.variants) {
     QS_THROW_IF_NOT(method_is_available(v.method), spec.file, ": method '", v.method,
                     "' of variant ", v.id, " is not implemented yet");
-    SweepNode n{SweepNodeKind::Quantize, "quantize:" + v.id, "", {}, v.id, "", v.calibration, {}, 0};
+    SweepNode n{
+        SweepNodeKind::Quantize, "quantize:" + v.id, "", {}, v.id, "", v.calibration, {}, 0};
     n.config = {{"model", plan.model_hash}, {"variant", variant_config(v)}, {"version", kVersion}};
     int64_t act = 0;
     if (!v.calibration.empty()) {
@@ -182,10 +190,19 @@ SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& data_dir_fla
     const std::string ds_hash = hash_files({ds.path}, cache);
     const int ctx = e.ctx > 0 ? e.ctx : mspec.max_position_embeddings;
     auto add_eval = [&](const std::string& variant, int dep, const std::string& upstream) {
-      SweepNode n{SweepNodeKind::Evaluate, cat("eval:", variant, ":", e.id), "", {}, variant,
-                  e.id, "", {}, 0};
+      SweepNode n{SweepNodeKind::Evaluate,
+                  cat("eval:", variant, ":", e.id),
+                  "",
+                  {},
+                  variant,
+                  e.id,
+                  "",
+                  {},
+                  0};
       if (dep >= 0) n.deps.push_back(dep);
-      n.config = {{"upstream", upstream}, {"eval", eval_config(e, ctx)}, {"dataset_file", ds_hash},
+      n.config = {{"upstream", upstream},
+                  {"eval", eval_config(e, ctx)},
+                  {"dataset_file", ds_hash},
                   {"version", kVersion}};
       n.key = key_of("eval", n.config);
       n.memory_bytes = 2 * model_bytes + (int64_t(256) << 20);
@@ -221,8 +238,8 @@ std::string describe_plan(const SweepPlan& plan, const std::string& out_dir) {
     os << "\n";
   }
   os << plan.nodes.size() << " nodes (" << per_kind[0] << " " << kinds[0] << ", " << per_kind[1]
-     << " " << kinds[1] << ", " << per_kind[2] << " " << kinds[2] << "), " << cached
-     << " cached, " << plan.nodes.size() - size_t(cached) << " to run\n";
+     << " " << kinds[1] << ", " << per_kind[2] << " " << kinds[2] << "), " << cached << " cached, "
+     << plan.nodes.size() - size_t(cached) << " to run\n";
   return os.str();
 }
 
@@ -242,27 +259,33 @@ json collect_results(const SweepPlan& plan, const std::string& out_dir,
   r["evals"] = json::array();
   for (const auto& e : s.evals) {
     const EvalDataset ds = resolve_eval_dataset(e.dataset, plan.data_dir);
-    r["evals"].push_back({{"id", e.id},
-                          {"task", e.task},
-                          {"dataset", e.dataset},
-                          {"file", ds.path},
-                          {"domain", ds.domain},
-                          {"protocol", e.protocol},
-                          {"ctx", e.ctx > 0 ? e.ctx : mspec.max_position_embeddings},
-                          {"stride", e.protocol == "strided" ? json(e.stride > 0 ? e.stride : (e.ctx > 0 ? e.ctx : mspec.max_position_embeddings) / 2) : json()},
-                          {"max_tokens", e.max_tokens},
-                          {"tokenization", "text as-is, no BOS"},
-                          {"metric", "perplexity"},
-                          {"higher_is_better", false}});
+    r["evals"].push_back(
+        {{"id", e.id},
+         {"task", e.task},
+         {"dataset", e.dataset},
+         {"file", ds.path},
+         {"domain", ds.domain},
+         {"protocol", e.protocol},
+         {"ctx", e.ctx > 0 ? e.ctx : mspec.max_position_embeddings},
+         {"stride",
+          e.protocol == "strided"
+              ? json(e.stride > 0 ? e.stride
+                                  : (e.ctx > 0 ? e.ctx : mspec.max_position_embeddings) / 2)
+              : json()},
+         {"max_tokens", e.max_tokens},
+         {"tokenization", "text as-is, no BOS"},
+         {"metric", "perplexity"},
+         {"higher_is_better", false}});
   }
   r["calibrations"] = json::object();
   for (const auto& [name, c] : s.calibration) {
-    r["calibrations"][name] = {{"source", c.source}, {"n_samples", c.n_samples},
-                               {"seqlen", c.seqlen}, {"seed", c.seed}, {"sampling", c.sampling},
-                               {"domain", plan.calibration_domains.at(name)}};
+    r["calibrations"][name] = {
+        {"source", c.source},     {"n_samples", c.n_samples},
+        {"seqlen", c.seqlen},     {"seed", c.seed},
+        {"sampling", c.sampling}, {"domain", plan.calibration_domains.at(name)}};
   }
-  r["acceptable"] = {{"yes", s.report.yes}, {"usually", s.report.usually},
-                     {"marginal", s.report.marginal}};
+  r["acceptable"] = {
+      {"yes", s.report.yes}, {"usually", s.report.usually}, {"marginal", s.report.marginal}};
 
   // Index the nodes' outcomes.
   std::map<std::string, const SweepNode*> node_by_id;
@@ -341,7 +364,8 @@ json collect_results(const SweepPlan& plan, const std::string& out_dir,
               {"bits_per_weight", nullptr},
               {"size_bytes", nullptr},
               {"quantize_seconds", nullptr}};
-    if (!v.calibration.empty()) j["calibration_domain"] = plan.calibration_domains.at(v.calibration);
+    if (!v.calibration.empty())
+      j["calibration_domain"] = plan.calibration_domains.at(v.calibration);
     std::string status = "ok", error;
     const std::string qid = "quantize:" + v.id;
     const std::string qst = outcome(qid, &error);
@@ -394,8 +418,9 @@ SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt) {
                                         {"config", n.config}});
         write_json(tmp + "/windows.json", set.windows);
       } else if (n.kind == SweepNodeKind::Quantize) {
-        const VariantSpec& v = *std::find_if(spec.variants.begin(), spec.variants.end(),
-                                             [&](const VariantSpec& x) { return x.id == n.variant; });
+        const VariantSpec& v =
+            *std::find_if(spec.variants.begin(), spec.variants.end(),
+                          [&](const VariantSpec& x) { return x.id == n.variant; });
         ModelQuantConfig cfg;
         cfg.method = v.method;
         cfg.bits = v.bits;
@@ -416,8 +441,8 @@ SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt) {
           set.options.n_samples = cs.n_samples;
           set.options.seqlen = cs.seqlen;
           set.options.seed = cs.seed;
-          set.windows = read_json(store.path(cn.key) + "/windows.json")
-                            .get<std::vector<std::vector<int>>>();
+          set.windows =
+              read_json(store.path(cn.key) + "/windows.json").get<std::vector<std::vector<int>>>();
           calib = &set;
         }
         const QuantizedModel qm = quantize_model(shared.base(), cfg, calib);

@@ -18,11 +18,11 @@ enum class SweepNodeKind { Calibrate, Quantize, Evaluate };
 
 struct SweepNode {
   SweepNodeKind kind;
-  std::string id;       ///< "calib:code", "quantize:<variant>", "eval:<variant>:<eval>"
-  std::string key;      ///< content key = artifact directory name in the store
+  std::string id;   ///< "calib:code", "quantize:<variant>", "eval:<variant>:<eval>"
+  std::string key;  ///< content key = artifact directory name in the store
   std::vector<int> deps;
-  std::string variant;  ///< variant id ("fp16" for the baseline) — Quantize, Evaluate
-  std::string eval;     ///< eval id — Evaluate
+  std::string variant;      ///< variant id ("fp16" for the baseline) — Quantize, Evaluate
+  std::string eval;         ///< eval id — Evaluate
   std::string calibration;  ///< calibration name — Calibrate (and Quantize's input)
   nlohmann::json config;    ///< everything hashed into `key`
   int64_t memory_bytes = 0;

@@ -43,19 +43,19 @@ struct QuantizedLinear {
   int layer = 0;
   LinearRole role = LinearRole::Q;
   QTensor q;
-  double loss = 0;             ///< GPTQ's Σ (w−q)²/d² / 2 (0 for RTN)
-  double damp_percent = 0;     ///< damping actually used (GPTQ)
+  double loss = 0;          ///< GPTQ's Σ (w−q)²/d² / 2 (0 for RTN)
+  double damp_percent = 0;  ///< damping actually used (GPTQ)
   double seconds = 0;
 };
 
 struct QuantizedModel {
   ModelQuantConfig config;
-  std::string calibration_source;   ///< empty for RTN
+  std::string calibration_source;  ///< empty for RTN
   std::string calibration_domain;
   SamplingOptions calibration_options;
   std::vector<QuantizedLinear> linears;  ///< layer-major, in kAllLinearRoles order
-  Transformer model;                      ///< dequantized weights, ready to evaluate
-  double seconds = 0;                     ///< wall time of the whole quantization
+  Transformer model;                     ///< dequantized weights, ready to evaluate
+  double seconds = 0;                    ///< wall time of the whole quantization
 
   /// Bits per weight over all quantized linears (codes + scales + zeros + g_idx).
   double linear_bits_per_weight() const;

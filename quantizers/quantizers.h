@@ -160,8 +160,13 @@ struct GptqResult {
 ///
 /// Precision: W, the errors and Hinv in fp32, like the reference; H, the damping and
 /// H -> Hinv (Cholesky, triangular inverse) in double, then Hinv is cast to fp32.
-/// Parallelism: oneTBB over blocks of rows (rows are independent in GPTQ); the trailing update
-/// is one Eigen GEMM per row block. Respects tbb::global_control.
+/// Grids as the reference finds them: per-channel (group_size -1) on W before the dead columns
+/// are zeroed; dynamic groups when their first column is reached, on the lazily updated W
+/// (without the updates from earlier columns of the same block).
+/// Parallelism: oneTBB over blocks of 64 rows (rows are independent in GPTQ); the trailing
+/// update is one Eigen GEMM per row block; the Cholesky and triangular inverse are blocked and
+/// parallel too. Respects tbb::global_control. Work is split the same way whatever the thread
+/// count, so the result does not depend on it.
 ///
 /// Throws Error (naming cfg.layer_name) for bad config, mismatched shapes, NaN/Inf in W or H,
 /// or an H that is not positive definite even with damp_max_percent damping.

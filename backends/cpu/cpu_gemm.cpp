@@ -2,6 +2,7 @@
 
 #include <tbb/blocked_range2d.h>
 #include <tbb/parallel_for.h>
+#include <tbb/partitioner.h>
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -26,10 +27,15 @@ void tiled(int64_t m, int64_t n, int64_t k, Kernel&& kernel) {
     kernel(0, m, 0, n);
     return;
   }
-  tbb::parallel_for(tbb::blocked_range2d<int64_t>(0, m, kTileM, 0, n, kTileN),
-                    [&](const tbb::blocked_range2d<int64_t>& r) {
-                      kernel(r.rows().begin(), r.rows().end(), r.cols().begin(), r.cols().end());
-                    });
+  // simple_partitioner: the tiles depend only on (m, n), never on how many
+  // threads run or who steals what, so every result is bit-for-bit reproducible
+  // (Eigen's k-blocking inside a tile depends on the tile's shape).
+  tbb::parallel_for(
+      tbb::blocked_range2d<int64_t>(0, m, kTileM, 0, n, kTileN),
+      [&](const tbb::blocked_range2d<int64_t>& r) {
+        kernel(r.rows().begin(), r.rows().end(), r.cols().begin(), r.cols().end());
+      },
+      tbb::simple_partitioner());
 }
 
 }  // namespace

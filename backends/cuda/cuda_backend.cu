@@ -9,17 +9,17 @@
 #include "backends/backend.h"
 #include "common/errors.h"
 
-#define QS_CUDA_CHECK(expr)                                                               \
-  do {                                                                                    \
-    cudaError_t e_ = (expr);                                                              \
-    if (e_ != cudaSuccess)                                                                \
-      throw ::qsweep::Error(::qsweep::cat(#expr, " failed: ", cudaGetErrorString(e_)));    \
+#define QS_CUDA_CHECK(expr)                                                             \
+  do {                                                                                  \
+    cudaError_t e_ = (expr);                                                            \
+    if (e_ != cudaSuccess)                                                              \
+      throw ::qsweep::Error(::qsweep::cat(#expr, " failed: ", cudaGetErrorString(e_))); \
   } while (0)
-#define QS_CUBLAS_CHECK(expr)                                                             \
-  do {                                                                                    \
-    cublasStatus_t s_ = (expr);                                                           \
-    if (s_ != CUBLAS_STATUS_SUCCESS)                                                      \
-      throw ::qsweep::Error(::qsweep::cat(#expr, " failed: cuBLAS status ", int(s_)));     \
+#define QS_CUBLAS_CHECK(expr)                                                          \
+  do {                                                                                 \
+    cublasStatus_t s_ = (expr);                                                        \
+    if (s_ != CUBLAS_STATUS_SUCCESS)                                                   \
+      throw ::qsweep::Error(::qsweep::cat(#expr, " failed: cuBLAS status ", int(s_))); \
   } while (0)
 
 namespace qsweep {
@@ -47,8 +47,8 @@ class DeviceBuffer {
   explicit DeviceBuffer(size_t bytes) : bytes_(bytes) {
     const cudaError_t e = cudaMalloc(&ptr_, bytes);
     if (e != cudaSuccess)
-      throw Error(cat("cudaMalloc of ", bytes / (1024.0 * 1024.0),
-                      " MiB failed (", cudaGetErrorString(e),
+      throw Error(cat("cudaMalloc of ", bytes / (1024.0 * 1024.0), " MiB failed (",
+                      cudaGetErrorString(e),
                       "): lower the batch size or context, or use --device cpu"));
   }
   ~DeviceBuffer() { cudaFree(ptr_); }
@@ -90,6 +90,8 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<CudaBackend>(); }
+std::unique_ptr<Backend> make_cuda_backend() {
+  return std::make_unique<CudaBackend>();
+}
 
 }  // namespace qsweep

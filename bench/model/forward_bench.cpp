@@ -52,9 +52,9 @@ void BM_PeakFmaOneCore(benchmark::State& state) {
       for (int c = 0; c < kChains; ++c) acc[c] = fma(acc[c], x, y);
     benchmark::DoNotOptimize(acc);
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(
-      2.0 * kLanes * kChains * kSteps * double(state.iterations()), benchmark::Counter::kIsRate,
-      benchmark::Counter::kIs1000);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * kLanes * kChains * kSteps * double(state.iterations()),
+                         benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
 #endif
 }
 BENCHMARK(BM_PeakFmaOneCore)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -115,11 +115,16 @@ void BM_ForwardTinycode(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(model.forward(seqs).data());
   const double tokens = 16.0 * 256 * double(state.iterations());
   state.counters["tokens/s"] = benchmark::Counter(tokens, benchmark::Counter::kIsRate);
-  state.counters["GFLOP/s"] = benchmark::Counter(
-      tokens * forward_flops_per_token(spec, 256), benchmark::Counter::kIsRate,
-      benchmark::Counter::kIs1000);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(tokens * forward_flops_per_token(spec, 256), benchmark::Counter::kIsRate,
+                         benchmark::Counter::kIs1000);
 }
-BENCHMARK(BM_ForwardTinycode)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ForwardTinycode)
+    ->Arg(1)
+    ->Arg(2)
+    ->ArgName("threads")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace qsweep

@@ -67,8 +67,8 @@ TEST(Cli, InspectTinycode) {
 
 TEST(Cli, EvalJsonCarriesProvenance) {
   const CliRun r = run("eval --model " + test::tinycode_dir() + " --data-dir " + test::data_dir() +
-                    " --dataset code-heldout --protocol strided --ctx 128 --stride 64"
-                    " --max-tokens 1000 --json --no-progress");
+                       " --dataset code-heldout --protocol strided --ctx 128 --stride 64"
+                       " --max-tokens 1000 --json --no-progress");
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["protocol"], "strided");
@@ -109,7 +109,7 @@ TEST(Cli, BadInputsExitWithStatus2AndOneLine) {
 
 TEST(Cli, ContextBeyondTrainedLengthWarns) {
   const CliRun r = run("eval --model " + tiny_model("warn") + " --data-dir " + test::data_dir() +
-                    " --dataset code-heldout --ctx 64 --max-tokens 200 --no-progress");
+                       " --dataset code-heldout --ctx 64 --max-tokens 200 --no-progress");
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("exceeds the model's max_position_embeddings 32"), std::string::npos)
       << r.err;

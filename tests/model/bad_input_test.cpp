@@ -39,7 +39,9 @@ std::string write_tiny(const std::string& tag) {
   return dir;
 }
 
-std::string bytes_of(const std::string& path) { return read_text_file(path); }
+std::string bytes_of(const std::string& path) {
+  return read_text_file(path);
+}
 void put(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
 }
@@ -62,7 +64,9 @@ void load(const std::string& dir) {
   (void)load_weights(dir, s);
 }
 
-TEST(BadInput, ValidTinyCheckpointLoads) { EXPECT_NO_THROW(load(write_tiny("ok"))); }
+TEST(BadInput, ValidTinyCheckpointLoads) {
+  EXPECT_NO_THROW(load(write_tiny("ok")));
+}
 
 TEST(BadInput, TruncatedSafetensors) {
   const std::string dir = write_tiny("trunc");
@@ -99,7 +103,9 @@ TEST(BadInput, OffsetsBeyondFileAndSizeMismatch) {
   expect_error([&] { SafetensorsFile s(f); }, {f, "'w'", "beyond"});
   put(f, with_header(R"({"w":{"dtype":"F32","shape":[5],"data_offsets":[0,16]}})", 16));
   expect_error([&] { SafetensorsFile s(f); }, {f, "'w'", "needs 20 bytes"});
-  put(f, with_header(R"({"w":{"dtype":"F32","shape":[4611686018427387904, 4],"data_offsets":[0,16]}})", 16));
+  put(f,
+      with_header(R"({"w":{"dtype":"F32","shape":[4611686018427387904, 4],"data_offsets":[0,16]}})",
+                  16));
   expect_error([&] { SafetensorsFile s(f); }, {f, "overflow"});
   put(f, with_header(R"({"w":{"dtype":"Q4","shape":[4],"data_offsets":[0,16]}})", 16));
   expect_error([&] { SafetensorsFile s(f); }, {f, "unknown dtype"});
@@ -159,7 +165,8 @@ TEST(BadInput, NanInWeights) {
   std::vector<uint8_t> b(32);
   std::memcpy(b.data(), v.data(), 32);
   replace_tensor(dir, "model.norm.weight", DType::F32, {8}, b);
-  expect_error([&] { load(dir); }, {"model.safetensors", "'model.norm.weight'", "non-finite", "index 3"});
+  expect_error([&] { load(dir); },
+               {"model.safetensors", "'model.norm.weight'", "non-finite", "index 3"});
 }
 
 TEST(BadInput, UnknownArchitectureAndBadConfig) {
@@ -180,8 +187,7 @@ TEST(BadInput, ShardIndexNamingMissingTensor) {
   const std::string dir = write_tiny("shard");
   put(dir + "/model.safetensors.index.json",
       R"({"weight_map":{"model.norm.weight":"model.safetensors","ghost":"model.safetensors"}})");
-  expect_error([&] { SafetensorsCheckpoint c(dir); },
-               {"model.safetensors.index.json", "'ghost'"});
+  expect_error([&] { SafetensorsCheckpoint c(dir); }, {"model.safetensors.index.json", "'ghost'"});
 }
 
 }  // namespace

@@ -22,7 +22,7 @@ constexpr double kForwardMaxRelErr = 1e-4;
 ModelSpec small_spec(Architecture arch) {
   ModelSpec s;
   s.arch = arch;
-  s.arch_name = arch == Architecture::Qwen2 ? "Qwen2ForCausalLM"
+  s.arch_name = arch == Architecture::Qwen2     ? "Qwen2ForCausalLM"
                 : arch == Architecture::Mistral ? "MistralForCausalLM"
                                                 : "LlamaForCausalLM";
   s.vocab_size = 37;  // odd on purpose
@@ -122,7 +122,8 @@ Mat naive_logits(const ModelSpec& s, const ModelWeights& w, const std::vector<in
     x = rmsnorm(h, L.mlp_norm, s.rms_norm_eps);
     Mat g = matmul_t(x, L.w_gate, VectorF()), u = matmul_t(x, L.w_up, VectorF());
     for (size_t t = 0; t < T; ++t)
-      for (size_t i = 0; i < g[t].size(); ++i) g[t][i] = g[t][i] / (1 + std::exp(-g[t][i])) * u[t][i];
+      for (size_t i = 0; i < g[t].size(); ++i)
+        g[t][i] = g[t][i] / (1 + std::exp(-g[t][i])) * u[t][i];
     Mat d = matmul_t(g, L.w_down, VectorF());
     for (size_t t = 0; t < T; ++t)
       for (size_t i = 0; i < h[t].size(); ++i) h[t][i] += d[t][i];

@@ -23,8 +23,8 @@ struct Prompt {
 };
 
 std::vector<Prompt> reference_prompts() {
-  const auto j = nlohmann::json::parse(
-      read_text_file(test::tinycode_dir() + "/reference/prompts.json"));
+  const auto j =
+      nlohmann::json::parse(read_text_file(test::tinycode_dir() + "/reference/prompts.json"));
   std::vector<Prompt> out;
   for (const auto& p : j["prompts"])
     out.push_back({p["name"].get<std::string>(), p["text"].get<std::string>(),

@@ -28,8 +28,8 @@ TEST(Quantize, GptqReducesLayerOutputErrorVersusRtnOnRealActivations) {
       GptqConfig g;
       g.bits = bits;
       g.group_size = 128;
-      const MatrixRM gq = gptq_quantize(W, capture.stats(1, linear_input_of(r)).hessian(), g)
-                              .q.dequantize();
+      const MatrixRM gq =
+          gptq_quantize(W, capture.stats(1, linear_input_of(r)).hessian(), g).q.dequantize();
       const MatrixRM rq = quantize_rtn(W, {bits, 128, false}).dequantize();
       const double e_gptq = (X * (W - gq).transpose()).squaredNorm();
       const double e_rtn = (X * (W - rq).transpose()).squaredNorm();

@@ -14,7 +14,9 @@ std::string shared_dir() {
   return std::string(QSWEEP_SOURCE_DIR) + "/../shared";
 }
 
-std::string tinycode_dir() { return shared_dir() + "/models/tinycode"; }
+std::string tinycode_dir() {
+  return shared_dir() + "/models/tinycode";
+}
 
 std::string data_dir() {
   if (const char* s = std::getenv("QSWEEP_DATA")) return s;
@@ -23,9 +25,9 @@ std::string data_dir() {
 
 std::string make_temp_dir(const std::string& tag) {
   static std::atomic<int> counter{0};
-  const auto base = std::filesystem::temp_directory_path() /
-                    ("qsweep-test-" + tag + "-" + std::to_string(::getpid()) + "-" +
-                     std::to_string(counter++));
+  const auto base =
+      std::filesystem::temp_directory_path() /
+      ("qsweep-test-" + tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
   std::filesystem::remove_all(base);
   std::filesystem::create_directories(base);
   return base.string();

@@ -1,0 +1,459 @@
+#include "pipeline/spec.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "common/errors.h"
+#include "pipeline/detail/matrix.h"
+#include "pipeline/detail/yaml_fields.h"
+
+namespace qsweep {
+namespace {
+
+using namespace sweep_yaml;
+
+constexpr int64_t kIntMax = std::numeric_limits<int>::max();
+
+// ---------------------------------------------------------------------------
+// What exists: methods and tasks, available or planned. Rules are data.
+
+struct MethodInfo {
+  std::string name;
+  std::string planned;            ///< "" when available, else the issue that brings it
+  std::vector<std::string> keys;  ///< the variant keys it uses besides `method`
+  bool calibrated = false;        ///< needs a calibration set
+};
+
+const std::vector<MethodInfo>& methods() {
+  static const std::vector<MethodInfo> table = [] {
+    std::vector<MethodInfo> t = {
+        {"rtn", "", {"bits", "group_size", "sym"}, false},
+        {"gptq",
+         "",
+         {"bits", "group_size", "sym", "desc_act", "static_groups", "true_sequential",
+          "damp_percent", "calibration"},
+         true},
+        {"awq", "#5", {}, true},
+    };
+    for (const char* mix : {"q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_0", "q4_k_s", "q4_k_m",
+                            "q5_k_s", "q5_k_m", "q6_k", "q8_0"})
+      t.push_back({mix, "#5", {}, false});
+    return t;
+  }();
+  return table;
+}
+
+const MethodInfo* find_method(const std::string& name) {
+  for (const auto& m : methods())
+    if (m.name == name) return &m;
+  return nullptr;
+}
+
+struct TaskInfo {
+  std::string name;
+  std::string planned;  ///< "" when available, else the issue that brings it
+  std::string id_prefix;
+};
+
+const std::vector<TaskInfo>& tasks() {
+  static const std::vector<TaskInfo> table = {
+      {"perplexity", "", "ppl"}, {"kld", "#6", "kld"},     {"humaneval", "#6", "humaneval"},
+      {"mmlu", "#6", "mmlu"},    {"gsm8k", "#6", "gsm8k"}, {"line_completion", "#6", "linecomp"},
+  };
+  return table;
+}
+
+std::vector<std::string> names_of_map(const std::map<std::string, CalibrationSpec>& m) {
+  std::vector<std::string> names;
+  for (const auto& [name, c] : m) names.push_back(name);
+  return names;
+}
+
+template <typename Table>
+std::vector<std::string> names_of(const Table& table) {
+  std::vector<std::string> names;
+  for (const auto& row : table) names.push_back(row.name);
+  return names;
+}
+
+/// The check for a `method:` or `task:` value: unknown (with a suggestion) or planned.
+template <typename Table>
+std::function<std::string(const Scalar&)> known_name_check(const Table& table,
+                                                           const std::string& what) {
+  return [&table, what](const Scalar& v) -> std::string {
+    const auto& s = std::get<std::string>(v);
+    for (const auto& row : table)
+      if (row.name == s)
+        return row.planned.empty()
+                   ? ""
+                   : cat(what, " '", s, "' is not implemented yet (issue ", row.planned, ")");
+    return cat("unknown ", what, " '", s, "'", did_you_mean(s, names_of(table)));
+  };
+}
+
+/// Letters, digits, '.', '_' and '-', not starting with '.' or '-': safe in a file name.
+bool is_safe_name(const std::string& s) {
+  if (s.empty() || s[0] == '.' || s[0] == '-') return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+}
+
+/// `s` with every run of unsafe characters replaced by one '_', and no leading '.', '_' or '-'.
+std::string safe_fragment(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    const bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-';
+    if (ok)
+      out += c;
+    else if (out.empty() || out.back() != '_')
+      out += '_';
+  }
+  const size_t start = out.find_first_not_of("._-");
+  out = start == std::string::npos ? "" : out.substr(start);
+  while (!out.empty() && out.back() == '_') out.pop_back();
+  return out.empty() ? "x" : out;
+}
+
+// ---------------------------------------------------------------------------
+// Sections.
+
+std::string read_string(const Source& src, const Entry& e, const std::string& expected) {
+  return std::get<std::string>(read_one(src, string_field(e.name, expected), e).value);
+}
+
+std::map<std::string, CalibrationSpec> read_calibration(const Source& src, const Entry& section) {
+  std::map<std::string, CalibrationSpec> out;
+  if (section.value.IsNull()) return out;
+  if (!section.value.IsMap())
+    src.fail(section.value, cat("'calibration' must be a map of name: {source: ...}, got ",
+                                describe(section.value)));
+  const std::vector<Field> fields = {
+      string_field("source", "a built-in source, a file, file.jsonl:field or a glob"),
+      string_field("domain", "a domain label"),
+      int_field("n_samples", 1, kIntMax, "a positive integer"),
+      int_field("seqlen", 1, kIntMax, "a positive integer"),
+      int_field("seed", 0, std::numeric_limits<int64_t>::max(), "a non-negative integer"),
+      choice_field("sampling", {"random", "contiguous"}),
+  };
+  for (const auto& kv : section.value) {  // kv is a value: its nodes outlive the loop body
+    const YAML::Node key = kv.first;
+    const std::string name = key.IsScalar() ? key.Scalar() : "";
+    if (!is_safe_name(name))
+      src.fail(key, cat("calibration name ", describe(key),
+                        " must use only letters, digits, '.', '_' and '-' (it becomes part of "
+                        "variant ids)"));
+    if (out.count(name)) src.fail(key, cat("calibration '", name, "' is defined twice"));
+    const MapView map(src, kv.second, keys_of(fields), cat("calibration '", name, "'"));
+    CalibrationSpec c;
+    c.name = name;
+    for (const auto& e : map.entries()) {
+      const Scalar v = read_one(src, field_named(fields, e.name), e).value;
+      if (e.name == "source") c.source = std::get<std::string>(v);
+      if (e.name == "domain") c.domain = std::get<std::string>(v);
+      if (e.name == "n_samples") c.n_samples = static_cast<int>(std::get<int64_t>(v));
+      if (e.name == "seqlen") c.seqlen = static_cast<int>(std::get<int64_t>(v));
+      if (e.name == "seed") c.seed = static_cast<uint64_t>(std::get<int64_t>(v));
+      if (e.name == "sampling") c.sampling = std::get<std::string>(v);
+    }
+    if (!map.find("source")) src.fail(map.node(), cat("calibration '", name, "' has no 'source'"));
+    out.emplace(name, std::move(c));
+  }
+  return out;
+}
+
+/// The id rule (docs/sweep-format.md, "Variant ids").
+std::string variant_id(const VariantSpec& v) {
+  std::string id = cat(v.method, "-b", v.bits, "-g",
+                       v.group_size == -1 ? std::string("ch") : std::to_string(v.group_size));
+  if (v.sym) id += "-sym";
+  if (v.desc_act) id += "-act";
+  if (v.static_groups) id += "-static";
+  if (!v.true_sequential) id += "-nts";
+  if (v.damp_percent != VariantSpec{}.damp_percent) id += "-damp" + to_text(v.damp_percent);
+  if (!v.calibration.empty()) id += "-" + v.calibration;
+  return id;
+}
+
+std::vector<Field> variant_fields(const std::map<std::string, CalibrationSpec>& calibration) {
+  const std::vector<std::string> cal_names = names_of_map(calibration);
+  Field method = string_field("method", "a method name");
+  method.check = known_name_check(methods(), "method");
+  Field group = int_field("group_size", -1, kIntMax,
+                          "a positive integer or -1 (one group per output channel)");
+  group.parse = [any = group.parse](const std::string& t) -> std::optional<Scalar> {
+    auto v = any(t);
+    if (!v || std::get<int64_t>(*v) == 0) return std::nullopt;
+    return v;
+  };
+  Field cal = string_field("calibration", "a name from 'calibration:'");
+  cal.check = [cal_names](const Scalar& v) -> std::string {
+    const auto& s = std::get<std::string>(v);
+    if (std::find(cal_names.begin(), cal_names.end(), s) != cal_names.end()) return "";
+    if (cal_names.empty())
+      return cat("calibration '", s, "' is not defined: the sweep has no 'calibration:' section");
+    return cat("calibration '", s,
+               "' is not defined under 'calibration:' (defined: ", join_or(cal_names), ")",
+               did_you_mean(s, cal_names));
+  };
+  return {
+      method,
+      int_field("bits", 2, 8, "an integer 2..8"),
+      group,
+      bool_field("sym"),
+      bool_field("desc_act"),
+      bool_field("static_groups"),
+      bool_field("true_sequential"),
+      number_field(
+          "damp_percent", [](double d) { return d > 0 && d <= 1; }, "a number in (0, 1]"),
+      cal,
+  };
+}
+
+std::vector<VariantSpec> read_variants(const Source& src, const Entry& section,
+                                       const std::map<std::string, CalibrationSpec>& calibration) {
+  if (!section.value.IsSequence() || section.value.size() == 0)
+    src.fail(section.value.IsNull() ? section.key : section.value,
+             cat("'variants' must be a non-empty list of variants, got ", describe(section.value)));
+  const std::vector<Field> fields = variant_fields(calibration);
+  std::vector<VariantSpec> out;
+  std::map<std::string, YAML::Node> origin_of;  // id -> where it came from
+  for (const auto& entry : section.value) {
+    for (const Combination& c : expand_matrix(src, entry, fields, "variant")) {
+      const FieldValue* m = c.find("method");
+      if (!m) src.fail(c.origin, "variant has no 'method' (rtn or gptq)");
+      VariantSpec v;
+      v.method = std::get<std::string>(m->value);
+      const MethodInfo& info = *find_method(v.method);
+      for (const auto& [key, fv] : c.values) {
+        if (key == "method") continue;
+        if (std::find(info.keys.begin(), info.keys.end(), key) == info.keys.end())
+          src.fail(fv.node, cat("'", key, "' does not apply to method '", v.method, "' (it uses ",
+                                join_or(info.keys), ")"));
+        const Scalar& s = fv.value;
+        if (key == "bits") v.bits = static_cast<int>(std::get<int64_t>(s));
+        if (key == "group_size") v.group_size = static_cast<int>(std::get<int64_t>(s));
+        if (key == "sym") v.sym = std::get<bool>(s);
+        if (key == "desc_act") v.desc_act = std::get<bool>(s);
+        if (key == "static_groups") v.static_groups = std::get<bool>(s);
+        if (key == "true_sequential") v.true_sequential = std::get<bool>(s);
+        if (key == "damp_percent") v.damp_percent = std::get<double>(s);
+        if (key == "calibration") v.calibration = std::get<std::string>(s);
+      }
+      if (info.calibrated && v.calibration.empty()) {
+        // The one calibration set is the default; with none or several, the variant must say.
+        if (calibration.size() != 1)
+          src.fail(
+              m->node,
+              cat("method '", v.method, "' needs a calibration set: add 'calibration: <name>'",
+                  calibration.empty() ? " and a 'calibration:' section"
+                                      : cat(" (one of ", join_or(names_of_map(calibration)), ")")));
+        v.calibration = calibration.begin()->first;
+      }
+      if (v.static_groups && v.group_size == -1)
+        src.fail(c.find("static_groups")->node,
+                 "'static_groups' needs groups: it means nothing with group_size -1");
+      v.source_line = line_of(c.origin);
+      v.id = variant_id(v);
+      auto [it, fresh] = origin_of.emplace(v.id, c.origin);
+      if (!fresh)
+        src.fail(c.origin, cat("variant '", v.id, "' is defined twice: by the variant at line ",
+                               line_of(it->second), " and the one at line ", line_of(c.origin)));
+      out.push_back(std::move(v));
+    }
+  }
+  return out;
+}
+
+/// The eval id rule (docs/sweep-format.md, "Eval ids").
+std::string eval_id(const EvalSpec& e, const TaskInfo& task) {
+  std::string id = cat(task.id_prefix, "-", safe_fragment(e.dataset), "-", e.protocol, "-ctx",
+                       e.ctx == 0 ? std::string("max") : std::to_string(e.ctx));
+  if (e.protocol == "strided" && e.stride > 0) id += cat("-s", e.stride);
+  if (e.max_tokens > 0) id += cat("-n", e.max_tokens);
+  return id;
+}
+
+std::vector<EvalSpec> read_evals(const Source& src, const Entry& section) {
+  if (!section.value.IsSequence() || section.value.size() == 0)
+    src.fail(section.value.IsNull() ? section.key : section.value,
+             cat("'eval' must be a non-empty list of evaluations, got ", describe(section.value)));
+  Field task = string_field("task", "a task name");
+  task.check = known_name_check(tasks(), "task");
+  const std::vector<Field> fields = {
+      task,
+      string_field("dataset", "a dataset name or a file path"),
+      choice_field("protocol", {"chunks", "strided"}),
+      int_field("ctx", 2, kIntMax, "an integer >= 2"),
+      int_field("stride", 1, kIntMax, "a positive integer"),
+      int_field("max_tokens", 0, std::numeric_limits<int64_t>::max(),
+                "a non-negative integer (0 = all)"),
+  };
+  std::vector<EvalSpec> out;
+  std::map<std::string, YAML::Node> origin_of;
+  for (const auto& entry : section.value) {
+    for (const Combination& c : expand_matrix(src, entry, fields, "eval entry")) {
+      const FieldValue* t = c.find("task");
+      if (!t) src.fail(c.origin, "eval entry has no 'task' (perplexity)");
+      if (!c.find("dataset")) src.fail(c.origin, "eval entry has no 'dataset'");
+      EvalSpec e;
+      for (const auto& [key, fv] : c.values) {
+        const Scalar& s = fv.value;
+        if (key == "task") e.task = std::get<std::string>(s);
+        if (key == "dataset") e.dataset = std::get<std::string>(s);
+        if (key == "protocol") e.protocol = std::get<std::string>(s);
+        if (key == "ctx") e.ctx = static_cast<int>(std::get<int64_t>(s));
+        if (key == "stride") e.stride = static_cast<int>(std::get<int64_t>(s));
+        if (key == "max_tokens") e.max_tokens = std::get<int64_t>(s);
+      }
+      if (const FieldValue* s = c.find("stride")) {
+        if (e.protocol != "strided")
+          src.fail(s->node, "'stride' applies only to protocol: strided");
+        if (e.ctx > 0 && e.stride > e.ctx)
+          src.fail(s->node, cat("'stride' must be at most ctx (", e.ctx, "), got ", e.stride));
+      }
+      // Resolve the default stride where ctx is known, so equal evaluations get equal ids.
+      if (e.protocol == "strided" && e.stride == 0 && e.ctx > 0) e.stride = e.ctx / 2;
+      const TaskInfo& info = *std::find_if(tasks().begin(), tasks().end(),
+                                           [&](auto& ti) { return ti.name == e.task; });
+      e.id = eval_id(e, info);
+      auto [it, fresh] = origin_of.emplace(e.id, c.origin);
+      if (!fresh)
+        src.fail(c.origin, cat("eval '", e.id, "' is defined twice: by the eval entry at line ",
+                               line_of(it->second), " and the one at line ", line_of(c.origin)));
+      out.push_back(std::move(e));
+    }
+  }
+  return out;
+}
+
+ReportSpec read_report(const Source& src, const Entry& section) {
+  ReportSpec r;
+  if (section.value.IsNull()) return r;
+  const MapView map(src, section.value, {"formats", "acceptable"}, "report");
+  if (const Entry* f = map.find("formats")) {
+    r.formats.clear();
+    for (const auto& v : read_axis(src, choice_field("formats", {"md", "csv", "json", "html"}), *f))
+      r.formats.push_back(std::get<std::string>(v.value));
+  }
+  if (const Entry* a = map.find("acceptable")) {
+    const std::vector<std::string> names = {"yes", "usually", "marginal"};
+    const MapView bounds(src, a->value, names, "report.acceptable");
+    double* slot[] = {&r.yes, &r.usually, &r.marginal};
+    const YAML::Node* at[3] = {nullptr, nullptr, nullptr};
+    const Field positive = number_field(
+        "", [](double d) { return d > 0; }, "a positive number");
+    for (const auto& e : bounds.entries()) {
+      Field f = positive;
+      f.key = e.name;
+      const size_t i =
+          static_cast<size_t>(std::find(names.begin(), names.end(), e.name) - names.begin());
+      *slot[i] = std::get<double>(read_one(src, f, e).value);
+      at[i] = &e.value;
+    }
+    for (size_t i = 1; i < 3; ++i)
+      if (!(*slot[i] > *slot[i - 1]))
+        src.fail(at[i] ? *at[i] : (at[i - 1] ? *at[i - 1] : a->value),
+                 cat("report.acceptable must be ascending (yes < usually < marginal), but ",
+                     names[i], " = ", to_text(*slot[i]), " is not above ", names[i - 1], " = ",
+                     to_text(*slot[i - 1])));
+  }
+  return r;
+}
+
+/// A parse error's position; tabs in indentation get a message of their own, since
+/// yaml-cpp reports them as an unrelated "illegal map value".
+[[noreturn]] void fail_syntax(const Source& src, const std::string& yaml,
+                              const YAML::ParserException& e) {
+  std::istringstream lines(yaml);
+  std::string line;
+  for (int i = 0; std::getline(lines, line) && i <= e.mark.line; ++i) {
+    const size_t indent_end = line.find_first_not_of(" \t");
+    const size_t tab = line.find('\t');
+    if (tab != std::string::npos && (indent_end == std::string::npos || tab < indent_end))
+      throw Error(cat(src.file, ":", i + 1, ":", tab + 1,
+                      ": tab in indentation; YAML indents with spaces (parser: ", e.msg, " at ",
+                      e.mark.line + 1, ":", e.mark.column + 1, ")"));
+  }
+  src.fail(e.mark, e.msg);
+}
+
+}  // namespace
+
+bool method_is_available(const std::string& method) {
+  const MethodInfo* m = find_method(method);
+  return m && m->planned.empty();
+}
+
+SweepSpec parse_sweep_text(const std::string& yaml, const std::string& file) {
+  const Source src{file};
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::ParserException& e) {
+    fail_syntax(src, yaml, e);
+  }
+  if (!root.IsDefined() || root.IsNull())
+    throw Error(cat(file, ": the sweep file is empty (it needs name, model, variants and eval)"));
+
+  SweepSpec spec;
+  spec.file = file;
+  try {
+    const MapView top(src, root,
+                      {"name", "model", "baseline", "calibration", "variants", "eval", "report"},
+                      "the sweep file");
+    if (const Entry* name = top.find("name")) {
+      spec.name = read_string(src, *name, "a name");
+      if (!is_safe_name(spec.name))
+        src.fail(name->value, cat("'name' must use only letters, digits, '.', '_' and '-' (it "
+                                  "names the sweep's folder), got ",
+                                  describe(name->value)));
+    }
+    if (const Entry* model = top.find("model"))
+      spec.model = read_string(src, *model, "a model name or a path");
+    if (const Entry* b = top.find("baseline")) {
+      Field baseline = string_field("baseline", "fp16");
+      baseline.check = [](const Scalar& v) -> std::string {
+        const auto& s = std::get<std::string>(v);
+        return s == "fp16" ? "" : cat("baseline '", s, "' is not supported; only fp16 for now");
+      };
+      spec.baseline = std::get<std::string>(read_one(src, baseline, *b).value);
+    }
+    if (const Entry* c = top.find("calibration")) spec.calibration = read_calibration(src, *c);
+    if (const Entry* v = top.find("variants"))
+      spec.variants = read_variants(src, *v, spec.calibration);
+    if (const Entry* e = top.find("eval")) spec.evals = read_evals(src, *e);
+    if (const Entry* r = top.find("report")) spec.report = read_report(src, *r);
+    // Missing keys last, so that a mistake inside a section present is reported first.
+    for (const char* key : {"name", "model", "variants", "eval"})
+      if (!top.find(key)) src.fail(root, cat("the sweep file has no '", key, "'"));
+  } catch (const YAML::Exception& e) {
+    // Not expected (values are read as text), but never let one escape without a position.
+    src.fail(e.mark, e.msg);
+  }
+  return spec;
+}
+
+SweepSpec parse_sweep(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw Error(cat("sweep file '", path, "' does not exist"));
+  if (fs::is_directory(path, ec))
+    throw Error(cat("sweep file '", path, "' is a directory, not a YAML file"));
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(cat("cannot open sweep file '", path, "': ", std::strerror(errno)));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw Error(cat("cannot read sweep file '", path, "'"));
+  return parse_sweep_text(text.str(), path);
+}
+
+}  // namespace qsweep

@@ -1,0 +1,165 @@
+// reports/: the tradeoff table and the calibration-domain table of one sweep,
+// rendered from the sweep's results.json to Markdown, CSV, JSON and one
+// self-contained HTML file with inline SVG charts.
+//
+// reports/ knows nothing about how the numbers were computed: everything it
+// prints comes from results.json (schema: docs/reports.md), and every number
+// it prints carries how it was measured ("How measured" footnotes).
+//
+// All renderers are pure functions of the JSON (no clock, no locale, no file
+// system), so their output is byte-for-byte reproducible; tests pin them with
+// golden files. Malformed input throws qsweep::Error naming the JSON key.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace qsweep {
+
+/// One evaluation (a column group of the tradeoff table), from results.json "evals".
+struct ReportEval {
+  std::string id;        ///< e.g. "ppl-wikitext2-chunks-ctx256-n32768"
+  std::string task;      ///< "perplexity", later "multiple_choice", ...
+  std::string dataset;   ///< "wikitext2", "code", ...
+  std::string domain;    ///< "wiki", "code", ... (compared with calibration domains)
+  std::string protocol;  ///< "chunks" | "strided" (perplexity); free text otherwise
+  std::string metric;    ///< "perplexity", "accuracy", ...
+  std::optional<int64_t> ctx, stride, max_tokens;
+  bool higher_is_better = false;
+  /// metric == "perplexity": shown relative to the baseline (value / baseline)
+  /// and used for "Acceptable?". Other metrics are shown as value − baseline.
+  bool is_perplexity = false;
+  /// Short column name: the dataset, plus protocol and ctx when two evals share
+  /// a dataset.
+  std::string name;
+};
+
+/// One variant × one eval.
+struct ReportCell {
+  bool present = false;  ///< the variant has this metric
+  double value = 0;      ///< the metric as measured (perplexity, accuracy, ...)
+  /// Standard error of the quantity the metric is built from: nll_standard_error
+  /// (of the mean NLL, nats) for perplexity, standard_error otherwise.
+  double se = 0;
+  bool has_se = false;         ///< the metric reported its standard error
+  int64_t scored_tokens = -1;  ///< -1 when not reported
+  /// present and the baseline's metric present: perplexity → value / baseline;
+  /// other metrics → value − baseline (in the metric's own units).
+  bool has_relative = false;
+  double relative = 0;
+  /// Standard error of `relative` by the delta method, errors treated as
+  /// independent: perplexity rel·√(se² + se_base²); others √(se² + se_base²).
+  /// 0 for the baseline itself; has_relative_se false when either se is missing.
+  bool has_relative_se = false;
+  double relative_se = 0;
+  /// The table neighbour above or below is within noise on this eval (see
+  /// rows_within_noise); the table prints "±se ≈".
+  bool near_noise = false;
+  bool on_frontier = false;  ///< on this eval's Pareto frontier (perplexity evals only)
+};
+
+/// One variant. Table rows are the variants with status "ok".
+struct ReportRow {
+  std::string id, label, method, status, error;
+  std::string calibration;         ///< calibration set name, "" when none
+  std::string calibration_domain;  ///< "" when none
+  bool is_baseline = false;
+  std::optional<int64_t> bits, group_size, size_bytes;
+  std::optional<double> bits_per_weight;  ///< measured, scales and zeros included
+  /// The variant's fields that define "the same quantization apart from the
+  /// calibration" (everything but id, label, calibration, status, metrics, ...).
+  nlohmann::json config_key;
+  std::vector<ReportCell> cells;  ///< one per ReportData::evals, same order
+  /// Largest relative perplexity over the perplexity evals; empty when any is missing.
+  std::optional<double> worst_relative_ppl;
+  /// "baseline", "yes", "usually", "marginal", "no"; "—" when unknown or not ok.
+  std::string acceptable;
+
+  bool in_table() const { return status == "ok"; }
+};
+
+/// Everything the renderers print, derived from results.json.
+struct ReportData {
+  std::string qsweep_version;
+  std::string sweep_name, sweep_file, model, baseline_id, baseline_label;
+  std::vector<ReportEval> evals;
+  /// All variants. First the table rows (status "ok"): the baseline, then by
+  /// bits_per_weight descending (quality decreases downward), ties by id; then
+  /// the failed and skipped variants in input order.
+  std::vector<ReportRow> rows;
+  size_t n_table_rows = 0;
+  /// Calibration sets by name (as in results.json "calibrations").
+  nlohmann::json calibrations;
+  double accept_yes = 1.05, accept_usually = 1.12, accept_marginal = 1.20;
+  /// Per eval: indices into `rows` of the Pareto frontier (the lowest relative
+  /// perplexity at ≤ that many bits per weight), by bits_per_weight ascending.
+  /// Empty for non-perplexity evals.
+  std::vector<std::vector<size_t>> frontier;
+};
+
+/// Parses and derives; throws qsweep::Error on malformed input (naming the key)
+/// or when sweep.baseline names no variant.
+ReportData derive_report(const nlohmann::json& results);
+
+/// "yes" (≤ yes), "usually" (≤ usually), "marginal" (≤ marginal) or "no".
+std::string acceptable_category(double worst_relative_ppl, double yes, double usually,
+                                double marginal);
+
+/// The noise rule: two adjacent rows a, b on one eval differ by less than 2σ,
+/// where σ is the delta-method standard error of relative_a − relative_b with
+/// the NLL errors treated as independent. For perplexity (r = relative):
+///   σ² = r_a²·se_a² + r_b²·se_b² + (r_a − r_b)²·se_base²   (neither is the baseline)
+///   σ² = r_a²·(se_a² + se_base²)                           (b is the baseline)
+/// For other metrics σ² = se_a² + se_b². False when an se is missing.
+bool rows_within_noise(const ReportData& data, size_t eval, size_t row_a, size_t row_b);
+
+/// A set of variants that differ only by their calibration set.
+struct CalibrationGroup {
+  std::string name;          ///< common prefix of the members' labels, e.g. "GPTQ 3-bit g128"
+  std::vector<size_t> rows;  ///< indices into ReportData::rows, by calibration name
+};
+
+/// One in-domain vs out-of-domain comparison (same group, same eval, both measured).
+struct CalibrationComparison {
+  size_t group = 0, eval = 0;
+  size_t in_row = 0, out_row = 0;  ///< indices into ReportData::rows
+  /// (out / in − 1) × 100: for perplexity, how much worse the out-of-domain
+  /// calibration is (positive: calibrating in-domain helped).
+  double change_pct = 0;
+  bool in_domain_better = false;  ///< respects higher_is_better
+};
+
+struct CalibrationAnalysis {
+  std::vector<CalibrationGroup> groups;
+  std::vector<CalibrationComparison> comparisons;
+  /// Per eval: mean of (relative − 1) × 100 over the quantized table rows that
+  /// have every perplexity eval (so the means are over the same variants);
+  /// empty for non-perplexity evals or when no such row exists.
+  std::vector<std::optional<double>> mean_degradation_pct;
+  size_t n_variants_in_mean = 0;
+};
+
+CalibrationAnalysis analyze_calibration(const ReportData& data);
+
+/// The tradeoff table with its notes, the failed variants, "How measured" and
+/// the calibration-domain section (render_calibration_md) — table.md.
+std::string render_table_md(const nlohmann::json& results);
+/// One line per variant (failed ones last), RFC 4180 (CRLF, quoted when needed) — table.csv.
+std::string render_table_csv(const nlohmann::json& results);
+/// The calibration-domain section of table.md: table plus the two summary sentences.
+std::string render_calibration_md(const nlohmann::json& results);
+/// One self-contained HTML page (inline CSS and SVG, no scripts, no URLs) — report.html.
+std::string render_html(const nlohmann::json& results);
+
+/// Writes the requested formats into out_dir (created if needed), each file atomically:
+/// "md" → table.md, "csv" → table.csv, "json" → results.json (pretty, as given),
+/// "html" → report.html. An empty list means all four; an unknown name throws Error.
+void render_reports(const nlohmann::json& results, const std::string& out_dir,
+                    const std::vector<std::string>& formats);
+
+}  // namespace qsweep

@@ -1,0 +1,482 @@
+// The sweep-file parser: the issue's example, matrix expansion with include/exclude,
+// the id rules, and every kind of error with its exact file:line:column.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "common/errors.h"
+#include "pipeline/spec.h"
+#include "tests/support/test_support.h"
+
+namespace qsweep {
+namespace {
+
+/// The message parse_sweep_text throws for `yaml`, or "(no error)".
+std::string error_of(const std::string& yaml) {
+  try {
+    parse_sweep_text(yaml, "s.yaml");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+std::vector<std::string> variant_ids(const SweepSpec& s) {
+  std::vector<std::string> ids;
+  for (const auto& v : s.variants) ids.push_back(v.id);
+  return ids;
+}
+
+std::vector<std::string> eval_ids(const SweepSpec& s) {
+  std::vector<std::string> ids;
+  for (const auto& e : s.evals) ids.push_back(e.id);
+  return ids;
+}
+
+const char* const kExample = R"(name: tinycode-bitwidths
+model: tinycode                     # a name in the data directory, or a path to an HF dir / GGUF file
+baseline: fp16
+calibration:
+  code: {source: code, n_samples: 128, seqlen: 256, seed: 0}
+  wiki: {source: wikitext2, n_samples: 128, seqlen: 256, seed: 0}
+variants:
+  - {method: gptq, bits: [3, 4, 8], group_size: [64, 128], desc_act: [false, true], calibration: [code, wiki]}
+  - {method: rtn, bits: [4, 8], group_size: 128}
+eval:
+  - {task: perplexity, dataset: wikitext2, protocol: chunks, ctx: 256, max_tokens: 32768}
+  - {task: perplexity, dataset: code-heldout, protocol: chunks, ctx: 256}
+report:
+  formats: [md, csv, json, html]
+  acceptable: {yes: 1.05, usually: 1.12, marginal: 1.20}   # relative-perplexity bounds
+)";
+
+// Lines 1-8; a test's variants start at line 9.
+const std::string kHead =
+    "name: t\n"
+    "model: tinycode\n"
+    "calibration:\n"
+    "  code: {source: code}\n"
+    "  wiki: {source: wikitext2}\n"
+    "eval:\n"
+    "  - {task: perplexity, dataset: wikitext2}\n"
+    "variants:\n";
+
+// Lines 1-4; a test's eval entries start at line 5.
+const std::string kEvalHead =
+    "name: t\n"
+    "model: tinycode\n"
+    "variants: [{method: rtn}]\n"
+    "eval:\n";
+
+TEST(SweepSpec, IssueExampleExpandsTo26Variants) {
+  const SweepSpec s = parse_sweep_text(kExample, "example.yaml");
+  EXPECT_EQ(s.file, "example.yaml");
+  EXPECT_EQ(s.name, "tinycode-bitwidths");
+  EXPECT_EQ(s.model, "tinycode");
+  EXPECT_EQ(s.baseline, "fp16");
+  ASSERT_EQ(s.calibration.size(), 2u);
+  EXPECT_EQ(s.calibration.at("wiki").source, "wikitext2");
+  EXPECT_EQ(s.calibration.at("code").seqlen, 256);
+
+  std::vector<std::string> want;
+  for (const char* b : {"3", "4", "8"})
+    for (const char* g : {"64", "128"})
+      for (const char* act : {"", "-act"})
+        for (const char* cal : {"code", "wiki"})
+          want.push_back(std::string("gptq-b") + b + "-g" + g + act + "-" + cal);
+  want.push_back("rtn-b4-g128");
+  want.push_back("rtn-b8-g128");
+  EXPECT_EQ(variant_ids(s), want);
+  ASSERT_EQ(s.variants.size(), 26u);
+  EXPECT_EQ(s.variants[0].source_line, 8);
+  EXPECT_EQ(s.variants[25].source_line, 9);
+  EXPECT_TRUE(s.variants[2].desc_act);
+  EXPECT_EQ(s.variants[2].calibration, "code");
+  EXPECT_EQ(s.variants[25].calibration, "");
+
+  EXPECT_EQ(eval_ids(s), (std::vector<std::string>{"ppl-wikitext2-chunks-ctx256-n32768",
+                                                   "ppl-code-heldout-chunks-ctx256"}));
+  EXPECT_EQ(s.evals[0].max_tokens, 32768);
+  EXPECT_EQ(s.report.formats, (std::vector<std::string>{"md", "csv", "json", "html"}));
+  EXPECT_DOUBLE_EQ(s.report.yes, 1.05);  // the key `yes` is read as a string, not a boolean
+  EXPECT_DOUBLE_EQ(s.report.usually, 1.12);
+  EXPECT_DOUBLE_EQ(s.report.marginal, 1.20);
+}
+
+TEST(SweepSpec, EveryShippedConfigParses) {
+  namespace fs = std::filesystem;
+  int n = 0;
+  for (const auto& f : fs::directory_iterator(std::string(QSWEEP_SOURCE_DIR) + "/configs")) {
+    if (f.path().extension() != ".yaml") continue;
+    SCOPED_TRACE(f.path().string());
+    EXPECT_NO_THROW(parse_sweep(f.path().string()));
+    ++n;
+  }
+  EXPECT_GT(n, 0);
+}
+
+TEST(SweepSpec, DefaultsOfAMinimalSweep) {
+  const SweepSpec s = parse_sweep_text(
+      "name: m\nmodel: /models/x\nvariants: [{method: rtn}]\neval: [{task: perplexity, "
+      "dataset: ./data/my  eval.txt}]\n",
+      "m.yaml");
+  ASSERT_EQ(s.variants.size(), 1u);
+  const VariantSpec& v = s.variants[0];
+  EXPECT_EQ(v.id, "rtn-b4-g128");
+  EXPECT_EQ(v.bits, 4);
+  EXPECT_EQ(v.group_size, 128);
+  EXPECT_FALSE(v.sym);
+  EXPECT_EQ(v.source_line, 3);
+  ASSERT_EQ(s.evals.size(), 1u);
+  EXPECT_EQ(s.evals[0].id, "ppl-data_my_eval.txt-chunks-ctxmax");
+  EXPECT_EQ(s.evals[0].ctx, 0);
+  EXPECT_EQ(s.evals[0].protocol, "chunks");
+  EXPECT_EQ(s.report.formats.size(), 4u);
+  EXPECT_TRUE(s.calibration.empty());
+}
+
+TEST(SweepSpec, VariantIdNamesEveryNonDefaultField) {
+  const SweepSpec s = parse_sweep_text(
+      kHead +
+          "  - {method: gptq, bits: 3, group_size: -1, sym: true, true_sequential: false, "
+          "damp_percent: 0.1, calibration: wiki}\n"
+          "  - {method: gptq, desc_act: true, static_groups: true, damp_percent: 0.010, "
+          "calibration: code}\n"
+          "  - {method: rtn, bits: 2, group_size: 32, sym: True}\n",
+      "s.yaml");
+  EXPECT_EQ(variant_ids(s),
+            (std::vector<std::string>{"gptq-b3-gch-sym-nts-damp0.1-wiki",
+                                      "gptq-b4-g128-act-static-code", "rtn-b2-g32-sym"}));
+  EXPECT_EQ(s.variants[0].group_size, -1);
+  EXPECT_FALSE(s.variants[0].true_sequential);
+  EXPECT_DOUBLE_EQ(s.variants[0].damp_percent, 0.1);
+  EXPECT_TRUE(s.variants[1].static_groups);
+}
+
+TEST(SweepSpec, TheOnlyCalibrationSetIsTheDefault) {
+  const SweepSpec s = parse_sweep_text(
+      "name: t\nmodel: m\ncalibration: {c4: {source: docs, sampling: contiguous, seed: 7}}\n"
+      "variants: [{method: gptq, bits: [4, 8]}]\neval: [{task: perplexity, dataset: d}]\n",
+      "s.yaml");
+  EXPECT_EQ(variant_ids(s), (std::vector<std::string>{"gptq-b4-g128-c4", "gptq-b8-g128-c4"}));
+  EXPECT_EQ(s.calibration.at("c4").sampling, "contiguous");
+  EXPECT_EQ(s.calibration.at("c4").seed, 7u);
+}
+
+TEST(SweepSpec, GptqWithoutCalibrationWhenTwoAreDefined) {
+  EXPECT_EQ(error_of(kHead + "  - {method: gptq, bits: 4}\n"),
+            "s.yaml:9:14: method 'gptq' needs a calibration set: add 'calibration: <name>' (one "
+            "of code or wiki)");
+  EXPECT_EQ(error_of("name: t\nmodel: m\nvariants:\n  - method: gptq\neval: [{task: perplexity, "
+                     "dataset: d}]\n"),
+            "s.yaml:4:13: method 'gptq' needs a calibration set: add 'calibration: <name>' and a "
+            "'calibration:' section");
+}
+
+// --- include / exclude -------------------------------------------------------------------
+
+TEST(SweepMatrix, ExcludeRemovesEveryMatchingCombination) {
+  const SweepSpec s = parse_sweep_text(kHead +
+                                           "  - method: gptq\n"
+                                           "    bits: [3, 4]\n"
+                                           "    group_size: [64, 128]\n"
+                                           "    calibration: [code, wiki]\n"
+                                           "    exclude:\n"
+                                           "      - {bits: 3, calibration: wiki}\n"
+                                           "      - {group_size: 64, calibration: code}\n",
+                                       "s.yaml");
+  EXPECT_EQ(variant_ids(s), (std::vector<std::string>{"gptq-b3-g128-code", "gptq-b4-g64-wiki",
+                                                      "gptq-b4-g128-code", "gptq-b4-g128-wiki"}));
+}
+
+TEST(SweepMatrix, ExcludeErrors) {
+  // A key the entry does not list.
+  EXPECT_EQ(error_of(kHead + "  - {method: rtn, bits: [4, 8], exclude: [{group_size: 128}]}\n"),
+            "s.yaml:9:44: exclude key 'group_size' is not a key of this variant; exclude can only "
+            "remove values the variant lists");
+  // A value that matches nothing (a typo would otherwise exclude nothing).
+  EXPECT_EQ(error_of(kHead + "  - {method: rtn, bits: [4, 8], exclude: [{bits: 5}]}\n"),
+            "s.yaml:9:43: exclude entry matches no combination of this variant");
+  // A misspelt key in the exclude entry.
+  EXPECT_EQ(error_of(kHead + "  - {method: rtn, bits: [4, 8], exclude: [{bist: 4}]}\n"),
+            "s.yaml:9:44: unknown key 'bist' in exclude entry of variant; did you mean 'bits'?");
+  // Excluding everything.
+  EXPECT_EQ(error_of(kHead + "  - {method: rtn, bits: [4, 8], exclude: [{method: rtn}]}\n"),
+            "s.yaml:9:5: this variant expands to nothing: exclude removes every combination");
+  EXPECT_EQ(error_of(kHead + "  - {method: rtn, bits: [4, 8], exclude: {bits: 4}}\n"),
+            "s.yaml:9:42: 'exclude' must be a non-empty list of maps, got a map");
+}
+
+TEST(SweepMatrix, IncludeExtendsMatchingCombinationsOrAddsNewOnes) {
+  const SweepSpec s = parse_sweep_text(kHead +
+                                           "  - method: gptq\n"
+                                           "    bits: [4, 8]\n"
+                                           "    calibration: code\n"
+                                           "    include:\n"
+                                           "      - {bits: 8, damp_percent: 0.1}\n"  // extends
+                                           "      - {sym: true}\n"  // no matrix key: extends all
+                                           "      - {bits: 3, group_size: 32}\n"      // new
+                                           "      - {calibration: wiki, bits: 4}\n",  // new
+                                       "s.yaml");
+  EXPECT_EQ(variant_ids(s),
+            (std::vector<std::string>{"gptq-b4-g128-sym-code", "gptq-b8-g128-sym-damp0.1-code",
+                                      "gptq-b3-g32-code", "gptq-b4-g128-wiki"}));
+  // A new combination keeps the entry's single values (method, calibration) and says where
+  // it came from.
+  EXPECT_EQ(s.variants[2].method, "gptq");
+  EXPECT_EQ(s.variants[0].source_line, 9);
+  EXPECT_EQ(s.variants[2].source_line, 15);
+}
+
+TEST(SweepMatrix, TheDocumentedExample) {
+  // docs/sweep-format.md, "Matrix expansion, exclude and include".
+  const SweepSpec s = parse_sweep_text(kHead +
+                                           "  - method: gptq\n"
+                                           "    calibration: code\n"
+                                           "    bits: [3, 4]\n"
+                                           "    group_size: [64, 128]\n"
+                                           "    desc_act: [false, true]\n"
+                                           "    exclude:\n"
+                                           "      - {bits: 3, desc_act: true}\n"
+                                           "    include:\n"
+                                           "      - {bits: 4, group_size: 128, damp_percent: 0.1}\n"
+                                           "      - {bits: 2, group_size: 32}\n",
+                                       "s.yaml");
+  EXPECT_EQ(variant_ids(s),
+            (std::vector<std::string>{"gptq-b3-g64-code", "gptq-b3-g128-code", "gptq-b4-g64-code",
+                                      "gptq-b4-g64-act-code", "gptq-b4-g128-damp0.1-code",
+                                      "gptq-b4-g128-act-damp0.1-code", "gptq-b2-g32-code"}));
+}
+
+TEST(SweepMatrix, IncludeValuesAreSingle) {
+  EXPECT_EQ(error_of(kHead + "  - {method: rtn, bits: [4, 8], include: [{bits: [2, 3]}]}\n"),
+            "s.yaml:9:50: 'bits' must be an integer 2..8, got a list");
+}
+
+TEST(SweepMatrix, ListsInEvalEntriesExpandToo) {
+  const SweepSpec s =
+      parse_sweep_text(kEvalHead +
+                           "  - {task: perplexity, dataset: [wikitext2, code], ctx: [128, 256], "
+                           "exclude: [{dataset: code, ctx: 128}]}\n",
+                       "s.yaml");
+  EXPECT_EQ(eval_ids(s),
+            (std::vector<std::string>{"ppl-wikitext2-chunks-ctx128", "ppl-wikitext2-chunks-ctx256",
+                                      "ppl-code-chunks-ctx256"}));
+}
+
+// --- errors, each at its exact place ------------------------------------------------------
+
+TEST(SweepErrors, UnknownKeySuggestsTheClosest) {
+  EXPECT_EQ(error_of(kHead + "  - {method: rtn, grup_size: 128}\n"),
+            "s.yaml:9:19: unknown key 'grup_size' in variant; did you mean 'group_size'?");
+  EXPECT_EQ(error_of(kHead + "  - {method: rtn, colour: red}\n"),
+            "s.yaml:9:19: unknown key 'colour' in variant");
+  EXPECT_EQ(error_of("name: t\nmodel: m\nvariants: [{method: rtn}]\nevals: []\n"),
+            "s.yaml:4:1: unknown key 'evals' in the sweep file; did you mean 'eval'?");
+  EXPECT_EQ(error_of("name: t\nmodel: m\ncalibration:\n  code: {sorce: code}\n"),
+            "s.yaml:4:10: unknown key 'sorce' in calibration 'code'; did you mean 'source'?");
+}
+
+TEST(SweepErrors, WrongTypesPointAtTheValue) {
+  EXPECT_EQ(error_of(kHead + "  - {method: rtn, bits: four}\n"),
+            "s.yaml:9:25: 'bits' must be an integer 2..8 or a list of them, got 'four'");
+  EXPECT_EQ(error_of(kHead + "  - {method: rtn, bits: [4, 9]}\n"),
+            "s.yaml:9:29: 'bits' must be an integer 2..8 or a list of them, got '9'");
+  EXPECT_EQ(error_of(kHead + "  - {method: rtn, group_size: 0}\n"),
+            "s.yaml:9:31: 'group_size' must be a positive integer or -1 (one group per output "
+            "channel) or a list of them, got '0'");
+  EXPECT_EQ(error_of(kHead + "  - method: gptq\n    calibration: code\n    desc_act: yes\n"),
+            "s.yaml:11:15: 'desc_act' must be true or false or a list of them, got 'yes'");
+  EXPECT_EQ(error_of(kHead + "  - method: rtn\n    bits:\n"),
+            "s.yaml:10:5: 'bits' must be an integer 2..8 or a list of them, got nothing");
+  EXPECT_EQ(error_of(kHead + "  - {method: rtn, bits: [4, 4]}\n"),
+            "s.yaml:9:29: 'bits' lists 4 twice");
+  EXPECT_EQ(error_of(kHead + "  - {method: gptq, calibration: code, damp_percent: 0}\n"),
+            "s.yaml:9:53: 'damp_percent' must be a number in (0, 1] or a list of them, got '0'");
+  EXPECT_EQ(error_of(kHead + "  - {method: rtn, bits: 4, bits: 8}\n"),
+            "s.yaml:9:28: key 'bits' is given twice in variant (first at line 9)");
+  EXPECT_EQ(error_of(kHead + "  - rtn\n"), "s.yaml:9:5: variant must be a map of keys, got 'rtn'");
+  EXPECT_EQ(error_of("name: t\nmodel: [a, b]\n"),
+            "s.yaml:2:8: 'model' must be a model name or a path, got a list");
+}
+
+TEST(SweepErrors, UndefinedCalibrationSuggestsTheClosest) {
+  EXPECT_EQ(error_of(kHead + "  - {method: gptq, calibration: [code, wkii]}\n"),
+            "s.yaml:9:40: calibration 'wkii' is not defined under 'calibration:' (defined: code "
+            "or wiki); did you mean 'wiki'?");
+}
+
+TEST(SweepErrors, ImpossibleCombinations) {
+  EXPECT_EQ(error_of(kHead + "  - {method: rtn, desc_act: [false, true]}\n"),
+            "s.yaml:9:30: 'desc_act' does not apply to method 'rtn' (it uses bits, group_size or "
+            "sym)");
+  EXPECT_EQ(error_of(kHead + "  - {method: rtn, calibration: code}\n"),
+            "s.yaml:9:32: 'calibration' does not apply to method 'rtn' (it uses bits, "
+            "group_size or sym)");
+  EXPECT_EQ(error_of(kHead + "  - {method: rtn, static_groups: true}\n"),
+            "s.yaml:9:34: 'static_groups' does not apply to method 'rtn' (it uses bits, "
+            "group_size or sym)");
+  EXPECT_EQ(error_of(kHead + "  - {method: gptq, calibration: code, group_size: -1, "
+                             "static_groups: true}\n"),
+            "s.yaml:9:70: 'static_groups' needs groups: it means nothing with group_size -1");
+}
+
+TEST(SweepErrors, UnknownAndUnimplementedMethods) {
+  EXPECT_EQ(error_of(kHead + "  - {method: gtpq}\n"),
+            "s.yaml:9:14: unknown method 'gtpq'; did you mean 'gptq'?");
+  EXPECT_EQ(error_of(kHead + "  - {method: awq, bits: 4}\n"),
+            "s.yaml:9:14: method 'awq' is not implemented yet (issue #5)");
+  EXPECT_EQ(error_of(kHead + "  - {method: [rtn, q4_k_m]}\n"),
+            "s.yaml:9:20: method 'q4_k_m' is not implemented yet (issue #5)");
+  EXPECT_TRUE(method_is_available("rtn"));
+  EXPECT_TRUE(method_is_available("gptq"));
+  EXPECT_FALSE(method_is_available("awq"));
+  EXPECT_FALSE(method_is_available("q4_k_m"));
+  EXPECT_FALSE(method_is_available("nonsense"));
+}
+
+TEST(SweepErrors, DuplicateVariantIdsNameBothLines) {
+  EXPECT_EQ(error_of(kHead + "  - {method: rtn, bits: [4, 8]}\n"
+                             "  - {method: rtn, bits: 8, group_size: 128}\n"),
+            "s.yaml:10:5: variant 'rtn-b8-g128' is defined twice: by the variant at line 9 and "
+            "the one at line 10");
+  // The default damp written out is the same variant.
+  EXPECT_EQ(error_of(kHead + "  - {method: gptq, calibration: code}\n"
+                             "  - {method: gptq, calibration: code, damp_percent: 0.01}\n"),
+            "s.yaml:10:5: variant 'gptq-b4-g128-code' is defined twice: by the variant at line "
+            "9 and the one at line 10");
+}
+
+TEST(SweepErrors, MissingAndMalformedSections) {
+  EXPECT_EQ(error_of("name: t\nmodel: m\neval: [{task: perplexity, dataset: d}]\n"),
+            "s.yaml:1:1: the sweep file has no 'variants'");
+  EXPECT_EQ(error_of("name: t\nmodel: m\nvariants: []\neval: [{task: perplexity, dataset: d}]\n"),
+            "s.yaml:3:11: 'variants' must be a non-empty list of variants, got a list");
+  EXPECT_EQ(error_of(kHead + "  - {bits: 4}\n"),
+            "s.yaml:9:5: variant has no 'method' (rtn or gptq)");
+  EXPECT_EQ(error_of("name: t\nmodel: m\ncalibration:\n  code: {n_samples: 4}\n"),
+            "s.yaml:4:9: calibration 'code' has no 'source'");
+  EXPECT_EQ(error_of("name: t\nmodel: m\ncalibration:\n  my set: {source: code}\n"),
+            "s.yaml:4:3: calibration name 'my set' must use only letters, digits, '.', '_' and "
+            "'-' (it becomes part of variant ids)");
+  EXPECT_EQ(error_of("name: t\nmodel: m\nbaseline: bf16\n"),
+            "s.yaml:3:11: baseline 'bf16' is not supported; only fp16 for now");
+  EXPECT_EQ(error_of("name: my sweep\n"),
+            "s.yaml:1:7: 'name' must use only letters, digits, '.', '_' and '-' (it names the "
+            "sweep's folder), got 'my sweep'");
+  EXPECT_EQ(error_of("- a\n- b\n"), "s.yaml:1:1: the sweep file must be a map of keys, got a list");
+}
+
+TEST(SweepErrors, SyntaxErrorsAndTabs) {
+  EXPECT_EQ(error_of("name: t\nvariants: [{method: rtn}\n"),
+            "s.yaml:3:1: end of sequence flow not found");
+  EXPECT_EQ(error_of("name: t\nreport:\n\tformats: [md]\n"),
+            "s.yaml:3:1: tab in indentation; YAML indents with spaces (parser: illegal map value "
+            "at 3:9)");
+}
+
+TEST(SweepErrors, EmptyAndMissingFiles) {
+  EXPECT_EQ(error_of(""),
+            "s.yaml: the sweep file is empty (it needs name, model, variants and eval)");
+  EXPECT_EQ(error_of("# nothing but a comment\n"),
+            "s.yaml: the sweep file is empty (it needs name, model, variants and eval)");
+  const std::string dir = test::make_temp_dir("spec");
+  EXPECT_THROW(
+      {
+        try {
+          parse_sweep(dir + "/missing.yaml");
+        } catch (const Error& e) {
+          EXPECT_EQ(std::string(e.what()), "sweep file '" + dir + "/missing.yaml' does not exist");
+          throw;
+        }
+      },
+      Error);
+  const std::string path = dir + "/example.yaml";
+  std::ofstream(path) << kExample;
+  const SweepSpec s = parse_sweep(path);
+  EXPECT_EQ(s.file, path);
+  EXPECT_EQ(s.variants.size(), 26u);
+  std::ofstream(path) << "name: t\nmodel: m\nvariants: [{method: rtn, bits: 1}]\n";
+  try {
+    parse_sweep(path);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              path + ":3:32: 'bits' must be an integer 2..8 or a list of them, got '1'");
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// --- eval and report ----------------------------------------------------------------------
+
+TEST(SweepEval, IdsAndStrides) {
+  const SweepSpec s = parse_sweep_text(
+      kEvalHead +
+          "  - {task: perplexity, dataset: wikitext2, protocol: strided, ctx: 512}\n"
+          "  - {task: perplexity, dataset: wikitext2, protocol: strided, ctx: 512, stride: 64}\n"
+          "  - {task: perplexity, dataset: /data/x.jsonl:text, protocol: strided}\n",
+      "s.yaml");
+  EXPECT_EQ(eval_ids(s), (std::vector<std::string>{"ppl-wikitext2-strided-ctx512-s256",
+                                                   "ppl-wikitext2-strided-ctx512-s64",
+                                                   "ppl-data_x.jsonl_text-strided-ctxmax"}));
+  EXPECT_EQ(s.evals[0].stride, 256);  // the default ctx / 2, resolved
+  EXPECT_EQ(s.evals[2].stride, 0);    // ctx unknown until the model is read
+}
+
+TEST(SweepEval, Errors) {
+  EXPECT_EQ(error_of(kEvalHead + "  - {task: perplexty, dataset: d}\n"),
+            "s.yaml:5:12: unknown task 'perplexty'; did you mean 'perplexity'?");
+  EXPECT_EQ(error_of(kEvalHead + "  - {task: kld, dataset: d}\n"),
+            "s.yaml:5:12: task 'kld' is not implemented yet (issue #6)");
+  EXPECT_EQ(error_of(kEvalHead + "  - {task: line_completion, dataset: d}\n"),
+            "s.yaml:5:12: task 'line_completion' is not implemented yet (issue #6)");
+  EXPECT_EQ(error_of(kEvalHead + "  - {task: perplexity}\n"),
+            "s.yaml:5:5: eval entry has no 'dataset'");
+  EXPECT_EQ(error_of(kEvalHead + "  - {task: perplexity, dataset: d, ctx: 1}\n"),
+            "s.yaml:5:41: 'ctx' must be an integer >= 2 or a list of them, got '1'");
+  EXPECT_EQ(error_of(kEvalHead + "  - {task: perplexity, dataset: d, protocol: strdied}\n"),
+            "s.yaml:5:46: 'protocol' must be chunks or strided, got 'strdied'; did you mean "
+            "'strided'?");
+  EXPECT_EQ(error_of(kEvalHead + "  - {task: perplexity, dataset: d, ctx: 256, stride: 128}\n"),
+            "s.yaml:5:54: 'stride' applies only to protocol: strided");
+  EXPECT_EQ(
+      error_of(kEvalHead +
+               "  - {task: perplexity, dataset: d, protocol: strided, ctx: 256, stride: 300}\n"),
+      "s.yaml:5:73: 'stride' must be at most ctx (256), got 300");
+  EXPECT_EQ(error_of(kEvalHead + "  - {task: perplexity, dataset: d, max_tokens: -1}\n"),
+            "s.yaml:5:48: 'max_tokens' must be a non-negative integer (0 = all) or a list of "
+            "them, got '-1'");
+  // ctx/2 written out is the default stride: the same evaluation twice.
+  EXPECT_EQ(
+      error_of(kEvalHead +
+               "  - {task: perplexity, dataset: d, protocol: strided, ctx: 256}\n"
+               "  - {task: perplexity, dataset: d, protocol: strided, ctx: 256, stride: 128}\n"),
+      "s.yaml:6:5: eval 'ppl-d-strided-ctx256-s128' is defined twice: by the eval entry at "
+      "line 5 and the one at line 6");
+  EXPECT_EQ(error_of(kEvalHead + "  - {task: perplexity, dataset: d, cxt: 256}\n"),
+            "s.yaml:5:36: unknown key 'cxt' in eval entry; did you mean 'ctx'?");
+}
+
+TEST(SweepReport, FormatsAndBounds) {
+  const std::string head = kEvalHead + "  - {task: perplexity, dataset: d}\nreport:\n";  // to 6
+  const SweepSpec s = parse_sweep_text(head + "  formats: md\n  acceptable: {marginal: 2}\n", "s");
+  EXPECT_EQ(s.report.formats, std::vector<std::string>{"md"});
+  EXPECT_DOUBLE_EQ(s.report.yes, 1.05);
+  EXPECT_DOUBLE_EQ(s.report.marginal, 2.0);
+  EXPECT_EQ(error_of(head + "  formats: [md, htm]\n"),
+            "s.yaml:7:17: 'formats' must be md, csv, json or html, got 'htm'; did you mean "
+            "'html'?");
+  EXPECT_EQ(error_of(head + "  acceptable: {yes: 1.05, usually: 1.02}\n"),
+            "s.yaml:7:36: report.acceptable must be ascending (yes < usually < marginal), but "
+            "usually = 1.02 is not above yes = 1.05");
+  EXPECT_EQ(error_of(head + "  acceptable: {yes: -1}\n"),
+            "s.yaml:7:21: 'yes' must be a positive number, got '-1'");
+  EXPECT_EQ(error_of(head + "  acceptable: {no: 1}\n"),
+            "s.yaml:7:16: unknown key 'no' in report.acceptable");
+}
+
+}  // namespace
+}  // namespace qsweep

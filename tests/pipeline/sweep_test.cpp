@@ -1,0 +1,203 @@
+// The sweep end to end on tinycode: a second run does no work; a run killed with
+// SIGKILL resumes to the same results.json; adding a variant runs only it; a
+// failing variant fails only its descendants; a malformed YAML is refused before
+// any work with file:line:column.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "common/errors.h"
+#include "common/mapped_file.h"
+#include "pipeline/spec.h"
+#include "pipeline/sweep.h"
+#include "tests/support/test_support.h"
+
+namespace qsweep {
+namespace {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// Small enough to run in seconds: 3 variants x 2 evals + 1 calibration + 3 quantize
+// + 2 baseline evals = 12 nodes.
+std::string sweep_yaml(const std::string& extra_variant = "") {
+  return "name: e2e\n"
+         "model: " +
+         test::tinycode_dir() +
+         "\n"
+         "calibration:\n"
+         "  code: {source: code, n_samples: 4, seqlen: 128, seed: 0}\n"
+         "variants:\n"
+         "  - {method: rtn, bits: [4, 8], group_size: 128}\n"
+         "  - {method: gptq, bits: 4, group_size: 64, calibration: code}\n" +
+         extra_variant +
+         "eval:\n"
+         "  - {task: perplexity, dataset: code-heldout, protocol: chunks, ctx: 128, max_tokens: "
+         "2048}\n"
+         "  - {task: perplexity, dataset: wikitext2, protocol: strided, ctx: 128, stride: 64, "
+         "max_tokens: 1024}\n"
+         "report:\n"
+         "  formats: [md, csv, json, html]\n";
+}
+
+std::string write_yaml(const std::string& dir, const std::string& text) {
+  const std::string p = dir + "/sweep.yaml";
+  std::ofstream(p) << text;
+  return p;
+}
+
+SweepRunSummary run_once(const std::string& yaml, const std::string& out, int jobs = 2) {
+  const SweepPlan plan = make_sweep_plan(parse_sweep(yaml), test::data_dir());
+  SweepRunOptions opt;
+  opt.out_dir = out;
+  opt.jobs = jobs;
+  opt.progress = false;
+  return run_sweep(plan, opt);
+}
+
+// results.json without wall-clock times (the only fields that differ between runs).
+json without_times(json j) {
+  if (j.is_object()) {
+    for (const char* k : {"seconds", "quantize_seconds"}) j.erase(k);
+    for (auto& [k, v] : j.items()) v = without_times(v);
+  } else if (j.is_array()) {
+    for (auto& v : j) v = without_times(v);
+  }
+  return j;
+}
+
+json results_of(const std::string& out) {
+  return without_times(json::parse(read_text_file(out + "/results.json")));
+}
+
+TEST(Sweep, SecondRunDoesNoWorkAndAddingAVariantRunsOnlyIt) {
+  const std::string dir = test::make_temp_dir("sweep");
+  const std::string yaml = write_yaml(dir, sweep_yaml());
+  const auto first = run_once(yaml, dir + "/out");
+  EXPECT_EQ(first.ran, 12);
+  EXPECT_EQ(first.failed, 0);
+  const json r = results_of(dir + "/out");
+  ASSERT_EQ(r["variants"].size(), 4u);
+  for (const auto& v : r["variants"]) {
+    EXPECT_EQ(v["status"], "ok") << v["id"];
+    EXPECT_EQ(v["metrics"].size(), 2u) << v["id"];
+  }
+  EXPECT_TRUE(fs::exists(dir + "/out/table.md"));
+  EXPECT_TRUE(fs::exists(dir + "/out/report.html"));
+
+  const auto second = run_once(yaml, dir + "/out");
+  EXPECT_EQ(second.ran, 0);
+  EXPECT_EQ(second.cached, 12);
+  EXPECT_EQ(results_of(dir + "/out"), r);
+
+  // One more variant: its quantize node and its two evaluations, nothing else.
+  write_yaml(dir, sweep_yaml("  - {method: rtn, bits: 3, group_size: 64}\n"));
+  const auto third = run_once(yaml, dir + "/out");
+  EXPECT_EQ(third.ran, 3);
+  EXPECT_EQ(third.cached, 12);
+}
+
+TEST(Sweep, KilledRunResumesToTheSameResults) {
+  const std::string dir = test::make_temp_dir("kill");
+  const std::string yaml = write_yaml(dir, sweep_yaml());
+  run_once(yaml, dir + "/reference");
+
+  const std::string out = dir + "/out";
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string bin = std::string(QSWEEP_BINARY_DIR) + "/qsweep";
+    const std::string data = "--data-dir=" + test::data_dir();
+    const std::string outflag = "--out=" + out;
+    std::freopen("/dev/null", "w", stderr);
+    std::freopen("/dev/null", "w", stdout);
+    execl(bin.c_str(), bin.c_str(), "run", yaml.c_str(), outflag.c_str(), data.c_str(), "--jobs=1",
+          "--no-progress", (char*)nullptr);
+    _exit(127);
+  }
+  // Kill it as soon as some (not all) nodes are done.
+  int done = 0;
+  for (int i = 0; i < 600 && done < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    done = 0;
+    if (fs::exists(out + "/events.jsonl")) {
+      std::ifstream in(out + "/events.jsonl");
+      for (std::string line; std::getline(in, line);)
+        done += line.find("\"event\":\"done\"") != std::string::npos;
+    }
+  }
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the run finished before it could be killed";
+  int artifacts = 0;
+  for (const auto& e : fs::directory_iterator(out + "/store"))
+    artifacts += e.path().filename().string()[0] != '.';
+  EXPECT_GE(artifacts, 3);
+  EXPECT_LT(artifacts, 12);
+
+  const auto resumed = run_once(yaml, out, 1);
+  EXPECT_EQ(resumed.cached, artifacts);    // nothing finished is redone
+  EXPECT_EQ(resumed.ran, 12 - artifacts);  // at most the in-flight node is redone
+  EXPECT_EQ(results_of(out), results_of(dir + "/reference"));
+  for (const auto& e : fs::directory_iterator(out + "/store"))
+    EXPECT_NE(e.path().filename().string().rfind(".tmp-", 0), 0u) << "temporary left behind";
+}
+
+TEST(Sweep, AFailingVariantFailsOnlyItsDescendants) {
+  const std::string dir = test::make_temp_dir("fail");
+  std::ofstream(dir + "/tiny.txt") << "def f():\n    return 1\n";  // far too short
+  std::string yaml = sweep_yaml();
+  yaml.replace(
+      yaml.find("calibration:\n"), 13,
+      "calibration:\n  short: {source: " + dir + "/tiny.txt, n_samples: 4, seqlen: 128}\n");
+  yaml.replace(yaml.find("eval:"), 5,
+               "  - {method: gptq, bits: 3, group_size: 64, calibration: short}\neval:");
+  const auto s = run_once(write_yaml(dir, yaml), dir + "/out");
+  EXPECT_EQ(s.failed, 1);   // calib:short
+  EXPECT_EQ(s.skipped, 3);  // its quantize node and two evaluations
+  EXPECT_EQ(s.ran, 12);     // everything else
+  const json r = results_of(dir + "/out");
+  bool found = false;
+  for (const auto& v : r["variants"]) {
+    if (v["calibration"] == "short") {
+      found = true;
+      EXPECT_EQ(v["status"], "skipped");
+      EXPECT_NE(v["error"].get<std::string>().find("calib:short"), std::string::npos) << v["error"];
+    } else {
+      EXPECT_EQ(v["status"], "ok") << v["id"];
+    }
+  }
+  EXPECT_TRUE(found);
+  // The failure is listed in the report with its error.
+  const std::string md = read_text_file(dir + "/out/table.md");
+  EXPECT_NE(md.find("calib:short"), std::string::npos);
+  const std::string ev = read_text_file(dir + "/out/events.jsonl");
+  EXPECT_NE(ev.find("random windows of 128 tokens need more"), std::string::npos)
+      << "the calibration error says why";
+}
+
+TEST(Sweep, MalformedYamlIsRefusedBeforeAnyWork) {
+  const std::string dir = test::make_temp_dir("bad");
+  std::string yaml = sweep_yaml();
+  yaml.replace(yaml.find("group_size: 64"), 14, "grup_size: 64");
+  const std::string p = write_yaml(dir, yaml);
+  try {
+    run_once(p, dir + "/out");
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(p + ":7:"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("group_size"), std::string::npos) << msg;
+  }
+  EXPECT_FALSE(fs::exists(dir + "/out"));
+}
+
+}  // namespace
+}  // namespace qsweep
