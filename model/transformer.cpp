@@ -134,7 +134,8 @@ MatrixRM Transformer::embed(const std::vector<std::vector<int>>& sequences,
 }
 
 void Transformer::run_layer(int layer, MatrixRM& hidden, const std::vector<int>& lengths,
-                            const LinearInputHook& hook) const {
+                            const LinearInputHook& hook,
+                            std::optional<LinearRole> stop_after) const {
   QS_ASSERT(layer >= 0 && layer < spec_.num_layers);
   const LayerWeights& L = weights_.layers[size_t(layer)];
   auto seen = [&](LinearRole r, const MatrixRM& x) {
@@ -146,6 +147,7 @@ void Transformer::run_layer(int layer, MatrixRM& hidden, const std::vector<int>&
     seen(LinearRole::Q, x);
     seen(LinearRole::K, x);
     seen(LinearRole::V, x);
+    if (stop_after && *stop_after <= LinearRole::V) return;
     MatrixRM q = linear(x, L.wq, L.bq);
     MatrixRM k = linear(x, L.wk, L.bk);
     const MatrixRM v = linear(x, L.wv, L.bv);
@@ -153,6 +155,7 @@ void Transformer::run_layer(int layer, MatrixRM& hidden, const std::vector<int>&
     apply_rope(k, spec_.num_kv_heads, spec_.head_dim, spec_.rope_theta, lengths);
     const MatrixRM a = attention(q, k, v, lengths, spec_);
     seen(LinearRole::O, a);
+    if (stop_after == LinearRole::O) return;
     hidden += linear(a, L.wo, L.bo);
   }
   // SwiGLU MLP block: down(silu(gate(x)) * up(x)).
@@ -160,6 +163,7 @@ void Transformer::run_layer(int layer, MatrixRM& hidden, const std::vector<int>&
     const MatrixRM x = rms_norm(hidden, L.mlp_norm, spec_.rms_norm_eps);
     seen(LinearRole::Gate, x);
     seen(LinearRole::Up, x);
+    if (stop_after == LinearRole::Gate || stop_after == LinearRole::Up) return;
     MatrixRM g = linear(x, L.w_gate, VectorF());
     const MatrixRM u = linear(x, L.w_up, VectorF());
     tbb::parallel_for(int64_t(0), int64_t(g.rows()), [&](int64_t i) {
@@ -168,6 +172,7 @@ void Transformer::run_layer(int layer, MatrixRM& hidden, const std::vector<int>&
       for (int64_t j = 0; j < g.cols(); ++j) gr[j] = gr[j] / (1.0f + std::exp(-gr[j])) * ur[j];
     });
     seen(LinearRole::Down, g);
+    if (stop_after == LinearRole::Down) return;
     hidden += linear(g, L.w_down, VectorF());
   }
 }

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "common/matrix.h"
@@ -43,8 +44,11 @@ class Transformer {
   /// Token embeddings [Σ lengths, hidden]; `lengths` receives each sequence's length.
   MatrixRM embed(const std::vector<std::vector<int>>& sequences, std::vector<int>* lengths) const;
   /// Runs decoder layer `layer` in place on `hidden` [Σ lengths, hidden].
+  /// With `stop_after`, returns as soon as the hook has seen that role's input
+  /// (calibration passes need no more); `hidden` is then left unspecified.
   void run_layer(int layer, MatrixRM& hidden, const std::vector<int>& lengths,
-                 const LinearInputHook& hook = {}) const;
+                 const LinearInputHook& hook = {},
+                 std::optional<LinearRole> stop_after = std::nullopt) const;
   /// Final RMSNorm and lm_head: logits [rows, vocab].
   MatrixRM head(const MatrixRM& hidden) const;
 

@@ -2,8 +2,11 @@
 
 #include <unistd.h>
 
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -119,6 +122,29 @@ class SharedInputs {
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<const std::vector<int>>> tokens_;
 };
+
+/// Mean and standard error of the per-token NLL difference (variant − baseline)
+/// when both artifacts scored the same number of tokens.
+std::optional<std::pair<double, double>> paired_nll_stats(const std::string& variant_dir,
+                                                          const std::string& base_dir) {
+  const std::string fa = variant_dir + "/token_nll.f32", fb = base_dir + "/token_nll.f32";
+  if (!fs::exists(fa) || !fs::exists(fb)) return std::nullopt;
+  const MappedFile a(fa), b(fb);
+  if (a.size() != b.size() || a.size() < 2 * sizeof(float)) return std::nullopt;
+  const size_t n = a.size() / sizeof(float);
+  std::vector<float> va(n), vb(n);
+  std::memcpy(va.data(), a.data(), a.size());
+  std::memcpy(vb.data(), b.data(), b.size());
+  double sum = 0;
+  for (size_t i = 0; i < n; ++i) sum += double(va[i]) - double(vb[i]);
+  const double mean = sum / double(n);
+  double ss = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double d = double(va[i]) - double(vb[i]) - mean;
+    ss += d * d;
+  }
+  return std::make_pair(mean, std::sqrt(ss / double(n - 1) / double(n)));
+}
 
 void write_json(const std::string& path, const json& j) {
   const std::string s = j.dump(1) + "\n";
@@ -318,6 +344,16 @@ json collect_results(const SweepPlan& plan, const std::string& out_dir,
       const std::string st = outcome(id, &err);
       if (st == "ok") {
         m[e.id] = read_json(store.path(node_by_id.at(id)->key) + "/metrics.json");
+        m[e.id].erase("config");
+        const std::string base_id = cat("eval:", s.baseline, ":", e.id);
+        if (variant != s.baseline && store.has(node_by_id.at(base_id)->key)) {
+          const auto paired = paired_nll_stats(store.path(node_by_id.at(id)->key),
+                                               store.path(node_by_id.at(base_id)->key));
+          if (paired) {
+            m[e.id]["delta_mean_nll"] = paired->first;
+            m[e.id]["paired_nll_standard_error"] = paired->second;
+          }
+        }
       } else if (*status == "ok") {
         *status = st;
         *error = cat(id, ": ", err);
@@ -372,7 +408,6 @@ json collect_results(const SweepPlan& plan, const std::string& out_dir,
     if (qst == "ok") {
       const json meta = read_json(store.path(node_by_id.at(qid)->key) + "/meta.json");
       for (const char* k : {"bits_per_weight", "size_bytes", "quantize_seconds"}) j[k] = meta[k];
-      j["max_layer_loss"] = meta.value("max_layer_loss", 0.0);
     } else {
       status = qst;
       error = cat(qid, ": ", error);
@@ -482,6 +517,10 @@ SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt) {
         po.stride = e.stride;
         po.max_tokens = e.max_tokens;
         const PerplexityResult pr = evaluate_perplexity(*model, *shared.tokens(ds), po);
+        // Per-token NLLs (fp32, text order) let reports pair every variant with the
+        // baseline on the same tokens.
+        write_file_atomic(tmp + "/token_nll.f32", pr.token_nll.data(),
+                          pr.token_nll.size() * sizeof(float));
         write_json(tmp + "/metrics.json", {{"value", pr.perplexity},
                                            {"mean_nll", pr.mean_nll},
                                            {"nll_standard_error", pr.nll_standard_error},

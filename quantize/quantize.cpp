@@ -1,6 +1,7 @@
 #include "quantize/quantize.h"
 
 #include <chrono>
+#include <optional>
 
 #include "common/errors.h"
 
@@ -17,7 +18,8 @@ double since(Clock::time_point t) {
 // independent, so batching changes nothing but memory).
 void run_layer_batched(const Transformer& m, int l, MatrixRM& hidden,
                        const std::vector<int>& lengths, int batch_windows,
-                       const LinearInputHook& hook) {
+                       const LinearInputHook& hook,
+                       std::optional<LinearRole> stop_after = std::nullopt) {
   int64_t row = 0;
   for (size_t w0 = 0; w0 < lengths.size(); w0 += size_t(batch_windows)) {
     const size_t w1 = std::min(lengths.size(), w0 + size_t(batch_windows));
@@ -25,7 +27,7 @@ void run_layer_batched(const Transformer& m, int l, MatrixRM& hidden,
     int64_t rows = 0;
     for (int n : lens) rows += n;
     MatrixRM part = hidden.middleRows(row, rows);
-    m.run_layer(l, part, lens, hook);
+    m.run_layer(l, part, lens, hook, stop_after);
     hidden.middleRows(row, rows) = part;
     row += rows;
   }
@@ -123,9 +125,11 @@ QuantizedModel quantize_model(const Transformer& source, const ModelQuantConfig&
       std::vector<LinearInput> inputs;
       for (LinearRole r : group) inputs.push_back(linear_input_of(r));
       capture.restrict_to(inputs);
-      // The layer's inputs with the weights as they are now (earlier groups quantized).
+      // The layer's inputs with the weights as they are now (earlier groups quantized),
+      // computed only as far as this group's last input.
       MatrixRM scratch = inps;
-      run_layer_batched(out.model, l, scratch, lengths, cfg.batch_windows, capture.hook());
+      run_layer_batched(out.model, l, scratch, lengths, cfg.batch_windows, capture.hook(),
+                        group.back());
       for (LinearRole r : group) {
         GptqConfig g;
         g.bits = cfg.bits;

@@ -108,6 +108,11 @@ ReportRow parse_variant(const json& v, const std::vector<ReportEval>& evals,
         c.has_se = se.has_value();
         c.se = se.value_or(0.0);
         c.scored_tokens = get_int(*it, "scored_tokens", mw).value_or(-1);
+        if (ev.is_perplexity) {
+          const auto p = get_number(*it, "paired_nll_standard_error", mw);
+          c.has_paired_se = p.has_value();
+          c.paired_se = p.value_or(0.0);
+        }
         QS_THROW_IF_NOT(!ev.is_perplexity || c.value > 0, "results.json: ", mw,
                         ".value must be positive (a perplexity)");
       }
@@ -148,7 +153,15 @@ bool rows_within_noise(const ReportData& d, size_t e, size_t ia, size_t ib) {
       if (r.is_baseline) base = &r;
     const double se0 = base ? base->cells[e].se : 0.0;
     const bool a_base = d.rows[ia].is_baseline, b_base = d.rows[ib].is_baseline;
-    if (a_base || b_base) {
+    const bool paired = (a_base || a.has_paired_se) && (b_base || b.has_paired_se);
+    if (paired) {
+      // Each variant's NLL difference from the baseline on the same tokens:
+      // r = exp(Δ), SE(r) ≈ r·SE(Δ). The two differences are treated as
+      // independent of each other (they share the baseline, so this is conservative).
+      const double pa = a_base ? 0.0 : a.relative * a.paired_se;
+      const double pb = b_base ? 0.0 : b.relative * b.paired_se;
+      var = pa * pa + pb * pb;
+    } else if (a_base || b_base) {
       const ReportCell& q = a_base ? b : a;
       var = q.relative * q.relative * (q.se * q.se + se0 * se0);
     } else {
@@ -228,6 +241,9 @@ ReportData derive_report(const json& results) {
       c.has_relative_se = c.has_se && b.has_se;
       if (r.is_baseline) {
         c.relative_se = 0;
+      } else if (ppl && c.has_paired_se) {
+        c.has_relative_se = true;
+        c.relative_se = c.relative * c.paired_se;
       } else if (c.has_relative_se) {
         const double s = std::sqrt(c.se * c.se + b.se * b.se);
         c.relative_se = ppl ? c.relative * s : s;

@@ -46,7 +46,12 @@ struct ReportCell {
   /// Standard error of the quantity the metric is built from: nll_standard_error
   /// (of the mean NLL, nats) for perplexity, standard_error otherwise.
   double se = 0;
-  bool has_se = false;         ///< the metric reported its standard error
+  bool has_se = false;
+  /// Perplexity only: standard error of the mean per-token NLL *difference* from
+  /// the baseline on the same tokens ("paired_nll_standard_error"), when the
+  /// pipeline could pair them. Much tighter than se and se_base combined.
+  bool has_paired_se = false;
+  double paired_se = 0;        ///< the metric reported its standard error
   int64_t scored_tokens = -1;  ///< -1 when not reported
   /// present and the baseline's metric present: perplexity → value / baseline;
   /// other metrics → value − baseline (in the metric's own units).

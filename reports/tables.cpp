@@ -114,9 +114,10 @@ std::vector<std::string> tradeoff_notes(const ReportData& d) {
   n.push_back(
       "≈ = this row and the row next to it differ by less than twice the standard error of "
       "their difference on that eval, so the table cannot order them; ±x = the standard error of "
-      "the relative perplexity, rel × √(se² + se_base²), where se are the standard errors of the "
-      "mean NLL (delta method; the errors are treated as independent, which overstates the noise "
-      "of two runs scored on the same tokens).");
+      "the relative perplexity (delta method): rel × SE of the mean per-token NLL difference "
+      "from the baseline on the same tokens (paired) where the results carry it, else "
+      "rel × √(se² + se_base²) with se the standard errors of the mean NLL treated as "
+      "independent, which overstates the noise of runs scored on the same tokens.");
   n.push_back(std::string(kMissing) + " = not measured.");
   return n;
 }

@@ -1,12 +1,9 @@
 #!/usr/bin/env bash
-# The main job on the shared tiny model: build if needed, then measure tinycode's
-# perplexity on WikiText-2 and held-out code under the chunks protocol.
-# (Becomes the demo sweep, configs/demo.yaml, once `qsweep run` lands.)
+# The main job: the demo sweep (configs/demo.yaml) on the shared tinycode model —
+# RTN and GPTQ at several bit widths, GPTQ calibrated on code and on WikiText-2,
+# evaluated on held-out code and WikiText-2. Builds first if needed. Output,
+# including table.md and report.html, goes to out/demo; a second run is instant.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x build/qsweep ] || scripts/setup.sh
-build/qsweep inspect tinycode | head -7
-for ds in wikitext2 code-heldout; do
-  build/qsweep eval --model tinycode --task perplexity --dataset "$ds" \
-    --protocol chunks --ctx 256 --max-tokens 16384
-done
+exec build/qsweep run configs/demo.yaml --out out/demo --jobs 2 "$@"

@@ -210,6 +210,31 @@ TEST(Forward, LayerByLayerEqualsWholeModelAndHookSeesEveryLinear) {
     }
 }
 
+TEST(Forward, StopAfterSeesTheSameInputsAndNoMore) {
+  const ModelSpec spec = small_spec(Architecture::Qwen2);
+  const Transformer model(spec, random_weights(spec, 17, 0.2f));
+  std::mt19937 rng(5);
+  const std::vector<std::vector<int>> seqs = {random_ids(10, spec.vocab_size, rng)};
+  std::vector<int> lengths;
+  const MatrixRM h0 = model.embed(seqs, &lengths);
+  std::map<LinearRole, MatrixRM> full, part;
+  MatrixRM h = h0;
+  model.run_layer(1, h, lengths, [&](int, LinearRole r, const MatrixRM& x) { full[r] = x; });
+  for (LinearRole stop : kAllLinearRoles) {
+    part.clear();
+    MatrixRM s = h0;
+    model.run_layer(
+        1, s, lengths, [&](int, LinearRole r, const MatrixRM& x) { part[r] = x; }, stop);
+    // Everything up to the stop role's input group is seen, bit-identical; nothing after.
+    const size_t expect = stop <= LinearRole::V    ? 3
+                          : stop == LinearRole::O  ? 4
+                          : stop <= LinearRole::Up ? 6
+                                                   : 7;
+    EXPECT_EQ(part.size(), expect) << linear_role_name(stop);
+    for (const auto& [r, x] : part) EXPECT_EQ(x, full.at(r)) << linear_role_name(r);
+  }
+}
+
 TEST(Forward, LogSoftmaxRowsSumToOne) {
   MatrixRM z(2, 5);
   z << 1, 2, 3, 4, 5, -100, 0, 100, 3, 3;

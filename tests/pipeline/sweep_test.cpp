@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -87,6 +88,20 @@ TEST(Sweep, SecondRunDoesNoWorkAndAddingAVariantRunsOnlyIt) {
   for (const auto& v : r["variants"]) {
     EXPECT_EQ(v["status"], "ok") << v["id"];
     EXPECT_EQ(v["metrics"].size(), 2u) << v["id"];
+  }
+  // Every variant's perplexity is paired with the baseline's on the same tokens:
+  // exp(delta_mean_nll) is exactly the perplexity ratio.
+  const json& base = r["variants"][0]["metrics"];
+  for (const auto& v : r["variants"]) {
+    if (v["is_baseline"]) continue;
+    for (const auto& [eval, m] : v["metrics"].items()) {
+      ASSERT_TRUE(m.contains("paired_nll_standard_error")) << v["id"] << " " << eval;
+      EXPECT_GT(m["paired_nll_standard_error"].get<double>(), 0.0);
+      EXPECT_LT(m["paired_nll_standard_error"].get<double>(),
+                m["nll_standard_error"].get<double>());
+      EXPECT_NEAR(std::exp(m["delta_mean_nll"].get<double>()),
+                  m["value"].get<double>() / base[eval]["value"].get<double>(), 1e-9);
+    }
   }
   EXPECT_TRUE(fs::exists(dir + "/out/table.md"));
   EXPECT_TRUE(fs::exists(dir + "/out/report.html"));

@@ -152,6 +152,23 @@ TEST(Reports, NoiseRule) {
   EXPECT_NE(md.find("| RTN 8-bit g128 | 8 | 8.250 | 10.20 | 1.001 ±0.024 ≈ |"), std::string::npos);
 }
 
+TEST(Reports, PairedStandardErrorTightensTheNoiseRule) {
+  json j = fixture();
+  // Give RTN 8-bit and RTN 4-bit paired errors on the first eval (0.0005 nats).
+  for (auto& v : j["variants"])
+    if (v["id"] == "rtn-b8-g128" || v["id"] == "rtn-b4-g128")
+      v["metrics"]["ppl-wikitext2-chunks-ctx256-n32768"]["paired_nll_standard_error"] = 0.0005;
+  const ReportData d = derive_report(j);
+  const size_t base = row_of(d, "fp16"), b8 = row_of(d, "rtn-b8-g128");
+  // SE(r) = r × SE(Δ) = 1.00106 × 0.0005 (by hand: 0.00050053).
+  EXPECT_NEAR(d.rows[b8].cells[0].relative_se, 1.00106 * 0.0005, 2e-7);
+  // |1.00106 − 1| = 0.00106 > 2 × 0.0005: the baseline and 8-bit are now told apart,
+  // where the unpaired rule (NoiseRule above) could not.
+  EXPECT_FALSE(rows_within_noise(d, 0, base, b8));
+  // Without a paired error on the neighbour, the unpaired rule still applies.
+  EXPECT_TRUE(rows_within_noise(derive_report(fixture()), 0, base, b8));
+}
+
 TEST(Reports, ParetoFrontier) {
   const ReportData d = derive_report(fixture());
   std::vector<std::string> wiki;
