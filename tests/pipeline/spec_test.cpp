@@ -112,7 +112,19 @@ TEST(SweepSpec, EveryShippedConfigParses) {
   for (const auto& f : fs::directory_iterator(std::string(QSWEEP_SOURCE_DIR) + "/configs")) {
     if (f.path().extension() != ".yaml") continue;
     SCOPED_TRACE(f.path().string());
-    EXPECT_NO_THROW(parse_sweep(f.path().string()));
+    if (f.path().filename() == "bitwidth-table.yaml") {
+      // Holds the AWQ and GGUF rows of the mission's table: refused, with the
+      // reason, until issue #5 lands (then this branch must go).
+      try {
+        parse_sweep(f.path().string());
+        ADD_FAILURE() << "bitwidth-table.yaml parses: remove this special case";
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("not implemented yet (issue #5)"), std::string::npos)
+            << e.what();
+      }
+    } else {
+      EXPECT_NO_THROW(parse_sweep(f.path().string()));
+    }
     ++n;
   }
   EXPECT_GT(n, 0);
