@@ -9,7 +9,12 @@
 #include <map>
 #include <random>
 
+#include <filesystem>
+
+#include "common/errors.h"
+#include "common/mapped_file.h"
 #include "model/model_spec.h"
+#include "model/safetensors.h"
 #include "model/transformer.h"
 #include "model/weights.h"
 #include "tests/support/test_support.h"
@@ -175,6 +180,34 @@ TEST_P(ForwardArch, MatchesNaiveReferenceAfterDiskRoundTrip) {
     EXPECT_LT((alone - packed.middleRows(row, alone.rows())).cwiseAbs().maxCoeff(), 1e-5);
     row += int64_t(ids.size());
   }
+}
+
+TEST(Forward, ShardedCheckpointLoadsLikeASingleFile) {
+  const ModelSpec spec = small_spec(Architecture::Llama);
+  const std::string single = test::make_temp_dir("single");
+  save_hf_checkpoint(single, spec, random_weights(spec, 8, 0.2f), "BF16");
+  // Split the single file into two shards plus the index Hugging Face writes.
+  const std::string sharded = test::make_temp_dir("sharded");
+  std::filesystem::copy_file(single + "/config.json", sharded + "/config.json");
+  SafetensorsFile whole(single + "/model.safetensors");
+  std::vector<TensorToWrite> a, b;
+  std::string index = "{\"metadata\": {}, \"weight_map\": {";
+  for (size_t i = 0; i < whole.tensors().size(); ++i) {
+    const TensorView& t = whole.tensors()[i];
+    const bool first = i % 2 == 0;
+    (first ? a : b).push_back({t.name, t.dtype, t.shape, t.data});
+    index += cat(i ? ", " : "", "\"", t.name, "\": \"model-0000", first ? 1 : 2,
+                 "-of-00002.safetensors\"");
+  }
+  index += "}}";
+  write_safetensors(sharded + "/model-00001-of-00002.safetensors", a);
+  write_safetensors(sharded + "/model-00002-of-00002.safetensors", b);
+  write_file_atomic(sharded + "/model.safetensors.index.json", index.data(), index.size());
+  const SafetensorsCheckpoint ckpt(sharded);
+  EXPECT_EQ(ckpt.files().size(), 2u);
+  const Transformer m1(spec, load_weights(single, spec)), m2(spec, load_weights(sharded, spec));
+  const std::vector<int> ids = {1, 5, 9, 2, 36};
+  EXPECT_EQ((m1.forward(ids) - m2.forward(ids)).cwiseAbs().maxCoeff(), 0.0f);
 }
 
 INSTANTIATE_TEST_SUITE_P(Architectures, ForwardArch,

@@ -106,6 +106,14 @@ TEST(Sweep, SecondRunDoesNoWorkAndAddingAVariantRunsOnlyIt) {
   EXPECT_TRUE(fs::exists(dir + "/out/table.md"));
   EXPECT_TRUE(fs::exists(dir + "/out/report.html"));
 
+  // `qsweep report DIR` re-renders the same table from results.json alone.
+  const std::string md = read_text_file(dir + "/out/table.md");
+  fs::remove(dir + "/out/table.md");
+  const std::string cmd =
+      std::string(QSWEEP_BINARY_DIR) + "/qsweep report " + dir + "/out >/dev/null 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  EXPECT_EQ(read_text_file(dir + "/out/table.md"), md);
+
   const auto second = run_once(yaml, dir + "/out");
   EXPECT_EQ(second.ran, 0);
   EXPECT_EQ(second.cached, 12);
