@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "backends/backend.h"
 #include "cli/args.h"
@@ -12,6 +13,7 @@
 #include "eval/datasets.h"
 #include "eval/perplexity.h"
 #include "formats/formats.h"
+#include "formats/gguf.h"
 #include "model/model_spec.h"
 #include "model/tokenizer.h"
 #include "model/transformer.h"
@@ -45,7 +47,11 @@ int cmd_eval(const std::vector<std::string>& argv) {
       resolve_eval_dataset(args.get("dataset", "wikitext2"), resolve_data_dir(data_dir_flag));
 
   const auto t0 = std::chrono::steady_clock::now();
-  ModelSpec spec = load_model_spec(model_dir);
+  // A .gguf file carries its spec and tokenizer; a directory has config.json and tokenizer.model.
+  const bool gguf = is_gguf_file(model_dir);
+  std::optional<LoadedModel> gguf_model;
+  if (gguf) gguf_model = load_model(model_dir);
+  ModelSpec spec = gguf ? gguf_model->spec : load_model_spec(model_dir);
   if (opt.ctx == 0) opt.ctx = spec.max_position_embeddings;
   QS_THROW_IF_NOT(opt.ctx >= 2, "--ctx must be at least 2");
   if (opt.ctx > spec.max_position_embeddings)
@@ -53,10 +59,10 @@ int cmd_eval(const std::vector<std::string>& argv) {
                  "warning: --ctx %d exceeds the model's max_position_embeddings %d; this measures "
                  "extrapolation, not quality\n",
                  opt.ctx, spec.max_position_embeddings);
-  const auto tok = load_tokenizer(model_dir);
+  const auto tok = gguf ? load_gguf_tokenizer(model_dir) : load_tokenizer(model_dir);
   QS_THROW_IF_NOT(tok->vocab_size() <= spec.vocab_size, model_dir, ": tokenizer has ",
                   tok->vocab_size(), " pieces but config.json vocab_size is ", spec.vocab_size);
-  LoadedModel loaded = load_model(model_dir);
+  LoadedModel loaded = gguf ? std::move(*gguf_model) : load_model(model_dir);
   const std::string format = loaded.description;
   Transformer model(loaded.spec, std::move(loaded.weights));
   const double load_s =

@@ -26,18 +26,30 @@ namespace qsweep {
 void export_gptq(const QuantizedModel& qm, const std::string& source_dir,
                  const std::string& out_dir);
 
+/// Writes an AWQ-quantized `qm` (quantize/awq.h) in the AutoAWQ "gemm" layout
+/// (quantizers/awq_packing.h; config.json quantization_config {quant_method "awq", bits,
+/// group_size, zero_point, version "gemm"}) to `out_dir`, atomically like export_gptq. The
+/// folded norm weights (and a folded v_proj bias) are written from qm.model as F32; every
+/// other unquantized tensor is copied as it was. Throws Error for bits != 4 (AutoAWQ's GEMM
+/// layout is 4-bit only), sym grids, or shapes the layout cannot hold.
+void export_awq(const QuantizedModel& qm, const std::string& source_dir,
+                const std::string& out_dir);
+
 /// A model as loaded from disk, whatever its format.
 struct LoadedModel {
   ModelSpec spec;
   ModelWeights weights;            ///< fp32; quantized linears dequantized
-  std::string format;              ///< "hf" or "gptq"
+  std::string format;              ///< "hf", "gptq", "awq" or "gguf"
   std::string description;         ///< e.g. "gptq 4-bit g128 asym desc_act"
   std::vector<QTensor> quantized;  ///< the stored QTensors, layer-major in role order
 };
 
 /// Loads a Hugging Face directory: plain fp32/fp16/bf16 or GPTQ layout (decided
-/// by config.json's quantization_config). Throws Error for an unsupported
+/// by config.json's quantization_config). A path to a file is read as GGUF (load_gguf in
+/// formats/gguf.h). Throws Error for an unsupported
 /// quant_method or a malformed quantized tensor, naming the file and tensor.
 LoadedModel load_model(const std::string& dir);
+/// Reads an AutoAWQ "gemm" checkpoint (load_model dispatches here for quant_method "awq").
+LoadedModel load_awq_checkpoint(const std::string& dir);
 
 }  // namespace qsweep

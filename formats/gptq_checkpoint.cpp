@@ -7,6 +7,7 @@
 #include "common/errors.h"
 #include "common/mapped_file.h"
 #include "formats/formats.h"
+#include "formats/gguf.h"
 #include "model/safetensors.h"
 #include "quantizers/gptq_packing.h"
 
@@ -131,6 +132,7 @@ std::vector<int32_t> read_i32(const TensorView& t, std::vector<int64_t> shape) {
 }  // namespace
 
 LoadedModel load_model(const std::string& dir) {
+  if (is_gguf_file(dir)) return load_gguf(dir);  // a single file: GGUF (formats/gguf.h)
   LoadedModel out;
   out.spec = load_model_spec(dir);
   const std::string cfg_file = (fs::path(dir) / "config.json").string();
@@ -143,6 +145,7 @@ LoadedModel load_model(const std::string& dir) {
   }
   const json& q = cfg["quantization_config"];
   const std::string method = q.value("quant_method", std::string("?"));
+  if (method == "awq") return load_awq_checkpoint(dir);
   QS_THROW_IF_NOT(method == "gptq", cfg_file, ": quantization_config.quant_method '", method,
                   "' is not supported (qsweep reads gptq)");
   const std::string fmt = q.value("checkpoint_format", std::string("gptq"));

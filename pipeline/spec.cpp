@@ -41,7 +41,7 @@ const std::vector<MethodInfo>& methods() {
          {"bits", "group_size", "sym", "desc_act", "static_groups", "true_sequential",
           "damp_percent", "calibration"},
          true},
-        {"awq", "#5", {}, true},
+        {"awq", "", {"bits", "group_size", "sym", "calibration"}, true},
     };
     for (const char* mix : {"q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_0", "q4_k_s", "q4_k_m",
                             "q5_k_s", "q5_k_m", "q6_k", "q8_0"})
@@ -229,7 +229,7 @@ std::vector<VariantSpec> read_variants(const Source& src, const Entry& section,
   for (const auto& entry : section.value) {
     for (const Combination& c : expand_matrix(src, entry, fields, "variant")) {
       const FieldValue* m = c.find("method");
-      if (!m) src.fail(c.origin, "variant has no 'method' (rtn or gptq)");
+      if (!m) src.fail(c.origin, "variant has no 'method' (rtn, gptq or awq)");
       VariantSpec v;
       v.method = std::get<std::string>(m->value);
       const MethodInfo& info = *find_method(v.method);
@@ -258,6 +258,16 @@ std::vector<VariantSpec> read_variants(const Source& src, const Entry& section,
                                       : cat(" (one of ", join_or(names_of_map(calibration)), ")")));
         v.calibration = calibration.begin()->first;
       }
+      // AWQ variants are exported as AutoAWQ "gemm" checkpoints: 4-bit, zero point.
+      if (v.method == "awq" && v.bits != 4)
+        src.fail(c.find("bits")->node,
+                 cat("method 'awq' writes AutoAWQ gemm checkpoints, which hold 4-bit codes only "
+                     "(got bits ",
+                     v.bits, "); use gptq or rtn for other widths"));
+      if (v.method == "awq" && v.sym)
+        src.fail(c.find("sym")->node,
+                 "method 'awq' writes AutoAWQ gemm checkpoints, which store a zero point: "
+                 "use sym: false");
       if (v.static_groups && v.group_size == -1)
         src.fail(c.find("static_groups")->node,
                  "'static_groups' needs groups: it means nothing with group_size -1");

@@ -53,7 +53,10 @@ std::string key_of(const std::string& prefix, const json& config) {
 }
 
 std::string variant_label(const VariantSpec& v) {
-  std::string m = v.method == "gptq" ? "GPTQ" : v.method == "rtn" ? "RTN" : v.method;
+  std::string m = v.method == "gptq"  ? "GPTQ"
+                  : v.method == "rtn" ? "RTN"
+                  : v.method == "awq" ? "AWQ"
+                                      : v.method;
   std::string s =
       cat(m, " ", v.bits, "-bit ", v.group_size > 0 ? cat("g", v.group_size) : "per-channel");
   if (v.sym) s += " sym";
@@ -481,7 +484,11 @@ SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt) {
           calib = &set;
         }
         const QuantizedModel qm = quantize_model(shared.base(), cfg, calib);
-        export_gptq(qm, plan.model_dir, tmp + "/model");
+        // The eval node reloads through load_model, which dispatches on quant_method.
+        if (v.method == "awq")
+          export_awq(qm, plan.model_dir, tmp + "/model");
+        else
+          export_gptq(qm, plan.model_dir, tmp + "/model");
         double max_loss = 0;
         json losses = json::array();
         for (const auto& l : qm.linears) {

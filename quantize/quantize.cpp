@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "common/errors.h"
+#include "quantize/awq.h"
 
 namespace qsweep {
 
@@ -43,8 +44,8 @@ std::vector<std::vector<LinearRole>> sequential_groups(bool true_sequential) {
 }  // namespace
 
 void ModelQuantConfig::validate() const {
-  QS_THROW_IF_NOT(method == "gptq" || method == "rtn", "unknown quantization method '", method,
-                  "': expected gptq or rtn");
+  QS_THROW_IF_NOT(method == "gptq" || method == "rtn" || method == "awq",
+                  "unknown quantization method '", method, "': expected gptq, rtn or awq");
   QS_THROW_IF_NOT(bits >= 2 && bits <= 8, "bits ", bits, " is out of range: use 2 to 8");
   QS_THROW_IF_NOT(group_size == -1 || group_size >= 1, "group_size ", group_size,
                   " is invalid: use -1 (per output channel) or a positive column count");
@@ -108,6 +109,11 @@ QuantizedModel quantize_model(const Transformer& source, const ModelQuantConfig&
     }
     out.seconds = since(t0);
     return out;
+  }
+  if (cfg.method == "awq") {
+    QS_THROW_IF_NOT(calib && !calib->windows.empty(),
+                    "AWQ needs a calibration set (--calib NAME); none was given");
+    return awq_quantize_model(source, cfg, *calib, progress);
   }
 
   QS_THROW_IF_NOT(calib && !calib->windows.empty(),

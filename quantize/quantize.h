@@ -18,7 +18,7 @@
 namespace qsweep {
 
 struct ModelQuantConfig {
-  std::string method = "gptq";  ///< "gptq" or "rtn"
+  std::string method = "gptq";  ///< "gptq", "rtn" or "awq" (quantize/awq.h)
   int bits = 4;
   int group_size = 128;
   bool sym = false;
@@ -67,7 +67,7 @@ struct QuantizedModel {
 /// Progress callback: (layer done, total layers, message).
 using QuantProgress = std::function<void(int, int, const std::string&)>;
 
-/// Quantizes a copy of `model`. GPTQ needs `calibration` (its windows); RTN ignores it.
+/// Quantizes a copy of `model`. GPTQ and AWQ need `calibration` (its windows); RTN ignores it.
 QuantizedModel quantize_model(const Transformer& model, const ModelQuantConfig& config,
                               const CalibrationSet* calibration,
                               const QuantProgress& progress = {});

@@ -339,13 +339,18 @@ TEST(SweepErrors, ImpossibleCombinations) {
 TEST(SweepErrors, UnknownAndUnimplementedMethods) {
   EXPECT_EQ(error_of(kHead + "  - {method: gtpq}\n"),
             "s.yaml:9:14: unknown method 'gtpq'; did you mean 'gptq'?");
-  EXPECT_EQ(error_of(kHead + "  - {method: awq, bits: 4}\n"),
-            "s.yaml:9:14: method 'awq' is not implemented yet (issue #5)");
+  // AWQ is available (issue #5); its checkpoint layout holds 4-bit zero-point grids only.
+  EXPECT_EQ(error_of(kHead + "  - {method: awq, bits: 3, calibration: code}\n"),
+            "s.yaml:9:25: method 'awq' writes AutoAWQ gemm checkpoints, which hold 4-bit codes "
+            "only (got bits 3); use gptq or rtn for other widths");
+  EXPECT_EQ(error_of(kHead + "  - {method: awq, calibration: code, desc_act: true}\n"),
+            "s.yaml:9:48: 'desc_act' does not apply to method 'awq' (it uses bits, group_size, "
+            "sym or calibration)");
   EXPECT_EQ(error_of(kHead + "  - {method: [rtn, q4_k_m]}\n"),
             "s.yaml:9:20: method 'q4_k_m' is not implemented yet (issue #5)");
   EXPECT_TRUE(method_is_available("rtn"));
   EXPECT_TRUE(method_is_available("gptq"));
-  EXPECT_FALSE(method_is_available("awq"));
+  EXPECT_TRUE(method_is_available("awq"));
   EXPECT_FALSE(method_is_available("q4_k_m"));
   EXPECT_FALSE(method_is_available("nonsense"));
 }
@@ -368,7 +373,7 @@ TEST(SweepErrors, MissingAndMalformedSections) {
   EXPECT_EQ(error_of("name: t\nmodel: m\nvariants: []\neval: [{task: perplexity, dataset: d}]\n"),
             "s.yaml:3:11: 'variants' must be a non-empty list of variants, got a list");
   EXPECT_EQ(error_of(kHead + "  - {bits: 4}\n"),
-            "s.yaml:9:5: variant has no 'method' (rtn or gptq)");
+            "s.yaml:9:5: variant has no 'method' (rtn, gptq or awq)");
   EXPECT_EQ(error_of("name: t\nmodel: m\ncalibration:\n  code: {n_samples: 4}\n"),
             "s.yaml:4:9: calibration 'code' has no 'source'");
   EXPECT_EQ(error_of("name: t\nmodel: m\ncalibration:\n  my set: {source: code}\n"),

@@ -63,22 +63,22 @@ TEST(Quantize, ExportReloadScoresExactlyTheSame) {
 }
 
 TEST(Quantize, EightBitIsWithinOnePercentOfFp16) {
-  const double base = ppl(tiny().model, tiny().code_tokens, 8192);
+  const double base = ppl(tiny().model, tiny().code_tokens, 4096);
   ModelQuantConfig rtn;
   rtn.method = "rtn";
   rtn.bits = 8;
-  EXPECT_LT(ppl(quantize_model(tiny().model, rtn, nullptr).model, tiny().code_tokens, 8192) / base,
+  EXPECT_LT(ppl(quantize_model(tiny().model, rtn, nullptr).model, tiny().code_tokens, 4096) / base,
             1.01);
   ModelQuantConfig g = rtn;
   g.method = "gptq";
-  const CalibrationSet set = calib("code", 16);
-  EXPECT_LT(ppl(quantize_model(tiny().model, g, &set).model, tiny().code_tokens, 8192) / base,
+  const CalibrationSet set = calib("code", 8, 128);
+  EXPECT_LT(ppl(quantize_model(tiny().model, g, &set).model, tiny().code_tokens, 4096) / base,
             1.01);
 }
 
 TEST(Quantize, BadConfigurationsAreErrors) {
   ModelQuantConfig c;
-  c.method = "awq";
+  c.method = "hqq";  // not a method qsweep knows
   EXPECT_THROW(c.validate(), Error);
   c.method = "gptq";
   c.bits = 1;

@@ -1,0 +1,217 @@
+// The AutoAWQ "gemm" checkpoint (quant_method "awq"): writer and reader. The bit layout is
+// quantizers/awq_packing.h; this file is the safetensors and config.json side.
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "common/errors.h"
+#include "common/mapped_file.h"
+#include "formats/formats.h"
+#include "model/safetensors.h"
+#include "quantizers/awq_packing.h"
+
+namespace qsweep {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string awq_prefix(int layer, LinearRole r) {
+  std::string n = hf_linear_name(layer, r);
+  return n.substr(0, n.size() - std::string(".weight").size());
+}
+
+json awq_quantization_config(const QuantizedModel& qm) {
+  const ModelQuantConfig& c = qm.config;
+  json q = {{"quant_method", "awq"}, {"bits", c.bits},    {"group_size", c.group_size},
+            {"zero_point", !c.sym},  {"version", "gemm"}, {"modules_to_not_convert", nullptr}};
+  q["meta"] = {{"quantizer", "qsweep 0.1.0"},
+               {"method", c.method},
+               {"folded_norms", "input_layernorm / post_attention_layernorm hold 1/s (F32)"},
+               {"linear_bits_per_weight", qm.linear_bits_per_weight()}};
+  if (!qm.calibration_source.empty())
+    q["meta"]["calibration"] = {{"source", qm.calibration_source},
+                                {"domain", qm.calibration_domain},
+                                {"n_samples", qm.calibration_options.n_samples},
+                                {"seqlen", qm.calibration_options.seqlen},
+                                {"seed", qm.calibration_options.seed}};
+  return q;
+}
+
+// The per-layer vectors AWQ may have changed (folded 1/s): written from the model as F32.
+std::map<std::string, const VectorF*> folded_vectors(const ModelWeights& w) {
+  std::map<std::string, const VectorF*> m;
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const LayerWeights& L = w.layers[l];
+    const std::string p = cat("model.layers.", l, ".");
+    m[p + "input_layernorm.weight"] = &L.attn_norm;
+    m[p + "post_attention_layernorm.weight"] = &L.mlp_norm;
+    if (L.bv.size()) m[p + "self_attn.v_proj.bias"] = &L.bv;
+  }
+  return m;
+}
+
+std::vector<int32_t> read_awq_i32(const TensorView& t, const std::vector<int64_t>& shape) {
+  QS_THROW_IF_NOT(t.dtype == DType::I32 && t.shape == shape, t.file, ": tensor '", t.name, "' is ",
+                  t.describe(), "; the AWQ gemm layout in config.json implies I32[", shape[0], ", ",
+                  shape[1], "]");
+  std::vector<int32_t> v(static_cast<size_t>(t.numel()));
+  std::memcpy(v.data(), t.data, v.size() * 4);
+  return v;
+}
+
+}  // namespace
+
+void export_awq(const QuantizedModel& qm, const std::string& source_dir,
+                const std::string& out_dir) {
+  QS_THROW_IF_NOT(qm.config.bits == 4,
+                  "export_awq: the AWQ gemm checkpoint holds 4-bit codes only"
+                  " (AutoAWQ WQLinear_GEMM); this model is ",
+                  qm.config.bits, "-bit");
+  const fs::path out(out_dir);
+  const fs::path tmp =
+      out.parent_path() / (out.filename().string() + ".tmp-" + std::to_string(::getpid()));
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  try {
+    const SafetensorsCheckpoint src(source_dir);
+    std::map<std::string, const QuantizedLinear*> by_name;
+    for (const auto& l : qm.linears) by_name[hf_linear_name(l.layer, l.role)] = &l;
+    QS_THROW_IF_NOT(by_name.size() == qm.linears.size(), "export_awq: duplicate linears");
+    const auto folded = folded_vectors(qm.model.weights());
+
+    std::vector<AwqPacked> packed;
+    packed.reserve(qm.linears.size());
+    std::vector<TensorToWrite> tensors;
+    for (const TensorView* t : src.tensors()) {
+      if (auto f = folded.find(t->name); f != folded.end()) {
+        QS_THROW_IF_NOT(t->numel() == f->second->size(), source_dir, ": tensor '", t->name,
+                        "' has ", t->numel(), " values, the model ", f->second->size());
+        tensors.push_back({t->name, DType::F32, t->shape, f->second->data()});
+        continue;
+      }
+      auto it = by_name.find(t->name);
+      if (it == by_name.end()) {  // untouched: bytes as they were
+        tensors.push_back({t->name, t->dtype, t->shape, t->data});
+        continue;
+      }
+      const QuantizedLinear& ql = *it->second;
+      try {
+        packed.push_back(awq_pack(ql.q));
+      } catch (const Error& e) {
+        throw Error(cat("export_awq: ", t->name, ": ", e.what()));
+      }
+      const AwqPacked& p = packed.back();
+      const std::string pre = awq_prefix(ql.layer, ql.role);
+      tensors.push_back(
+          {pre + ".qweight", DType::I32, {p.in_features, p.packed_cols()}, p.qweight.data()});
+      tensors.push_back(
+          {pre + ".qzeros", DType::I32, {p.n_groups, p.packed_cols()}, p.qzeros.data()});
+      tensors.push_back(
+          {pre + ".scales", DType::F16, {p.n_groups, p.out_features}, p.scales_f16.data()});
+      by_name.erase(it);
+    }
+    QS_THROW_IF_NOT(by_name.empty(), source_dir, ": quantized linear '", by_name.begin()->first,
+                    "' is not in the source checkpoint");
+    write_safetensors((tmp / "model.safetensors").string(), tensors, {{"format", "pt"}});
+
+    json cfg = json::parse(read_text_file((fs::path(source_dir) / "config.json").string()));
+    const json q = awq_quantization_config(qm);
+    cfg["quantization_config"] = q;
+    const std::string cfg_text = cfg.dump(2) + "\n";
+    write_file_atomic((tmp / "config.json").string(), cfg_text.data(), cfg_text.size());
+    // AutoAWQ's own quant_config.json names.
+    const json qc = {{"zero_point", q["zero_point"]},
+                     {"q_group_size", q["group_size"]},
+                     {"w_bit", q["bits"]},
+                     {"version", "GEMM"}};
+    const std::string qc_text = qc.dump(2) + "\n";
+    write_file_atomic((tmp / "quant_config.json").string(), qc_text.data(), qc_text.size());
+    for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
+                          "special_tokens_map.json", "generation_config.json"})
+      if (fs::exists(fs::path(source_dir) / f))
+        fs::copy_file(fs::path(source_dir) / f, tmp / f, fs::copy_options::overwrite_existing);
+  } catch (...) {
+    fs::remove_all(tmp);
+    throw;
+  }
+  const fs::path old =
+      out.parent_path() / (out.filename().string() + ".old-" + std::to_string(::getpid()));
+  if (fs::exists(out)) fs::rename(out, old);
+  fs::rename(tmp, out);
+  fs::remove_all(old);
+}
+
+LoadedModel load_awq_checkpoint(const std::string& dir) {
+  LoadedModel out;
+  out.spec = load_model_spec(dir);
+  const std::string cfg_file = (fs::path(dir) / "config.json").string();
+  const json cfg = json::parse(read_text_file(cfg_file));
+  QS_THROW_IF_NOT(cfg.contains("quantization_config"), cfg_file, ": no quantization_config");
+  const json& q = cfg["quantization_config"];
+  QS_THROW_IF_NOT(q.value("quant_method", std::string()) == "awq", cfg_file,
+                  ": quantization_config.quant_method is not \"awq\"");
+  std::string version = q.value("version", std::string("gemm"));
+  for (char& c : version) c = char(std::tolower(static_cast<unsigned char>(c)));
+  QS_THROW_IF_NOT(version == "gemm", cfg_file, ": AWQ version '", version,
+                  "' is not supported; qsweep reads the \"gemm\" layout");
+  const json& jb = q.contains("bits") ? q["bits"] : q.contains("w_bit") ? q["w_bit"] : json();
+  QS_THROW_IF_NOT(jb.is_number_integer(), cfg_file, ": quantization_config.bits is missing");
+  const int bits = jb.get<int>();
+  QS_THROW_IF_NOT(bits == 4, cfg_file, ": AWQ gemm bits ", bits, " is not 4");
+  const json& jg = q.contains("group_size")     ? q["group_size"]
+                   : q.contains("q_group_size") ? q["q_group_size"]
+                                                : json();
+  QS_THROW_IF_NOT(jg.is_number_integer(), cfg_file, ": quantization_config.group_size is missing");
+  const int group_size = jg.get<int>();
+  QS_THROW_IF_NOT(group_size == -1 || group_size >= 1, cfg_file, ": group_size ", group_size,
+                  " is invalid");
+  QS_THROW_IF_NOT(q.value("zero_point", true), cfg_file,
+                  ": AWQ without zero_point is not supported");
+  out.format = "awq";
+  out.description =
+      cat("awq ", bits, "-bit ", group_size > 0 ? cat("g", group_size) : "per-channel", " gemm");
+  auto loader = [&](const SafetensorsCheckpoint& ckpt, int layer, LinearRole role, int64_t rows,
+                    int64_t cols) -> MatrixRM {
+    const std::string pre = awq_prefix(layer, role);
+    if (!ckpt.find(pre + ".qweight"))  // modules_to_not_convert: a plain weight
+      return load_linear_weight(ckpt, layer, role, rows, cols);
+    QS_THROW_IF_NOT(rows % 8 == 0 && (group_size == -1 || cols % group_size == 0), ckpt.dir(), ": ",
+                    pre, " is ", rows, "x", cols,
+                    "; the AWQ layout needs out % 8 == 0 and in % group_size == 0");
+    AwqPacked p;
+    p.bits = bits;
+    p.group_size = group_size;
+    p.in_features = cols;
+    p.out_features = rows;
+    p.n_groups = group_size > 0 ? cols / group_size : 1;
+    p.qweight = read_awq_i32(ckpt.get(pre + ".qweight"), {cols, p.packed_cols()});
+    p.qzeros = read_awq_i32(ckpt.get(pre + ".qzeros"), {p.n_groups, p.packed_cols()});
+    const TensorView& s = ckpt.get(pre + ".scales");
+    const std::vector<int64_t> scales_shape = {p.n_groups, rows};
+    QS_THROW_IF_NOT(s.dtype == DType::F16 && s.shape == scales_shape, s.file, ": tensor '", s.name,
+                    "' is ", s.describe(), "; expected F16[", p.n_groups, ", ", rows, "]");
+    p.scales_f16.resize(size_t(s.numel()));
+    std::memcpy(p.scales_f16.data(), s.data, p.scales_f16.size() * 2);
+    QTensor t;
+    try {
+      t = awq_unpack(p);
+    } catch (const Error& e) {
+      throw Error(cat(ckpt.dir(), ": ", pre, ": ", e.what()));
+    }
+    MatrixRM w = t.dequantize();
+    for (int64_t i = 0; i < w.size(); ++i)
+      QS_THROW_IF_NOT(std::isfinite(w.data()[i]), ckpt.dir(), ": ", pre,
+                      ".scales holds a non-finite value");
+    out.quantized.push_back(std::move(t));
+    return w;
+  };
+  out.weights = load_weights(dir, out.spec, loader);
+  return out;
+}
+
+}  // namespace qsweep
