@@ -871,41 +871,6 @@ struct Proto {
   }
 };
 
-class GgufSentencePieceTokenizer final : public Tokenizer {
- public:
-  GgufSentencePieceTokenizer(const std::string& serialized, bool add_bos, const std::string& path)
-      : add_bos_(add_bos) {
-    const auto st = sp_.LoadFromSerializedProto(serialized);
-    QS_THROW_IF_NOT(st.ok(), path, ": the GGUF vocabulary is not a valid sentencepiece model (",
-                    st.ToString(), ")");
-  }
-  std::vector<int> encode(const std::string& text, bool add_bos) const override {
-    std::vector<int> ids;
-    const auto st = sp_.Encode(text, &ids);
-    QS_THROW_IF_NOT(st.ok(), "sentencepiece encode failed: ", st.ToString());
-    if (add_bos && bos_id() >= 0) ids.insert(ids.begin(), bos_id());
-    return ids;
-  }
-  std::string decode(const std::vector<int>& ids) const override {
-    std::string out;
-    const auto st = sp_.Decode(ids, &out);
-    QS_THROW_IF_NOT(st.ok(), "sentencepiece decode failed: ", st.ToString());
-    return out;
-  }
-  int vocab_size() const override { return sp_.GetPieceSize(); }
-  int bos_id() const override { return sp_.bos_id(); }
-  int eos_id() const override { return sp_.eos_id(); }
-  bool add_bos_token() const override { return add_bos_; }
-  std::string piece(int id) const override { return sp_.IdToPiece(id); }
-  std::string describe() const override {
-    return cat("sentencepiece from GGUF (", sp_.GetPieceSize(), " pieces)");
-  }
-
- private:
-  sentencepiece::SentencePieceProcessor sp_;
-  bool add_bos_;
-};
-
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_gguf_tokenizer(const std::string& path) {
@@ -958,8 +923,8 @@ std::unique_ptr<Tokenizer> load_gguf_tokenizer(const std::string& path) {
   norm.uint(4, 0);
   norm.uint(5, 1);
   m.bytes(3, norm.b);
-  return std::make_unique<GgufSentencePieceTokenizer>(
-      m.b, f.get_bool("tokenizer.ggml.add_bos_token").value_or(true), path);
+  return make_sentencepiece_tokenizer(
+      m.b, f.get_bool("tokenizer.ggml.add_bos_token").value_or(true), path + " (GGUF vocabulary)");
 }
 
 }  // namespace qsweep

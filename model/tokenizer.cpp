@@ -20,6 +20,14 @@ class SentencePieceTokenizer final : public Tokenizer {
     QS_THROW_IF_NOT(status.ok(), model_file, ": cannot load the sentencepiece model (",
                     status.ToString(), ")");
   }
+  /// From a serialized ModelProto; `origin` names it in messages.
+  SentencePieceTokenizer(const std::string& serialized, bool add_bos, const std::string& origin,
+                         bool /*from_proto*/)
+      : add_bos_(add_bos), origin_(origin) {
+    const auto status = sp_.LoadFromSerializedProto(serialized);
+    QS_THROW_IF_NOT(status.ok(), origin, ": not a valid sentencepiece model (", status.ToString(),
+                    ")");
+  }
 
   std::vector<int> encode(const std::string& text, bool add_bos) const override {
     std::vector<int> ids;
@@ -42,15 +50,22 @@ class SentencePieceTokenizer final : public Tokenizer {
   bool add_bos_token() const override { return add_bos_; }
   std::string piece(int id) const override { return sp_.IdToPiece(id); }
   std::string describe() const override {
-    return cat("sentencepiece (", sp_.GetPieceSize(), " pieces)");
+    return cat("sentencepiece", origin_.empty() ? "" : " from " + origin_, " (", sp_.GetPieceSize(),
+               " pieces)");
   }
 
  private:
   sentencepiece::SentencePieceProcessor sp_;
   bool add_bos_;
+  std::string origin_;
 };
 
 }  // namespace
+
+std::unique_ptr<Tokenizer> make_sentencepiece_tokenizer(const std::string& serialized_proto,
+                                                        bool add_bos, const std::string& origin) {
+  return std::make_unique<SentencePieceTokenizer>(serialized_proto, add_bos, origin, true);
+}
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& dir) {
   bool add_bos = true;  // LlamaTokenizer's default

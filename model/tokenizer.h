@@ -28,6 +28,11 @@ class Tokenizer {
   virtual std::string describe() const = 0;
 };
 
+/// A sentencepiece tokenizer from a serialized ModelProto (e.g. rebuilt from a
+/// GGUF vocabulary); `origin` names where it came from in errors and describe().
+std::unique_ptr<Tokenizer> make_sentencepiece_tokenizer(const std::string& serialized_proto,
+                                                        bool add_bos, const std::string& origin);
+
 /// Loads the tokenizer of a Hugging Face model directory; throws Error naming the
 /// file when none is supported.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_dir);

@@ -81,7 +81,9 @@ TEST(CudaTwin, MatmulMatchesCpu) {
 TEST(Backend, UnknownDeviceIsAnError) {
   EXPECT_THROW(make_backend("tpu"), Error);
   EXPECT_EQ(make_backend("cpu")->name(), "cpu");
-  if (!cuda_available()) EXPECT_THROW(make_backend("cuda"), Error);
+  if (!cuda_available()) {
+    EXPECT_THROW(make_backend("cuda"), Error);
+  }
 }
 
 }  // namespace
