@@ -10,6 +10,7 @@
 
 #include "common/errors.h"
 #include "common/mapped_file.h"
+#include "formats/detail/quantized_tensors.h"
 #include "formats/formats.h"
 #include "model/safetensors.h"
 #include "quantizers/awq_packing.h"
@@ -53,15 +54,6 @@ std::map<std::string, const VectorF*> folded_vectors(const ModelWeights& w) {
     if (L.bv.size()) m[p + "self_attn.v_proj.bias"] = &L.bv;
   }
   return m;
-}
-
-std::vector<int32_t> read_awq_i32(const TensorView& t, const std::vector<int64_t>& shape) {
-  QS_THROW_IF_NOT(t.dtype == DType::I32 && t.shape == shape, t.file, ": tensor '", t.name, "' is ",
-                  t.describe(), "; the AWQ gemm layout in config.json implies I32[", shape[0], ", ",
-                  shape[1], "]");
-  std::vector<int32_t> v(static_cast<size_t>(t.numel()));
-  std::memcpy(v.data(), t.data, v.size() * 4);
-  return v;
 }
 
 }  // namespace
@@ -189,26 +181,13 @@ LoadedModel load_awq_checkpoint(const std::string& dir) {
     p.in_features = cols;
     p.out_features = rows;
     p.n_groups = group_size > 0 ? cols / group_size : 1;
-    p.qweight = read_awq_i32(ckpt.get(pre + ".qweight"), {cols, p.packed_cols()});
-    p.qzeros = read_awq_i32(ckpt.get(pre + ".qzeros"), {p.n_groups, p.packed_cols()});
-    const TensorView& s = ckpt.get(pre + ".scales");
-    const std::vector<int64_t> scales_shape = {p.n_groups, rows};
-    QS_THROW_IF_NOT(s.dtype == DType::F16 && s.shape == scales_shape, s.file, ": tensor '", s.name,
-                    "' is ", s.describe(), "; expected F16[", p.n_groups, ", ", rows, "]");
-    p.scales_f16.resize(size_t(s.numel()));
-    std::memcpy(p.scales_f16.data(), s.data, p.scales_f16.size() * 2);
-    QTensor t;
-    try {
-      t = awq_unpack(p);
-    } catch (const Error& e) {
-      throw Error(cat(ckpt.dir(), ": ", pre, ": ", e.what()));
-    }
-    MatrixRM w = t.dequantize();
-    for (int64_t i = 0; i < w.size(); ++i)
-      QS_THROW_IF_NOT(std::isfinite(w.data()[i]), ckpt.dir(), ": ", pre,
-                      ".scales holds a non-finite value");
-    out.quantized.push_back(std::move(t));
-    return w;
+    p.qweight =
+        detail::read_packed_i32(ckpt.get(pre + ".qweight"), {cols, p.packed_cols()}, "AWQ gemm");
+    p.qzeros = detail::read_packed_i32(ckpt.get(pre + ".qzeros"), {p.n_groups, p.packed_cols()},
+                                       "AWQ gemm");
+    p.scales_f16 = detail::read_scales_f16(ckpt.get(pre + ".scales"), p.n_groups, rows);
+    return detail::unpack_and_dequantize(
+        cat(ckpt.dir(), ": ", pre), [&] { return awq_unpack(p); }, &out.quantized);
   };
   out.weights = load_weights(dir, out.spec, loader);
   return out;

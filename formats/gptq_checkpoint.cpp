@@ -6,6 +6,7 @@
 
 #include "common/errors.h"
 #include "common/mapped_file.h"
+#include "formats/detail/quantized_tensors.h"
 #include "formats/formats.h"
 #include "formats/gguf.h"
 #include "model/safetensors.h"
@@ -117,19 +118,7 @@ void export_gptq(const QuantizedModel& qm, const std::string& source_dir,
   fs::remove_all(old);
 }
 
-namespace {
-
-std::vector<int32_t> read_i32(const TensorView& t, std::vector<int64_t> shape) {
-  QS_THROW_IF_NOT(t.dtype == DType::I32 && t.shape == shape, t.file, ": tensor '", t.name, "' is ",
-                  t.describe(), "; the GPTQ layout in config.json implies I32[",
-                  shape.size() > 0 ? shape[0] : 0, shape.size() > 1 ? cat(", ", shape[1]) : "",
-                  "]");
-  std::vector<int32_t> v(static_cast<size_t>(t.numel()));
-  std::memcpy(v.data(), t.data, v.size() * 4);
-  return v;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 LoadedModel load_model(const std::string& dir) {
   if (is_gguf_file(dir)) return load_gguf(dir);  // a single file: GGUF (formats/gguf.h)
@@ -175,31 +164,18 @@ LoadedModel load_model(const std::string& dir) {
     p.in_features = cols;
     p.out_features = rows;
     p.n_groups = group_size > 0 ? (cols + group_size - 1) / group_size : 1;
-    p.qweight = read_i32(ckpt.get(pre + ".qweight"), {p.qweight_rows(), rows});
-    p.qzeros = read_i32(ckpt.get(pre + ".qzeros"), {p.n_groups, p.qzeros_cols()});
-    const TensorView& s = ckpt.get(pre + ".scales");
-    const std::vector<int64_t> scales_shape = {p.n_groups, rows};
-    QS_THROW_IF_NOT(s.dtype == DType::F16 && s.shape == scales_shape, s.file, ": tensor '", s.name,
-                    "' is ", s.describe(), "; expected F16[", p.n_groups, ", ", rows, "]");
-    p.scales_f16.resize(size_t(s.numel()));
-    std::memcpy(p.scales_f16.data(), s.data, p.scales_f16.size() * 2);
+    p.qweight =
+        detail::read_packed_i32(ckpt.get(pre + ".qweight"), {p.qweight_rows(), rows}, "GPTQ");
+    p.qzeros =
+        detail::read_packed_i32(ckpt.get(pre + ".qzeros"), {p.n_groups, p.qzeros_cols()}, "GPTQ");
+    p.scales_f16 = detail::read_scales_f16(ckpt.get(pre + ".scales"), p.n_groups, rows);
     if (const TensorView* g = ckpt.find(pre + ".g_idx"))
-      p.g_idx = read_i32(*g, {cols});
+      p.g_idx = detail::read_packed_i32(*g, {cols}, "GPTQ");
     else
       for (int64_t c = 0; c < cols; ++c)
         p.g_idx.push_back(int32_t(group_size > 0 ? c / group_size : 0));
-    QTensor t;
-    try {
-      t = gptq_unpack(p);
-    } catch (const Error& e) {
-      throw Error(cat(ckpt.dir(), ": ", pre, ": ", e.what()));
-    }
-    MatrixRM w = t.dequantize();
-    for (int64_t i = 0; i < w.size(); ++i)
-      QS_THROW_IF_NOT(std::isfinite(w.data()[i]), ckpt.dir(), ": ", pre,
-                      ".scales holds a non-finite value");
-    out.quantized.push_back(std::move(t));
-    return w;
+    return detail::unpack_and_dequantize(
+        cat(ckpt.dir(), ": ", pre), [&] { return gptq_unpack(p); }, &out.quantized);
   };
   out.weights = load_weights(dir, out.spec, loader);
   return out;

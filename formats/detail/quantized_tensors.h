@@ -1,0 +1,59 @@
+// Reading the tensors that GPTQ- and AWQ-layout checkpoints have in common:
+// packed int32 codes, fp16 scales, and the final dequantize-and-check step.
+#pragma once
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common/errors.h"
+#include "common/matrix.h"
+#include "model/safetensors.h"
+#include "quantizers/quantizers.h"
+
+namespace qsweep::detail {
+
+/// An I32 tensor of exactly `shape`; `layout` names the format in errors.
+inline std::vector<int32_t> read_packed_i32(const TensorView& t, const std::vector<int64_t>& shape,
+                                            const char* layout) {
+  if (t.dtype != DType::I32 || t.shape != shape) {
+    std::string dims;
+    for (size_t i = 0; i < shape.size(); ++i) dims += cat(i ? ", " : "", shape[i]);
+    throw Error(cat(t.file, ": tensor '", t.name, "' is ", t.describe(), "; the ", layout,
+                    " layout in config.json implies I32[", dims, "]"));
+  }
+  std::vector<int32_t> v(static_cast<size_t>(t.numel()));
+  std::memcpy(v.data(), t.data, v.size() * 4);
+  return v;
+}
+
+/// The F16 `scales` tensor [n_groups, rows] as raw binary16 bits.
+inline std::vector<uint16_t> read_scales_f16(const TensorView& s, int64_t n_groups, int64_t rows) {
+  const std::vector<int64_t> shape = {n_groups, rows};
+  QS_THROW_IF_NOT(s.dtype == DType::F16 && s.shape == shape, s.file, ": tensor '", s.name, "' is ",
+                  s.describe(), "; expected F16[", n_groups, ", ", rows, "]");
+  std::vector<uint16_t> v(static_cast<size_t>(s.numel()));
+  std::memcpy(v.data(), s.data, v.size() * 2);
+  return v;
+}
+
+/// Unpacks with `unpack()` (errors get `where` prefixed), dequantizes, refuses
+/// non-finite values, and keeps the QTensor in `keep`.
+template <typename Unpack>
+MatrixRM unpack_and_dequantize(const std::string& where, Unpack&& unpack,
+                               std::vector<QTensor>* keep) {
+  QTensor t;
+  try {
+    t = unpack();
+  } catch (const Error& e) {
+    throw Error(cat(where, ": ", e.what()));
+  }
+  MatrixRM w = t.dequantize();
+  for (int64_t i = 0; i < w.size(); ++i)
+    QS_THROW_IF_NOT(std::isfinite(w.data()[i]), where, ".scales holds a non-finite value");
+  keep->push_back(std::move(t));
+  return w;
+}
+
+}  // namespace qsweep::detail
