@@ -12,6 +12,7 @@
 
 #include "common/matrix.h"
 #include "model/tokenizer.h"
+#include "model/transformer.h"
 #include "model/weights.h"
 
 namespace qsweep {
@@ -119,5 +120,12 @@ class ActivationCapture {
   std::vector<LinearInput> only_;
   std::map<std::pair<int, LinearInput>, ActivationStats> stats_;
 };
+
+/// The importance matrix of llama.cpp's K-quants: the mean of x² per input column of every
+/// linear, from one pass of the unquantized model over all calibration windows (what
+/// llama-imatrix collects; q/k/v share their input's values, as do gate/up). Windows run
+/// `batch_windows` at a time. Keyed by (layer, role); each vector has in_features entries.
+std::map<std::pair<int, LinearRole>, std::vector<float>> importance_matrix(
+    const Transformer& model, const CalibrationSet& set, int batch_windows = 16);
 
 }  // namespace qsweep

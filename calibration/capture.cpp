@@ -95,4 +95,31 @@ const ActivationStats& ActivationCapture::stats(int layer, LinearInput in) const
   return it->second;
 }
 
+std::map<std::pair<int, LinearRole>, std::vector<float>> importance_matrix(
+    const Transformer& model, const CalibrationSet& set, int batch_windows) {
+  QS_THROW_IF_NOT(!set.windows.empty(), "importance matrix: calibration set '", set.source,
+                  "' has no windows");
+  QS_THROW_IF_NOT(batch_windows > 0, "importance matrix: batch_windows must be positive");
+  const ModelSpec& spec = model.spec();
+  ActivationCapture capture(/*with_xtx=*/false);
+  const size_t n = set.windows.size();
+  for (size_t b = 0; b < n; b += size_t(batch_windows)) {
+    const std::vector<std::vector<int>> batch(
+        set.windows.begin() + std::ptrdiff_t(b),
+        set.windows.begin() + std::ptrdiff_t(std::min(n, b + size_t(batch_windows))));
+    std::vector<int> lengths;
+    MatrixRM hidden = model.embed(batch, &lengths);
+    for (int l = 0; l < spec.num_layers; ++l) model.run_layer(l, hidden, lengths, capture.hook());
+  }
+  std::map<std::pair<int, LinearRole>, std::vector<float>> out;
+  for (int l = 0; l < spec.num_layers; ++l)
+    for (LinearRole r : kAllLinearRoles) {
+      const Eigen::VectorXd m = capture.stats(l, linear_input_of(r)).mean_sq();
+      std::vector<float>& v = out[{l, r}];
+      v.resize(size_t(m.size()));
+      for (Eigen::Index j = 0; j < m.size(); ++j) v[size_t(j)] = float(m[j]);
+    }
+  return out;
+}
+
 }  // namespace qsweep

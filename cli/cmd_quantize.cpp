@@ -1,6 +1,8 @@
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "calibration/calibration.h"
 #include "cli/args.h"
@@ -8,6 +10,7 @@
 #include "common/data_dir.h"
 #include "common/errors.h"
 #include "formats/formats.h"
+#include "formats/gguf.h"
 #include "model/tokenizer.h"
 #include "quantize/quantize.h"
 
@@ -27,8 +30,10 @@ int cmd_quantize(const std::vector<std::string>& argv) {
             {"desc-act", "sym", "static-groups", "no-true-sequential", "json", "quiet"});
   QS_THROW_IF_NOT(args.positional().empty(), "qsweep quantize: unexpected argument '",
                   args.positional()[0], "'");
+  const std::string method = args.get("method", "gptq");
+  const std::optional<kquants::Mix> mix = kquants::mix_from_name(method);
   ModelQuantConfig cfg;
-  cfg.method = args.get("method", "gptq");
+  cfg.method = mix ? "rtn" : method;  // a mix has its own rules; cfg is then unused
   cfg.bits = int(args.get_int("bits", 4));
   cfg.group_size = int(args.get_int("group-size", 128));
   cfg.sym = args.has("sym");
@@ -37,9 +42,18 @@ int cmd_quantize(const std::vector<std::string>& argv) {
   cfg.true_sequential = !args.has("no-true-sequential");
   cfg.damp_percent = std::stod(args.get("damp-percent", "0.01"));
   cfg.block_size = int(args.get_int("block-size", 128));
+  if (mix)
+    for (const char* k : {"bits", "group-size", "sym", "desc-act", "static-groups",
+                          "no-true-sequential", "damp-percent", "block-size"})
+      QS_THROW_IF_NOT(!args.has(k), "--", k, " does not apply to llama.cpp mix ", method,
+                      " (its rules choose every tensor's type)");
   cfg.validate();
-  QS_THROW_IF_NOT(cfg.method == "gptq" || !args.has("calib"), "--calib is for GPTQ; ", cfg.method,
-                  " uses no calibration data");
+  // GPTQ and AWQ need calibration data; a mix uses it, when given, as its importance matrix.
+  const bool calibrated = cfg.method == "gptq" || cfg.method == "awq" || (mix && args.has("calib"));
+  QS_THROW_IF_NOT(calibrated || !args.has("calib"),
+                  "--calib is for GPTQ, AWQ and the K-quant "
+                  "mixes; ",
+                  cfg.method, " uses no calibration data");
   const std::string out_dir = args.require("out");
   const std::string data_flag = args.get("data-dir");
   const std::string model_dir = resolve_model_dir(args.require("model"), data_flag);
@@ -54,7 +68,7 @@ int cmd_quantize(const std::vector<std::string>& argv) {
 
   CalibrationSet calib;
   double calib_s = 0;
-  if (cfg.method == "gptq") {
+  if (calibrated) {
     const auto t1 = Clock::now();
     SamplingOptions so;
     so.n_samples = int(args.get_int("n-samples", 128));
@@ -77,17 +91,53 @@ int cmd_quantize(const std::vector<std::string>& argv) {
                    (unsigned long long)so.seed, calib_s);
   }
 
+  if (mix) {
+    // llama-imatrix + llama-quantize in one step: the output is a GGUF file.
+    const auto t2 = Clock::now();
+    std::optional<std::map<std::pair<int, LinearRole>, std::vector<float>>> imatrix;
+    if (calibrated) imatrix = importance_matrix(model, calib);
+    const GgufMixSummary g = write_gguf_mix(out_dir, model.spec(), model.weights(), model_dir, *mix,
+                                            imatrix ? &*imatrix : nullptr);
+    const double quant_s = since(t2);
+    if (args.has("json")) {
+      nlohmann::json j;
+      j["out"] = out_dir;
+      j["mix"] = kquants::mix_name(*mix);
+      j["imatrix"] = calibrated ? nlohmann::json(calib.source) : nlohmann::json();
+      j["linear_bits_per_weight"] = g.linear_bits_per_weight;
+      j["file_bits_per_weight"] = g.file_bits_per_weight;
+      j["file_bytes"] = g.file_bytes;
+      j["seconds"] = {{"load", load_s}, {"calibration", calib_s}, {"quantize", quant_s}};
+      for (const auto& c : g.choices)
+        j["tensors"].push_back(
+            {{"name", c.name},
+             {"type", kquants::traits(*kquants::type_from_ggml(c.ggml_type)).name},
+             {"rule", c.rule}});
+      std::printf("%s\n", j.dump(2).c_str());
+    } else {
+      std::printf("wrote %s: %s%s, %.3f bits/weight on the linears, %.3f over the file, %.2f MB\n",
+                  out_dir.c_str(), kquants::mix_name(*mix),
+                  calibrated ? cat(" imatrix(", calib.source, ")").c_str() : "",
+                  g.linear_bits_per_weight, g.file_bits_per_weight, double(g.file_bytes) / 1e6);
+      std::printf("time: load %.2fs, calibration %.2fs, quantize+write %.2fs\n", load_s, calib_s,
+                  quant_s);
+    }
+    return 0;
+  }
+
   const auto t2 = Clock::now();
-  const QuantizedModel qm =
-      quantize_model(model, cfg, cfg.method == "gptq" ? &calib : nullptr,
-                     [&](int done, int total, const std::string& msg) {
-                       if (!quiet)
-                         std::fprintf(stderr, "quantize: layer %d/%d done (%s, %.1fs elapsed)\n",
-                                      done, total, msg.c_str(), since(t2));
-                     });
+  const QuantizedModel qm = quantize_model(
+      model, cfg, calibrated ? &calib : nullptr, [&](int done, int total, const std::string& msg) {
+        if (!quiet)
+          std::fprintf(stderr, "quantize: layer %d/%d done (%s, %.1fs elapsed)\n", done, total,
+                       msg.c_str(), since(t2));
+      });
   const double quant_s = since(t2);
   const auto t3 = Clock::now();
-  export_gptq(qm, model_dir, out_dir);
+  if (cfg.method == "awq")
+    export_awq(qm, model_dir, out_dir);
+  else
+    export_gptq(qm, model_dir, out_dir);
   const double export_s = since(t3);
 
   if (args.has("json")) {

@@ -19,11 +19,13 @@ usage:
   qsweep eval --model MODEL --task perplexity --dataset NAME|FILE
               [--protocol chunks|strided] [--ctx N] [--stride N] [--max-tokens N]
               [--data-dir DIR] [--device auto|cpu|cuda] [--json] [--no-progress]
-  qsweep quantize --model MODEL --method gptq|rtn --bits N [--group-size N] [--sym]
+  qsweep quantize --model MODEL --method gptq|awq|rtn --bits N [--group-size N] [--sym]
               [--desc-act] [--static-groups] [--no-true-sequential] [--damp-percent F]
               [--calib NAME|FILE|FILE.jsonl:FIELD|GLOB] [--calib-domain D]
               [--n-samples N] [--seqlen N] [--seed N] [--sampling random|contiguous]
               --out DIR [--json]
+  qsweep quantize --model MODEL --method q2_k|q3_k_s|q3_k_m|q3_k_l|q4_0|q4_k_s|q4_k_m|
+              q5_k_s|q5_k_m|q6_k|q8_0 [--calib ... (importance matrix)] --out FILE.gguf
 
 MODEL is a Hugging Face directory or a model name under <data dir>/../models.
 Datasets by name: wikitext2, code-heldout; calibration sources: wikitext2 (validation

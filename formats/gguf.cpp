@@ -259,6 +259,103 @@ MatrixRM gguf_unpermute_qk(const MatrixRM& gguf, int n_head) {
   return out;
 }
 
+std::string gguf_linear_name(int layer, LinearRole role) {
+  const char* n = "";
+  switch (role) {
+    case LinearRole::Q:
+      n = "attn_q";
+      break;
+    case LinearRole::K:
+      n = "attn_k";
+      break;
+    case LinearRole::V:
+      n = "attn_v";
+      break;
+    case LinearRole::O:
+      n = "attn_output";
+      break;
+    case LinearRole::Gate:
+      n = "ffn_gate";
+      break;
+    case LinearRole::Up:
+      n = "ffn_up";
+      break;
+    case LinearRole::Down:
+      n = "ffn_down";
+      break;
+  }
+  return cat("blk.", layer, ".", n, ".weight");
+}
+
+std::vector<kquants::MixTensor> gguf_weight_tensors(const ModelSpec& spec) {
+  std::vector<kquants::MixTensor> out;
+  out.push_back({"token_embd.weight", spec.hidden_size, spec.vocab_size});
+  const int64_t q_width = int64_t(spec.num_heads) * spec.head_dim;
+  const int64_t kv_width = int64_t(spec.num_kv_heads) * spec.head_dim;
+  for (int l = 0; l < spec.num_layers; ++l)
+    for (LinearRole r : kAllLinearRoles) {
+      const auto [cols, rows] = [&]() -> std::pair<int64_t, int64_t> {
+        switch (r) {
+          case LinearRole::Q:
+            return {spec.hidden_size, q_width};
+          case LinearRole::K:
+          case LinearRole::V:
+            return {spec.hidden_size, kv_width};
+          case LinearRole::O:
+            return {q_width, spec.hidden_size};
+          case LinearRole::Gate:
+          case LinearRole::Up:
+            return {spec.hidden_size, spec.intermediate_size};
+          case LinearRole::Down:
+            return {spec.intermediate_size, spec.hidden_size};
+        }
+        return {0, 0};
+      }();
+      out.push_back({gguf_linear_name(l, r), cols, rows});
+    }
+  if (!spec.tie_word_embeddings)
+    out.push_back({"output.weight", spec.hidden_size, spec.vocab_size});
+  return out;
+}
+
+GgufTypePlan gguf_mix_plan(kquants::Mix mix, const ModelSpec& spec, bool has_imatrix,
+                           std::vector<kquants::MixChoice>* choices) {
+  const std::vector<kquants::MixChoice> c =
+      kquants::plan_mix(mix, {spec.num_layers, spec.num_heads, spec.num_kv_heads},
+                        gguf_weight_tensors(spec), has_imatrix);
+  GgufTypePlan plan;
+  for (const auto& x : c) plan.per_tensor[x.name] = x.ggml_type;
+  plan.file_type = kquants::mix_llama_ftype(mix);
+  if (choices) *choices = c;
+  return plan;
+}
+
+GgufMixSummary write_gguf_mix(
+    const std::string& path, const ModelSpec& spec, const ModelWeights& w,
+    const std::string& model_dir_for_tokenizer, kquants::Mix mix,
+    const std::map<std::pair<int, LinearRole>, std::vector<float>>* importance) {
+  GgufMixSummary sum;
+  GgufTypePlan plan = gguf_mix_plan(mix, spec, importance != nullptr, &sum.choices);
+  if (importance)
+    for (const auto& [key, v] : *importance)
+      plan.importance[gguf_linear_name(key.first, key.second)] = v;
+  write_gguf(path, spec, w, model_dir_for_tokenizer, plan);
+  sum.file_bytes = int64_t(fs::file_size(path));
+  sum.file_bits_per_weight = 8.0 * double(sum.file_bytes) / double(spec.parameter_count());
+  const std::vector<kquants::MixTensor> tensors = gguf_weight_tensors(spec);
+  double bits = 0, n = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (tensors[i].name.rfind("blk.", 0) != 0) continue;  // token_embd, output
+    const double k = double(tensors[i].rows) * double(tensors[i].row_length);
+    const int32_t t = sum.choices[i].ggml_type;
+    const auto q = kquants::type_from_ggml(t);
+    bits += k * (q ? kquants::traits(*q).bpw : t == gt::F16 ? 16.0 : 32.0);
+    n += k;
+  }
+  sum.linear_bits_per_weight = n > 0 ? bits / n : 0;
+  return sum;
+}
+
 void write_gguf(const std::string& path, const ModelSpec& spec, const ModelWeights& w,
                 const std::string& model_dir_for_tokenizer, const GgufTypePlan& plan) {
   QS_THROW_IF_NOT(spec.arch == Architecture::Llama || spec.arch == Architecture::Mistral, path,
@@ -312,6 +409,32 @@ void write_gguf(const std::string& path, const ModelSpec& spec, const ModelWeigh
   }
   add1("output_norm.weight", w.final_norm, 0);
   if (!spec.tie_word_embeddings) add2("output.weight", w.lm_head, 0);
+
+  {
+    // gguf_weight_tensors() is what mix plans are made from: it must list exactly these.
+    const std::vector<kquants::MixTensor> listed = gguf_weight_tensors(spec);
+    size_t k = 0;
+    for (const PendingTensor& t : ts)
+      if (t.ne.size() == 2) {
+        QS_ASSERT(k < listed.size() && listed[k].name == t.name &&
+                      listed[k].row_length == t.ne[0] && listed[k].rows == t.ne[1],
+                  t.name);
+        ++k;
+      }
+    QS_ASSERT(k == listed.size(), "gguf_weight_tensors lists ", listed.size(), " tensors, wrote ",
+              k);
+  }
+  for (const auto& [name, imp] : plan.importance) {
+    auto it =
+        std::find_if(ts.begin(), ts.end(), [&](const PendingTensor& t) { return t.name == name; });
+    QS_THROW_IF_NOT(it != ts.end(), path, ": importance matrix for '", name,
+                    "', which is not a tensor of this model");
+    QS_THROW_IF_NOT(int64_t(imp.size()) == it->ne[0], path, ": importance matrix for '", name,
+                    "' has ", imp.size(), " values; the tensor's rows have ", it->ne[0]);
+    for (size_t j = 0; j < imp.size(); ++j)
+      QS_THROW_IF_NOT(std::isfinite(imp[j]) && imp[j] >= 0, path, ": importance matrix for '", name,
+                      "' has value ", imp[j], " at column ", j, " (must be finite and >= 0)");
+  }
 
   std::map<int32_t, int> two_d_types;
   for (PendingTensor& t : ts) {
@@ -388,7 +511,9 @@ void write_gguf(const std::string& path, const ModelSpec& spec, const ModelWeigh
       for (int64_t i = 0; i < n; ++i) out.put<uint16_t>(float_to_bf16(x[i]));
     } else {
       const auto q = *kquants::type_from_ggml(t.type);
-      const std::vector<uint8_t> bytes = kquants::quantize_tensor(q, x, t.rows(), t.ne[0]);
+      auto imp = plan.importance.find(t.name);
+      const std::vector<uint8_t> bytes = kquants::quantize_tensor(
+          q, x, t.rows(), t.ne[0], imp == plan.importance.end() ? nullptr : imp->second.data());
       out.put_bytes(bytes.data(), bytes.size());
     }
     QS_ASSERT(out.buf.size() - before == size_t(t.nbytes), t.name);

@@ -28,6 +28,7 @@
 #include "model/model_spec.h"
 #include "model/tokenizer.h"
 #include "model/weights.h"
+#include "quantizers/kquants/mixes.h"
 
 namespace qsweep {
 
@@ -46,9 +47,27 @@ struct GgufTypePlan {
   uint32_t alignment = 32;
   /// general.name; empty = the model directory's base name, else "qsweep".
   std::string name;
+  /// Importance matrix by GGUF name: one value per column (ne[0] = input feature) of that
+  /// tensor, e.g. the mean of x² over calibration tokens. Quantized types weight their
+  /// rounding error with it, as `llama-quantize --imatrix` does; tensors without an entry
+  /// are quantized plainly. Column order is unaffected by the q/k row permutation.
+  std::map<std::string, std::vector<float>> importance;
 
   int32_t type_for(const std::string& gguf_name, bool two_d) const;
 };
+
+/// The 2-D tensors write_gguf writes for `spec` (GGUF names, row length ne[0]), in file
+/// order: token_embd, per layer attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up,
+/// ffn_down, then output (absent when embeddings are tied).
+std::vector<kquants::MixTensor> gguf_weight_tensors(const ModelSpec& spec);
+/// GGUF name of a linear layer's weight: "blk.3.ffn_down.weight".
+std::string gguf_linear_name(int layer, LinearRole role);
+
+/// The type plan of a llama.cpp quantization mix (quantizers/kquants/mixes.h) for `spec`:
+/// every 2-D tensor placed by the mix's rules, norms F32, general.file_type the mix's ftype.
+/// `choices` (optional) receives each tensor's type and the rule that chose it.
+GgufTypePlan gguf_mix_plan(kquants::Mix mix, const ModelSpec& spec, bool has_imatrix,
+                           std::vector<kquants::MixChoice>* choices = nullptr);
 
 /// Writes `w` as a GGUF v3 file at `path` (atomically). `model_dir_for_tokenizer` is an HF
 /// directory whose sentencepiece tokenizer.model (and tokenizer_config.json) become the
@@ -57,6 +76,23 @@ struct GgufTypePlan {
 /// The whole file is assembled in memory before it is written (memory ≈ file size).
 void write_gguf(const std::string& path, const ModelSpec& spec, const ModelWeights& w,
                 const std::string& model_dir_for_tokenizer, const GgufTypePlan& plan = {});
+
+/// What write_gguf_mix produced.
+struct GgufMixSummary {
+  std::vector<kquants::MixChoice> choices;  ///< every 2-D tensor's type and rule
+  int64_t file_bytes = 0;
+  double linear_bits_per_weight = 0;  ///< over the decoder linears only (as GPTQ/AWQ rows)
+  double file_bits_per_weight = 0;    ///< file bytes × 8 / parameters (llama.cpp's figure)
+};
+
+/// Quantizes `w` with a llama.cpp mix and writes the GGUF (what `llama-quantize` does to an
+/// F16 GGUF). `importance` (optional, from calibration's importance_matrix) weights each
+/// linear's rounding error like `--imatrix`; token_embd and output get none, as with
+/// llama-imatrix's default (no --process-output).
+GgufMixSummary write_gguf_mix(
+    const std::string& path, const ModelSpec& spec, const ModelWeights& w,
+    const std::string& model_dir_for_tokenizer, kquants::Mix mix,
+    const std::map<std::pair<int, LinearRole>, std::vector<float>>* importance = nullptr);
 
 /// GGUF metadata value types (gguf_type).
 enum class GgufType : uint32_t {

@@ -43,9 +43,8 @@ const std::vector<MethodInfo>& methods() {
          true},
         {"awq", "", {"bits", "group_size", "sym", "calibration"}, true},
     };
-    for (const char* mix : {"q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_0", "q4_k_s", "q4_k_m",
-                            "q5_k_s", "q5_k_m", "q6_k", "q8_0"})
-      t.push_back({mix, "#5", {}, false});
+    // llama.cpp mixes, written as GGUF; `calibration` (optional) becomes their imatrix.
+    for (const char* mix : kKQuantMixMethods) t.push_back({mix, "", {"calibration"}, false});
     return t;
   }();
   return table;
@@ -172,6 +171,8 @@ std::map<std::string, CalibrationSpec> read_calibration(const Source& src, const
 
 /// The id rule (docs/sweep-format.md, "Variant ids").
 std::string variant_id(const VariantSpec& v) {
+  if (is_kquant_mix(v.method))
+    return v.calibration.empty() ? v.method : cat(v.method, "-imat-", v.calibration);
   std::string id = cat(v.method, "-b", v.bits, "-g",
                        v.group_size == -1 ? std::string("ch") : std::to_string(v.group_size));
   if (v.sym) id += "-sym";
@@ -229,7 +230,9 @@ std::vector<VariantSpec> read_variants(const Source& src, const Entry& section,
   for (const auto& entry : section.value) {
     for (const Combination& c : expand_matrix(src, entry, fields, "variant")) {
       const FieldValue* m = c.find("method");
-      if (!m) src.fail(c.origin, "variant has no 'method' (rtn, gptq or awq)");
+      if (!m)
+        src.fail(c.origin,
+                 "variant has no 'method' (rtn, gptq, awq or a llama.cpp mix such as q4_k_m)");
       VariantSpec v;
       v.method = std::get<std::string>(m->value);
       const MethodInfo& info = *find_method(v.method);
@@ -271,6 +274,12 @@ std::vector<VariantSpec> read_variants(const Source& src, const Entry& section,
       if (v.static_groups && v.group_size == -1)
         src.fail(c.find("static_groups")->node,
                  "'static_groups' needs groups: it means nothing with group_size -1");
+      if (is_kquant_mix(v.method)) {
+        // A mix fixes its own widths per tensor; bits is the default width (for grouping
+        // rows in reports), group_size does not apply (0).
+        v.bits = kquant_mix_nominal_bits(v.method);
+        v.group_size = 0;
+      }
       v.source_line = line_of(c.origin);
       v.id = variant_id(v);
       auto [it, fresh] = origin_of.emplace(v.id, c.origin);
@@ -397,6 +406,16 @@ ReportSpec read_report(const Source& src, const Entry& section) {
 }
 
 }  // namespace
+
+bool is_kquant_mix(const std::string& method) {
+  return std::find(std::begin(kKQuantMixMethods), std::end(kKQuantMixMethods), method) !=
+         std::end(kKQuantMixMethods);
+}
+
+int kquant_mix_nominal_bits(const std::string& method) {
+  QS_THROW_IF_NOT(is_kquant_mix(method), "not a K-quant mix: ", method);
+  return method[1] - '0';  // "q3_k_m" -> 3
+}
 
 bool method_is_available(const std::string& method) {
   const MethodInfo* m = find_method(method);

@@ -73,6 +73,14 @@ SweepSpec parse_sweep(const std::string& path);
 /// The same from text (`file` is used in messages only).
 SweepSpec parse_sweep_text(const std::string& yaml, const std::string& file);
 
+/// llama.cpp quantization mixes as sweep methods (lower case of llama-quantize's names).
+inline constexpr const char* kKQuantMixMethods[] = {"q2_k",   "q3_k_s", "q3_k_m", "q3_k_l",
+                                                    "q4_0",   "q4_k_s", "q4_k_m", "q5_k_s",
+                                                    "q5_k_m", "q6_k",   "q8_0"};
+bool is_kquant_mix(const std::string& method);
+/// The mix's default width: q3_k_m → 3, q8_0 → 8 (reports group rows by it).
+int kquant_mix_nominal_bits(const std::string& method);
+
 /// Methods the pipeline can run today. A known-but-not-yet-implemented method
 /// (awq, gguf K-quant mixes) is rejected by validation with a message saying so.
 bool method_is_available(const std::string& method);

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -17,6 +18,7 @@
 #include "eval/datasets.h"
 #include "eval/perplexity.h"
 #include "formats/formats.h"
+#include "formats/gguf.h"
 #include "model/tokenizer.h"
 #include "pipeline/store.h"
 #include "quantize/quantize.h"
@@ -31,6 +33,8 @@ namespace {
 // Bump when an artifact's content or meaning changes: every key changes with it.
 constexpr const char* kStoreFormat = "qsweep-store-v1";
 constexpr const char* kVersion = "0.1.0";
+/// The file a K-quant mix's quantize node writes under model/ (eval nodes look for it).
+constexpr const char* kGgufFile = "model.gguf";
 
 std::vector<std::string> model_files(const std::string& dir) {
   std::vector<std::string> files;
@@ -53,6 +57,10 @@ std::string key_of(const std::string& prefix, const json& config) {
 }
 
 std::string variant_label(const VariantSpec& v) {
+  if (is_kquant_mix(v.method)) {
+    std::string s = kquants::mix_name(*kquants::mix_from_name(v.method));
+    return v.calibration.empty() ? s : cat(s, " imatrix (", v.calibration, ")");
+  }
   std::string m = v.method == "gptq"  ? "GPTQ"
                   : v.method == "rtn" ? "RTN"
                   : v.method == "awq" ? "AWQ"
@@ -68,6 +76,7 @@ std::string variant_label(const VariantSpec& v) {
 }
 
 json variant_config(const VariantSpec& v) {
+  if (is_kquant_mix(v.method)) return {{"method", v.method}, {"format", "gguf"}};
   return {{"method", v.method},
           {"bits", v.bits},
           {"group_size", v.group_size},
@@ -392,7 +401,7 @@ json collect_results(const SweepPlan& plan, const std::string& out_dir,
               {"is_baseline", false},
               {"method", v.method},
               {"bits", v.bits},
-              {"group_size", v.group_size},
+              {"group_size", is_kquant_mix(v.method) ? json() : json(v.group_size)},
               {"sym", v.sym},
               {"desc_act", v.desc_act},
               {"static_groups", v.static_groups},
@@ -400,6 +409,7 @@ json collect_results(const SweepPlan& plan, const std::string& out_dir,
               {"damp_percent", v.damp_percent},
               {"calibration", v.calibration.empty() ? json() : json(v.calibration)},
               {"calibration_domain", nullptr},
+              {"file_bits_per_weight", nullptr},
               {"bits_per_weight", nullptr},
               {"size_bytes", nullptr},
               {"quantize_seconds", nullptr}};
@@ -411,6 +421,8 @@ json collect_results(const SweepPlan& plan, const std::string& out_dir,
     if (qst == "ok") {
       const json meta = read_json(store.path(node_by_id.at(qid)->key) + "/meta.json");
       for (const char* k : {"bits_per_weight", "size_bytes", "quantize_seconds"}) j[k] = meta[k];
+      if (meta.contains("file_bits_per_weight"))
+        j["file_bits_per_weight"] = meta["file_bits_per_weight"];
     } else {
       status = qst;
       error = cat(qid, ": ", error);
@@ -459,15 +471,6 @@ SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt) {
         const VariantSpec& v =
             *std::find_if(spec.variants.begin(), spec.variants.end(),
                           [&](const VariantSpec& x) { return x.id == n.variant; });
-        ModelQuantConfig cfg;
-        cfg.method = v.method;
-        cfg.bits = v.bits;
-        cfg.group_size = v.group_size;
-        cfg.sym = v.sym;
-        cfg.desc_act = v.desc_act;
-        cfg.static_groups = v.static_groups;
-        cfg.true_sequential = v.true_sequential;
-        cfg.damp_percent = v.damp_percent;
         CalibrationSet set;
         const CalibrationSet* calib = nullptr;
         if (!v.calibration.empty()) {
@@ -483,6 +486,44 @@ SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt) {
               read_json(store.path(cn.key) + "/windows.json").get<std::vector<std::vector<int>>>();
           calib = &set;
         }
+        if (is_kquant_mix(v.method)) {
+          // llama.cpp's path: (optional) imatrix from the unquantized model, then the mix.
+          const auto t0 = std::chrono::steady_clock::now();
+          const Transformer& base = shared.base();
+          std::optional<std::map<std::pair<int, LinearRole>, std::vector<float>>> imatrix;
+          if (calib) imatrix = importance_matrix(base, *calib);
+          fs::create_directories(tmp + "/model");
+          const GgufMixSummary g = write_gguf_mix(
+              tmp + "/model/" + kGgufFile, base.spec(), base.weights(), plan.model_dir,
+              *kquants::mix_from_name(v.method), imatrix ? &*imatrix : nullptr);
+          json tensors = json::array();
+          for (const auto& c : g.choices)
+            tensors.push_back(
+                {{"name", c.name},
+                 {"type", kquants::traits(*kquants::type_from_ggml(c.ggml_type)).name},
+                 {"rule", c.rule}});
+          write_json(
+              tmp + "/meta.json",
+              {{"bits_per_weight", g.linear_bits_per_weight},
+               {"file_bits_per_weight", g.file_bits_per_weight},
+               {"size_bytes", g.file_bytes},
+               {"quantize_seconds",
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
+               {"imatrix", calib ? json(calib->source) : json()},
+               {"tensors", tensors},
+               {"config", n.config}});
+          store.commit(n.key, tmp);
+          return;
+        }
+        ModelQuantConfig cfg;
+        cfg.method = v.method;
+        cfg.bits = v.bits;
+        cfg.group_size = v.group_size;
+        cfg.sym = v.sym;
+        cfg.desc_act = v.desc_act;
+        cfg.static_groups = v.static_groups;
+        cfg.true_sequential = v.true_sequential;
+        cfg.damp_percent = v.damp_percent;
         const QuantizedModel qm = quantize_model(shared.base(), cfg, calib);
         // The eval node reloads through load_model, which dispatches on quant_method.
         if (v.method == "awq")
@@ -513,7 +554,9 @@ SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt) {
           model = &shared.base();
         } else {
           // Evaluate what the format stores: reload the exported checkpoint.
-          LoadedModel m = load_model(store.path(plan.nodes[size_t(n.deps[0])].key) + "/model");
+          const std::string dir = store.path(plan.nodes[size_t(n.deps[0])].key) + "/model";
+          const std::string gguf = dir + "/" + kGgufFile;
+          LoadedModel m = load_model(fs::exists(gguf) ? gguf : dir);
           owned = std::make_unique<Transformer>(m.spec, std::move(m.weights));
           model = owned.get();
         }

@@ -112,19 +112,7 @@ TEST(SweepSpec, EveryShippedConfigParses) {
   for (const auto& f : fs::directory_iterator(std::string(QSWEEP_SOURCE_DIR) + "/configs")) {
     if (f.path().extension() != ".yaml") continue;
     SCOPED_TRACE(f.path().string());
-    if (f.path().filename() == "bitwidth-table.yaml") {
-      // Holds the AWQ and GGUF rows of the mission's table: refused, with the
-      // reason, until issue #5 lands (then this branch must go).
-      try {
-        parse_sweep(f.path().string());
-        ADD_FAILURE() << "bitwidth-table.yaml parses: remove this special case";
-      } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("not implemented yet (issue #5)"), std::string::npos)
-            << e.what();
-      }
-    } else {
-      EXPECT_NO_THROW(parse_sweep(f.path().string()));
-    }
+    EXPECT_NO_THROW(parse_sweep(f.path().string()));
     ++n;
   }
   EXPECT_GT(n, 0);
@@ -148,6 +136,19 @@ TEST(SweepSpec, DefaultsOfAMinimalSweep) {
   EXPECT_EQ(s.evals[0].protocol, "chunks");
   EXPECT_EQ(s.report.formats.size(), 4u);
   EXPECT_TRUE(s.calibration.empty());
+}
+
+TEST(SweepSpec, KQuantMixesTakeAnOptionalImatrixCalibration) {
+  const SweepSpec s = parse_sweep_text(
+      kHead + "  - {method: [q2_k, q3_k_m], calibration: [code, wiki]}\n  - {method: q8_0}\n",
+      "s.yaml");
+  EXPECT_EQ(variant_ids(s),
+            (std::vector<std::string>{"q2_k-imat-code", "q2_k-imat-wiki", "q3_k_m-imat-code",
+                                      "q3_k_m-imat-wiki", "q8_0"}));
+  EXPECT_EQ(s.variants[2].bits, 3);
+  EXPECT_EQ(s.variants[4].bits, 8);
+  EXPECT_EQ(s.variants[4].calibration, "");  // no imatrix unless asked for
+  EXPECT_EQ(s.variants[0].group_size, 0);
 }
 
 TEST(SweepSpec, VariantIdNamesEveryNonDefaultField) {
@@ -346,12 +347,14 @@ TEST(SweepErrors, UnknownAndUnimplementedMethods) {
   EXPECT_EQ(error_of(kHead + "  - {method: awq, calibration: code, desc_act: true}\n"),
             "s.yaml:9:48: 'desc_act' does not apply to method 'awq' (it uses bits, group_size, "
             "sym or calibration)");
-  EXPECT_EQ(error_of(kHead + "  - {method: [rtn, q4_k_m]}\n"),
-            "s.yaml:9:20: method 'q4_k_m' is not implemented yet (issue #5)");
+  EXPECT_EQ(error_of(kHead + "  - {method: [rtn, q4_k_m], bits: 4}\n"),
+            "s.yaml:9:35: 'bits' does not apply to method 'q4_k_m' (it uses calibration)");
+  EXPECT_EQ(error_of(kHead + "  - {method: q4_k_x}\n"),
+            "s.yaml:9:14: unknown method 'q4_k_x'; did you mean 'q4_k_s'?");
   EXPECT_TRUE(method_is_available("rtn"));
   EXPECT_TRUE(method_is_available("gptq"));
   EXPECT_TRUE(method_is_available("awq"));
-  EXPECT_FALSE(method_is_available("q4_k_m"));
+  for (const char* mix : kKQuantMixMethods) EXPECT_TRUE(method_is_available(mix)) << mix;
   EXPECT_FALSE(method_is_available("nonsense"));
 }
 
@@ -372,8 +375,9 @@ TEST(SweepErrors, MissingAndMalformedSections) {
             "s.yaml:1:1: the sweep file has no 'variants'");
   EXPECT_EQ(error_of("name: t\nmodel: m\nvariants: []\neval: [{task: perplexity, dataset: d}]\n"),
             "s.yaml:3:11: 'variants' must be a non-empty list of variants, got a list");
-  EXPECT_EQ(error_of(kHead + "  - {bits: 4}\n"),
-            "s.yaml:9:5: variant has no 'method' (rtn, gptq or awq)");
+  EXPECT_EQ(
+      error_of(kHead + "  - {bits: 4}\n"),
+      "s.yaml:9:5: variant has no 'method' (rtn, gptq, awq or a llama.cpp mix such as q4_k_m)");
   EXPECT_EQ(error_of("name: t\nmodel: m\ncalibration:\n  code: {n_samples: 4}\n"),
             "s.yaml:4:9: calibration 'code' has no 'source'");
   EXPECT_EQ(error_of("name: t\nmodel: m\ncalibration:\n  my set: {source: code}\n"),

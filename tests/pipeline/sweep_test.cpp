@@ -11,11 +11,15 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "common/errors.h"
 #include "common/mapped_file.h"
+#include "eval/perplexity.h"
+#include "formats/formats.h"
+#include "model/tokenizer.h"
 #include "pipeline/spec.h"
 #include "pipeline/sweep.h"
 #include "tests/support/test_support.h"
@@ -204,6 +208,56 @@ TEST(Sweep, AFailingVariantFailsOnlyItsDescendants) {
   const std::string ev = read_text_file(dir + "/out/events.jsonl");
   EXPECT_NE(ev.find("random windows of 128 tokens need more"), std::string::npos)
       << "the calibration error says why";
+}
+
+TEST(Sweep, KQuantMixVariantsAreGgufFilesEvaluatedAsWritten) {
+  const std::string dir = test::make_temp_dir("sweep-kq");
+  const std::string yaml = write_yaml(
+      dir, "name: kq\nmodel: " + test::tinycode_dir() +
+               "\ncalibration:\n  code: {source: code, n_samples: 4, seqlen: 128, seed: 0}\n"
+               "variants:\n  - {method: q2_k}\n  - {method: q2_k, calibration: code}\n"
+               "eval:\n  - {task: perplexity, dataset: code-heldout, protocol: chunks, ctx: "
+               "128, max_tokens: 2048}\n");
+  const SweepRunSummary sum = run_once(yaml, dir + "/out");
+  EXPECT_EQ(sum.failed, 0);
+  // 1 calibration + 2 quantize + 3 evals
+  EXPECT_EQ(sum.ran, 6);
+  const json r = results_of(dir + "/out");
+  std::map<std::string, json> by_id;
+  for (const auto& v : r["variants"]) by_id[v["id"]] = v;
+  ASSERT_TRUE(by_id.count("q2_k") && by_id.count("q2_k-imat-code"));
+  const json& plain = by_id["q2_k"];
+  const json& imat = by_id["q2_k-imat-code"];
+  EXPECT_EQ(plain["status"], "ok");
+  EXPECT_EQ(plain["label"], "Q2_K");
+  EXPECT_EQ(imat["label"], "Q2_K imatrix (code)");
+  EXPECT_EQ(plain["bits"], 2);
+  EXPECT_TRUE(plain["group_size"].is_null());
+  // tinycode's GGUF: Q2_K mix on linears (attn_v Q3_K with GQA 2, ffn_down/attn_output Q3_K):
+  // strictly between Q2_K's 2.625 and Q3_K's 3.4375 bits per weight.
+  EXPECT_GT(plain["bits_per_weight"].get<double>(), 2.625);
+  EXPECT_LT(plain["bits_per_weight"].get<double>(), 3.4375);
+  EXPECT_EQ(plain["size_bytes"], imat["size_bytes"]);
+  // The eval scored the GGUF file the node wrote: re-evaluating that file gives the same value.
+  const SweepPlan plan = make_sweep_plan(parse_sweep(yaml), test::data_dir());
+  std::string gguf;
+  for (const auto& n : plan.nodes)
+    if (n.id == "quantize:q2_k") gguf = dir + "/out/store/" + n.key + "/model/model.gguf";
+  ASSERT_TRUE(fs::exists(gguf)) << gguf;
+  LoadedModel m = load_model(gguf);
+  EXPECT_EQ(m.format, "gguf");
+  const Transformer t(m.spec, std::move(m.weights));
+  const auto tok = load_tokenizer(test::tinycode_dir());
+  PerplexityOptions po;
+  po.ctx = 128;
+  po.max_tokens = 2048;
+  const double want =
+      evaluate_perplexity(
+          t, tok->encode(read_text_file(test::data_dir() + "/code/heldout.txt"), false), po)
+          .perplexity;
+  const std::string eid = r["evals"][0]["id"];
+  EXPECT_DOUBLE_EQ(plain["metrics"][eid]["value"].get<double>(), want);
+  EXPECT_NE(plain["metrics"][eid]["value"], imat["metrics"][eid]["value"]);
 }
 
 TEST(Sweep, MalformedYamlIsRefusedBeforeAnyWork) {
