@@ -2,6 +2,7 @@
 
 #include <tbb/parallel_for.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -33,27 +34,29 @@ MatrixRM rms_norm(const MatrixRM& x, const VectorF& w, float eps) {
 
 // Rotary embedding, Hugging Face "rotate half" convention: within each head the
 // pair (i, i + d/2) is rotated by angle pos · θ^(−2i/d). Computed like HF in fp32.
+// `row_pos[r]` is row r's position; the table covers only [min, max] of them so
+// that a decode step at position 200 does not recompute 200 rows of angles (each
+// entry depends on its position only, so forward() and decode() agree exactly).
 void apply_rope(MatrixRM& x, int n_heads, int head_dim, double theta,
-                const std::vector<int>& lengths) {
+                const std::vector<int64_t>& row_pos) {
+  QS_ASSERT(int64_t(row_pos.size()) == x.rows());
+  if (row_pos.empty()) return;
   const int half = head_dim / 2;
-  int max_len = 0;
-  for (int n : lengths) max_len = std::max(max_len, n);
-  std::vector<float> cos_t(size_t(max_len) * half), sin_t(size_t(max_len) * half);
+  const auto [min_it, max_it] = std::minmax_element(row_pos.begin(), row_pos.end());
+  const int64_t p0 = *min_it, n_pos = *max_it - p0 + 1;
+  std::vector<float> cos_t(static_cast<size_t>(n_pos * half)),
+      sin_t(static_cast<size_t>(n_pos * half));
   for (int i = 0; i < half; ++i) {
     const float inv_freq = 1.0f / float(std::pow(theta, double(float(2 * i) / float(head_dim))));
-    for (int p = 0; p < max_len; ++p) {
-      const float angle = float(p) * inv_freq;
+    for (int64_t p = 0; p < n_pos; ++p) {
+      const float angle = float(p0 + p) * inv_freq;
       cos_t[size_t(p) * half + i] = float(std::cos(double(angle)));
       sin_t[size_t(p) * half + i] = float(std::sin(double(angle)));
     }
   }
-  std::vector<int64_t> row_pos(size_t(x.rows()));
-  int64_t r = 0;
-  for (int n : lengths)
-    for (int p = 0; p < n; ++p) row_pos[size_t(r++)] = p;
   tbb::parallel_for(int64_t(0), int64_t(x.rows()), [&](int64_t row) {
-    const float* c = &cos_t[size_t(row_pos[size_t(row)]) * half];
-    const float* s = &sin_t[size_t(row_pos[size_t(row)]) * half];
+    const float* c = &cos_t[size_t(row_pos[size_t(row)] - p0) * half];
+    const float* s = &sin_t[size_t(row_pos[size_t(row)] - p0) * half];
     float* xr = x.row(row).data();
     for (int h = 0; h < n_heads; ++h) {
       float* v = xr + h * head_dim;
@@ -66,36 +69,52 @@ void apply_rope(MatrixRM& x, int n_heads, int head_dim, double theta,
   });
 }
 
-// Causal (optionally sliding-window) GQA attention of every sequence and head.
+// Position of every row of packed sequences that each start at position 0.
+std::vector<int64_t> packed_positions(const std::vector<int>& lengths) {
+  std::vector<int64_t> pos;
+  for (int n : lengths)
+    for (int p = 0; p < n; ++p) pos.push_back(p);
+  return pos;
+}
+
+// One attention problem: `n` query rows starting at row q_off of q (output rows
+// likewise), at positions p0 … p0 + n − 1, over the keys/values of positions
+// 0 … p0 + n − 1 stored from row kv_off of k and v. forward() has p0 = 0 and
+// q_off = kv_off (the sequence's own rows); decode() has the cache as k and v.
+struct AttentionSpan {
+  int64_t q_off, kv_off, n, p0;
+};
+
+// Causal (optionally sliding-window) GQA attention of every span and head.
 MatrixRM attention(const MatrixRM& q, const MatrixRM& k, const MatrixRM& v,
-                   const std::vector<int>& lengths, const ModelSpec& s) {
+                   const std::vector<AttentionSpan>& spans, const ModelSpec& s) {
   const int hd = s.head_dim, nh = s.num_heads, group = s.num_heads / s.num_kv_heads;
   MatrixRM out(q.rows(), q.cols());
-  std::vector<int64_t> offsets{0};
-  for (int n : lengths) offsets.push_back(offsets.back() + n);
   const float scale = 1.0f / std::sqrt(float(hd));
-  const int64_t tasks = int64_t(lengths.size()) * nh;
+  const int64_t tasks = int64_t(spans.size()) * nh;
   tbb::parallel_for(int64_t(0), tasks, [&](int64_t t) {
-    const int64_t seq = t / nh;
+    const AttentionSpan& sp = spans[size_t(t / nh)];
     const int h = int(t % nh), kvh = h / group;
-    const int64_t off = offsets[size_t(seq)], T = lengths[size_t(seq)];
-    const auto Q = q.block(off, int64_t(h) * hd, T, hd);
-    const auto K = k.block(off, int64_t(kvh) * hd, T, hd);
-    const auto V = v.block(off, int64_t(kvh) * hd, T, hd);
+    const int64_t T = sp.p0 + sp.n;  // keys visible to the last query
+    const auto Q = q.block(sp.q_off, int64_t(h) * hd, sp.n, hd);
+    const auto K = k.block(sp.kv_off, int64_t(kvh) * hd, T, hd);
+    const auto V = v.block(sp.kv_off, int64_t(kvh) * hd, T, hd);
     MatrixRM S = (Q * K.transpose()) * scale;
-    for (int64_t i = 0; i < T; ++i) {
-      const int64_t lo = s.sliding_window > 0 ? std::max<int64_t>(0, i - s.sliding_window + 1) : 0;
+    for (int64_t i = 0; i < sp.n; ++i) {
+      const int64_t pos = sp.p0 + i;
+      const int64_t lo =
+          s.sliding_window > 0 ? std::max<int64_t>(0, pos - s.sliding_window + 1) : 0;
       float mx = -std::numeric_limits<float>::infinity();
-      for (int64_t j = lo; j <= i; ++j) mx = std::max(mx, S(i, j));
+      for (int64_t j = lo; j <= pos; ++j) mx = std::max(mx, S(i, j));
       float sum = 0;
       for (int64_t j = 0; j < T; ++j) {
-        const float e = (j >= lo && j <= i) ? std::exp(S(i, j) - mx) : 0.0f;
+        const float e = (j >= lo && j <= pos) ? std::exp(S(i, j) - mx) : 0.0f;
         S(i, j) = e;
         sum += e;
       }
       S.row(i) /= sum;
     }
-    out.block(off, int64_t(h) * hd, T, hd).noalias() = S * V;
+    out.block(sp.q_off, int64_t(h) * hd, sp.n, hd).noalias() = S * V;
   });
   return out;
 }
@@ -136,6 +155,12 @@ MatrixRM Transformer::embed(const std::vector<std::vector<int>>& sequences,
 void Transformer::run_layer(int layer, MatrixRM& hidden, const std::vector<int>& lengths,
                             const LinearInputHook& hook,
                             std::optional<LinearRole> stop_after) const {
+  layer_impl(layer, hidden, lengths, nullptr, hook, stop_after);
+}
+
+void Transformer::layer_impl(int layer, MatrixRM& hidden, const std::vector<int>& lengths,
+                             KvCache* cache, const LinearInputHook& hook,
+                             std::optional<LinearRole> stop_after) const {
   QS_ASSERT(layer >= 0 && layer < spec_.num_layers);
   const LayerWeights& L = weights_.layers[size_t(layer)];
   auto seen = [&](LinearRole r, const MatrixRM& x) {
@@ -151,9 +176,43 @@ void Transformer::run_layer(int layer, MatrixRM& hidden, const std::vector<int>&
     MatrixRM q = linear(x, L.wq, L.bq);
     MatrixRM k = linear(x, L.wk, L.bk);
     const MatrixRM v = linear(x, L.wv, L.bv);
-    apply_rope(q, spec_.num_heads, spec_.head_dim, spec_.rope_theta, lengths);
-    apply_rope(k, spec_.num_kv_heads, spec_.head_dim, spec_.rope_theta, lengths);
-    const MatrixRM a = attention(q, k, v, lengths, spec_);
+    std::vector<AttentionSpan> spans;
+    std::vector<int64_t> pos;
+    if (cache) {
+      // One sequence continuing the cache: positions go on from its length, and
+      // the new keys/values join the cached ones before attending.
+      const int64_t p0 = cache->length_, n = hidden.rows();
+      for (int64_t i = 0; i < n; ++i) pos.push_back(p0 + i);
+      spans.push_back({0, 0, n, p0});
+    } else {
+      pos = packed_positions(lengths);
+      int64_t off = 0;
+      for (int n : lengths) {
+        spans.push_back({off, off, n, 0});
+        off += n;
+      }
+    }
+    apply_rope(q, spec_.num_heads, spec_.head_dim, spec_.rope_theta, pos);
+    apply_rope(k, spec_.num_kv_heads, spec_.head_dim, spec_.rope_theta, pos);
+    MatrixRM a;
+    if (cache) {
+      KvCache::Layer& c = cache->layers_[size_t(layer)];
+      const int64_t p0 = cache->length_, need = p0 + k.rows();
+      if (c.k.rows() < need) {
+        // Grow geometrically (capped at the context) so a token-by-token decode
+        // copies the cache O(log n) times, not n times.
+        const int64_t cap =
+            std::min<int64_t>(std::max<int64_t>(need, 2 * c.k.rows()),
+                              std::max<int64_t>(need, spec_.max_position_embeddings));
+        c.k.conservativeResize(cap, k.cols());
+        c.v.conservativeResize(cap, v.cols());
+      }
+      c.k.middleRows(p0, k.rows()) = k;
+      c.v.middleRows(p0, v.rows()) = v;
+      a = attention(q, c.k, c.v, spans, spec_);
+    } else {
+      a = attention(q, k, v, spans, spec_);
+    }
     seen(LinearRole::O, a);
     if (stop_after == LinearRole::O) return;
     hidden += linear(a, L.wo, L.bo);
@@ -191,6 +250,25 @@ MatrixRM Transformer::forward(const std::vector<std::vector<int>>& sequences) co
 
 MatrixRM Transformer::forward(const std::vector<int>& tokens) const {
   return forward(std::vector<std::vector<int>>{tokens});
+}
+
+MatrixRM Transformer::decode(KvCache& cache, const std::vector<int>& new_tokens) const {
+  QS_THROW_IF_NOT(!new_tokens.empty(), "decode needs at least one new token");
+  const int64_t total = int64_t(cache.length_) + int64_t(new_tokens.size());
+  QS_THROW_IF_NOT(total <= spec_.max_position_embeddings, "decoding ", new_tokens.size(),
+                  " more token(s) after ", cache.length_, " would exceed the model's context of ",
+                  spec_.max_position_embeddings,
+                  " positions (max_position_embeddings); shorten the prompt or max_new_tokens");
+  std::vector<int> lengths;
+  MatrixRM h = embed({new_tokens}, &lengths);  // checks the ids before anything changes
+  if (cache.layers_.empty()) cache.layers_.resize(size_t(spec_.num_layers));
+  QS_ASSERT(int(cache.layers_.size()) == spec_.num_layers &&
+                (cache.layers_[0].k.rows() == 0 ||
+                 cache.layers_[0].k.cols() == int64_t(spec_.num_kv_heads) * spec_.head_dim),
+            "a KvCache is used with a different model than the one that filled it");
+  for (int l = 0; l < spec_.num_layers; ++l) layer_impl(l, h, lengths, &cache, {}, std::nullopt);
+  cache.length_ = int(total);
+  return head(h);
 }
 
 void log_softmax_rows(MatrixRM& logits) {

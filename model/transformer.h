@@ -27,6 +27,26 @@ namespace qsweep {
 /// likewise Gate and Up.
 using LinearInputHook = std::function<void(int layer, LinearRole role, const MatrixRM& input)>;
 
+/// Keys and values (after RoPE) of every token one sequence has decoded so far, per
+/// layer, so that generation runs each new token through the model once instead
+/// of recomputing the whole prefix. Filled by Transformer::decode(); sized on first
+/// use for the model that fills it (a cache belongs to one model).
+class KvCache {
+ public:
+  /// Tokens decoded so far = the position the next token gets.
+  int length() const { return length_; }
+  /// Forgets every token (keeps the memory).
+  void clear() { length_ = 0; }
+
+ private:
+  friend class Transformer;
+  struct Layer {
+    MatrixRM k, v;  ///< [capacity, kv_heads·head_dim]; rows [0, length) are valid
+  };
+  std::vector<Layer> layers_;
+  int length_ = 0;
+};
+
 class Transformer {
  public:
   Transformer(ModelSpec spec, ModelWeights weights);
@@ -41,6 +61,15 @@ class Transformer {
   /// Logits [tokens, vocab] of one sequence.
   MatrixRM forward(const std::vector<int>& tokens) const;
 
+  /// Incremental decoding of one sequence: runs `new_tokens` at positions
+  /// cache.length() … cache.length() + n − 1, attending to the cached tokens and to
+  /// each other causally, appends their keys/values to `cache` and returns their
+  /// logits [n, vocab]. Prefill with the whole prompt, then one token at a time;
+  /// the logits equal forward() on the concatenated tokens (up to rounding).
+  /// Throws Error when the sequence would exceed max_position_embeddings; the
+  /// cache is left unchanged when it throws.
+  MatrixRM decode(KvCache& cache, const std::vector<int>& new_tokens) const;
+
   /// Token embeddings [Σ lengths, hidden]; `lengths` receives each sequence's length.
   MatrixRM embed(const std::vector<std::vector<int>>& sequences, std::vector<int>* lengths) const;
   /// Runs decoder layer `layer` in place on `hidden` [Σ lengths, hidden].
@@ -54,6 +83,10 @@ class Transformer {
 
  private:
   void check_tokens(const std::vector<std::vector<int>>& sequences) const;
+  // run_layer's body; with `cache`, `hidden` holds one sequence's new tokens that
+  // continue the cached ones (see decode()).
+  void layer_impl(int layer, MatrixRM& hidden, const std::vector<int>& lengths, KvCache* cache,
+                  const LinearInputHook& hook, std::optional<LinearRole> stop_after) const;
   ModelSpec spec_;
   ModelWeights weights_;
 };

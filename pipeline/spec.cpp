@@ -60,12 +60,32 @@ struct TaskInfo {
   std::string name;
   std::string planned;  ///< "" when available, else the issue that brings it
   std::string id_prefix;
+  std::vector<std::string> keys;  ///< keys it takes besides `task`
+  std::string default_dataset;    ///< "" = `dataset` is required
 };
 
 const std::vector<TaskInfo>& tasks() {
   static const std::vector<TaskInfo> table = {
-      {"perplexity", "", "ppl"}, {"kld", "#6", "kld"},     {"humaneval", "#6", "humaneval"},
-      {"mmlu", "#6", "mmlu"},    {"gsm8k", "#6", "gsm8k"}, {"line_completion", "#6", "linecomp"},
+      {"perplexity", "", "ppl", {"dataset", "protocol", "ctx", "stride", "max_tokens"}, ""},
+      {"kld", "", "kld", {"dataset", "ctx", "max_tokens", "top_k"}, ""},
+      {"line_completion",
+       "",
+       "linecomp",
+       {"dataset", "limit", "max_new_tokens", "seed"},
+       "code-heldout"},
+      {"humaneval",
+       "",
+       "humaneval",
+       {"dataset", "limit", "samples", "temperature", "max_new_tokens", "seed"},
+       "humaneval"},
+      {"mbpp",
+       "",
+       "mbpp",
+       {"dataset", "limit", "samples", "temperature", "max_new_tokens", "seed", "shots"},
+       "mbpp"},
+      {"mmlu", "", "mmlu", {"dataset", "limit", "subjects", "shots"}, "mmlu"},
+      {"ceval", "", "ceval", {"dataset", "limit", "subjects", "shots"}, "ceval"},
+      {"gsm8k", "", "gsm8k", {"dataset", "limit", "shots", "max_new_tokens"}, "gsm8k"},
   };
   return table;
 }
@@ -294,10 +314,21 @@ std::vector<VariantSpec> read_variants(const Source& src, const Entry& section,
 
 /// The eval id rule (docs/sweep-format.md, "Eval ids").
 std::string eval_id(const EvalSpec& e, const TaskInfo& task) {
-  std::string id = cat(task.id_prefix, "-", safe_fragment(e.dataset), "-", e.protocol, "-ctx",
-                       e.ctx == 0 ? std::string("max") : std::to_string(e.ctx));
+  const EvalSpec d;
+  std::string id = cat(task.id_prefix, "-", safe_fragment(e.dataset));
+  if (e.task == "perplexity") id += cat("-", e.protocol);
+  if (e.task == "perplexity" || e.task == "kld")
+    id += cat("-ctx", e.ctx == 0 ? std::string("max") : std::to_string(e.ctx));
   if (e.protocol == "strided" && e.stride > 0) id += cat("-s", e.stride);
   if (e.max_tokens > 0) id += cat("-n", e.max_tokens);
+  if (e.top_k != d.top_k) id += cat("-k", e.top_k);
+  if (e.limit > 0) id += cat("-l", e.limit);
+  if (!e.subjects.empty()) id += cat("-", safe_fragment(e.subjects));
+  if (e.shots >= 0) id += cat("-shot", e.shots);
+  if (e.samples != d.samples) id += cat("-x", e.samples);
+  if (e.temperature != d.temperature) id += cat("-t", to_text(e.temperature));
+  if (e.max_new_tokens > 0) id += cat("-m", e.max_new_tokens);
+  if (e.seed != d.seed) id += cat("-seed", e.seed);
   return id;
 }
 
@@ -315,17 +346,43 @@ std::vector<EvalSpec> read_evals(const Source& src, const Entry& section) {
       int_field("stride", 1, kIntMax, "a positive integer"),
       int_field("max_tokens", 0, std::numeric_limits<int64_t>::max(),
                 "a non-negative integer (0 = all)"),
+      int_field("top_k", 1, kIntMax, "a positive integer"),
+      int_field("limit", 0, kIntMax, "a non-negative integer (0 = the task's default)"),
+      string_field("subjects", "comma-separated subject names"),
+      int_field("shots", 0, 64, "an integer 0..64"),
+      int_field("samples", 1, 1000, "an integer 1..1000"),
+      number_field(
+          "temperature", [](double t) { return t >= 0 && t <= 5; }, "a number in [0, 5]"),
+      int_field("max_new_tokens", 1, 1 << 20, "a positive integer"),
+      int_field("seed", 0, std::numeric_limits<int64_t>::max(), "a non-negative integer"),
   };
   std::vector<EvalSpec> out;
   std::map<std::string, YAML::Node> origin_of;
   for (const auto& entry : section.value) {
     for (const Combination& c : expand_matrix(src, entry, fields, "eval entry")) {
       const FieldValue* t = c.find("task");
-      if (!t) src.fail(c.origin, "eval entry has no 'task' (perplexity)");
-      if (!c.find("dataset")) src.fail(c.origin, "eval entry has no 'dataset'");
+      if (!t)
+        src.fail(c.origin, cat("eval entry has no 'task' (", join_or(names_of(tasks())), ")"));
+      const std::string task_name = std::get<std::string>(t->value);
+      const TaskInfo& ti = *std::find_if(tasks().begin(), tasks().end(),
+                                         [&](auto& x) { return x.name == task_name; });
+      if (!c.find("dataset") && ti.default_dataset.empty())
+        src.fail(c.origin, cat("eval entry has no 'dataset' (task '", task_name, "' needs one)"));
       EvalSpec e;
+      e.dataset = ti.default_dataset;
       for (const auto& [key, fv] : c.values) {
         const Scalar& s = fv.value;
+        if (key != "task" && std::find(ti.keys.begin(), ti.keys.end(), key) == ti.keys.end())
+          src.fail(fv.node, cat("'", key, "' does not apply to task '", task_name, "' (it uses ",
+                                join_or(ti.keys), ")"));
+        if (key == "top_k") e.top_k = static_cast<int>(std::get<int64_t>(s));
+        if (key == "limit") e.limit = std::get<int64_t>(s);
+        if (key == "subjects") e.subjects = std::get<std::string>(s);
+        if (key == "shots") e.shots = static_cast<int>(std::get<int64_t>(s));
+        if (key == "samples") e.samples = static_cast<int>(std::get<int64_t>(s));
+        if (key == "temperature") e.temperature = std::get<double>(s);
+        if (key == "max_new_tokens") e.max_new_tokens = static_cast<int>(std::get<int64_t>(s));
+        if (key == "seed") e.seed = static_cast<uint64_t>(std::get<int64_t>(s));
         if (key == "task") e.task = std::get<std::string>(s);
         if (key == "dataset") e.dataset = std::get<std::string>(s);
         if (key == "protocol") e.protocol = std::get<std::string>(s);
@@ -339,6 +396,9 @@ std::vector<EvalSpec> read_evals(const Source& src, const Entry& section) {
         if (e.ctx > 0 && e.stride > e.ctx)
           src.fail(s->node, cat("'stride' must be at most ctx (", e.ctx, "), got ", e.stride));
       }
+      if (e.samples > 1 && e.temperature == 0)
+        src.fail(c.find("samples")->node,
+                 "'samples' > 1 needs 'temperature' > 0: greedy decoding repeats one completion");
       // Resolve the default stride where ctx is known, so equal evaluations get equal ids.
       if (e.protocol == "strided" && e.stride == 0 && e.ctx > 0) e.stride = e.ctx / 2;
       const TaskInfo& info = *std::find_if(tasks().begin(), tasks().end(),

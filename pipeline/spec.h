@@ -39,15 +39,26 @@ struct VariantSpec {
   int source_line = 0;      ///< line of the `variants:` entry it came from (for messages)
 };
 
-/// One evaluation (`eval:` list entry).
+/// One evaluation (`eval:` list entry). Which keys a task takes is in docs/sweep-format.md
+/// ("Tasks"); keys a task does not use keep their defaults.
 struct EvalSpec {
   std::string id;  ///< unique, stable: "ppl-wikitext2-chunks-ctx256"
   std::string task = "perplexity";
-  std::string dataset;              ///< name in the data directory or a file path
-  std::string protocol = "chunks";  ///< "chunks" or "strided"
-  int ctx = 0;                      ///< 0 = the model's max_position_embeddings
+  /// perplexity, kld, line_completion: a text dataset name or file; humaneval, mbpp, gsm8k,
+  /// mmlu, ceval: the benchmark's file/folder, defaulting to its place in the data directory.
+  std::string dataset;
+  std::string protocol = "chunks";  ///< perplexity: "chunks" or "strided"
+  int ctx = 0;                      ///< perplexity, kld: 0 = the model's max_position_embeddings
   int stride = 0;                   ///< strided only; 0 = ctx / 2
-  int64_t max_tokens = 0;           ///< 0 = all
+  int64_t max_tokens = 0;           ///< perplexity, kld: 0 = all
+  int top_k = 32;                   ///< kld: baseline top-k stored per position
+  int64_t limit = 0;                ///< items (mmlu/ceval: per subject); 0 = the task's default
+  std::string subjects;             ///< mmlu/ceval: comma-separated subject names; "" = all
+  int shots = -1;                   ///< mmlu/ceval/gsm8k/mbpp; -1 = the task's default
+  int samples = 1;                  ///< humaneval/mbpp: completions per problem (pass@k)
+  double temperature = 0;           ///< humaneval/mbpp: 0 = greedy
+  int max_new_tokens = 0;           ///< generative tasks; 0 = the task's default
+  uint64_t seed = 0;                ///< line_completion positions, sampling seeds
 };
 
 struct ReportSpec {

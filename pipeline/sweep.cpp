@@ -20,6 +20,7 @@
 #include "formats/formats.h"
 #include "formats/gguf.h"
 #include "model/tokenizer.h"
+#include "pipeline/detail/eval_tasks.h"
 #include "pipeline/store.h"
 #include "quantize/quantize.h"
 #include "reports/reports.h"
@@ -35,6 +36,8 @@ constexpr const char* kStoreFormat = "qsweep-store-v1";
 constexpr const char* kVersion = "0.1.0";
 /// The file a K-quant mix's quantize node writes under model/ (eval nodes look for it).
 constexpr const char* kGgufFile = "model.gguf";
+/// The FP16 baseline's stored top-k log-probs, written by its kld eval node.
+constexpr const char* kKldBaselineFile = "baseline.kld";
 
 std::vector<std::string> model_files(const std::string& dir) {
   std::vector<std::string> files;
@@ -88,8 +91,21 @@ json variant_config(const VariantSpec& v) {
 }
 
 json eval_config(const EvalSpec& e, int ctx) {
-  return {{"task", e.task}, {"dataset", e.dataset}, {"protocol", e.protocol},
-          {"ctx", ctx},     {"stride", e.stride},   {"max_tokens", e.max_tokens}};
+  json j = {{"task", e.task}, {"dataset", e.dataset}, {"protocol", e.protocol},
+            {"ctx", ctx},     {"stride", e.stride},   {"max_tokens", e.max_tokens}};
+  if (e.task != "perplexity") {
+    // Every option of the other tasks, defaults resolved for this model's context.
+    const EvalSpec d = detail::with_task_defaults(e, ctx);
+    j.update({{"top_k", d.top_k},
+              {"limit", d.limit},
+              {"subjects", d.subjects},
+              {"shots", d.shots},
+              {"samples", d.samples},
+              {"temperature", d.temperature},
+              {"max_new_tokens", d.max_new_tokens},
+              {"seed", d.seed}});
+  }
+  return j;
 }
 
 int64_t physical_memory() {
@@ -224,9 +240,11 @@ SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& data_dir_fla
   }
 
   for (const auto& e : spec.evals) {
-    const EvalDataset ds = resolve_eval_dataset(e.dataset, plan.data_dir);
-    const std::string ds_hash = hash_files({ds.path}, cache);
+    const detail::TaskData data = detail::resolve_task_data(e, plan.data_dir);
+    // Absent benchmark data is part of the key: when it appears, the evals run again.
+    const std::string ds_hash = data.present ? hash_files(data.files, cache) : "absent";
     const int ctx = e.ctx > 0 ? e.ctx : mspec.max_position_embeddings;
+    int base_node = -1;  // kld variants read the baseline's stored top-k
     auto add_eval = [&](const std::string& variant, int dep, const std::string& upstream) {
       SweepNode n{SweepNodeKind::Evaluate,
                   cat("eval:", variant, ":", e.id),
@@ -242,8 +260,13 @@ SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& data_dir_fla
                   {"eval", eval_config(e, ctx)},
                   {"dataset_file", ds_hash},
                   {"version", kVersion}};
+      if (e.task == "kld" && dep >= 0) {
+        n.deps.push_back(base_node);
+        n.config["baseline"] = plan.nodes[size_t(base_node)].key;
+      }
       n.key = key_of("eval", n.config);
       n.memory_bytes = 2 * model_bytes + (int64_t(256) << 20);
+      if (dep < 0) base_node = int(plan.nodes.size());
       plan.nodes.push_back(std::move(n));
     };
     add_eval(spec.baseline, -1, plan.model_hash);
@@ -296,13 +319,15 @@ json collect_results(const SweepPlan& plan, const std::string& out_dir,
   const ModelSpec mspec = load_model_spec(plan.model_dir);
   r["evals"] = json::array();
   for (const auto& e : s.evals) {
-    const EvalDataset ds = resolve_eval_dataset(e.dataset, plan.data_dir);
+    const detail::TaskData data = detail::resolve_task_data(e, plan.data_dir);
+    const detail::TaskMetric metric = detail::task_metric(e.task);
     r["evals"].push_back(
         {{"id", e.id},
          {"task", e.task},
          {"dataset", e.dataset},
-         {"file", ds.path},
-         {"domain", ds.domain},
+         {"file", data.path},
+         {"data_present", data.present},
+         {"domain", data.domain},
          {"protocol", e.protocol},
          {"ctx", e.ctx > 0 ? e.ctx : mspec.max_position_embeddings},
          {"stride",
@@ -312,8 +337,11 @@ json collect_results(const SweepPlan& plan, const std::string& out_dir,
               : json()},
          {"max_tokens", e.max_tokens},
          {"tokenization", "text as-is, no BOS"},
-         {"metric", "perplexity"},
-         {"higher_is_better", false}});
+         {"metric", metric.metric},
+         {"higher_is_better", metric.higher_is_better}});
+    if (e.task != "perplexity")
+      r["evals"].back()["options"] =
+          eval_config(e, e.ctx > 0 ? e.ctx : mspec.max_position_embeddings);
   }
   r["calibrations"] = json::object();
   for (const auto& [name, c] : s.calibration) {
@@ -559,6 +587,22 @@ SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt) {
           LoadedModel m = load_model(fs::exists(gguf) ? gguf : dir);
           owned = std::make_unique<Transformer>(m.spec, std::move(m.weights));
           model = owned.get();
+        }
+        if (e.task != "perplexity") {
+          const detail::TaskData data = detail::resolve_task_data(e, plan.data_dir);
+          std::shared_ptr<const std::vector<int>> tokens;
+          if (e.task == "kld")
+            tokens = shared.tokens(resolve_eval_dataset(e.dataset, plan.data_dir));
+          const std::string base_in =
+              e.task == "kld" && n.deps.size() > 1
+                  ? store.path(plan.nodes[size_t(n.deps[1])].key) + "/" + kKldBaselineFile
+                  : "";
+          json m = detail::run_eval_task(e, data, *model, shared.tokenizer(), tokens.get(), base_in,
+                                         tmp + "/" + kKldBaselineFile);
+          m["config"] = n.config;
+          write_json(tmp + "/metrics.json", m);
+          store.commit(n.key, tmp);
+          return;
         }
         const EvalDataset ds = resolve_eval_dataset(e.dataset, plan.data_dir);
         PerplexityOptions po;

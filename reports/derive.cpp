@@ -18,9 +18,18 @@ namespace {
 
 // Variant fields that do not define the quantization itself: variants equal in
 // everything else differ only by calibration (CalibrationGroup).
-const std::set<std::string> kNotConfig = {
-    "id",    "label",   "is_baseline",     "calibration", "calibration_domain", "status",
-    "error", "metrics", "bits_per_weight", "size_bytes",  "quantize_seconds"};
+const std::set<std::string> kNotConfig = {"id",
+                                          "label",
+                                          "is_baseline",
+                                          "calibration",
+                                          "calibration_domain",
+                                          "status",
+                                          "error",
+                                          "metrics",
+                                          "bits_per_weight",
+                                          "size_bytes",
+                                          "quantize_seconds",
+                                          "file_bits_per_weight"};
 
 ReportEval parse_eval(const json& e, const std::string& where) {
   ReportEval ev;
@@ -99,6 +108,10 @@ ReportRow parse_variant(const json& v, const std::vector<ReportEval>& evals,
     auto it = metrics.find(ev.id);
     if (it != metrics.end() && !it->is_null()) {
       const std::string mw = where + ".metrics[\"" + ev.id + "\"]";
+      const std::string st = get_string(*it, "status", mw);
+      if (st != "ok") c.status = st;
+      c.protocol = ev.is_perplexity ? "" : get_string(*it, "protocol", mw);
+      c.items = get_int(*it, "items", mw).value_or(-1);
       const auto value = get_number(*it, "value", mw);
       if (value) {
         c.present = true;
@@ -382,6 +395,54 @@ CalibrationAnalysis analyze_calibration(const ReportData& d) {
     for (size_t e = 0; e < d.evals.size(); ++e)
       if (d.evals[e].is_perplexity) a.mean_degradation_pct[e] = sums[e] / a.n_variants_in_mean;
   return a;
+}
+
+std::vector<CapabilityAtBits> analyze_capabilities(const ReportData& d) {
+  size_t base = d.rows.size();
+  for (size_t i = 0; i < d.n_table_rows; ++i)
+    if (d.rows[i].is_baseline) base = i;
+  std::map<int64_t, std::vector<size_t>> by_bits;
+  for (size_t i = 0; i < d.n_table_rows; ++i)
+    if (!d.rows[i].is_baseline && d.rows[i].bits) by_bits[*d.rows[i].bits].push_back(i);
+  std::vector<CapabilityAtBits> out;
+  if (base == d.rows.size()) return out;
+  for (const auto& [bits, rows] : by_bits) {
+    CapabilityAtBits a;
+    a.bits = bits;
+    a.rows = rows;
+    for (size_t e = 0; e < d.evals.size(); ++e) {
+      const ReportEval& ev = d.evals[e];
+      const ReportCell& b = d.rows[base].cells[e];
+      if (!b.present || ev.metric == "mean_kld") continue;
+      if (!ev.is_perplexity && (!ev.higher_is_better || b.value <= 0)) {
+        if (ev.higher_is_better) a.at_floor.push_back(e);
+        continue;
+      }
+      CapabilityLoss l;
+      l.eval = e;
+      double sum = 0;
+      bool all_noise = true;
+      for (size_t r : rows) {
+        const ReportCell& c = d.rows[r].cells[e];
+        if (!c.present || !c.has_relative) continue;
+        // relative is value/base for perplexity and value − base otherwise.
+        const double loss = ev.is_perplexity ? (c.relative - 1) * 100 : -c.relative / b.value * 100;
+        const double dist = ev.is_perplexity ? std::abs(c.relative - 1) : std::abs(c.relative);
+        all_noise = all_noise && c.has_relative_se && dist < 2 * c.relative_se;
+        sum += loss;
+        ++l.variants;
+      }
+      if (l.variants == 0) continue;
+      l.loss_pct = sum / double(l.variants);
+      l.within_noise = all_noise;
+      a.losses.push_back(l);
+    }
+    std::stable_sort(
+        a.losses.begin(), a.losses.end(),
+        [](const CapabilityLoss& x, const CapabilityLoss& y) { return x.loss_pct > y.loss_pct; });
+    out.push_back(std::move(a));
+  }
+  return out;
 }
 
 }  // namespace qsweep

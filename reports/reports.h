@@ -66,6 +66,11 @@ struct ReportCell {
   /// rows_within_noise); the table prints "±se ≈".
   bool near_noise = false;
   bool on_frontier = false;  ///< on this eval's Pareto frontier (perplexity evals only)
+  /// The metric's own "status" when it is not "ok", e.g. "skipped: data/mmlu not found"
+  /// (the value is then null and `present` false).
+  std::string status;
+  std::string protocol;  ///< the metric's "protocol" line (non-perplexity tasks), "" if none
+  int64_t items = -1;    ///< items scored (questions, problems, positions); -1 when not reported
 };
 
 /// One variant. Table rows are the variants with status "ok".
@@ -150,6 +155,29 @@ struct CalibrationAnalysis {
 };
 
 CalibrationAnalysis analyze_calibration(const ReportData& data);
+
+/// One eval's loss for the variants of one bit width.
+struct CapabilityLoss {
+  size_t eval = 0;
+  /// Mean over the variants of the relative degradation in percent, positive = worse:
+  /// perplexity (relative − 1)·100; higher-is-better metrics (baseline − value)/baseline·100.
+  double loss_pct = 0;
+  size_t variants = 0;
+  bool within_noise = false;  ///< every variant's change is within 2σ of the baseline's
+};
+
+/// The capability summary: for each nominal bit width of the quantized table rows
+/// (ascending), every eval that has a relative degradation (perplexity, and metrics whose
+/// baseline value is above 0; KL divergence has no relative form and is left out), sorted by
+/// loss, largest first.
+struct CapabilityAtBits {
+  int64_t bits = 0;
+  std::vector<size_t> rows;  ///< the variants averaged
+  std::vector<CapabilityLoss> losses;
+  /// Evals left out because the baseline scored 0 (nothing to lose: chance or floor level).
+  std::vector<size_t> at_floor;
+};
+std::vector<CapabilityAtBits> analyze_capabilities(const ReportData& data);
 
 /// The tradeoff table with its notes, the failed variants, "How measured" and
 /// the calibration-domain section (render_calibration_md) — table.md.

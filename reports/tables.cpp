@@ -147,6 +147,29 @@ std::vector<std::string> how_measured_lines(const ReportData& d) {
       tokens = thousands(lo) + " to " + thousands(hi) + " tokens scored (differs between variants)";
     }
     if (missing && lo >= 0) tokens += "; some variants did not report it";
+    if (!ev.is_perplexity) {
+      // Tasks describe their own protocol (shots, decoding, sandbox, ...): quote the
+      // baseline's (every variant ran the same options), with the item count.
+      std::string protocol, skipped;
+      int64_t items = -1;
+      for (const auto& r : d.rows) {
+        const ReportCell& c = r.cells[e];
+        if (!c.status.empty() && skipped.empty()) skipped = c.status;
+        if (c.present && protocol.empty()) {
+          protocol = c.protocol;
+          items = c.items;
+        }
+      }
+      std::string s = ev.name + " (" + ev.id + "): " + (ev.metric.empty() ? ev.task : ev.metric) +
+                      " on " + ev.dataset;
+      if (!ev.domain.empty()) s += ", domain " + ev.domain;
+      if (!skipped.empty()) s += "; " + skipped + " (the task did not run)";
+      if (!protocol.empty()) s += "; " + protocol;
+      if (items >= 0) s += "; " + thousands(items) + " items";
+      s += ev.higher_is_better ? "; higher is better." : "; lower is better.";
+      lines.push_back(s);
+      continue;
+    }
     std::string s = ev.name + " (" + ev.id + "): " + (ev.metric.empty() ? ev.task : ev.metric) +
                     " on " + ev.dataset;
     if (!ev.domain.empty()) s += ", domain " + ev.domain;
@@ -292,6 +315,50 @@ std::string md_bullets(const std::vector<std::string>& lines) {
   return s;
 }
 
+std::string capabilities_md(const ReportData& d) {
+  const std::vector<CapabilityAtBits> caps = analyze_capabilities(d);
+  bool any = false;
+  for (const auto& c : caps) any = any || !c.losses.empty();
+  size_t tasks = 0;
+  for (const auto& e : d.evals) tasks += !e.is_perplexity;
+  if (!any || tasks == 0) return "";
+  std::string s = "## Which capability suffers most\n\n";
+  std::vector<std::string> lines;
+  for (const auto& c : caps) {
+    if (c.losses.empty()) continue;
+    std::vector<std::string> labels;
+    for (size_t r : c.rows) labels.push_back(d.rows[r].label);
+    auto loss_text = [&](const CapabilityLoss& l) {
+      const ReportEval& ev = d.evals[l.eval];
+      const double signed_pct = ev.is_perplexity ? l.loss_pct : -l.loss_pct;
+      return ev.name + " " + (ev.is_perplexity ? "perplexity" : ev.metric) + " " +
+             (signed_pct >= 0 ? "+" : "") + fixed(signed_pct, 1) + "%" +
+             (l.within_noise ? " (within noise)" : "");
+    };
+    std::string line = "at " + std::to_string(c.bits) + " bits (" + join(labels, ", ", ", ") +
+                       "): " + d.evals[c.losses[0].eval].name +
+                       " loses most: " + loss_text(c.losses[0]);
+    if (c.losses.size() > 1) {
+      std::vector<std::string> rest;
+      for (size_t i = 1; i < c.losses.size(); ++i) rest.push_back(loss_text(c.losses[i]));
+      line += " vs " + join(rest, ", ", ", ");
+    }
+    if (!c.at_floor.empty()) {
+      std::vector<std::string> floor;
+      for (size_t e : c.at_floor) floor.push_back(d.evals[e].name);
+      line += "; not ranked (the baseline scores 0, nothing to lose): " + join(floor, ", ", ", ");
+    }
+    lines.push_back(line + ".");
+  }
+  s += md_bullets(lines) + "\n";
+  s += "Loss = mean over the variants of that bit width of the relative change vs " +
+       d.baseline_label +
+       ": perplexity (relative − 1), other metrics (value − baseline) / baseline; "
+       "\"within noise\" = every variant's change is under twice its standard error. "
+       "KL divergence has no relative form and is shown in the table only.\n\n";
+  return s;
+}
+
 std::string calibration_md(const ReportData& d) {
   const CalibrationAnalysis a = analyze_calibration(d);
   std::string s = "## Calibration domain\n\n";
@@ -327,6 +394,7 @@ std::string render_table_md(const json& results) {
     s += "\n";
   }
   s += "### How measured\n\n" + md_bullets(how_measured_lines(d)) + "\n";
+  s += capabilities_md(d);
   s += calibration_md(d);
   return s;
 }

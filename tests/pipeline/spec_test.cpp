@@ -450,12 +450,17 @@ TEST(SweepEval, IdsAndStrides) {
 TEST(SweepEval, Errors) {
   EXPECT_EQ(error_of(kEvalHead + "  - {task: perplexty, dataset: d}\n"),
             "s.yaml:5:12: unknown task 'perplexty'; did you mean 'perplexity'?");
-  EXPECT_EQ(error_of(kEvalHead + "  - {task: kld, dataset: d}\n"),
-            "s.yaml:5:12: task 'kld' is not implemented yet (issue #6)");
-  EXPECT_EQ(error_of(kEvalHead + "  - {task: line_completion, dataset: d}\n"),
-            "s.yaml:5:12: task 'line_completion' is not implemented yet (issue #6)");
+  EXPECT_EQ(error_of(kEvalHead + "  - {task: kld, dataset: d, limit: 5}\n"),
+            "s.yaml:5:36: 'limit' does not apply to task 'kld' (it uses dataset, ctx, "
+            "max_tokens or top_k)");
+  EXPECT_EQ(error_of(kEvalHead + "  - {task: humaneval, samples: 5}\n"),
+            "s.yaml:5:32: 'samples' > 1 needs 'temperature' > 0: greedy decoding repeats one "
+            "completion");
   EXPECT_EQ(error_of(kEvalHead + "  - {task: perplexity}\n"),
-            "s.yaml:5:5: eval entry has no 'dataset'");
+            "s.yaml:5:5: eval entry has no 'dataset' (task 'perplexity' needs one)");
+  EXPECT_EQ(error_of(kEvalHead + "  - {dataset: d}\n"),
+            "s.yaml:5:5: eval entry has no 'task' (perplexity, kld, line_completion, "
+            "humaneval, mbpp, mmlu, ceval or gsm8k)");
   EXPECT_EQ(error_of(kEvalHead + "  - {task: perplexity, dataset: d, ctx: 1}\n"),
             "s.yaml:5:41: 'ctx' must be an integer >= 2 or a list of them, got '1'");
   EXPECT_EQ(error_of(kEvalHead + "  - {task: perplexity, dataset: d, protocol: strdied}\n"),
@@ -479,6 +484,28 @@ TEST(SweepEval, Errors) {
       "line 5 and the one at line 6");
   EXPECT_EQ(error_of(kEvalHead + "  - {task: perplexity, dataset: d, cxt: 256}\n"),
             "s.yaml:5:36: unknown key 'cxt' in eval entry; did you mean 'ctx'?");
+}
+
+TEST(SweepEval, TaskIdsDefaultsAndOptions) {
+  const SweepSpec s =
+      parse_sweep_text(kEvalHead +
+                           "  - {task: kld, dataset: code-heldout, ctx: 256, max_tokens: 8192}\n"
+                           "  - {task: line_completion, limit: 100}\n"
+                           "  - {task: humaneval}\n"
+                           "  - {task: humaneval, samples: 10, temperature: 0.8, limit: 20}\n"
+                           "  - {task: mmlu, subjects: 'anatomy,astronomy', shots: 0, limit: 10}\n"
+                           "  - {task: gsm8k, limit: 50, max_new_tokens: 96}\n",
+                       "s.yaml");
+  EXPECT_EQ(eval_ids(s), (std::vector<std::string>{
+                             "kld-code-heldout-ctx256-n8192", "linecomp-code-heldout-l100",
+                             "humaneval-humaneval", "humaneval-humaneval-l20-x10-t0.8",
+                             "mmlu-mmlu-l10-anatomy_astronomy-shot0", "gsm8k-gsm8k-l50-m96"}));
+  EXPECT_EQ(s.evals[1].dataset, "code-heldout");  // the task's default data
+  EXPECT_EQ(s.evals[3].samples, 10);
+  EXPECT_DOUBLE_EQ(s.evals[3].temperature, 0.8);
+  EXPECT_EQ(s.evals[4].subjects, "anatomy,astronomy");
+  EXPECT_EQ(s.evals[4].shots, 0);
+  EXPECT_EQ(s.evals[5].max_new_tokens, 96);
 }
 
 TEST(SweepReport, FormatsAndBounds) {

@@ -260,6 +260,66 @@ TEST(Sweep, KQuantMixVariantsAreGgufFilesEvaluatedAsWritten) {
   EXPECT_NE(plain["metrics"][eid]["value"], imat["metrics"][eid]["value"]);
 }
 
+TEST(Sweep, TaskEvalsRunSkipAndStoreTheKlBaselineOnce) {
+  const std::string dir = test::make_temp_dir("sweep-tasks");
+  // A 2-question MMLU in the upstream layout (no header; question,A,B,C,D,answer).
+  fs::create_directories(dir + "/mmlu/dev");
+  fs::create_directories(dir + "/mmlu/test");
+  std::ofstream(dir + "/mmlu/dev/anatomy_dev.csv") << "What is 1+1?,1,2,3,4,B\n";
+  std::ofstream(dir + "/mmlu/test/anatomy_test.csv")
+      << "What is 2+2?,4,5,6,7,A\n\"Pick C, \"\"please\"\"\",x,y,z,w,C\n";
+  const std::string yaml =
+      write_yaml(dir, "name: tasks\nmodel: " + test::tinycode_dir() +
+                          "\nvariants:\n  - {method: rtn, bits: 3, group_size: 128}\n"
+                          "eval:\n"
+                          "  - {task: kld, dataset: code-heldout, ctx: 128, max_tokens: 1024}\n"
+                          "  - {task: line_completion, limit: 4, max_new_tokens: 16}\n"
+                          "  - {task: humaneval, limit: 2, max_new_tokens: 16}\n"
+                          "  - {task: mmlu, dataset: " +
+                          dir + "/mmlu, shots: 1}\n  - {task: mbpp, dataset: " + dir +
+                          "/no-such-mbpp.jsonl}\n");
+  const SweepRunSummary sum = run_once(yaml, dir + "/out");
+  EXPECT_EQ(sum.failed, 0);
+  EXPECT_EQ(sum.ran, 11);  // 1 quantize + 2 x 5 evals
+  const json r = results_of(dir + "/out");
+  std::map<std::string, json> by_id;
+  for (const auto& v : r["variants"]) by_id[v["id"]] = v;
+  const json& base = by_id["fp16"]["metrics"];
+  const json& rtn = by_id["rtn-b3-g128"]["metrics"];
+  const std::string kld = "kld-code-heldout-ctx128-n1024";
+  EXPECT_EQ(base[kld]["value"], 0.0);  // the baseline against its own stored top-k
+  EXPECT_EQ(base[kld]["top1_agreement_pct"], 100.0);
+  EXPECT_GT(rtn[kld]["value"].get<double>(), 0.0);
+  EXPECT_LT(rtn[kld]["top1_agreement_pct"].get<double>(), 100.0);
+  EXPECT_EQ(rtn[kld]["items"], 1016);  // 8 windows x 127 scored positions
+  const std::string lc = "linecomp-code-heldout-l4-m16";
+  EXPECT_EQ(rtn[lc]["items"], 4);
+  EXPECT_EQ(rtn["humaneval-humaneval-l2-m16"]["items"], 2);
+  EXPECT_EQ(rtn["humaneval-humaneval-l2-m16"]["status"], "ok");
+  // MMLU: the hand-made set, scored; accuracy is a multiple of 50 %.
+  std::string mmlu;
+  for (const auto& e : r["evals"])
+    if (e["task"] == "mmlu") mmlu = e["id"];
+  EXPECT_EQ(base[mmlu]["items"], 2);
+  const double acc = base[mmlu]["value"].get<double>();
+  EXPECT_TRUE(acc == 0 || acc == 50 || acc == 100) << acc;
+  // Absent data: skipped with the path, no value, the sweep goes on.
+  std::string mbpp;
+  for (const auto& e : r["evals"])
+    if (e["task"] == "mbpp") mbpp = e["id"];
+  EXPECT_TRUE(rtn[mbpp]["value"].is_null());
+  EXPECT_NE(rtn[mbpp]["status"].get<std::string>().find("no-such-mbpp.jsonl not found"),
+            std::string::npos);
+  const std::string md = read_text_file(dir + "/out/table.md");
+  EXPECT_NE(md.find("(the task did not run)"), std::string::npos);
+  // One stored baseline; nothing reruns.
+  int baselines = 0;
+  for (const auto& f : fs::recursive_directory_iterator(dir + "/out/store"))
+    baselines += f.path().filename() == "baseline.kld";
+  EXPECT_EQ(baselines, 1);  // written by the baseline's kld node only; variants read it
+  EXPECT_EQ(run_once(yaml, dir + "/out").ran, 0);
+}
+
 TEST(Sweep, MalformedYamlIsRefusedBeforeAnyWork) {
   const std::string dir = test::make_temp_dir("bad");
   std::string yaml = sweep_yaml();

@@ -242,6 +242,69 @@ TEST(Reports, NonPerplexityMetricsShowDeltas) {
   EXPECT_NO_THROW(render_html(r));
 }
 
+TEST(Reports, CapabilitySummaryNamesTheLargestLossPerBitWidth) {
+  json r = fixture();
+  auto add_eval = [&](const char* id, const char* task, const char* metric) {
+    r["evals"].push_back({{"id", id},
+                          {"task", task},
+                          {"dataset", task},
+                          {"domain", "code"},
+                          {"metric", metric},
+                          {"higher_is_better", true}});
+  };
+  add_eval("humaneval", "humaneval", "pass@1_pct");
+  add_eval("mmlu", "mmlu", "accuracy_pct");
+  add_eval("gsm8k", "gsm8k", "accuracy_pct");
+  auto set = [&](size_t v, const char* eval, json value, json se) {
+    r["variants"][v]["metrics"][eval] = {{"value", value},
+                                         {"standard_error", se},
+                                         {"status", "ok"},
+                                         {"items", 164},
+                                         {"protocol", "humaneval greedy"}};
+  };
+  set(0, "humaneval", 40.0, 3.0);  // fp16
+  set(1, "humaneval", 20.0, 3.0);  // gptq-b3-g128-code
+  set(2, "humaneval", 30.0, 3.0);  // gptq-b3-g128-wiki
+  set(3, "humaneval", 39.0, 3.0);  // gptq-b4-g128-code: within noise
+  for (size_t v : {0, 1, 2, 3}) set(v, "gsm8k", 0.0, 0.0);
+  for (size_t v : {0, 1, 2, 3})
+    r["variants"][v]["metrics"]["mmlu"] = {{"value", nullptr},
+                                           {"status", "skipped: /data/mmlu/test not found"}};
+  const ReportData d = derive_report(r);
+  const std::vector<CapabilityAtBits> caps = analyze_capabilities(d);
+  ASSERT_EQ(caps.size(), 3u);  // 3, 4 and 8 bits (the 2-bit variants are not in the table)
+  const CapabilityAtBits& c3 = caps[0];
+  EXPECT_EQ(c3.bits, 3);
+  EXPECT_EQ(c3.rows.size(), 3u);
+  // humaneval: (40−20)/40 and (40−30)/40 → 37.5 %; WikiText-2: mean of the three relative
+  // perplexities − 1 (rtn-b3 included); code: rtn-b3 has no code value, so two variants.
+  ASSERT_EQ(c3.losses.size(), 3u);
+  EXPECT_EQ(d.evals[c3.losses[0].eval].id, "humaneval");
+  EXPECT_NEAR(c3.losses[0].loss_pct, 37.5, 1e-9);
+  EXPECT_FALSE(c3.losses[0].within_noise);
+  EXPECT_EQ(d.evals[c3.losses[1].eval].id, kWiki);
+  EXPECT_NEAR(c3.losses[1].loss_pct, ((362.0 + 356.5 + 520.0) / 304.777 / 3 - 1) * 100, 1e-9);
+  EXPECT_EQ(c3.losses[1].variants, 3u);
+  EXPECT_NEAR(c3.losses[2].loss_pct, ((27.2 + 28.4) / 23.6387 / 2 - 1) * 100, 1e-9);
+  EXPECT_EQ(c3.losses[2].variants, 2u);
+  ASSERT_EQ(c3.at_floor.size(), 1u);  // gsm8k: the baseline scores 0
+  EXPECT_EQ(d.evals[c3.at_floor[0]].id, "gsm8k");
+  // 4 bits: humaneval 39 vs 40 ± 3 — within noise.
+  for (const auto& l : caps[1].losses)
+    if (d.evals[l.eval].id == "humaneval") EXPECT_TRUE(l.within_noise);
+  const std::string md = render_table_md(r);
+  EXPECT_NE(md.find("## Which capability suffers most"), std::string::npos) << md;
+  EXPECT_NE(md.find("- at 3 bits (RTN 3-bit g128, GPTQ 3-bit g128 (code), GPTQ 3-bit g128 "
+                    "(wiki)): humaneval loses most: humaneval pass@1_pct -37.5% vs wikitext2 "
+                    "perplexity +35.5%, code perplexity +17.6%; not ranked (the baseline scores "
+                    "0, nothing to lose): gsm8k."),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("skipped: /data/mmlu/test not found (the task did not run)"),
+            std::string::npos);
+  EXPECT_NE(md.find("humaneval greedy; 164 items"), std::string::npos);
+}
+
 TEST(Reports, BadInputThrowsNamingTheKey) {
   json r = fixture();
   r["sweep"]["baseline"] = "nope";
