@@ -72,6 +72,8 @@ double QuantizedModel::linear_bits_per_weight() const {
   for (const auto& l : linears) {
     const double w = double(l.q.rows) * double(l.q.cols);
     bits += l.q.bits_per_weight() * w;
+    // The AutoAWQ gemm layout stores no g_idx (QTensor counts GPTQ's int32 per column).
+    if (config.method == "awq") bits -= 32.0 * double(l.q.cols);
     n += w;
   }
   return n > 0 ? bits / n : 0;

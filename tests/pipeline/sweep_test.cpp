@@ -18,6 +18,7 @@
 #include "common/errors.h"
 #include "common/mapped_file.h"
 #include "eval/perplexity.h"
+#include "eval/sandbox.h"
 #include "formats/formats.h"
 #include "model/tokenizer.h"
 #include "pipeline/spec.h"
@@ -268,19 +269,21 @@ TEST(Sweep, TaskEvalsRunSkipAndStoreTheKlBaselineOnce) {
   std::ofstream(dir + "/mmlu/dev/anatomy_dev.csv") << "What is 1+1?,1,2,3,4,B\n";
   std::ofstream(dir + "/mmlu/test/anatomy_test.csv")
       << "What is 2+2?,4,5,6,7,A\n\"Pick C, \"\"please\"\"\",x,y,z,w,C\n";
-  const std::string yaml =
-      write_yaml(dir, "name: tasks\nmodel: " + test::tinycode_dir() +
-                          "\nvariants:\n  - {method: rtn, bits: 3, group_size: 128}\n"
-                          "eval:\n"
-                          "  - {task: kld, dataset: code-heldout, ctx: 128, max_tokens: 1024}\n"
-                          "  - {task: line_completion, limit: 4, max_new_tokens: 16}\n"
-                          "  - {task: humaneval, limit: 2, max_new_tokens: 16}\n"
-                          "  - {task: mmlu, dataset: " +
-                          dir + "/mmlu, shots: 1}\n  - {task: mbpp, dataset: " + dir +
-                          "/no-such-mbpp.jsonl}\n");
+  // HumanEval needs the process sandbox (user namespaces); where the machine has none the
+  // task is left out here (tests/eval covers the refusal).
+  const bool sandbox = probe_sandbox().usable;
+  const std::string humaneval =
+      sandbox ? "  - {task: humaneval, limit: 2, max_new_tokens: 16}\n" : "";
+  const std::string yaml = write_yaml(
+      dir, "name: tasks\nmodel: " + test::tinycode_dir() +
+               "\nvariants:\n  - {method: rtn, bits: 3, group_size: 128}\neval:\n"
+               "  - {task: kld, dataset: code-heldout, ctx: 128, max_tokens: 1024}\n"
+               "  - {task: line_completion, limit: 4, max_new_tokens: 16}\n" +
+               humaneval + "  - {task: mmlu, dataset: " + dir +
+               "/mmlu, shots: 1}\n  - {task: mbpp, dataset: " + dir + "/no-such-mbpp.jsonl}\n");
   const SweepRunSummary sum = run_once(yaml, dir + "/out");
   EXPECT_EQ(sum.failed, 0);
-  EXPECT_EQ(sum.ran, 11);  // 1 quantize + 2 x 5 evals
+  EXPECT_EQ(sum.ran, sandbox ? 11 : 9);  // 1 quantize + 2 x 5 (4) evals
   const json r = results_of(dir + "/out");
   std::map<std::string, json> by_id;
   for (const auto& v : r["variants"]) by_id[v["id"]] = v;
@@ -294,8 +297,10 @@ TEST(Sweep, TaskEvalsRunSkipAndStoreTheKlBaselineOnce) {
   EXPECT_EQ(rtn[kld]["items"], 1016);  // 8 windows x 127 scored positions
   const std::string lc = "linecomp-code-heldout-l4-m16";
   EXPECT_EQ(rtn[lc]["items"], 4);
-  EXPECT_EQ(rtn["humaneval-humaneval-l2-m16"]["items"], 2);
-  EXPECT_EQ(rtn["humaneval-humaneval-l2-m16"]["status"], "ok");
+  if (sandbox) {
+    EXPECT_EQ(rtn["humaneval-humaneval-l2-m16"]["items"], 2);
+    EXPECT_EQ(rtn["humaneval-humaneval-l2-m16"]["status"], "ok");
+  }
   // MMLU: the hand-made set, scored; accuracy is a multiple of 50 %.
   std::string mmlu;
   for (const auto& e : r["evals"])

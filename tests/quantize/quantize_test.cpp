@@ -62,6 +62,21 @@ TEST(Quantize, ExportReloadScoresExactlyTheSame) {
   EXPECT_EQ((reloaded.weights().embed - tiny().model.weights().embed).cwiseAbs().maxCoeff(), 0.f);
 }
 
+TEST(Quantize, BitsPerWeightCountWhatEachLayoutStores) {
+  // tinycode per layer: 786,432 weights, 2,304 input columns, 6,144 (group, row) pairs at g128.
+  // GPTQ layout: 4-bit codes + per group and row an fp16 scale and a 4-bit zero + int32 g_idx
+  // per column = (786432·4 + 6144·20 + 32·2304) / 786432 = 4.25 exactly.
+  ModelQuantConfig cfg;
+  cfg.method = "rtn";
+  cfg.bits = 4;
+  cfg.group_size = 128;
+  QuantizedModel qm = quantize_model(tiny().model, cfg, nullptr);
+  EXPECT_DOUBLE_EQ(qm.linear_bits_per_weight(), 4.25);
+  // The AutoAWQ gemm layout has no g_idx: (786432·4 + 6144·20) / 786432 = 4.15625.
+  qm.config.method = "awq";
+  EXPECT_DOUBLE_EQ(qm.linear_bits_per_weight(), 4.15625);
+}
+
 TEST(Quantize, EightBitIsWithinOnePercentOfFp16) {
   const double base = ppl(tiny().model, tiny().code_tokens, 4096);
   ModelQuantConfig rtn;
