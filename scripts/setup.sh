@@ -28,8 +28,10 @@ build_dir=build
 flags=(-DCMAKE_BUILD_TYPE=Release)
 if [ "${1:-}" = "--sanitize" ]; then
   build_dir=build-asan
-  # RelWithDebInfo (-O2 -g): fast enough for the whole suite, readable stacks.
-  flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DQSWEEP_SANITIZE=ON -DQSWEEP_BUILD_BENCH=OFF)
+  # -O2 keeps the sanitized suite fast; -g1 (line tables only) still gives file:line
+  # stacks and compiles ~1/3 faster than -g — this build is most of CI's time.
+  flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG"
+         -DQSWEEP_SANITIZE=ON -DQSWEEP_BUILD_BENCH=OFF)
 fi
 jobs=$(nproc)
 cmake -S . -B "$build_dir" -G Ninja "${flags[@]}" >/dev/null
