@@ -2,8 +2,10 @@
 
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 
 #include "backends/backend.h"
 #include "cli/args.h"
@@ -18,24 +20,112 @@
 #include "model/tokenizer.h"
 #include "model/transformer.h"
 #include "model/weights.h"
+#include "pipeline/detail/eval_tasks.h"
+#include "pipeline/spec.h"
 
 namespace qsweep::cli {
 
+namespace {
+
+// The options of the tasks other than perplexity, as flags; the sweep file spells them with
+// '_' (max_new_tokens), the command line with '-'.
+const char* const kTaskFlags[] = {"limit",       "subjects",       "shots", "samples",
+                                  "temperature", "max-new-tokens", "seed"};
+
+std::string underscores(std::string s) {
+  for (char& c : s)
+    if (c == '-') c = '_';
+  return s;
+}
+
+struct CliModel {
+  std::string dir, format;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::optional<Transformer> model;
+  double load_seconds = 0;
+};
+
+// A .gguf file carries its spec and tokenizer; a directory has config.json and tokenizer.model.
+CliModel load_cli_model(const std::string& model_dir) {
+  CliModel m;
+  m.dir = model_dir;
+  const auto t0 = std::chrono::steady_clock::now();
+  const bool gguf = is_gguf_file(model_dir);
+  LoadedModel loaded = load_model(model_dir);
+  m.tokenizer = gguf ? load_gguf_tokenizer(model_dir) : load_tokenizer(model_dir);
+  QS_THROW_IF_NOT(m.tokenizer->vocab_size() <= loaded.spec.vocab_size, model_dir,
+                  ": tokenizer has ", m.tokenizer->vocab_size(),
+                  " pieces but config.json vocab_size is ", loaded.spec.vocab_size);
+  m.format = loaded.description;
+  m.model.emplace(loaded.spec, std::move(loaded.weights));
+  m.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return m;
+}
+
+// Line completion, HumanEval, MBPP, MMLU, C-Eval, GSM8K on one model: the sweep's own task
+// runner, so `qsweep eval` and an eval node measure the same thing.
+int eval_task(const Args& args, const std::string& task, const std::string& model_dir,
+              const std::string& data_dir_flag) {
+  QS_THROW_IF_NOT(task != "kld",
+                  "--task kld compares a model with a baseline's stored "
+                  "next-token distributions: run it in a sweep (qsweep run; see "
+                  "configs/capabilities.yaml)");
+  for (const char* f : {"protocol", "ctx", "stride", "max-tokens"})
+    QS_THROW_IF_NOT(!args.has(f), "--", f, " applies to --task perplexity only");
+  std::vector<std::pair<std::string, std::string>> options = {{"task", task}};
+  if (args.has("dataset")) options.emplace_back("dataset", args.get("dataset"));
+  for (const char* f : kTaskFlags)
+    if (args.has(f)) options.emplace_back(underscores(f), args.get(f));
+  const EvalSpec e = parse_eval_options(options);
+  const detail::TaskData data = detail::resolve_task_data(e, resolve_data_dir(data_dir_flag));
+  CliModel m = load_cli_model(model_dir);
+  nlohmann::json r = detail::run_eval_task(e, data, *m.model, *m.tokenizer, nullptr, "", "");
+  const detail::TaskMetric metric = detail::task_metric(task);
+  if (args.has("json")) {
+    nlohmann::json j = {{"task", task},
+                        {"model", model_dir},
+                        {"model_format", m.format},
+                        {"data", data.path},
+                        {"metric", metric.metric},
+                        {"higher_is_better", metric.higher_is_better},
+                        {"load_seconds", m.load_seconds},
+                        {"device", "cpu"},
+                        {"threads", backend_threads()}};
+    j.update(r);
+    std::printf("%s\n", j.dump(2).c_str());
+  } else if (!r["value"].is_number()) {
+    std::printf("%s: %s\n", task.c_str(), r.value("status", std::string("not run")).c_str());
+  } else {
+    std::printf("%s %s %.2f ± %.2f  (%lld items)\n", task.c_str(), metric.metric,
+                r["value"].get<double>(), r["standard_error"].get<double>(),
+                (long long)r["items"].get<int64_t>());
+    std::printf("  model    %s (%s)\n", model_dir.c_str(), m.format.c_str());
+    std::printf("  data     %s\n", data.path.c_str());
+    std::printf("  protocol %s\n", r.value("protocol", std::string()).c_str());
+  }
+  // A benchmark whose data is absent is reported, not an error (as in a sweep).
+  return 0;
+}
+
+}  // namespace
+
 int cmd_eval(const std::vector<std::string>& argv) {
-  Args args(
-      argv,
-      {"model", "task", "dataset", "protocol", "ctx", "stride", "max-tokens", "data-dir", "device"},
-      {"json", "no-progress"});
+  std::set<std::string> value_flags = {"model",  "task",       "dataset",  "protocol", "ctx",
+                                       "stride", "max-tokens", "data-dir", "device"};
+  for (const char* f : kTaskFlags) value_flags.insert(f);
+  Args args(argv, value_flags, {"json", "no-progress"});
   QS_THROW_IF_NOT(args.positional().empty(), "qsweep eval: unexpected argument '",
                   args.positional()[0], "'");
   const std::string task = args.get("task", "perplexity");
-  QS_THROW_IF_NOT(task == "perplexity", "--task ", task, ": unknown task; available: perplexity");
   // CPU only for now: "auto" and "cpu" run here; "cuda" says why it cannot.
   const std::string device = args.get("device", "auto");
   if (device != "auto") (void)make_backend(device);
 
   const std::string data_dir_flag = args.get("data-dir");
   const std::string model_dir = resolve_model_dir(args.require("model"), data_dir_flag);
+  if (task != "perplexity") return eval_task(args, task, model_dir, data_dir_flag);
+  for (const char* f : kTaskFlags)
+    QS_THROW_IF_NOT(!args.has(f), "--", f, " does not apply to --task perplexity");
   PerplexityOptions opt;
   opt.protocol = parse_protocol(args.get("protocol", "chunks"));
   opt.ctx = int(args.get_int("ctx", 0));

@@ -531,6 +531,44 @@ SweepSpec parse_sweep_text(const std::string& yaml, const std::string& file) {
   return spec;
 }
 
+EvalSpec parse_eval_options(const std::vector<std::pair<std::string, std::string>>& options) {
+  // Through the sweep file's own reader, so flags and YAML keys cannot drift apart: one flow
+  // entry, each value a quoted-if-needed string (the reader converts numbers from text).
+  YAML::Emitter out;
+  out << YAML::Flow << YAML::BeginSeq << YAML::BeginMap;
+  for (const auto& [k, v] : options) out << YAML::Key << k << YAML::Value << v;
+  out << YAML::EndMap << YAML::EndSeq;
+  const std::string file = "command line";
+  const Source src{file};
+  try {
+    const YAML::Node root = YAML::Load(std::string("eval: ") + out.c_str());
+    const MapView top(src, root, {"eval"}, "the options");
+    std::vector<EvalSpec> evals = read_evals(src, *top.find("eval"));
+    QS_THROW_IF_NOT(evals.size() == 1, "options expand to ", evals.size(),
+                    " evaluations; give one value per option");
+    return evals[0];
+  } catch (const Error& e) {
+    // "command line:1:23: 'max_new_tokens' must be a positive integer or a list of them"
+    // → "--max-new-tokens must be a positive integer".
+    std::string m = e.what();
+    if (m.rfind(file + ":", 0) == 0) {
+      const size_t colon = m.find(": ", file.size());
+      if (colon != std::string::npos) m = m.substr(colon + 2);
+    }
+    for (const std::string tail : {" or a list of them", " or a list"})
+      for (size_t at; (at = m.find(tail)) != std::string::npos;) m.erase(at, tail.size());
+    for (const auto& ti : tasks())
+      for (const std::string& k : ti.keys) {
+        std::string flag = "--" + k;
+        std::replace(flag.begin(), flag.end(), '_', '-');
+        for (size_t at; (at = m.find("'" + k + "'")) != std::string::npos;)
+          m.replace(at, k.size() + 2, flag);
+      }
+    if (m.rfind("unknown task", 0) == 0) m += cat(" (tasks: ", join_or(names_of(tasks())), ")");
+    throw Error(m);
+  }
+}
+
 SweepSpec parse_sweep(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;

@@ -84,6 +84,11 @@ SweepSpec parse_sweep(const std::string& path);
 /// The same from text (`file` is used in messages only).
 SweepSpec parse_sweep_text(const std::string& yaml, const std::string& file);
 
+/// One evaluation from command-line options (`qsweep eval`): `options` are an eval entry's
+/// keys and values as text, e.g. {{"task", "humaneval"}, {"limit", "20"}}; the same checks,
+/// defaults and id as in a sweep file. Errors name the option as the flag `--max-new-tokens`.
+EvalSpec parse_eval_options(const std::vector<std::pair<std::string, std::string>>& options);
+
 /// llama.cpp quantization mixes as sweep methods (lower case of llama-quantize's names).
 inline constexpr const char* kKQuantMixMethods[] = {"q2_k",   "q3_k_s", "q3_k_m", "q3_k_l",
                                                     "q4_0",   "q4_k_s", "q4_k_m", "q5_k_s",

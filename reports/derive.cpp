@@ -437,9 +437,13 @@ std::vector<CapabilityAtBits> analyze_capabilities(const ReportData& d) {
       l.within_noise = all_noise;
       a.losses.push_back(l);
     }
-    std::stable_sort(
-        a.losses.begin(), a.losses.end(),
-        [](const CapabilityLoss& x, const CapabilityLoss& y) { return x.loss_pct > y.loss_pct; });
+    // Measurable losses first: a large change within noise (a few items at chance level)
+    // must not be named as what suffers most ahead of a small but certain one.
+    std::stable_sort(a.losses.begin(), a.losses.end(),
+                     [](const CapabilityLoss& x, const CapabilityLoss& y) {
+                       if (x.within_noise != y.within_noise) return !x.within_noise;
+                       return x.loss_pct > y.loss_pct;
+                     });
     out.push_back(std::move(a));
   }
   return out;

@@ -77,6 +77,12 @@ std::string render_html(const nlohmann::json& results) {
            d.baseline_label + " in the worse direction.") +
        "</figcaption>\n</figure>\n";
 
+  const std::vector<std::string> capabilities = capability_lines(d);
+  if (!capabilities.empty()) {
+    s += "<h2>Which capability suffers most</h2>\n" + ul(capabilities, "notes");
+    s += "<p class=\"meta\">" + html_escape(capability_footnote(d)) + "</p>\n";
+  }
+
   s += "<h2>Calibration domain</h2>\n";
   if (a.groups.empty()) {
     s += "<p class=\"meta\">No variants differ only by their calibration set.</p>\n";

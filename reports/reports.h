@@ -169,7 +169,7 @@ struct CapabilityLoss {
 /// The capability summary: for each nominal bit width of the quantized table rows
 /// (ascending), every eval that has a relative degradation (perplexity, and metrics whose
 /// baseline value is above 0; KL divergence has no relative form and is left out), sorted by
-/// loss, largest first.
+/// loss, largest first — those outside noise before those within it.
 struct CapabilityAtBits {
   int64_t bits = 0;
   std::vector<size_t> rows;  ///< the variants averaged

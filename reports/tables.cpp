@@ -307,6 +307,56 @@ std::vector<std::string> calibration_summary(const ReportData& d, const Calibrat
 
 }  // namespace reports_detail
 
+namespace reports_detail {
+
+std::vector<std::string> capability_lines(const ReportData& d) {
+  const std::vector<CapabilityAtBits> caps = analyze_capabilities(d);
+  size_t tasks = 0;
+  for (const auto& e : d.evals) tasks += !e.is_perplexity;
+  std::vector<std::string> lines;
+  if (tasks == 0) return lines;
+  for (const auto& c : caps) {
+    if (c.losses.empty()) continue;
+    std::vector<std::string> labels;
+    for (size_t r : c.rows) labels.push_back(d.rows[r].label);
+    auto loss_text = [&](const CapabilityLoss& l) {
+      const ReportEval& ev = d.evals[l.eval];
+      const double signed_pct = ev.is_perplexity ? l.loss_pct : -l.loss_pct;
+      return ev.name + " " + (ev.is_perplexity ? "perplexity" : ev.metric) + " " +
+             (signed_pct >= 0 ? "+" : "") + fixed(signed_pct, 1) + "%";
+    };
+    std::vector<std::string> clear, noise;
+    for (const auto& l : c.losses) (l.within_noise ? noise : clear).push_back(loss_text(l));
+    std::string line =
+        "at " + std::to_string(c.bits) + " bits (" + join(labels, ", ", ", ") + "): ";
+    if (!clear.empty()) {
+      line += d.evals[c.losses[0].eval].name + " loses most: " + clear[0];
+      if (clear.size() > 1)
+        line += " vs " + join(std::vector<std::string>(clear.begin() + 1, clear.end()), ", ", ", ");
+      if (!noise.empty()) line += "; within noise: " + join(noise, ", ", ", ");
+    } else {
+      line += "every change is within noise: " + join(noise, ", ", ", ");
+    }
+    if (!c.at_floor.empty()) {
+      std::vector<std::string> floor;
+      for (size_t e : c.at_floor) floor.push_back(d.evals[e].name);
+      line += "; not ranked (the baseline scores 0, nothing to lose): " + join(floor, ", ", ", ");
+    }
+    lines.push_back(line + ".");
+  }
+  return lines;
+}
+
+std::string capability_footnote(const ReportData& d) {
+  return "Loss = mean over the variants of that bit width of the relative change vs " +
+         d.baseline_label +
+         ": perplexity (relative − 1), other metrics (value − baseline) / baseline; "
+         "\"within noise\" = every variant's change is under twice its standard error. "
+         "KL divergence has no relative form and is shown in the table only.";
+}
+
+}  // namespace reports_detail
+
 namespace {
 
 std::string md_bullets(const std::vector<std::string>& lines) {
@@ -316,47 +366,10 @@ std::string md_bullets(const std::vector<std::string>& lines) {
 }
 
 std::string capabilities_md(const ReportData& d) {
-  const std::vector<CapabilityAtBits> caps = analyze_capabilities(d);
-  bool any = false;
-  for (const auto& c : caps) any = any || !c.losses.empty();
-  size_t tasks = 0;
-  for (const auto& e : d.evals) tasks += !e.is_perplexity;
-  if (!any || tasks == 0) return "";
-  std::string s = "## Which capability suffers most\n\n";
-  std::vector<std::string> lines;
-  for (const auto& c : caps) {
-    if (c.losses.empty()) continue;
-    std::vector<std::string> labels;
-    for (size_t r : c.rows) labels.push_back(d.rows[r].label);
-    auto loss_text = [&](const CapabilityLoss& l) {
-      const ReportEval& ev = d.evals[l.eval];
-      const double signed_pct = ev.is_perplexity ? l.loss_pct : -l.loss_pct;
-      return ev.name + " " + (ev.is_perplexity ? "perplexity" : ev.metric) + " " +
-             (signed_pct >= 0 ? "+" : "") + fixed(signed_pct, 1) + "%" +
-             (l.within_noise ? " (within noise)" : "");
-    };
-    std::string line = "at " + std::to_string(c.bits) + " bits (" + join(labels, ", ", ", ") +
-                       "): " + d.evals[c.losses[0].eval].name +
-                       " loses most: " + loss_text(c.losses[0]);
-    if (c.losses.size() > 1) {
-      std::vector<std::string> rest;
-      for (size_t i = 1; i < c.losses.size(); ++i) rest.push_back(loss_text(c.losses[i]));
-      line += " vs " + join(rest, ", ", ", ");
-    }
-    if (!c.at_floor.empty()) {
-      std::vector<std::string> floor;
-      for (size_t e : c.at_floor) floor.push_back(d.evals[e].name);
-      line += "; not ranked (the baseline scores 0, nothing to lose): " + join(floor, ", ", ", ");
-    }
-    lines.push_back(line + ".");
-  }
-  s += md_bullets(lines) + "\n";
-  s += "Loss = mean over the variants of that bit width of the relative change vs " +
-       d.baseline_label +
-       ": perplexity (relative − 1), other metrics (value − baseline) / baseline; "
-       "\"within noise\" = every variant's change is under twice its standard error. "
-       "KL divergence has no relative form and is shown in the table only.\n\n";
-  return s;
+  const std::vector<std::string> lines = capability_lines(d);
+  if (lines.empty()) return "";
+  return "## Which capability suffers most\n\n" + md_bullets(lines) + "\n" +
+         capability_footnote(d) + "\n\n";
 }
 
 std::string calibration_md(const ReportData& d) {

@@ -68,6 +68,11 @@ Table calibration_table(const ReportData& d, const CalibrationAnalysis& a);
 std::vector<std::string> calibration_notes(const ReportData& d, const CalibrationAnalysis& a);
 std::vector<std::string> calibration_summary(const ReportData& d, const CalibrationAnalysis& a);
 
+/// "Which capability suffers most": one sentence per bit width (empty when the sweep has no
+/// non-perplexity task or nothing to compare) and the footnote saying how loss is computed.
+std::vector<std::string> capability_lines(const ReportData& d);
+std::string capability_footnote(const ReportData& d);
+
 /// The two SVG charts.
 std::string quality_chart_svg(const ReportData& d);
 std::string degradation_chart_svg(const ReportData& d);

@@ -9,6 +9,11 @@
 #include <nlohmann/json.hpp>
 
 #include "common/mapped_file.h"
+#include "eval/datasets.h"
+#include "eval/line_completion.h"
+#include "formats/formats.h"
+#include "model/tokenizer.h"
+#include "model/transformer.h"
 #include "model/weights.h"
 #include "tests/support/test_support.h"
 
@@ -105,6 +110,57 @@ TEST(Cli, BadInputsExitWithStatus2AndOneLine) {
   std::ofstream(empty).close();
   expect_clean_failure(run("eval --model " + tiny_model("ok") + " --dataset " + empty + data),
                        {empty, "is empty"});
+}
+
+// `qsweep eval --task line_completion` is the library's line completion with the same
+// options (computed here directly), and carries the task's protocol and item count.
+TEST(Cli, EvalTaskRunsTheTaskWithTheGivenOptions) {
+  const CliRun r = run("eval --model " + test::tinycode_dir() + " --data-dir " + test::data_dir() +
+                       " --task line_completion --limit 12 --seed 3 --max-new-tokens 24 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["task"], "line_completion");
+  EXPECT_EQ(j["metric"], "exact_match_pct");
+  EXPECT_EQ(j["status"], "ok");
+  EXPECT_EQ(j["items"], 12);
+
+  LoadedModel m = load_model(test::tinycode_dir());
+  const Transformer model(m.spec, std::move(m.weights));
+  const auto tok = load_tokenizer(test::tinycode_dir());
+  LineCompletionOptions o;
+  o.limit = 12;
+  o.seed = 3;
+  o.max_new_tokens = 24;
+  o.context_tokens = model.spec().max_position_embeddings;
+  const LineCompletionResult ref =
+      run_line_completion(read_dataset_text(resolve_eval_dataset("code-heldout", test::data_dir())),
+                          *tok, make_generate_fn(model, *tok), o);
+  EXPECT_EQ(j["value"].get<double>(), 100 * ref.exact_match);
+  EXPECT_EQ(j["edit_similarity_pct"].get<double>(), 100 * ref.edit_similarity);
+  EXPECT_EQ(j["protocol"], ref.protocol);
+}
+
+TEST(Cli, EvalTaskOptionsAreCheckedLikeTheSweepFile) {
+  const std::string m = "eval --model " + test::tinycode_dir() + " --data-dir " + test::data_dir();
+  expect_clean_failure(run(m + " --task nope"), {"unknown task 'nope'", "humaneval"});
+  expect_clean_failure(run(m + " --task humaneval --limit -3"),
+                       {"--limit must be a non-negative integer", "'-3'"});
+  expect_clean_failure(run(m + " --task humaneval --samples 4"),
+                       {"--samples > 1 needs --temperature > 0"});
+  expect_clean_failure(run(m + " --task gsm8k --temperature 0.5"),
+                       {"--temperature does not apply to task 'gsm8k'"});
+  expect_clean_failure(run(m + " --task perplexity --limit 3"),
+                       {"--limit does not apply to --task perplexity"});
+  expect_clean_failure(run(m + " --task mmlu --ctx 64"), {"--ctx applies to --task perplexity"});
+  expect_clean_failure(run(m + " --task kld"), {"run it in a sweep"});
+  // Absent benchmark data is reported as skipped, as in a sweep, not an error.
+  const std::string empty = test::make_temp_dir("nodata");
+  const CliRun r =
+      run("eval --model " + test::tinycode_dir() + " --data-dir " + empty + " --task mbpp --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(j["value"].is_null());
+  EXPECT_EQ(j["status"], "skipped: " + empty + "/mbpp/mbpp.jsonl not found");
 }
 
 TEST(Cli, ContextBeyondTrainedLengthWarns) {
