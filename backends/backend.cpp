@@ -1,11 +1,19 @@
 #include "backends/backend.h"
 
 #include <tbb/info.h>
+#include <tbb/parallel_for.h>
 
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <vector>
 
 #include "backends/cpu/cpu_gemm.h"
 #include "common/errors.h"
+#include "common/half.h"
 
 namespace qsweep {
 
@@ -17,12 +25,99 @@ bool cuda_device_present(std::string* why);
 
 namespace {
 
+// The CPU twin: backend memory is host memory; every op is the code the CPU pipeline runs
+// (cpu_gemm / cpu_ops) or, for the fp16 GEMM, Hessian and Cholesky, plain Eigen.
 class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
   void matmul_nt(const float* A, const float* B, float* C, int64_t m, int64_t n,
                  int64_t k) override {
     cpu_gemm_nt(A, B, C, m, n, k);
+  }
+
+  void* allocate(size_t bytes) override {
+    void* p = std::malloc(std::max<size_t>(bytes, 1));
+    if (!p)
+      throw Error(cat("allocating ", double(bytes) / (1 << 20),
+                      " MiB of host memory failed: lower the batch size, context or model size"));
+    return p;
+  }
+  void release(void* p) noexcept override { std::free(p); }
+  void to_device(void* dst, const void* src, size_t bytes) override {
+    std::memcpy(dst, src, bytes);
+  }
+  void to_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void synchronize() override {}
+
+  void gemm_nt(const float* A, const float* B, float* C, int64_t m, int64_t n, int64_t k) override {
+    cpu_gemm_nt(A, B, C, m, n, k);
+  }
+  void gemm_nt_f16(const uint16_t* A, const uint16_t* B, float* C, int64_t m, int64_t n,
+                   int64_t k) override {
+    // Widened to fp32 (exact) and multiplied in fp32: what the tensor cores compute, up to
+    // the order of the fp32 additions.
+    std::vector<float> a(size_t(m * k)), b(size_t(n * k));
+    for (size_t i = 0; i < a.size(); ++i) a[i] = half_to_float(A[i]);
+    for (size_t i = 0; i < b.size(); ++i) b[i] = half_to_float(B[i]);
+    cpu_gemm_nt(a.data(), b.data(), C, m, n, k);
+  }
+  void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t dim,
+                float eps) override {
+    cpu_rms_norm(x, w, y, rows, dim, eps);
+  }
+  void rope(float* x, int64_t rows, int n_heads, int head_dim, double theta,
+            const std::vector<int64_t>& row_pos) override {
+    cpu_rope(x, rows, n_heads, head_dim, theta, row_pos);
+  }
+  void attention(const float* q, const float* k, const float* v, float* out,
+                 const std::vector<AttentionSpan>& spans, const AttentionShape& shape) override {
+    cpu_attention(q, k, v, out, spans, shape);
+  }
+  void swiglu(float* gate, const float* up, int64_t n) override { cpu_swiglu(gate, up, n); }
+  void add(float* y, const float* x, int64_t n) override {
+    Eigen::Map<Eigen::VectorXf>(y, n) += Eigen::Map<const Eigen::VectorXf>(x, n);
+  }
+  void add_row_bias(float* y, const float* bias, int64_t rows, int64_t cols) override {
+    // The same expression as the forward pass's bias add (model/transformer.cpp).
+    Eigen::Map<Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(y, rows, cols)
+        .rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias, cols);
+  }
+  void token_nll(const float* logits, const int32_t* targets, float* nll, int64_t rows,
+                 int64_t vocab) override {
+    cpu_token_nll(logits, targets, nll, rows, vocab);
+  }
+  void hessian_accumulate(const float* X, double* H, int64_t n, int64_t d) override {
+    const Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> x(
+        X, n, d);
+    Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> h(H, d, d);
+    const Eigen::MatrixXd xd = x.cast<double>();
+    h.selfadjointView<Eigen::Lower>().rankUpdate(xd.transpose());
+    h.triangularView<Eigen::StrictlyUpper>() = h.transpose();  // keep H full
+  }
+  bool upper_cholesky_of_inverse(double* H, float* Hinv, int64_t d) override {
+    // H⁻¹ = UᵀU with U upper ⇔ U = chol-factor of H⁻¹; computed as chol(H⁻¹) directly.
+    using MatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    Eigen::Map<MatD> h(H, d, d);
+    Eigen::LLT<MatD> llt(h);
+    if (llt.info() != Eigen::Success) return false;
+    const MatD inv = llt.solve(MatD::Identity(d, d));
+    Eigen::LLT<MatD> llt_inv(inv);
+    if (llt_inv.info() != Eigen::Success) return false;
+    const MatD U = llt_inv.matrixU();
+    for (int64_t i = 0; i < d * d; ++i) {
+      Hinv[i] = float(U.data()[i]);
+      if (!std::isfinite(Hinv[i])) return false;
+    }
+    return true;
+  }
+  void dequantize_groups(const uint8_t* codes, const float* scales, const float* zeros,
+                         const int32_t* g_idx, float* W, int64_t rows, int64_t cols) override {
+    tbb::parallel_for(int64_t(0), rows, [&](int64_t r) {
+      for (int64_t c = 0; c < cols; ++c) {
+        const int64_t g = g_idx[c];
+        W[r * cols + c] = scales[g * rows + r] * (float(codes[r * cols + c]) - zeros[g * rows + r]);
+      }
+    });
   }
 };
 

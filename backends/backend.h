@@ -1,11 +1,22 @@
-// The compute backend interface: the few heavy operations that the model,
-// calibration and quantizers need, with a CPU implementation (Eigen + oneTBB)
-// that is always present and a CUDA twin (cuBLAS) that is detected at run time.
+// The compute backend interface: the heavy operations the model, calibration and quantizers
+// need, with a CPU implementation (Eigen + oneTBB) that is always present and a CUDA twin
+// (cuBLAS, cuSOLVER and our kernels) that is detected at run time.
+//
+// Memory: the ops work on *backend memory* — host memory for the CPU, device memory for CUDA
+// — obtained with allocate() (or BackendArray) and filled with to_device()/to_host(), so a
+// model can stay resident on the GPU across calls. Small metadata (positions, attention spans)
+// is passed as host std::vectors. Every array is row-major. The CPU ops are the twins and the
+// referees: tests/backends/ops_test.cpp runs one test body on every available backend against
+// an independent double-precision reference.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "backends/cpu/cpu_ops.h"
 
 namespace qsweep {
 
@@ -15,11 +26,83 @@ class Backend {
   /// "cpu" or "cuda:<device name>".
   virtual std::string name() const = 0;
 
-  /// C[m, n] = A[m, k] · B[n, k]ᵀ, all row-major fp32 host pointers.
-  /// B is laid out like a Hugging Face linear weight [out, in], so
-  /// matmul_nt(x, W) computes the linear layer x·Wᵀ.
+  /// C[m, n] = A[m, k] · B[n, k]ᵀ on fp32 *host* pointers (copies in and out on CUDA).
+  /// B is laid out like a Hugging Face linear weight [out, in], so matmul_nt(x, W) computes
+  /// the linear layer x·Wᵀ.
   virtual void matmul_nt(const float* A, const float* B, float* C, int64_t m, int64_t n,
                          int64_t k) = 0;
+
+  // --- Backend memory -------------------------------------------------------------------
+  /// Throws Error naming the size asked for (and what to lower) when memory runs out.
+  virtual void* allocate(size_t bytes) = 0;
+  virtual void release(void* p) noexcept = 0;
+  virtual void to_device(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void to_host(void* host_dst, const void* src, size_t bytes) = 0;
+  /// Waits for queued work; errors of asynchronous kernels surface here at the latest.
+  virtual void synchronize() = 0;
+
+  // --- Ops on backend memory ------------------------------------------------------------
+  /// C = A·Bᵀ as matmul_nt, fp32 throughout (no TF32).
+  virtual void gemm_nt(const float* A, const float* B, float* C, int64_t m, int64_t n,
+                       int64_t k) = 0;
+  /// C = A·Bᵀ with fp16 inputs (IEEE binary16 bit patterns), fp32 accumulation and output:
+  /// the tensor-core path on CUDA.
+  virtual void gemm_nt_f16(const uint16_t* A, const uint16_t* B, float* C, int64_t m, int64_t n,
+                           int64_t k) = 0;
+  virtual void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t dim,
+                        float eps) = 0;
+  virtual void rope(float* x, int64_t rows, int n_heads, int head_dim, double theta,
+                    const std::vector<int64_t>& row_pos) = 0;
+  virtual void attention(const float* q, const float* k, const float* v, float* out,
+                         const std::vector<AttentionSpan>& spans, const AttentionShape& shape) = 0;
+  virtual void swiglu(float* gate, const float* up, int64_t n) = 0;
+  /// y[i] += x[i] over n elements (the residual connections).
+  virtual void add(float* y, const float* x, int64_t n) = 0;
+  /// y[r, c] += bias[c] for y[rows, cols] (q/k/v/o biases).
+  virtual void add_row_bias(float* y, const float* bias, int64_t rows, int64_t cols) = 0;
+  /// nll[r] = −log softmax(logits[r])[targets[r]]; targets are in backend memory.
+  virtual void token_nll(const float* logits, const int32_t* targets, float* nll, int64_t rows,
+                         int64_t vocab) = 0;
+  /// H[d, d] += Xᵀ·X for X[n, d] fp32, H fp64 (GPTQ's Hessian before its 2/n scaling).
+  virtual void hessian_accumulate(const float* X, double* H, int64_t n, int64_t d) = 0;
+  /// GPTQ's Hinv: the upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU) for a symmetric positive
+  /// definite H[d, d] (fp64, overwritten), written to Hinv[d, d] fp32 with zeros below the
+  /// diagonal. Returns false when H is not positive definite (the caller adds damping).
+  virtual bool upper_cholesky_of_inverse(double* H, float* Hinv, int64_t d) = 0;
+  /// W[r, c] = scales[g·rows + r] · (codes[r·cols + c] − zeros[g·rows + r]), g = g_idx[c]:
+  /// QTensor::dequantize on backend memory.
+  virtual void dequantize_groups(const uint8_t* codes, const float* scales, const float* zeros,
+                                 const int32_t* g_idx, float* W, int64_t rows, int64_t cols) = 0;
+};
+
+/// An array in a backend's memory that releases itself.
+template <typename T>
+class BackendArray {
+ public:
+  BackendArray(Backend& b, size_t n)
+      : backend_(&b), n_(n), p_(static_cast<T*>(b.allocate(n * sizeof(T)))) {}
+  BackendArray(Backend& b, const std::vector<T>& host) : BackendArray(b, host.size()) {
+    upload(host);
+  }
+  ~BackendArray() { backend_->release(p_); }
+  BackendArray(const BackendArray&) = delete;
+  BackendArray& operator=(const BackendArray&) = delete;
+  T* get() { return p_; }
+  const T* get() const { return p_; }
+  size_t size() const { return n_; }
+  void upload(const std::vector<T>& host) {
+    if (!host.empty()) backend_->to_device(p_, host.data(), host.size() * sizeof(T));
+  }
+  std::vector<T> download() const {
+    std::vector<T> h(n_);
+    if (n_) backend_->to_host(h.data(), p_, n_ * sizeof(T));
+    return h;
+  }
+
+ private:
+  Backend* backend_;
+  size_t n_;
+  T* p_;
 };
 
 /// The CPU backend (process-wide, stateless apart from TBB's thread pool).

@@ -117,9 +117,16 @@ int cmd_eval(const std::vector<std::string>& argv) {
   QS_THROW_IF_NOT(args.positional().empty(), "qsweep eval: unexpected argument '",
                   args.positional()[0], "'");
   const std::string task = args.get("task", "perplexity");
-  // CPU only for now: "auto" and "cpu" run here; "cuda" says why it cannot.
+  // auto: CUDA when a device is usable, else the CPU. Perplexity runs on either; the other
+  // tasks (generation, multiple choice) run on the CPU only so far (issue #7).
   const std::string device = args.get("device", "auto");
-  if (device != "auto") (void)make_backend(device);
+  std::unique_ptr<Backend> backend = make_backend(device);
+  const bool on_cuda = backend->name() != "cpu";
+  if (task != "perplexity" && on_cuda) {
+    QS_THROW_IF_NOT(device == "auto", "--device cuda: --task ", task,
+                    " runs on the CPU only so far (perplexity runs on CUDA); use --device cpu");
+    backend = make_backend("cpu");
+  }
 
   const std::string data_dir_flag = args.get("data-dir");
   const std::string model_dir = resolve_model_dir(args.require("model"), data_dir_flag);
@@ -132,6 +139,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
   opt.stride = int(args.get_int("stride", 0));
   opt.max_tokens = args.get_int("max-tokens", 0);
   opt.progress = !args.has("no-progress");
+  if (on_cuda) opt.backend = backend.get();
   QS_THROW_IF_NOT(opt.max_tokens >= 0, "--max-tokens must be >= 0");
   const EvalDataset ds =
       resolve_eval_dataset(args.get("dataset", "wikitext2"), resolve_data_dir(data_dir_flag));
@@ -184,7 +192,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
     j["nll_standard_error"] = r.nll_standard_error;
     j["seconds"] = {{"load", load_s}, {"tokenize", tok_s}, {"eval", r.seconds}};
     j["tokens_per_second"] = r.tokens_per_second;
-    j["device"] = "cpu";
+    j["device"] = backend->name();
     j["threads"] = backend_threads();
     j["compute"] = "fp32";
     std::printf("%s\n", j.dump(2).c_str());
@@ -200,8 +208,8 @@ int cmd_eval(const std::vector<std::string>& argv) {
                 (long long)r.tokens_in_text, (long long)r.tokens_used, (long long)r.tokens_dropped,
                 (long long)r.windows, (long long)r.scored_tokens);
     std::printf(
-        "  time     load %.2fs, tokenize %.2fs, eval %.2fs (%.0f tokens/s, cpu, %d threads)\n",
-        load_s, tok_s, r.seconds, r.tokens_per_second, backend_threads());
+        "  time     load %.2fs, tokenize %.2fs, eval %.2fs (%.0f tokens/s, %s, %d threads)\n",
+        load_s, tok_s, r.seconds, r.tokens_per_second, backend->name().c_str(), backend_threads());
   }
   return 0;
 }

@@ -5,9 +5,11 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <memory>
 
 #include "common/errors.h"
 #include "common/progress.h"
+#include "model/resident_model.h"
 
 namespace qsweep {
 
@@ -94,6 +96,8 @@ PerplexityResult evaluate_perplexity(const Transformer& model, const std::vector
       opt.batch_rows > 0
           ? opt.batch_rows
           : std::max<int64_t>(opt.ctx, std::min<int64_t>(16384, (int64_t(64) << 20) / vocab));
+  std::unique_ptr<ResidentModel> resident;
+  if (opt.backend) resident = std::make_unique<ResidentModel>(*opt.backend, model);
   Progress progress("perplexity", int64_t(windows.size()), "windows", opt.progress);
   size_t w0 = 0;
   while (w0 < windows.size()) {
@@ -105,6 +109,20 @@ PerplexityResult evaluate_perplexity(const Transformer& model, const std::vector
       seqs.emplace_back(all_tokens.begin() + w.begin, all_tokens.begin() + w.begin + w.len);
       rows += w.len;
       ++w1;
+    }
+    if (resident) {
+      // NLL of position p + 1 of each window, concatenated (len − 1 per window).
+      const std::vector<float> nll = resident->next_token_nll(seqs);
+      int64_t at = 0;
+      for (size_t wi = w0; wi < w1; ++wi) {
+        const Window& w = windows[wi];
+        for (int t = w.first_scored; t < w.len; ++t)
+          r.token_nll[size_t(out_offset[wi] + (t - w.first_scored))] = nll[size_t(at + t - 1)];
+        at += w.len - 1;
+      }
+      progress.advance(int64_t(w1 - w0));
+      w0 = w1;
+      continue;
     }
     const MatrixRM logits = model.forward(seqs);
     int64_t row0 = 0;

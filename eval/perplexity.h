@@ -21,6 +21,8 @@
 
 namespace qsweep {
 
+class Backend;
+
 enum class PerplexityProtocol { Chunks, Strided };
 /// "chunks" / "strided"; parse throws Error for anything else.
 const char* protocol_name(PerplexityProtocol p);
@@ -33,6 +35,9 @@ struct PerplexityOptions {
   int64_t max_tokens = 0;  ///< evaluate the first N tokens; 0 = all
   int64_t batch_rows = 0;  ///< tokens per forward batch; 0 = automatic (memory-bounded)
   bool progress = false;   ///< draw progress on stderr
+  /// nullptr: Transformer::forward on the CPU. Otherwise the weights are uploaded once to this
+  /// backend (ResidentModel) and the forward pass and the NLL reduction run there.
+  Backend* backend = nullptr;
 };
 
 struct PerplexityResult {

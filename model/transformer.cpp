@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "backends/cpu/cpu_gemm.h"
+#include "backends/cpu/cpu_ops.h"
 #include "common/errors.h"
 
 namespace qsweep {
@@ -21,52 +22,15 @@ MatrixRM linear(const MatrixRM& x, const MatrixRM& W, const VectorF& b) {
   return y;
 }
 
-// HF LlamaRMSNorm: x · rsqrt(mean(x²) + eps) · w, in fp32.
 MatrixRM rms_norm(const MatrixRM& x, const VectorF& w, float eps) {
   MatrixRM y(x.rows(), x.cols());
-  tbb::parallel_for(int64_t(0), int64_t(x.rows()), [&](int64_t i) {
-    const float ms = x.row(i).squaredNorm() / float(x.cols());
-    const float r = 1.0f / std::sqrt(ms + eps);
-    y.row(i) = (x.row(i) * r).cwiseProduct(w.transpose());
-  });
+  cpu_rms_norm(x.data(), w.data(), y.data(), x.rows(), x.cols(), eps);
   return y;
 }
 
-// Rotary embedding, Hugging Face "rotate half" convention: within each head the
-// pair (i, i + d/2) is rotated by angle pos · θ^(−2i/d). Computed like HF in fp32.
-// `row_pos[r]` is row r's position; the table covers only [min, max] of them so
-// that a decode step at position 200 does not recompute 200 rows of angles (each
-// entry depends on its position only, so forward() and decode() agree exactly).
 void apply_rope(MatrixRM& x, int n_heads, int head_dim, double theta,
                 const std::vector<int64_t>& row_pos) {
-  QS_ASSERT(int64_t(row_pos.size()) == x.rows());
-  if (row_pos.empty()) return;
-  const int half = head_dim / 2;
-  const auto [min_it, max_it] = std::minmax_element(row_pos.begin(), row_pos.end());
-  const int64_t p0 = *min_it, n_pos = *max_it - p0 + 1;
-  std::vector<float> cos_t(static_cast<size_t>(n_pos * half)),
-      sin_t(static_cast<size_t>(n_pos * half));
-  for (int i = 0; i < half; ++i) {
-    const float inv_freq = 1.0f / float(std::pow(theta, double(float(2 * i) / float(head_dim))));
-    for (int64_t p = 0; p < n_pos; ++p) {
-      const float angle = float(p0 + p) * inv_freq;
-      cos_t[size_t(p) * half + i] = float(std::cos(double(angle)));
-      sin_t[size_t(p) * half + i] = float(std::sin(double(angle)));
-    }
-  }
-  tbb::parallel_for(int64_t(0), int64_t(x.rows()), [&](int64_t row) {
-    const float* c = &cos_t[size_t(row_pos[size_t(row)] - p0) * half];
-    const float* s = &sin_t[size_t(row_pos[size_t(row)] - p0) * half];
-    float* xr = x.row(row).data();
-    for (int h = 0; h < n_heads; ++h) {
-      float* v = xr + h * head_dim;
-      for (int i = 0; i < half; ++i) {
-        const float a = v[i], b = v[i + half];
-        v[i] = a * c[i] - b * s[i];
-        v[i + half] = b * c[i] + a * s[i];
-      }
-    }
-  });
+  cpu_rope(x.data(), x.rows(), n_heads, head_dim, theta, row_pos);
 }
 
 // Position of every row of packed sequences that each start at position 0.
@@ -77,45 +41,11 @@ std::vector<int64_t> packed_positions(const std::vector<int>& lengths) {
   return pos;
 }
 
-// One attention problem: `n` query rows starting at row q_off of q (output rows
-// likewise), at positions p0 … p0 + n − 1, over the keys/values of positions
-// 0 … p0 + n − 1 stored from row kv_off of k and v. forward() has p0 = 0 and
-// q_off = kv_off (the sequence's own rows); decode() has the cache as k and v.
-struct AttentionSpan {
-  int64_t q_off, kv_off, n, p0;
-};
-
-// Causal (optionally sliding-window) GQA attention of every span and head.
 MatrixRM attention(const MatrixRM& q, const MatrixRM& k, const MatrixRM& v,
                    const std::vector<AttentionSpan>& spans, const ModelSpec& s) {
-  const int hd = s.head_dim, nh = s.num_heads, group = s.num_heads / s.num_kv_heads;
   MatrixRM out(q.rows(), q.cols());
-  const float scale = 1.0f / std::sqrt(float(hd));
-  const int64_t tasks = int64_t(spans.size()) * nh;
-  tbb::parallel_for(int64_t(0), tasks, [&](int64_t t) {
-    const AttentionSpan& sp = spans[size_t(t / nh)];
-    const int h = int(t % nh), kvh = h / group;
-    const int64_t T = sp.p0 + sp.n;  // keys visible to the last query
-    const auto Q = q.block(sp.q_off, int64_t(h) * hd, sp.n, hd);
-    const auto K = k.block(sp.kv_off, int64_t(kvh) * hd, T, hd);
-    const auto V = v.block(sp.kv_off, int64_t(kvh) * hd, T, hd);
-    MatrixRM S = (Q * K.transpose()) * scale;
-    for (int64_t i = 0; i < sp.n; ++i) {
-      const int64_t pos = sp.p0 + i;
-      const int64_t lo =
-          s.sliding_window > 0 ? std::max<int64_t>(0, pos - s.sliding_window + 1) : 0;
-      float mx = -std::numeric_limits<float>::infinity();
-      for (int64_t j = lo; j <= pos; ++j) mx = std::max(mx, S(i, j));
-      float sum = 0;
-      for (int64_t j = 0; j < T; ++j) {
-        const float e = (j >= lo && j <= pos) ? std::exp(S(i, j) - mx) : 0.0f;
-        S(i, j) = e;
-        sum += e;
-      }
-      S.row(i) /= sum;
-    }
-    out.block(sp.q_off, int64_t(h) * hd, sp.n, hd).noalias() = S * V;
-  });
+  cpu_attention(q.data(), k.data(), v.data(), out.data(), spans,
+                {s.num_heads, s.num_kv_heads, s.head_dim, s.sliding_window});
   return out;
 }
 
@@ -225,11 +155,7 @@ void Transformer::layer_impl(int layer, MatrixRM& hidden, const std::vector<int>
     if (stop_after == LinearRole::Gate || stop_after == LinearRole::Up) return;
     MatrixRM g = linear(x, L.w_gate, VectorF());
     const MatrixRM u = linear(x, L.w_up, VectorF());
-    tbb::parallel_for(int64_t(0), int64_t(g.rows()), [&](int64_t i) {
-      float* gr = g.row(i).data();
-      const float* ur = u.row(i).data();
-      for (int64_t j = 0; j < g.cols(); ++j) gr[j] = gr[j] / (1.0f + std::exp(-gr[j])) * ur[j];
-    });
+    cpu_swiglu(g.data(), u.data(), g.size());
     seen(LinearRole::Down, g);
     if (stop_after == LinearRole::Down) return;
     hidden += linear(g, L.w_down, VectorF());
@@ -272,16 +198,7 @@ MatrixRM Transformer::decode(KvCache& cache, const std::vector<int>& new_tokens)
 }
 
 void log_softmax_rows(MatrixRM& logits) {
-  tbb::parallel_for(int64_t(0), int64_t(logits.rows()), [&](int64_t i) {
-    float* r = logits.row(i).data();
-    const int64_t n = logits.cols();
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < n; ++j) mx = std::max(mx, r[j]);
-    double sum = 0;
-    for (int64_t j = 0; j < n; ++j) sum += std::exp(double(r[j] - mx));
-    const float lse = mx + float(std::log(sum));
-    for (int64_t j = 0; j < n; ++j) r[j] -= lse;
-  });
+  cpu_log_softmax_rows(logits.data(), logits.rows(), logits.cols());
 }
 
 double forward_flops_per_token(const ModelSpec& s, int ctx) {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "backends/backend.h"
 #include "common/errors.h"
 #include "common/mapped_file.h"
 #include "eval/datasets.h"
@@ -105,6 +106,31 @@ TEST_F(ToyModel, NllIsMinusLogSoftmaxOfTheTarget) {
   }
   EXPECT_NEAR(r.mean_nll, sum / 19, 1e-6);
   EXPECT_NEAR(r.perplexity, std::exp(sum / 19), 1e-4);
+}
+
+// With a backend the weights go to its memory and the NLLs come from its token_nll op
+// (ResidentModel): the same per-token NLLs and the same token accounting, for both protocols
+// and with windows batched several to a forward. Run on "cuda" too when a device is usable.
+TEST_F(ToyModel, ResidentBackendPathScoresTheSameTokens) {
+  for (const char* device : {"cpu", "cuda"}) {
+    if (std::string(device) == "cuda" && !cuda_available()) continue;
+    auto backend = make_backend(device);
+    for (auto protocol : {PerplexityProtocol::Chunks, PerplexityProtocol::Strided}) {
+      PerplexityOptions opt;
+      opt.protocol = protocol;
+      opt.ctx = 24;
+      opt.stride = 10;
+      opt.batch_rows = 60;  // two windows per forward
+      const auto ref = evaluate_perplexity(model_, tokens_, opt);
+      opt.backend = backend.get();
+      const auto r = evaluate_perplexity(model_, tokens_, opt);
+      ASSERT_EQ(r.scored_tokens, ref.scored_tokens);
+      ASSERT_EQ(r.token_nll.size(), ref.token_nll.size());
+      for (size_t i = 0; i < r.token_nll.size(); ++i)
+        ASSERT_NEAR(r.token_nll[i], ref.token_nll[i], 1e-5) << device << " token " << i;
+      EXPECT_NEAR(r.mean_nll, ref.mean_nll, 1e-6);
+    }
+  }
 }
 
 TEST_F(ToyModel, BadOptionsAreErrors) {
