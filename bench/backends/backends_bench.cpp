@@ -1,0 +1,133 @@
+// Backend ops at Llama-2-7B shapes and the resident forward pass, per backend ("cpu", "cuda"):
+// GEMM fp32 and fp16-input GFLOP/s, the GPTQ Hessian (syrk) and Cholesky-of-inverse times,
+// and forward tokens/s of a 7B-shaped model cut to 2 layers (the per-layer rate is what a
+// whole model divides by its layer count; the lm_head is included once). Timings end with
+// synchronize(), so they include the kernels' execution, not just their launch.
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <string>
+
+#include "backends/backend.h"
+#include "common/half.h"
+#include "model/resident_model.h"
+#include "model/transformer.h"
+#include "model/weights.h"
+
+namespace qsweep {
+namespace {
+
+const char* kDevices[] = {"cpu", "cuda"};
+
+std::unique_ptr<Backend> backend_or_skip(benchmark::State& state) {
+  const std::string dev = kDevices[state.range(0)];
+  if (dev == "cuda" && !cuda_available()) {
+    state.SkipWithError(("no CUDA: " + cuda_unavailable_reason()).c_str());
+    return nullptr;
+  }
+  state.SetLabel(dev);
+  return make_backend(dev);
+}
+
+std::vector<float> randn(size_t n, uint32_t seed) {
+  std::mt19937 rng{seed};
+  std::normal_distribution<float> d;
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// args: device, m (tokens), n (out), k (in), fp16
+void BM_Gemm(benchmark::State& state) {
+  auto b = backend_or_skip(state);
+  if (!b) return;
+  const int64_t m = state.range(1), n = state.range(2), k = state.range(3);
+  const bool f16 = state.range(4) != 0;
+  BackendArray<float> c(*b, size_t(m * n));
+  if (f16) {
+    std::vector<uint16_t> ah(size_t(m * k)), bh(size_t(n * k));
+    const auto a = randn(ah.size(), 1), w = randn(bh.size(), 2);
+    for (size_t i = 0; i < ah.size(); ++i) ah[i] = float_to_half(a[i]);
+    for (size_t i = 0; i < bh.size(); ++i) bh[i] = float_to_half(w[i]);
+    BackendArray<uint16_t> ad(*b, ah), bd(*b, bh);
+    for (auto _ : state) {
+      b->gemm_nt_f16(ad.get(), bd.get(), c.get(), m, n, k);
+      b->synchronize();
+    }
+  } else {
+    BackendArray<float> ad(*b, randn(size_t(m * k), 1)), bd(*b, randn(size_t(n * k), 2));
+    for (auto _ : state) {
+      b->gemm_nt(ad.get(), bd.get(), c.get(), m, n, k);
+      b->synchronize();
+    }
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * m * n * k * double(state.iterations()), benchmark::Counter::kIsRate,
+                         benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_Gemm)
+    ->ArgNames({"dev", "m", "n", "k", "f16"})
+    ->ArgsProduct({{0, 1}, {2048}, {4096, 11008}, {4096}, {0, 1}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// GPTQ's per-linear linear algebra at d = 4096 / 11008: H += XᵀX over 128 × 2048 calibration
+// tokens (in chunks of 2048), then the upper Cholesky factor of H⁻¹. args: device, d.
+void BM_HessianAndCholesky(benchmark::State& state) {
+  auto b = backend_or_skip(state);
+  if (!b) return;
+  const int64_t d = state.range(1), chunk = 2048, chunks = 128;
+  BackendArray<float> x(*b, randn(size_t(chunk * d), 3)), hinv(*b, size_t(d * d));
+  BackendArray<double> h(*b, size_t(d * d));
+  std::vector<double> zero(size_t(d * d), 0.0);
+  for (int64_t i = 0; i < d; ++i) zero[size_t(i * d + i)] = 1.0;  // damping: stays SPD
+  for (auto _ : state) {
+    h.upload(zero);
+    for (int64_t c = 0; c < chunks; ++c) b->hessian_accumulate(x.get(), h.get(), chunk, d);
+    if (!b->upper_cholesky_of_inverse(h.get(), hinv.get(), d))
+      state.SkipWithError("Cholesky failed");
+    b->synchronize();
+  }
+}
+BENCHMARK(BM_HessianAndCholesky)
+    ->ArgNames({"dev", "d"})
+    ->ArgsProduct({{0, 1}, {4096, 11008}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(1);
+
+// Llama-2-7B shapes, 2 layers, fp32 weights resident on the backend; 8 sequences × 256
+// tokens (the perplexity eval's batch). args: device.
+void BM_ResidentForward7BShaped(benchmark::State& state) {
+  auto b = backend_or_skip(state);
+  if (!b) return;
+  ModelSpec s;
+  s.arch_name = "LlamaForCausalLM";
+  s.vocab_size = 32000;
+  s.hidden_size = 4096;
+  s.intermediate_size = 11008;
+  s.num_layers = 2;
+  s.num_heads = 32;
+  s.num_kv_heads = 32;
+  s.head_dim = 128;
+  s.max_position_embeddings = 4096;
+  static const Transformer* model = new Transformer(s, random_weights(s, 7, 0.02f));
+  ResidentModel resident(*b, *model);
+  std::vector<std::vector<int>> seqs(8);
+  for (size_t i = 0; i < seqs.size(); ++i)
+    for (int t = 0; t < 256; ++t) seqs[i].push_back(int((i * 7919 + size_t(t) * 104729) % 32000));
+  for (auto _ : state) benchmark::DoNotOptimize(resident.next_token_nll(seqs));
+  state.counters["tokens/s"] =
+      benchmark::Counter(8 * 256 * double(state.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_ResidentForward7BShaped)
+    ->ArgNames({"dev"})
+    ->Arg(0)
+    ->Arg(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+}  // namespace
+}  // namespace qsweep
+
+BENCHMARK_MAIN();
