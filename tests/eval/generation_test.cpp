@@ -11,6 +11,7 @@
 #include "common/errors.h"
 #include "model/model_spec.h"
 #include "model/weights.h"
+#include "tests/support/small_model.h"
 #include "tests/support/test_support.h"
 
 namespace qsweep {
@@ -49,17 +50,7 @@ class ToyTokenizer : public Tokenizer {
 };
 
 ModelSpec toy_spec() {
-  ModelSpec s;
-  s.arch = Architecture::Mistral;
-  s.arch_name = "MistralForCausalLM";
-  s.vocab_size = 37;
-  s.hidden_size = 48;
-  s.intermediate_size = 80;
-  s.num_layers = 2;
-  s.num_heads = 6;
-  s.num_kv_heads = 2;
-  s.head_dim = 8;
-  s.rms_norm_eps = 1e-5f;
+  ModelSpec s = test::small_model_spec(Architecture::Mistral);
   s.max_position_embeddings = 24;
   s.sliding_window = 6;
   return s;

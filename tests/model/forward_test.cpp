@@ -17,6 +17,7 @@
 #include "model/safetensors.h"
 #include "model/transformer.h"
 #include "model/weights.h"
+#include "tests/support/small_model.h"
 #include "tests/support/test_support.h"
 
 namespace qsweep {
@@ -25,24 +26,7 @@ namespace {
 constexpr double kForwardMaxRelErr = 1e-4;
 
 ModelSpec small_spec(Architecture arch) {
-  ModelSpec s;
-  s.arch = arch;
-  s.arch_name = arch == Architecture::Qwen2     ? "Qwen2ForCausalLM"
-                : arch == Architecture::Mistral ? "MistralForCausalLM"
-                                                : "LlamaForCausalLM";
-  s.vocab_size = 37;  // odd on purpose
-  s.hidden_size = 48;
-  s.intermediate_size = 80;
-  s.num_layers = 2;
-  s.num_heads = 6;
-  s.num_kv_heads = 2;  // GQA, group of 3
-  s.head_dim = 8;
-  s.rms_norm_eps = 1e-5f;
-  s.rope_theta = 10000.0;
-  s.max_position_embeddings = 64;
-  s.qkv_bias = arch == Architecture::Qwen2;
-  s.sliding_window = arch == Architecture::Mistral ? 5 : 0;
-  return s;
+  return test::small_model_spec(arch);
 }
 
 using Mat = std::vector<std::vector<double>>;

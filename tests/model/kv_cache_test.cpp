@@ -12,6 +12,7 @@
 #include "model/tokenizer.h"
 #include "model/transformer.h"
 #include "model/weights.h"
+#include "tests/support/small_model.h"
 #include "tests/support/test_support.h"
 
 namespace qsweep {
@@ -20,23 +21,10 @@ namespace {
 constexpr double kMaxRelErr = 1e-4;
 
 ModelSpec random_spec(Architecture arch) {
-  ModelSpec s;
-  s.arch = arch;
-  s.arch_name = arch == Architecture::Qwen2     ? "Qwen2ForCausalLM"
-                : arch == Architecture::Mistral ? "MistralForCausalLM"
-                                                : "LlamaForCausalLM";
-  s.vocab_size = 37;
-  s.hidden_size = 48;
-  s.intermediate_size = 80;
-  s.num_layers = 2;
-  s.num_heads = 6;
-  s.num_kv_heads = 2;
-  s.head_dim = 8;
-  s.rms_norm_eps = 1e-5f;
+  ModelSpec s = test::small_model_spec(arch);
   s.max_position_embeddings = 40;
   s.qkv_bias = arch != Architecture::Mistral;  // Qwen2 always; Llama with attention_bias
   s.o_bias = arch == Architecture::Llama;
-  s.sliding_window = arch == Architecture::Mistral ? 5 : 0;  // much shorter than the sequences
   return s;
 }
 
