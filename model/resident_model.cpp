@@ -66,8 +66,8 @@ void ResidentModel::run(const std::vector<std::vector<int>>& sequences, Hidden& 
   std::vector<AttentionSpan> spans;
   int64_t n = 0;
   for (const auto& seq : sequences) {
-    QS_THROW_IF_NOT(int64_t(seq.size()) <= s.max_position_embeddings, "a sequence of ", seq.size(),
-                    " tokens exceeds the model's context of ", s.max_position_embeddings);
+    // Like Transformer::forward, no limit at max_position_embeddings: RoPE extends, and the
+    // CLI warns that such a run measures extrapolation.
     spans.push_back({n, n, int64_t(seq.size()), 0});
     for (size_t p = 0; p < seq.size(); ++p) pos.push_back(int64_t(p));
     n += int64_t(seq.size());

@@ -170,7 +170,10 @@ __global__ void token_nll_kernel(const float* logits, const int32_t* targets, fl
   double sum = 0;
   for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) sum += exp(double(r[j] - mx));
   sum = block_sum(sum);
-  if (threadIdx.x == 0) nll[blockIdx.x] = -(r[targets[blockIdx.x]] - (mx + float(log(sum))));
+  if (threadIdx.x == 0) {
+    const int32_t t = targets[blockIdx.x];  // out of range: NaN, never a read outside the row
+    nll[blockIdx.x] = t >= 0 && t < vocab ? -(r[t] - (mx + float(log(sum)))) : NAN;
+  }
 }
 
 __global__ void widen_kernel(const float* x, double* y, int64_t n) {
