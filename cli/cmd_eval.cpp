@@ -144,12 +144,8 @@ int cmd_eval(const std::vector<std::string>& argv) {
   const EvalDataset ds =
       resolve_eval_dataset(args.get("dataset", "wikitext2"), resolve_data_dir(data_dir_flag));
 
-  const auto t0 = std::chrono::steady_clock::now();
-  // A .gguf file carries its spec and tokenizer; a directory has config.json and tokenizer.model.
-  const bool gguf = is_gguf_file(model_dir);
-  std::optional<LoadedModel> gguf_model;
-  if (gguf) gguf_model = load_model(model_dir);
-  ModelSpec spec = gguf ? gguf_model->spec : load_model_spec(model_dir);
+  CliModel m = load_cli_model(model_dir);
+  const ModelSpec& spec = m.model->spec();
   if (opt.ctx == 0) opt.ctx = spec.max_position_embeddings;
   QS_THROW_IF_NOT(opt.ctx >= 2, "--ctx must be at least 2");
   if (opt.ctx > spec.max_position_embeddings)
@@ -157,14 +153,10 @@ int cmd_eval(const std::vector<std::string>& argv) {
                  "warning: --ctx %d exceeds the model's max_position_embeddings %d; this measures "
                  "extrapolation, not quality\n",
                  opt.ctx, spec.max_position_embeddings);
-  const auto tok = gguf ? load_gguf_tokenizer(model_dir) : load_tokenizer(model_dir);
-  QS_THROW_IF_NOT(tok->vocab_size() <= spec.vocab_size, model_dir, ": tokenizer has ",
-                  tok->vocab_size(), " pieces but config.json vocab_size is ", spec.vocab_size);
-  LoadedModel loaded = gguf ? std::move(*gguf_model) : load_model(model_dir);
-  const std::string format = loaded.description;
-  Transformer model(loaded.spec, std::move(loaded.weights));
-  const double load_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const Transformer& model = *m.model;
+  const auto& tok = m.tokenizer;
+  const std::string& format = m.format;
+  const double load_s = m.load_seconds;
 
   const std::string text = read_dataset_text(ds);
   const auto t1 = std::chrono::steady_clock::now();

@@ -1,5 +1,7 @@
 #include "model/resident_model.h"
 
+#include <array>
+
 #include "common/errors.h"
 
 namespace qsweep {
@@ -19,7 +21,9 @@ using Array = std::unique_ptr<BackendArray<float>>;
 
 struct ResidentModel::Weights {
   struct Layer {
-    Array wq, wk, wv, wo, w_gate, w_up, w_down, bq, bk, bv, bo, attn_norm, mlp_norm;
+    std::array<Array, kAllLinearRoles.size()> linear;  ///< indexed by LinearRole
+    Array bq, bk, bv, bo, attn_norm, mlp_norm;
+    const float* w(LinearRole r) const { return linear[size_t(r)]->get(); }
   };
   std::vector<Layer> layers;
   Array final_norm, lm_head;
@@ -37,13 +41,7 @@ ResidentModel::ResidentModel(Backend& backend, const Transformer& model)
   w_ = std::make_unique<Weights>();
   for (const LayerWeights& L : mw.layers) {
     Weights::Layer d;
-    d.wq = upload(backend_, L.wq);
-    d.wk = upload(backend_, L.wk);
-    d.wv = upload(backend_, L.wv);
-    d.wo = upload(backend_, L.wo);
-    d.w_gate = upload(backend_, L.w_gate);
-    d.w_up = upload(backend_, L.w_up);
-    d.w_down = upload(backend_, L.w_down);
+    for (LinearRole r : kAllLinearRoles) d.linear[size_t(r)] = upload(backend_, L.linear(r));
     d.bq = upload(backend_, L.bq);
     d.bk = upload(backend_, L.bk);
     d.bv = upload(backend_, L.bv);
@@ -87,26 +85,26 @@ void ResidentModel::run(const std::vector<std::vector<int>>& sequences, Hidden& 
       v(b, size_t(n * kw)), a(b, size_t(n * qw)), g(b, size_t(n * I)), u(b, size_t(n * I)),
       tmp(b, size_t(n * H));
   const AttentionShape shape{s.num_heads, s.num_kv_heads, s.head_dim, s.sliding_window};
-  auto linear = [&](const float* in, const Array& W, const Array& bias, float* y, int64_t rows,
+  auto linear = [&](const float* in, const float* W, const Array& bias, float* y, int64_t rows,
                     int64_t out_f, int64_t in_f) {
-    b.gemm_nt(in, W->get(), y, rows, out_f, in_f);
+    b.gemm_nt(in, W, y, rows, out_f, in_f);
     if (bias->size()) b.add_row_bias(y, bias->get(), rows, out_f);
   };
   for (const auto& L : w_->layers) {
     b.rms_norm(out.h->get(), L.attn_norm->get(), x.get(), n, H, s.rms_norm_eps);
-    linear(x.get(), L.wq, L.bq, q.get(), n, qw, H);
-    linear(x.get(), L.wk, L.bk, k.get(), n, kw, H);
-    linear(x.get(), L.wv, L.bv, v.get(), n, kw, H);
+    linear(x.get(), L.w(LinearRole::Q), L.bq, q.get(), n, qw, H);
+    linear(x.get(), L.w(LinearRole::K), L.bk, k.get(), n, kw, H);
+    linear(x.get(), L.w(LinearRole::V), L.bv, v.get(), n, kw, H);
     b.rope(q.get(), n, s.num_heads, s.head_dim, s.rope_theta, pos);
     b.rope(k.get(), n, s.num_kv_heads, s.head_dim, s.rope_theta, pos);
     b.attention(q.get(), k.get(), v.get(), a.get(), spans, shape);
-    linear(a.get(), L.wo, L.bo, tmp.get(), n, H, qw);
+    linear(a.get(), L.w(LinearRole::O), L.bo, tmp.get(), n, H, qw);
     b.add(out.h->get(), tmp.get(), n * H);
     b.rms_norm(out.h->get(), L.mlp_norm->get(), x.get(), n, H, s.rms_norm_eps);
-    b.gemm_nt(x.get(), L.w_gate->get(), g.get(), n, I, H);
-    b.gemm_nt(x.get(), L.w_up->get(), u.get(), n, I, H);
+    b.gemm_nt(x.get(), L.w(LinearRole::Gate), g.get(), n, I, H);
+    b.gemm_nt(x.get(), L.w(LinearRole::Up), u.get(), n, I, H);
     b.swiglu(g.get(), u.get(), n * I);
-    b.gemm_nt(g.get(), L.w_down->get(), tmp.get(), n, H, I);
+    b.gemm_nt(g.get(), L.w(LinearRole::Down), tmp.get(), n, H, I);
     b.add(out.h->get(), tmp.get(), n * H);
   }
   b.rms_norm(out.h->get(), w_->final_norm->get(), x.get(), n, H, s.rms_norm_eps);
