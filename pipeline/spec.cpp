@@ -56,40 +56,6 @@ const MethodInfo* find_method(const std::string& name) {
   return nullptr;
 }
 
-struct TaskInfo {
-  std::string name;
-  std::string planned;  ///< "" when available, else the issue that brings it
-  std::string id_prefix;
-  std::vector<std::string> keys;  ///< keys it takes besides `task`
-  std::string default_dataset;    ///< "" = `dataset` is required
-};
-
-const std::vector<TaskInfo>& tasks() {
-  static const std::vector<TaskInfo> table = {
-      {"perplexity", "", "ppl", {"dataset", "protocol", "ctx", "stride", "max_tokens"}, ""},
-      {"kld", "", "kld", {"dataset", "ctx", "max_tokens", "top_k"}, ""},
-      {"line_completion",
-       "",
-       "linecomp",
-       {"dataset", "limit", "max_new_tokens", "seed"},
-       "code-heldout"},
-      {"humaneval",
-       "",
-       "humaneval",
-       {"dataset", "limit", "samples", "temperature", "max_new_tokens", "seed"},
-       "humaneval"},
-      {"mbpp",
-       "",
-       "mbpp",
-       {"dataset", "limit", "samples", "temperature", "max_new_tokens", "seed", "shots"},
-       "mbpp"},
-      {"mmlu", "", "mmlu", {"dataset", "limit", "subjects", "shots"}, "mmlu"},
-      {"ceval", "", "ceval", {"dataset", "limit", "subjects", "shots"}, "ceval"},
-      {"gsm8k", "", "gsm8k", {"dataset", "limit", "shots", "max_new_tokens"}, "gsm8k"},
-  };
-  return table;
-}
-
 std::vector<std::string> names_of_map(const std::map<std::string, CalibrationSpec>& m) {
   std::vector<std::string> names;
   for (const auto& [name, c] : m) names.push_back(name);
@@ -103,7 +69,7 @@ std::vector<std::string> names_of(const Table& table) {
   return names;
 }
 
-/// The check for a `method:` or `task:` value: unknown (with a suggestion) or planned.
+/// The check for a `method:` value: unknown (with a suggestion) or planned.
 template <typename Table>
 std::function<std::string(const Scalar&)> known_name_check(const Table& table,
                                                            const std::string& what) {
@@ -116,6 +82,13 @@ std::function<std::string(const Scalar&)> known_name_check(const Table& table,
                    : cat(what, " '", s, "' is not implemented yet (issue ", row.planned, ")");
     return cat("unknown ", what, " '", s, "'", did_you_mean(s, names_of(table)));
   };
+}
+
+/// The check for a `task:` value: one of eval's tasks, else unknown (with a suggestion).
+std::string check_task_name(const Scalar& v) {
+  const auto& s = std::get<std::string>(v);
+  if (task_from_name(s)) return "";
+  return cat("unknown task '", s, "'", did_you_mean(s, task_names()));
 }
 
 /// Letters, digits, '.', '_' and '-', not starting with '.' or '-': safe in a file name.
@@ -313,11 +286,11 @@ std::vector<VariantSpec> read_variants(const Source& src, const Entry& section,
 }
 
 /// The eval id rule (docs/sweep-format.md, "Eval ids").
-std::string eval_id(const EvalSpec& e, const TaskInfo& task) {
-  const EvalSpec d;
-  std::string id = cat(task.id_prefix, "-", safe_fragment(e.dataset));
-  if (e.task == "perplexity") id += cat("-", e.protocol);
-  if (e.task == "perplexity" || e.task == "kld")
+std::string eval_id(const EvalConfig& e) {
+  const EvalConfig d;
+  std::string id = cat(task_info(e.task).id_prefix, "-", safe_fragment(e.dataset));
+  if (e.task == Task::Perplexity) id += cat("-", e.protocol);
+  if (e.task == Task::Perplexity || e.task == Task::Kld)
     id += cat("-ctx", e.ctx == 0 ? std::string("max") : std::to_string(e.ctx));
   if (e.protocol == "strided" && e.stride > 0) id += cat("-s", e.stride);
   if (e.max_tokens > 0) id += cat("-n", e.max_tokens);
@@ -332,12 +305,12 @@ std::string eval_id(const EvalSpec& e, const TaskInfo& task) {
   return id;
 }
 
-std::vector<EvalSpec> read_evals(const Source& src, const Entry& section) {
+std::vector<EvalConfig> read_evals(const Source& src, const Entry& section) {
   if (!section.value.IsSequence() || section.value.size() == 0)
     src.fail(section.value.IsNull() ? section.key : section.value,
              cat("'eval' must be a non-empty list of evaluations, got ", describe(section.value)));
   Field task = string_field("task", "a task name");
-  task.check = known_name_check(tasks(), "task");
+  task.check = check_task_name;
   const std::vector<Field> fields = {
       task,
       string_field("dataset", "a dataset name or a file path"),
@@ -356,19 +329,18 @@ std::vector<EvalSpec> read_evals(const Source& src, const Entry& section) {
       int_field("max_new_tokens", 1, 1 << 20, "a positive integer"),
       int_field("seed", 0, std::numeric_limits<int64_t>::max(), "a non-negative integer"),
   };
-  std::vector<EvalSpec> out;
+  std::vector<EvalConfig> out;
   std::map<std::string, YAML::Node> origin_of;
   for (const auto& entry : section.value) {
     for (const Combination& c : expand_matrix(src, entry, fields, "eval entry")) {
       const FieldValue* t = c.find("task");
-      if (!t)
-        src.fail(c.origin, cat("eval entry has no 'task' (", join_or(names_of(tasks())), ")"));
+      if (!t) src.fail(c.origin, cat("eval entry has no 'task' (", join_or(task_names()), ")"));
       const std::string task_name = std::get<std::string>(t->value);
-      const TaskInfo& ti = *std::find_if(tasks().begin(), tasks().end(),
-                                         [&](auto& x) { return x.name == task_name; });
+      const TaskInfo& ti = task_info(*task_from_name(task_name));  // checked by check_task_name
       if (!c.find("dataset") && ti.default_dataset.empty())
         src.fail(c.origin, cat("eval entry has no 'dataset' (task '", task_name, "' needs one)"));
-      EvalSpec e;
+      EvalConfig e;
+      e.task = ti.task;
       e.dataset = ti.default_dataset;
       for (const auto& [key, fv] : c.values) {
         const Scalar& s = fv.value;
@@ -383,7 +355,6 @@ std::vector<EvalSpec> read_evals(const Source& src, const Entry& section) {
         if (key == "temperature") e.temperature = std::get<double>(s);
         if (key == "max_new_tokens") e.max_new_tokens = static_cast<int>(std::get<int64_t>(s));
         if (key == "seed") e.seed = static_cast<uint64_t>(std::get<int64_t>(s));
-        if (key == "task") e.task = std::get<std::string>(s);
         if (key == "dataset") e.dataset = std::get<std::string>(s);
         if (key == "protocol") e.protocol = std::get<std::string>(s);
         if (key == "ctx") e.ctx = static_cast<int>(std::get<int64_t>(s));
@@ -401,9 +372,7 @@ std::vector<EvalSpec> read_evals(const Source& src, const Entry& section) {
                  "'samples' > 1 needs 'temperature' > 0: greedy decoding repeats one completion");
       // Resolve the default stride where ctx is known, so equal evaluations get equal ids.
       if (e.protocol == "strided" && e.stride == 0 && e.ctx > 0) e.stride = e.ctx / 2;
-      const TaskInfo& info = *std::find_if(tasks().begin(), tasks().end(),
-                                           [&](auto& ti) { return ti.name == e.task; });
-      e.id = eval_id(e, info);
+      e.id = eval_id(e);
       auto [it, fresh] = origin_of.emplace(e.id, c.origin);
       if (!fresh)
         src.fail(c.origin, cat("eval '", e.id, "' is defined twice: by the eval entry at line ",
@@ -531,7 +500,7 @@ SweepSpec parse_sweep_text(const std::string& yaml, const std::string& file) {
   return spec;
 }
 
-EvalSpec parse_eval_options(const std::vector<std::pair<std::string, std::string>>& options) {
+EvalConfig parse_eval_options(const std::vector<std::pair<std::string, std::string>>& options) {
   // Through the sweep file's own reader, so flags and YAML keys cannot drift apart: one flow
   // entry, each value a quoted-if-needed string (the reader converts numbers from text).
   YAML::Emitter out;
@@ -543,7 +512,7 @@ EvalSpec parse_eval_options(const std::vector<std::pair<std::string, std::string
   try {
     const YAML::Node root = YAML::Load(std::string("eval: ") + out.c_str());
     const MapView top(src, root, {"eval"}, "the options");
-    std::vector<EvalSpec> evals = read_evals(src, *top.find("eval"));
+    std::vector<EvalConfig> evals = read_evals(src, *top.find("eval"));
     QS_THROW_IF_NOT(evals.size() == 1, "options expand to ", evals.size(),
                     " evaluations; give one value per option");
     return evals[0];
@@ -557,14 +526,14 @@ EvalSpec parse_eval_options(const std::vector<std::pair<std::string, std::string
     }
     for (const std::string tail : {" or a list of them", " or a list"})
       for (size_t at; (at = m.find(tail)) != std::string::npos;) m.erase(at, tail.size());
-    for (const auto& ti : tasks())
+    for (const auto& ti : task_table())
       for (const std::string& k : ti.keys) {
         std::string flag = "--" + k;
         std::replace(flag.begin(), flag.end(), '_', '-');
         for (size_t at; (at = m.find("'" + k + "'")) != std::string::npos;)
           m.replace(at, k.size() + 2, flag);
       }
-    if (m.rfind("unknown task", 0) == 0) m += cat(" (tasks: ", join_or(names_of(tasks())), ")");
+    if (m.rfind("unknown task", 0) == 0) m += cat(" (tasks: ", join_or(task_names()), ")");
     throw Error(m);
   }
 }

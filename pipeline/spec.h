@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "eval/task.h"
+
 namespace qsweep {
 
 /// A named calibration set (`calibration:` map entry).
@@ -39,28 +41,6 @@ struct VariantSpec {
   int source_line = 0;      ///< line of the `variants:` entry it came from (for messages)
 };
 
-/// One evaluation (`eval:` list entry). Which keys a task takes is in docs/sweep-format.md
-/// ("Tasks"); keys a task does not use keep their defaults.
-struct EvalSpec {
-  std::string id;  ///< unique, stable: "ppl-wikitext2-chunks-ctx256"
-  std::string task = "perplexity";
-  /// perplexity, kld, line_completion: a text dataset name or file; humaneval, mbpp, gsm8k,
-  /// mmlu, ceval: the benchmark's file/folder, defaulting to its place in the data directory.
-  std::string dataset;
-  std::string protocol = "chunks";  ///< perplexity: "chunks" or "strided"
-  int ctx = 0;                      ///< perplexity, kld: 0 = the model's max_position_embeddings
-  int stride = 0;                   ///< strided only; 0 = ctx / 2
-  int64_t max_tokens = 0;           ///< perplexity, kld: 0 = all
-  int top_k = 32;                   ///< kld: baseline top-k stored per position
-  int64_t limit = 0;                ///< items (mmlu/ceval: per subject); 0 = the task's default
-  std::string subjects;             ///< mmlu/ceval: comma-separated subject names; "" = all
-  int shots = -1;                   ///< mmlu/ceval/gsm8k/mbpp; -1 = the task's default
-  int samples = 1;                  ///< humaneval/mbpp: completions per problem (pass@k)
-  double temperature = 0;           ///< humaneval/mbpp: 0 = greedy
-  int max_new_tokens = 0;           ///< generative tasks; 0 = the task's default
-  uint64_t seed = 0;                ///< line_completion positions, sampling seeds
-};
-
 struct ReportSpec {
   std::vector<std::string> formats = {"md", "csv", "json", "html"};
   /// Relative-perplexity bounds of the "Acceptable?" column, ascending.
@@ -74,7 +54,7 @@ struct SweepSpec {
   std::string baseline = "fp16";
   std::map<std::string, CalibrationSpec> calibration;
   std::vector<VariantSpec> variants;  ///< expanded, in file order, ids unique
-  std::vector<EvalSpec> evals;
+  std::vector<EvalConfig> evals;      ///< `eval:` entries, in file order, ids unique (unresolved)
   ReportSpec report;
 };
 
@@ -87,7 +67,7 @@ SweepSpec parse_sweep_text(const std::string& yaml, const std::string& file);
 /// One evaluation from command-line options (`qsweep eval`): `options` are an eval entry's
 /// keys and values as text, e.g. {{"task", "humaneval"}, {"limit", "20"}}; the same checks,
 /// defaults and id as in a sweep file. Errors name the option as the flag `--max-new-tokens`.
-EvalSpec parse_eval_options(const std::vector<std::pair<std::string, std::string>>& options);
+EvalConfig parse_eval_options(const std::vector<std::pair<std::string, std::string>>& options);
 
 /// llama.cpp quantization mixes as sweep methods (lower case of llama-quantize's names).
 inline constexpr const char* kKQuantMixMethods[] = {"q2_k",   "q3_k_s", "q3_k_m", "q3_k_l",

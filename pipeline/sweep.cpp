@@ -16,11 +16,10 @@
 #include "common/errors.h"
 #include "common/mapped_file.h"
 #include "eval/datasets.h"
-#include "eval/perplexity.h"
+#include "eval/run_eval.h"
 #include "formats/formats.h"
 #include "formats/gguf.h"
 #include "model/tokenizer.h"
-#include "pipeline/detail/eval_tasks.h"
 #include "pipeline/store.h"
 #include "quantize/quantize.h"
 #include "reports/reports.h"
@@ -88,24 +87,6 @@ json variant_config(const VariantSpec& v) {
           {"static_groups", v.static_groups},
           {"true_sequential", v.true_sequential},
           {"damp_percent", v.damp_percent}};
-}
-
-json eval_config(const EvalSpec& e, int ctx) {
-  json j = {{"task", e.task}, {"dataset", e.dataset}, {"protocol", e.protocol},
-            {"ctx", ctx},     {"stride", e.stride},   {"max_tokens", e.max_tokens}};
-  if (e.task != "perplexity") {
-    // Every option of the other tasks, defaults resolved for this model's context.
-    const EvalSpec d = detail::with_task_defaults(e, ctx);
-    j.update({{"top_k", d.top_k},
-              {"limit", d.limit},
-              {"subjects", d.subjects},
-              {"shots", d.shots},
-              {"samples", d.samples},
-              {"temperature", d.temperature},
-              {"max_new_tokens", d.max_new_tokens},
-              {"seed", d.seed}});
-  }
-  return j;
 }
 
 int64_t physical_memory() {
@@ -239,11 +220,13 @@ SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& data_dir_fla
     plan.nodes.push_back(std::move(n));
   }
 
-  for (const auto& e : spec.evals) {
-    const detail::TaskData data = detail::resolve_task_data(e, plan.data_dir);
+  for (const auto& spec_eval : spec.evals) {
+    // Every default resolved once, here, for this model.
+    const EvalConfig& e =
+        plan.evals.emplace_back(spec_eval.resolved(mspec.max_position_embeddings));
+    const TaskData data = resolve_task_data(e, plan.data_dir);
     // Absent benchmark data is part of the key: when it appears, the evals run again.
     const std::string ds_hash = data.present ? hash_files(data.files, cache) : "absent";
-    const int ctx = e.ctx > 0 ? e.ctx : mspec.max_position_embeddings;
     int base_node = -1;  // kld variants read the baseline's stored top-k
     auto add_eval = [&](const std::string& variant, int dep, const std::string& upstream) {
       SweepNode n{SweepNodeKind::Evaluate,
@@ -257,10 +240,10 @@ SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& data_dir_fla
                   0};
       if (dep >= 0) n.deps.push_back(dep);
       n.config = {{"upstream", upstream},
-                  {"eval", eval_config(e, ctx)},
+                  {"eval", e.options_json()},
                   {"dataset_file", ds_hash},
                   {"version", kVersion}};
-      if (e.task == "kld" && dep >= 0) {
+      if (e.task == Task::Kld && dep >= 0) {
         n.deps.push_back(base_node);
         n.config["baseline"] = plan.nodes[size_t(base_node)].key;
       }
@@ -318,30 +301,23 @@ json collect_results(const SweepPlan& plan, const std::string& out_dir,
                 {"baseline", s.baseline}};
   const ModelSpec mspec = load_model_spec(plan.model_dir);
   r["evals"] = json::array();
-  for (const auto& e : s.evals) {
-    const detail::TaskData data = detail::resolve_task_data(e, plan.data_dir);
-    const detail::TaskMetric metric = detail::task_metric(e.task);
-    r["evals"].push_back(
-        {{"id", e.id},
-         {"task", e.task},
-         {"dataset", e.dataset},
-         {"file", data.path},
-         {"data_present", data.present},
-         {"domain", data.domain},
-         {"protocol", e.protocol},
-         {"ctx", e.ctx > 0 ? e.ctx : mspec.max_position_embeddings},
-         {"stride",
-          e.protocol == "strided"
-              ? json(e.stride > 0 ? e.stride
-                                  : (e.ctx > 0 ? e.ctx : mspec.max_position_embeddings) / 2)
-              : json()},
-         {"max_tokens", e.max_tokens},
-         {"tokenization", "text as-is, no BOS"},
-         {"metric", metric.metric},
-         {"higher_is_better", metric.higher_is_better}});
-    if (e.task != "perplexity")
-      r["evals"].back()["options"] =
-          eval_config(e, e.ctx > 0 ? e.ctx : mspec.max_position_embeddings);
+  for (const EvalConfig& e : plan.evals) {
+    const TaskData data = resolve_task_data(e, plan.data_dir);
+    const TaskInfo& task = task_info(e.task);
+    r["evals"].push_back({{"id", e.id},
+                          {"task", task.name},
+                          {"dataset", e.dataset},
+                          {"file", data.path},
+                          {"data_present", data.present},
+                          {"domain", data.domain},
+                          {"protocol", e.protocol},
+                          {"ctx", e.ctx},
+                          {"stride", e.protocol == "strided" ? json(e.stride) : json()},
+                          {"max_tokens", e.max_tokens},
+                          {"tokenization", "text as-is, no BOS"},
+                          {"metric", task.metric},
+                          {"higher_is_better", task.higher_is_better}});
+    if (e.task != Task::Perplexity) r["evals"].back()["options"] = e.options_json();
   }
   r["calibrations"] = json::object();
   for (const auto& [name, c] : s.calibration) {
@@ -574,8 +550,8 @@ SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt) {
                     {"linears", losses},
                     {"config", n.config}});
       } else {
-        const EvalSpec& e = *std::find_if(spec.evals.begin(), spec.evals.end(),
-                                          [&](const EvalSpec& x) { return x.id == n.eval; });
+        const EvalConfig& e = *std::find_if(plan.evals.begin(), plan.evals.end(),
+                                            [&](const EvalConfig& x) { return x.id == n.eval; });
         std::unique_ptr<Transformer> owned;
         const Transformer* model = nullptr;
         if (n.deps.empty()) {
@@ -588,45 +564,28 @@ SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt) {
           owned = std::make_unique<Transformer>(m.spec, std::move(m.weights));
           model = owned.get();
         }
-        if (e.task != "perplexity") {
-          const detail::TaskData data = detail::resolve_task_data(e, plan.data_dir);
-          std::shared_ptr<const std::vector<int>> tokens;
-          if (e.task == "kld")
-            tokens = shared.tokens(resolve_eval_dataset(e.dataset, plan.data_dir));
-          const std::string base_in =
-              e.task == "kld" && n.deps.size() > 1
-                  ? store.path(plan.nodes[size_t(n.deps[1])].key) + "/" + kKldBaselineFile
-                  : "";
-          json m = detail::run_eval_task(e, data, *model, shared.tokenizer(), tokens.get(), base_in,
-                                         tmp + "/" + kKldBaselineFile);
-          m["config"] = n.config;
-          write_json(tmp + "/metrics.json", m);
-          store.commit(n.key, tmp);
-          return;
+        EvalInputs in(*model, shared.tokenizer(), resolve_task_data(e, plan.data_dir));
+        std::shared_ptr<const std::vector<int>> tokens;  // each dataset tokenized once per run
+        if (e.task == Task::Perplexity || e.task == Task::Kld)
+          tokens = shared.tokens({e.dataset, in.data.path, in.data.domain});
+        in.text_tokens = tokens.get();
+        if (e.task == Task::Kld) {
+          // The baseline's node writes the stored top-k; the variants' read it.
+          in.write_kld_baseline = n.deps.size() < 2;
+          in.kld_baseline_file =
+              in.write_kld_baseline
+                  ? tmp + "/" + kKldBaselineFile
+                  : store.path(plan.nodes[size_t(n.deps[1])].key) + "/" + kKldBaselineFile;
         }
-        const EvalDataset ds = resolve_eval_dataset(e.dataset, plan.data_dir);
-        PerplexityOptions po;
-        po.protocol = parse_protocol(e.protocol);
-        po.ctx = e.ctx > 0 ? e.ctx : model->spec().max_position_embeddings;
-        po.stride = e.stride;
-        po.max_tokens = e.max_tokens;
-        const PerplexityResult pr = evaluate_perplexity(*model, *shared.tokens(ds), po);
+        const EvalResult res = run_eval(e, in);
         // Per-token NLLs (fp32, text order) let reports pair every variant with the
         // baseline on the same tokens.
-        write_file_atomic(tmp + "/token_nll.f32", pr.token_nll.data(),
-                          pr.token_nll.size() * sizeof(float));
-        write_json(tmp + "/metrics.json", {{"value", pr.perplexity},
-                                           {"mean_nll", pr.mean_nll},
-                                           {"nll_standard_error", pr.nll_standard_error},
-                                           {"scored_tokens", pr.scored_tokens},
-                                           {"tokens_used", pr.tokens_used},
-                                           {"tokens_dropped", pr.tokens_dropped},
-                                           {"windows", pr.windows},
-                                           {"protocol", pr.protocol},
-                                           {"ctx", pr.ctx},
-                                           {"stride", pr.stride},
-                                           {"seconds", pr.seconds},
-                                           {"config", n.config}});
+        if (e.task == Task::Perplexity)
+          write_file_atomic(tmp + "/token_nll.f32", res.token_nll.data(),
+                            res.token_nll.size() * sizeof(float));
+        json m = res.to_json();
+        m["config"] = n.config;
+        write_json(tmp + "/metrics.json", m);
       }
       store.commit(n.key, tmp);
     } catch (...) {

@@ -34,6 +34,9 @@ struct SweepPlan {
   std::string model_hash;
   std::string data_dir;
   std::map<std::string, std::string> calibration_domains;  ///< calibration name → domain
+  /// spec.evals resolved for the model (EvalConfig::resolved), same order: what the eval
+  /// nodes run, hash and report.
+  std::vector<EvalConfig> evals;
   std::vector<SweepNode> nodes;
 };
 

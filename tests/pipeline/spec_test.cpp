@@ -506,6 +506,35 @@ TEST(SweepEval, TaskIdsDefaultsAndOptions) {
   EXPECT_EQ(s.evals[4].subjects, "anatomy,astronomy");
   EXPECT_EQ(s.evals[4].shots, 0);
   EXPECT_EQ(s.evals[5].max_new_tokens, 96);
+  // The task is eval's enum; the file's defaults stay unresolved until the model is known.
+  EXPECT_EQ(s.evals[0].task, Task::Kld);
+  EXPECT_EQ(s.evals[1].task, Task::LineCompletion);
+  EXPECT_EQ(s.evals[1].max_new_tokens, 0);
+  EXPECT_EQ(s.evals[2].task, Task::HumanEval);
+  EXPECT_EQ(s.evals[4].task, Task::Mmlu);
+  EXPECT_EQ(s.evals[5].task, Task::Gsm8k);
+}
+
+// `qsweep eval` options go through the same reader; an unknown task lists every task.
+TEST(SweepEval, CommandLineOptions) {
+  const EvalConfig e = parse_eval_options({{"task", "mbpp"}, {"limit", "20"}});
+  EXPECT_EQ(e.task, Task::Mbpp);
+  EXPECT_EQ(e.limit, 20);
+  EXPECT_EQ(e.dataset, "mbpp");
+  EXPECT_EQ(e.id, "mbpp-mbpp-l20");
+  try {
+    parse_eval_options({{"task", "nope"}});
+    FAIL() << "no error";
+  } catch (const Error& err) {
+    const std::string m = err.what();
+    EXPECT_EQ(m.rfind("unknown task 'nope'", 0), 0u) << m;
+    for (const std::string& name : task_names()) EXPECT_NE(m.find(name), std::string::npos) << m;
+    EXPECT_NE(m.find("(tasks: perplexity, kld, line_completion, humaneval, mbpp, mmlu, ceval or "
+                     "gsm8k)"),
+              std::string::npos)
+        << m;
+  }
+  EXPECT_THROW(parse_eval_options({{"task", "gsm8k"}, {"temperature", "0.5"}}), Error);
 }
 
 TEST(SweepReport, FormatsAndBounds) {
