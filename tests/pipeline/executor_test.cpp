@@ -237,7 +237,9 @@ TEST(ExecutorWork, JobAndMemoryLimitsHoldOnAWideLayer) {
     for (int i : t.order) ++calls[i];
     EXPECT_EQ(calls, once({0, 1, 2, 3, 4, 5, 6, 7, 8})) << jobs;
     EXPECT_EQ(t.max_running, want_max) << "jobs " << jobs << " budget " << budget;
-    if (budget > 0) EXPECT_LE(t.max_mem, budget);
+    if (budget > 0) {
+      EXPECT_LE(t.max_mem, budget);
+    }
   }
 }
 
