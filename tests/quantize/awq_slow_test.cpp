@@ -1,4 +1,5 @@
-// AWQ against RTN at the protocol (about 2 minutes): labelled slow. The full table
+// AWQ against RTN at the protocol (2 minutes on an idle machine, 10 on 2 shared
+// cores): labelled slow. The full table
 // (RTN / GPTQ / AWQ at 3 and 4 bits) is the measurement program bench/quantize/measure_awq.
 #include "tests/quantize/tiny_fixture.h"
 
