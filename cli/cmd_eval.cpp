@@ -10,7 +10,7 @@
 #include "backends/backend.h"
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "common/data_dir.h"
+#include "cli/data_dir.h"
 #include "common/errors.h"
 #include "eval/datasets.h"
 #include "eval/perplexity.h"

@@ -3,7 +3,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "common/data_dir.h"
+#include "cli/data_dir.h"
 #include "common/errors.h"
 #include "model/model_spec.h"
 #include "model/safetensors.h"

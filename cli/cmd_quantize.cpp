@@ -7,7 +7,7 @@
 #include "calibration/calibration.h"
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "common/data_dir.h"
+#include "cli/data_dir.h"
 #include "common/errors.h"
 #include "formats/formats.h"
 #include "formats/gguf.h"

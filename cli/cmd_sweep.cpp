@@ -4,6 +4,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/data_dir.h"
 #include "common/errors.h"
 #include "common/mapped_file.h"
 #include "pipeline/spec.h"
@@ -20,12 +21,18 @@ std::string sweep_file(const Args& args, const char* usage) {
 std::string default_out(const SweepSpec& s) {
   return "out/" + s.name;
 }
+// Flags and environment are resolved here; the pipeline gets directories.
+SweepPlan plan_from_args(const SweepSpec& spec, const Args& args) {
+  const std::string data_flag = args.get("data-dir");
+  return make_sweep_plan(spec, resolve_model_dir(spec.model, data_flag),
+                         resolve_data_dir(data_flag));
+}
 }  // namespace
 
 int cmd_plan(const std::vector<std::string>& argv) {
   Args args(argv, {"out", "data-dir"}, {});
   const SweepSpec spec = parse_sweep(sweep_file(args, "qsweep plan SWEEP.yaml [--out DIR]"));
-  const SweepPlan plan = make_sweep_plan(spec, args.get("data-dir"));
+  const SweepPlan plan = plan_from_args(spec, args);
   std::printf("%s", describe_plan(plan, args.get("out", default_out(spec))).c_str());
   return 0;
 }
@@ -44,7 +51,7 @@ int cmd_run(const std::vector<std::string>& argv) {
     opt.max_memory_bytes = int64_t(gb * double(int64_t(1) << 30));
   }
   opt.progress = !args.has("no-progress");
-  const SweepPlan plan = make_sweep_plan(spec, args.get("data-dir"));
+  const SweepPlan plan = plan_from_args(spec, args);
   std::fprintf(stderr, "sweep %s: %zu nodes, output in %s (events: %s/events.jsonl)\n",
                spec.name.c_str(), plan.nodes.size(), opt.out_dir.c_str(), opt.out_dir.c_str());
   const SweepRunSummary s = run_sweep(plan, opt);

@@ -12,7 +12,6 @@
 #include <sstream>
 
 #include "calibration/calibration.h"
-#include "common/data_dir.h"
 #include "common/errors.h"
 #include "common/mapped_file.h"
 #include "eval/datasets.h"
@@ -166,11 +165,12 @@ json read_json(const std::string& path) {
 
 }  // namespace
 
-SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& data_dir_flag) {
+SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& model_dir,
+                          const std::string& data_dir) {
   SweepPlan plan;
   plan.spec = spec;
-  plan.data_dir = resolve_data_dir(data_dir_flag);
-  plan.model_dir = fs::weakly_canonical(resolve_model_dir(spec.model, data_dir_flag)).string();
+  plan.data_dir = data_dir;
+  plan.model_dir = fs::weakly_canonical(model_dir).string();
   // File hashes are cached beside the user's home-independent temp space: keyed by
   // path+size+mtime, so the cache can never make a changed file look unchanged.
   const std::string cache = (fs::temp_directory_path() / "qsweep-hash-cache.json").string();

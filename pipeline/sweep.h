@@ -40,8 +40,10 @@ struct SweepPlan {
   std::vector<SweepNode> nodes;
 };
 
-/// Resolves the model and data, hashes the inputs and builds the DAG.
-SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& data_dir_flag);
+/// Hashes the inputs and builds the DAG. `model_dir` and `data_dir` are already
+/// resolved (the CLI resolves flags and environment: cli/data_dir.h).
+SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& model_dir,
+                          const std::string& data_dir);
 
 /// The plan as text: every node, its key, cached or why it must run, and totals.
 std::string describe_plan(const SweepPlan& plan, const std::string& out_dir);

@@ -1,3 +1,6 @@
+#if !defined(QSWEEP_IN_FORMATS)
+#error "formats/detail/ is private to qsweep_formats; include formats/formats.h or formats/gguf.h"
+#endif
 // Little-endian byte writer and bounds-checked cursor for the GGUF writer and reader.
 #pragma once
 

@@ -1,3 +1,6 @@
+#if !defined(QSWEEP_IN_FORMATS)
+#error "formats/detail/ is private to qsweep_formats; include formats/formats.h or formats/gguf.h"
+#endif
 // Reading the tensors that GPTQ- and AWQ-layout checkpoints have in common:
 // packed int32 codes, fp16 scales, and the final dequantize-and-check step.
 #pragma once

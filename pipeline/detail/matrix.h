@@ -1,3 +1,6 @@
+#if !defined(QSWEEP_IN_PIPELINE)
+#error "pipeline/detail/ is private to qsweep_pipeline; include pipeline/spec.h"
+#endif
 // Matrix expansion of one list entry, the way CI matrices work (GitHub Actions):
 //
 //  1. Every key of the entry is an axis: a scalar is a one-value axis, a list has one

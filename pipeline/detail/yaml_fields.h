@@ -1,3 +1,6 @@
+#if !defined(QSWEEP_IN_PIPELINE)
+#error "pipeline/detail/ is private to qsweep_pipeline; include pipeline/spec.h"
+#endif
 // Reading typed, located values out of yaml-cpp nodes for the sweep parser.
 // Every failure is a qsweep::Error "FILE:LINE:COL: message" at the node at
 // fault (a key's node for unknown keys, a value's node for bad values).

@@ -1,3 +1,6 @@
+#if !defined(QSWEEP_IN_QUANTIZERS)
+#error "quantizers/detail/ is private to qsweep_quantizers; include quantizers/quantizers.h"
+#endif
 // Config checks shared by the quantizers (internal).
 #pragma once
 

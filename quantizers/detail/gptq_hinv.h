@@ -1,3 +1,6 @@
+#if !defined(QSWEEP_IN_QUANTIZERS)
+#error "quantizers/detail/ is private to qsweep_quantizers; include quantizers/quantizers.h"
+#endif
 // The inverse-Hessian factor GPTQ needs, computed without forming H^-1 (internal).
 #pragma once
 

@@ -1,3 +1,6 @@
+#if !defined(QSWEEP_IN_QUANTIZERS)
+#error "quantizers/detail/ is private to qsweep_quantizers; include quantizers/quantizers.h"
+#endif
 // A literal, slow port of the GPTQ reference (IST-DASLab/gptq, gptq.py GPTQ.fasterquant with
 // quant.py Quantizer, perchannel=True). It stays forever as the slow twin that the production
 // gptq_quantize is tested against; it is not used outside the tests.

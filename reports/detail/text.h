@@ -1,3 +1,6 @@
+#if !defined(QSWEEP_IN_REPORTS)
+#error "reports/detail/ is private to qsweep_reports; include reports/reports.h"
+#endif
 // Private helpers of reports/: number formatting, escaping, checked JSON access
 // and a format-neutral table model that the Markdown, CSV and HTML writers share.
 #pragma once

@@ -1,32 +1,30 @@
-// The protocol for AWQ against RTN and GPTQ (several minutes): labelled slow.
+// AWQ against RTN at the protocol (2 minutes on an idle machine, 10 on 2 shared
+// cores): labelled slow. The full table
+// (RTN / GPTQ / AWQ at 3 and 4 bits) is the measurement program bench/quantize/measure_awq.
 #include "tests/quantize/tiny_fixture.h"
 
 namespace qsweep {
 namespace {
 
 // Code calibration 128 x 256 (seed 0), asym, g128; held-out code, chunks ctx 256, first 65,536
-// tokens. Measured, not asserted in a direction beyond sanity.
-TEST(AwqSlow, HeldOutCodePerplexityAwqVsRtnVsGptq) {
+// tokens. Everything is deterministic, so a strict inequality is a real check: measured
+// AWQ-3 14.428 vs RTN-3 14.491 (FP16 13.95).
+TEST(AwqSlow, Awq3BeatsRtn3OnHeldOutCodePerplexity) {
   const CalibrationSet set = calib("code", 128);
   const double fp = ppl(tiny().model, tiny().code_tokens, 65536);
+  ModelQuantConfig cfg;
+  cfg.bits = 3;
+  cfg.group_size = 128;
+  cfg.method = "rtn";
+  const double rtn =
+      ppl(quantize_model(tiny().model, cfg, nullptr).model, tiny().code_tokens, 65536);
+  cfg.method = "awq";
+  const double awq = ppl(quantize_model(tiny().model, cfg, &set).model, tiny().code_tokens, 65536);
   RecordProperty("fp16", std::to_string(fp));
-  std::printf("held-out code ppl: fp16 %.3f\n", fp);
-  for (int bits : {4, 3}) {
-    for (const char* method : {"rtn", "gptq", "awq"}) {
-      ModelQuantConfig cfg;
-      cfg.method = method;
-      cfg.bits = bits;
-      cfg.group_size = 128;
-      const QuantizedModel q = quantize_model(tiny().model, cfg, &set);
-      const double p = ppl(q.model, tiny().code_tokens, 65536);
-      const std::string key = cat(method, bits);
-      RecordProperty(key, std::to_string(p));
-      std::printf("  %s-%d g128 %s: ppl %.3f  (%.1f s)\n", method, bits,
-                  std::string(method) == "rtn" ? "" : "(code)", p, q.seconds);
-      EXPECT_TRUE(std::isfinite(p));
-      EXPECT_GT(p, fp * 0.99);
-    }
-  }
+  RecordProperty("rtn3", std::to_string(rtn));
+  RecordProperty("awq3_code", std::to_string(awq));
+  EXPECT_LT(awq, rtn) << "fp16 " << fp;
+  EXPECT_GT(awq, fp);  // 3 bits cost something: a no-op quantizer would pass the line above
 }
 
 }  // namespace

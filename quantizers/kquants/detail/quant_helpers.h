@@ -1,3 +1,7 @@
+#if !defined(QSWEEP_IN_KQUANTS)
+#error \
+    "quantizers/kquants/detail/ is private to qsweep_kquants; include quantizers/kquants/kquants.h"
+#endif
 // Scale/level search helpers shared by the block quantizers, re-expressed from the static
 // helpers in ggml/src/ggml-quants.c. The float operations are written in the same order and
 // with the same intermediate types as ggml, because the output bytes must match exactly:

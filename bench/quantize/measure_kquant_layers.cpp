@@ -1,7 +1,8 @@
 // Layer-wise output errors of the llama.cpp mixes on tinycode, with and without an
 // importance matrix (issue #5: "where tinycode disagrees, show why with the layer-wise
 // output errors"). A measurement program, not part of the suite:
-//   build/tests/quantize/measure_kquant_layers
+//   build/bench/quantize/measure_kquant_layers
+// (The assertions this measurement supports are in tests/quantize/kquant_layers_test.cpp.)
 //
 // For every linear W and each evaluation domain d (held-out code, WikiText-2 test), with
 // H_d = Σ x xᵀ over 64 × 256 tokens of d fed through the FP16 model, it prints the relative
