@@ -214,7 +214,8 @@ QuantMethodConfig QuantMethodConfig::from_json(const nlohmann::json& j) {
   QuantMethodConfig c = defaults(parse_method(j.at("method").get<std::string>()));
   const std::vector<std::string> keys = [&] {
     std::vector<std::string> k{"method"};
-    for (const auto& [key, v] : c.to_json().items())
+    const nlohmann::json defaults = c.to_json();
+    for (const auto& [key, v] : defaults.items())
       if (key != "method") k.push_back(key);
     return k;
   }();

@@ -46,9 +46,7 @@ TEST(Awq, FoldingScalesIsExactOnTheFpModel) {
 
 // (a') The quantizer's own fold, with 8 bits: the AWQ-8 model stays close to FP.
 TEST(Awq, EightBitAwqModelIsCloseToFp) {
-  ModelQuantConfig cfg;
-  cfg.method = "awq";
-  cfg.bits = 8;
+  const QuantMethodConfig cfg{Method::Awq, AwqOptions{8, 128, false}};
   const CalibrationSet set = calib("code", 8);
   const QuantizedModel q = quantize_model(tiny().model, cfg, &set);
   std::vector<int> toks(tiny().code_tokens.begin(), tiny().code_tokens.begin() + 256);
@@ -103,13 +101,10 @@ std::map<std::string, double> group_errors(const Transformer& q,
 
 // (b) AWQ-4 beats RTN-4 on every linear group's output error on captured tinycode activations.
 TEST(Awq, Awq4ReducesEachGroupsOutputErrorVsRtn4) {
-  ModelQuantConfig cfg;
-  cfg.method = "awq";
-  cfg.bits = 4;
+  const QuantMethodConfig cfg{Method::Awq, AwqOptions{4, 128, false}};
   const CalibrationSet set = calib("code", 8);
   const QuantizedModel awq = quantize_model(tiny().model, cfg, &set);
-  ModelQuantConfig rc = cfg;
-  rc.method = "rtn";
+  const QuantMethodConfig rc{Method::Rtn, RtnOptions{4, 128, false}};
   const QuantizedModel rtn = quantize_model(tiny().model, rc, nullptr);
   // Measured on held-out code windows, not the calibration ones.
   std::vector<std::vector<int>> w;
@@ -127,13 +122,11 @@ TEST(Awq, Awq4ReducesEachGroupsOutputErrorVsRtn4) {
 
 // (d) export -> reload -> the same perplexity exactly.
 TEST(Awq, ExportReloadGivesTheSamePerplexity) {
-  ModelQuantConfig cfg;
-  cfg.method = "awq";
-  cfg.bits = 4;
+  const QuantMethodConfig cfg{Method::Awq, AwqOptions{4, 128, false}};
   const CalibrationSet set = calib("code", 16);
   const QuantizedModel q = quantize_model(tiny().model, cfg, &set);
   const std::string dir = test::make_temp_dir("awq_export") + "/model";
-  export_awq(q, tiny().dir, dir);
+  write_quantized(q, tiny().dir, dir);
   const LoadedModel back = load_model(dir);
   EXPECT_EQ(back.format, "awq");
   EXPECT_EQ(back.description, "awq 4-bit g128 gemm");
@@ -150,21 +143,22 @@ TEST(Awq, ExportReloadGivesTheSamePerplexity) {
   std::printf("awq-4 ppl in memory %.6f, reloaded %.6f\n", a, b);
   EXPECT_EQ(a, b);
   // 3-bit AWQ has no AutoAWQ GEMM layout.
-  ModelQuantConfig c3 = cfg;
-  c3.bits = 3;
+  const QuantMethodConfig c3{Method::Awq, AwqOptions{3, 128, false}};
   const QuantizedModel q3 = quantize_model(tiny().model, c3, &set);
-  EXPECT_THROW(export_awq(q3, tiny().dir, dir + "3"), Error);
+  EXPECT_THROW(write_quantized(q3, tiny().dir, dir + "3"), Error);
+  QuantizedCheckpoint ck;  // the layout itself refuses it too
+  for (const auto& l : q3.linears) ck.linears.push_back({l.layer, l.role, &l.q});
+  ck.folded = &q3.model.weights();
+  EXPECT_THROW(export_awq(ck, tiny().dir, dir + "3"), Error);
   EXPECT_FALSE(std::filesystem::exists(dir + "3"));
 }
 
 TEST(Awq, ConfigValidation) {
-  ModelQuantConfig cfg;
-  cfg.method = "awq";
+  const QuantMethodConfig cfg = QuantMethodConfig::defaults(Method::Awq);
   EXPECT_NO_THROW(cfg.validate());
-  EXPECT_EQ(cfg.label(), "awq-4b-g128-asym");
-  cfg.desc_act = true;
-  EXPECT_THROW(cfg.validate(), Error);
-  cfg.desc_act = false;
+  EXPECT_EQ(cfg.label(), "AWQ 4-bit g128");
+  EXPECT_EQ(cfg.id(), "awq-b4-g128");
+  EXPECT_THROW(QuantMethodConfig::from_json({{"method", "awq"}, {"desc_act", true}}), Error);
   EXPECT_THROW(quantize_model(tiny().model, cfg, nullptr), Error);
 }
 
