@@ -415,6 +415,28 @@ ReportSpec read_report(const Source& src, const Entry& section) {
 
 }  // namespace
 
+std::string variant_label(const VariantSpec& v) {
+  const std::string s = v.config.label();
+  if (v.calibration.empty()) return s;
+  return v.config.info().calibration == CalibrationUse::Optional
+             ? cat(s, " imatrix (", v.calibration, ")")
+             : cat(s, " (", v.calibration, ")");
+}
+
+nlohmann::json variant_option_columns(const QuantMethodConfig& c) {
+  using nlohmann::json;
+  GptqOptions g;
+  if (const GptqOptions* o = c.gptq()) g = *o;
+  const bool mix = c.family() == MethodFamily::KQuantMix;
+  return {{"bits", c.bits()},
+          {"group_size", mix ? json() : json(c.group_size())},
+          {"sym", c.sym()},
+          {"desc_act", g.desc_act},
+          {"static_groups", g.static_groups},
+          {"true_sequential", g.true_sequential},
+          {"damp_percent", g.damp_percent}};
+}
+
 std::string variant_id(const QuantMethodConfig& config, const std::string& calibration) {
   if (calibration.empty()) return config.id();
   return config.info().calibration == CalibrationUse::Optional

@@ -34,6 +34,14 @@ struct VariantSpec {
   int source_line = 0;       ///< line of the `variants:` entry it came from (for messages)
 };
 
+/// What reports show: config.label(), then " (<calibration>)", or " imatrix (<calibration>)"
+/// for a llama.cpp mix: "GPTQ 4-bit g128 act-order (code)", "Q4_K_M imatrix (code)".
+std::string variant_label(const VariantSpec& v);
+/// results.json's option columns of a variant row (bits, group_size, sym, desc_act,
+/// static_groups, true_sequential, damp_percent): the method's own options, GPTQ's defaults
+/// for those it has not; group_size null for a llama.cpp mix.
+nlohmann::json variant_option_columns(const QuantMethodConfig& config);
+
 /// The id rule (docs/sweep-format.md, "Variant ids"): config.id(), then "-<calibration>", or
 /// "-imat-<calibration>" for a llama.cpp mix's importance matrix.
 std::string variant_id(const QuantMethodConfig& config, const std::string& calibration);

@@ -60,30 +60,8 @@ std::string key_of(const std::string& prefix, const json& config) {
   return prefix + "-" + hash_hex(k.dump());
 }
 
-std::string variant_label(const VariantSpec& v) {
-  const std::string s = v.config.label();
-  if (v.calibration.empty()) return s;
-  return v.config.info().calibration == CalibrationUse::Optional
-             ? cat(s, " imatrix (", v.calibration, ")")
-             : cat(s, " (", v.calibration, ")");
-}
-
 json variant_config(const VariantSpec& v) {
   return v.config.to_json();
-}
-
-/// results.json's option columns: the method's own options, GPTQ's defaults for the others.
-json variant_option_columns(const QuantMethodConfig& c) {
-  GptqOptions g;
-  if (const GptqOptions* o = c.gptq()) g = *o;
-  const bool mix = c.family() == MethodFamily::KQuantMix;
-  return {{"bits", c.bits()},
-          {"group_size", mix ? json() : json(c.group_size())},
-          {"sym", c.sym()},
-          {"desc_act", g.desc_act},
-          {"static_groups", g.static_groups},
-          {"true_sequential", g.true_sequential},
-          {"damp_percent", g.damp_percent}};
 }
 
 json eval_config(const EvalSpec& e, int ctx) {
