@@ -10,8 +10,8 @@
 #include "cli/data_dir.h"
 #include "common/errors.h"
 #include "formats/formats.h"
-#include "formats/gguf.h"
 #include "model/tokenizer.h"
+#include "quantize/export.h"
 #include "quantize/quantize.h"
 
 namespace qsweep::cli {
@@ -21,6 +21,58 @@ using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
+
+/// Command-line flags of the method options (config JSON key → flag).
+const std::vector<std::pair<std::string, std::string>>& option_flags() {
+  static const std::vector<std::pair<std::string, std::string>> f = {
+      {"bits", "bits"},
+      {"group_size", "group-size"},
+      {"sym", "sym"},
+      {"desc_act", "desc-act"},
+      {"static_groups", "static-groups"},
+      {"true_sequential", "no-true-sequential"},
+      {"damp_percent", "damp-percent"},
+      {"block_size", "block-size"}};
+  return f;
+}
+
+/// The method and its options from the flags; a flag the method does not take is an Error.
+QuantMethodConfig config_from_args(const Args& args) {
+  const Method method = parse_method(args.get("method", "gptq"));
+  const MethodInfo& info = method_info(method);
+  nlohmann::json j = QuantMethodConfig::defaults(method).to_json();
+  for (const auto& [key, flag] : option_flags()) {
+    if (!args.has(flag)) continue;
+    QS_THROW_IF_NOT(j.contains(key), "--", flag, " does not apply to method ", info.name,
+                    info.family == MethodFamily::KQuantMix
+                        ? " (a llama.cpp mix: its rules choose every tensor's type)"
+                        : "");
+    if (key == "bits" || key == "group_size" || key == "block_size")
+      j[key] = int(args.get_int(flag, 0));
+    else if (key == "damp_percent")
+      j[key] = std::stod(args.get(flag));
+    else if (key == "true_sequential")
+      j[key] = false;
+    else
+      j[key] = true;
+  }
+  QuantMethodConfig config = QuantMethodConfig::from_json(j);
+  config.validate();
+  return config;
+}
+
+/// The short name `qsweep quantize` prints: "gptq-4b-g128-asym-descact".
+std::string short_label(const QuantMethodConfig& c) {
+  std::string s =
+      cat(c.info().name, "-", c.bits(), "b-", c.group_size() > 0 ? cat("g", c.group_size()) : "gch",
+          c.sym() ? "-sym" : "-asym");
+  if (const GptqOptions* g = c.gptq()) {
+    if (g->desc_act) s += "-descact";
+    if (g->static_groups) s += "-static";
+  }
+  return s;
+}
+
 }  // namespace
 
 int cmd_quantize(const std::vector<std::string>& argv) {
@@ -30,30 +82,16 @@ int cmd_quantize(const std::vector<std::string>& argv) {
             {"desc-act", "sym", "static-groups", "no-true-sequential", "json", "quiet"});
   QS_THROW_IF_NOT(args.positional().empty(), "qsweep quantize: unexpected argument '",
                   args.positional()[0], "'");
-  const std::string method = args.get("method", "gptq");
-  const std::optional<kquants::Mix> mix = kquants::mix_from_name(method);
-  ModelQuantConfig cfg;
-  cfg.method = mix ? "rtn" : method;  // a mix has its own rules; cfg is then unused
-  cfg.bits = int(args.get_int("bits", 4));
-  cfg.group_size = int(args.get_int("group-size", 128));
-  cfg.sym = args.has("sym");
-  cfg.desc_act = args.has("desc-act");
-  cfg.static_groups = args.has("static-groups");
-  cfg.true_sequential = !args.has("no-true-sequential");
-  cfg.damp_percent = std::stod(args.get("damp-percent", "0.01"));
-  cfg.block_size = int(args.get_int("block-size", 128));
-  if (mix)
-    for (const char* k : {"bits", "group-size", "sym", "desc-act", "static-groups",
-                          "no-true-sequential", "damp-percent", "block-size"})
-      QS_THROW_IF_NOT(!args.has(k), "--", k, " does not apply to llama.cpp mix ", method,
-                      " (its rules choose every tensor's type)");
-  cfg.validate();
+  const QuantMethodConfig cfg = config_from_args(args);
+  const MethodInfo& info = cfg.info();
+  const bool is_mix = info.family == MethodFamily::KQuantMix;
   // GPTQ and AWQ need calibration data; a mix uses it, when given, as its importance matrix.
-  const bool calibrated = cfg.method == "gptq" || cfg.method == "awq" || (mix && args.has("calib"));
+  const bool calibrated = info.calibration == CalibrationUse::Required ||
+                          (info.calibration == CalibrationUse::Optional && args.has("calib"));
   QS_THROW_IF_NOT(calibrated || !args.has("calib"),
                   "--calib is for GPTQ, AWQ and the K-quant "
                   "mixes; ",
-                  cfg.method, " uses no calibration data");
+                  info.name, " uses no calibration data");
   const std::string out_dir = args.require("out");
   const std::string data_flag = args.get("data-dir");
   const std::string model_dir = resolve_model_dir(args.require("model"), data_flag);
@@ -91,60 +129,47 @@ int cmd_quantize(const std::vector<std::string>& argv) {
                    (unsigned long long)so.seed, calib_s);
   }
 
-  if (mix) {
-    // llama-imatrix + llama-quantize in one step: the output is a GGUF file.
-    const auto t2 = Clock::now();
-    std::optional<std::map<std::pair<int, LinearRole>, std::vector<float>>> imatrix;
-    if (calibrated) imatrix = importance_matrix(model, calib);
-    const GgufMixSummary g = write_gguf_mix(out_dir, model.spec(), model.weights(), model_dir, *mix,
-                                            imatrix ? &*imatrix : nullptr);
-    const double quant_s = since(t2);
-    if (args.has("json")) {
-      nlohmann::json j;
-      j["out"] = out_dir;
-      j["mix"] = kquants::mix_name(*mix);
-      j["imatrix"] = calibrated ? nlohmann::json(calib.source) : nlohmann::json();
-      j["linear_bits_per_weight"] = g.linear_bits_per_weight;
-      j["file_bits_per_weight"] = g.file_bits_per_weight;
-      j["file_bytes"] = g.file_bytes;
-      j["seconds"] = {{"load", load_s}, {"calibration", calib_s}, {"quantize", quant_s}};
-      for (const auto& c : g.choices)
-        j["tensors"].push_back(
-            {{"name", c.name},
-             {"type", kquants::traits(*kquants::type_from_ggml(c.ggml_type)).name},
-             {"rule", c.rule}});
-      std::printf("%s\n", j.dump(2).c_str());
-    } else {
-      std::printf("wrote %s: %s%s, %.3f bits/weight on the linears, %.3f over the file, %.2f MB\n",
-                  out_dir.c_str(), kquants::mix_name(*mix),
-                  calibrated ? cat(" imatrix(", calib.source, ")").c_str() : "",
-                  g.linear_bits_per_weight, g.file_bits_per_weight, double(g.file_bytes) / 1e6);
-      std::printf("time: load %.2fs, calibration %.2fs, quantize+write %.2fs\n", load_s, calib_s,
-                  quant_s);
-    }
-    return 0;
-  }
-
   const auto t2 = Clock::now();
   const QuantizedModel qm = quantize_model(
       model, cfg, calibrated ? &calib : nullptr, [&](int done, int total, const std::string& msg) {
-        if (!quiet)
+        if (!quiet && !is_mix)
           std::fprintf(stderr, "quantize: layer %d/%d done (%s, %.1fs elapsed)\n", done, total,
                        msg.c_str(), since(t2));
       });
   const double quant_s = since(t2);
   const auto t3 = Clock::now();
-  if (cfg.method == "awq")
-    export_awq(qm, model_dir, out_dir);
-  else
-    export_gptq(qm, model_dir, out_dir);
+  const ExportSummary ex = write_quantized(qm, model_dir, out_dir);
   const double export_s = since(t3);
+
+  if (is_mix) {
+    // llama-imatrix + llama-quantize in one step: the output is a GGUF file.
+    if (args.has("json")) {
+      nlohmann::json j;
+      j["out"] = out_dir;
+      j["mix"] = info.display;
+      j["imatrix"] = calibrated ? nlohmann::json(calib.source) : nlohmann::json();
+      j["linear_bits_per_weight"] = ex.linear_bits_per_weight;
+      j["file_bits_per_weight"] = *ex.file_bits_per_weight;
+      j["file_bytes"] = ex.file_bytes;
+      j["seconds"] = {{"load", load_s}, {"calibration", calib_s}, {"quantize", quant_s + export_s}};
+      j["tensors"] = ex.records;
+      std::printf("%s\n", j.dump(2).c_str());
+    } else {
+      std::printf("wrote %s: %s%s, %.3f bits/weight on the linears, %.3f over the file, %.2f MB\n",
+                  out_dir.c_str(), info.display.c_str(),
+                  calibrated ? cat(" imatrix(", calib.source, ")").c_str() : "",
+                  ex.linear_bits_per_weight, *ex.file_bits_per_weight, double(ex.file_bytes) / 1e6);
+      std::printf("time: load %.2fs, calibration %.2fs, quantize+write %.2fs\n", load_s, calib_s,
+                  quant_s + export_s);
+    }
+    return 0;
+  }
 
   if (args.has("json")) {
     nlohmann::json j;
     j["out"] = out_dir;
-    j["config"] = cfg.label();
-    j["linear_bits_per_weight"] = qm.linear_bits_per_weight();
+    j["config"] = short_label(cfg);
+    j["linear_bits_per_weight"] = ex.linear_bits_per_weight;
     j["model_bytes"] = qm.model_bytes();
     j["seconds"] = {
         {"load", load_s}, {"calibration", calib_s}, {"quantize", quant_s}, {"export", export_s}};
@@ -156,7 +181,8 @@ int cmd_quantize(const std::vector<std::string>& argv) {
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     std::printf("wrote %s: %s, %.3f bits/weight on the linears, %.2f MB\n", out_dir.c_str(),
-                cfg.label().c_str(), qm.linear_bits_per_weight(), double(qm.model_bytes()) / 1e6);
+                short_label(cfg).c_str(), ex.linear_bits_per_weight,
+                double(qm.model_bytes()) / 1e6);
     std::printf("time: load %.2fs, calibration %.2fs, quantize %.2fs, export %.2fs\n", load_s,
                 calib_s, quant_s, export_s);
   }

@@ -1,5 +1,5 @@
 // The AutoAWQ "gemm" checkpoint (quant_method "awq"): writer and reader. The bit layout is
-// quantizers/awq_packing.h; this file is the safetensors and config.json side.
+// formats/awq_packing.h; this file is the safetensors and config.json side.
 #include <unistd.h>
 
 #include <cmath>
@@ -10,10 +10,10 @@
 
 #include "common/errors.h"
 #include "common/mapped_file.h"
+#include "formats/awq_packing.h"
 #include "formats/detail/quantized_tensors.h"
 #include "formats/formats.h"
 #include "model/safetensors.h"
-#include "quantizers/awq_packing.h"
 
 namespace qsweep {
 namespace fs = std::filesystem;
@@ -24,23 +24,6 @@ namespace {
 std::string awq_prefix(int layer, LinearRole r) {
   std::string n = hf_linear_name(layer, r);
   return n.substr(0, n.size() - std::string(".weight").size());
-}
-
-json awq_quantization_config(const QuantizedModel& qm) {
-  const ModelQuantConfig& c = qm.config;
-  json q = {{"quant_method", "awq"}, {"bits", c.bits},    {"group_size", c.group_size},
-            {"zero_point", !c.sym},  {"version", "gemm"}, {"modules_to_not_convert", nullptr}};
-  q["meta"] = {{"quantizer", "qsweep 0.1.0"},
-               {"method", c.method},
-               {"folded_norms", "input_layernorm / post_attention_layernorm hold 1/s (F32)"},
-               {"linear_bits_per_weight", qm.linear_bits_per_weight()}};
-  if (!qm.calibration_source.empty())
-    q["meta"]["calibration"] = {{"source", qm.calibration_source},
-                                {"domain", qm.calibration_domain},
-                                {"n_samples", qm.calibration_options.n_samples},
-                                {"seqlen", qm.calibration_options.seqlen},
-                                {"seed", qm.calibration_options.seed}};
-  return q;
 }
 
 // The per-layer vectors AWQ may have changed (folded 1/s): written from the model as F32.
@@ -58,12 +41,14 @@ std::map<std::string, const VectorF*> folded_vectors(const ModelWeights& w) {
 
 }  // namespace
 
-void export_awq(const QuantizedModel& qm, const std::string& source_dir,
+void export_awq(const QuantizedCheckpoint& ckpt, const std::string& source_dir,
                 const std::string& out_dir) {
-  QS_THROW_IF_NOT(qm.config.bits == 4,
-                  "export_awq: the AWQ gemm checkpoint holds 4-bit codes only"
-                  " (AutoAWQ WQLinear_GEMM); this model is ",
-                  qm.config.bits, "-bit");
+  for (const auto& l : ckpt.linears)
+    QS_THROW_IF_NOT(l.q->bits == 4,
+                    "export_awq: the AWQ gemm checkpoint holds 4-bit codes only"
+                    " (AutoAWQ WQLinear_GEMM); this model is ",
+                    l.q->bits, "-bit");
+  QS_THROW_IF_NOT(ckpt.folded != nullptr, "export_awq: the folded float weights are missing");
   const fs::path out(out_dir);
   const fs::path tmp =
       out.parent_path() / (out.filename().string() + ".tmp-" + std::to_string(::getpid()));
@@ -71,13 +56,13 @@ void export_awq(const QuantizedModel& qm, const std::string& source_dir,
   fs::create_directories(tmp);
   try {
     const SafetensorsCheckpoint src(source_dir);
-    std::map<std::string, const QuantizedLinear*> by_name;
-    for (const auto& l : qm.linears) by_name[hf_linear_name(l.layer, l.role)] = &l;
-    QS_THROW_IF_NOT(by_name.size() == qm.linears.size(), "export_awq: duplicate linears");
-    const auto folded = folded_vectors(qm.model.weights());
+    std::map<std::string, const LinearQTensor*> by_name;
+    for (const auto& l : ckpt.linears) by_name[hf_linear_name(l.layer, l.role)] = &l;
+    QS_THROW_IF_NOT(by_name.size() == ckpt.linears.size(), "export_awq: duplicate linears");
+    const auto folded = folded_vectors(*ckpt.folded);
 
     std::vector<AwqPacked> packed;
-    packed.reserve(qm.linears.size());
+    packed.reserve(ckpt.linears.size());
     std::vector<TensorToWrite> tensors;
     for (const TensorView* t : src.tensors()) {
       if (auto f = folded.find(t->name); f != folded.end()) {
@@ -91,9 +76,9 @@ void export_awq(const QuantizedModel& qm, const std::string& source_dir,
         tensors.push_back({t->name, t->dtype, t->shape, t->data});
         continue;
       }
-      const QuantizedLinear& ql = *it->second;
+      const LinearQTensor& ql = *it->second;
       try {
-        packed.push_back(awq_pack(ql.q));
+        packed.push_back(awq_pack(*ql.q));
       } catch (const Error& e) {
         throw Error(cat("export_awq: ", t->name, ": ", e.what()));
       }
@@ -112,7 +97,11 @@ void export_awq(const QuantizedModel& qm, const std::string& source_dir,
     write_safetensors((tmp / "model.safetensors").string(), tensors, {{"format", "pt"}});
 
     json cfg = json::parse(read_text_file((fs::path(source_dir) / "config.json").string()));
-    const json q = awq_quantization_config(qm);
+    json q = ckpt.quantization_config;
+    q["quant_method"] = "awq";
+    q["version"] = "gemm";
+    q["modules_to_not_convert"] = nullptr;
+    q["meta"]["folded_norms"] = "input_layernorm / post_attention_layernorm hold 1/s (F32)";
     cfg["quantization_config"] = q;
     const std::string cfg_text = cfg.dump(2) + "\n";
     write_file_atomic((tmp / "config.json").string(), cfg_text.data(), cfg_text.size());

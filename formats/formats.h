@@ -13,26 +13,46 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "model/model_spec.h"
 #include "model/weights.h"
-#include "quantize/quantize.h"
+#include "quantizers/quantizers.h"
 
 namespace qsweep {
 
-/// Writes `qm` in the GPTQ layout to `out_dir`. `source_dir` is the checkpoint
-/// that was quantized: its unquantized tensors are copied as they were and its
-/// tokenizer files beside them. The directory appears atomically (written to a
-/// temporary sibling, then renamed); an existing `out_dir` is replaced.
-void export_gptq(const QuantizedModel& qm, const std::string& source_dir,
+/// One quantized linear to write: which one, and its codes/scales/zeros.
+struct LinearQTensor {
+  int layer = 0;
+  LinearRole role = LinearRole::Q;
+  const QTensor* q = nullptr;
+};
+
+/// What a quantized safetensors checkpoint holds besides the source's unquantized tensors.
+struct QuantizedCheckpoint {
+  std::vector<LinearQTensor> linears;
+  /// AWQ: the float weights whose per-layer vectors were folded (input_layernorm,
+  /// post_attention_layernorm, a v_proj bias); written from here as F32. Unused by GPTQ.
+  const ModelWeights* folded = nullptr;
+  /// config.json's `quantization_config`; the writer adds its layout's own keys
+  /// (quant_method, checkpoint_format / version, meta.zero_point_convention, ...).
+  nlohmann::json quantization_config = nlohmann::json::object();
+};
+
+/// Writes `ckpt` in the GPTQ layout (gptq_packing.h) to `out_dir`. `source_dir` is the
+/// checkpoint that was quantized: its unquantized tensors are copied as they were and its
+/// tokenizer files beside them. The directory appears atomically (written to a temporary
+/// sibling, then renamed); an existing `out_dir` is replaced.
+void export_gptq(const QuantizedCheckpoint& ckpt, const std::string& source_dir,
                  const std::string& out_dir);
 
-/// Writes an AWQ-quantized `qm` (quantize/awq.h) in the AutoAWQ "gemm" layout
-/// (quantizers/awq_packing.h; config.json quantization_config {quant_method "awq", bits,
-/// group_size, zero_point, version "gemm"}) to `out_dir`, atomically like export_gptq. The
-/// folded norm weights (and a folded v_proj bias) are written from qm.model as F32; every
-/// other unquantized tensor is copied as it was. Throws Error for bits != 4 (AutoAWQ's GEMM
-/// layout is 4-bit only), sym grids, or shapes the layout cannot hold.
-void export_awq(const QuantizedModel& qm, const std::string& source_dir,
+/// Writes `ckpt` in the AutoAWQ "gemm" layout (awq_packing.h; config.json quantization_config
+/// {quant_method "awq", bits, group_size, zero_point, version "gemm"}) to `out_dir`,
+/// atomically like export_gptq. The folded norm weights (and a folded v_proj bias) are written
+/// from ckpt.folded as F32; every other unquantized tensor is copied as it was. Throws Error
+/// for bits != 4 (AutoAWQ's GEMM layout is 4-bit only), sym grids, or shapes the layout
+/// cannot hold.
+void export_awq(const QuantizedCheckpoint& ckpt, const std::string& source_dir,
                 const std::string& out_dir);
 
 /// A model as loaded from disk, whatever its format.

@@ -1,4 +1,5 @@
-// GGUF v3 (llama.cpp / ggml) writer and reader for Llama-architecture models.
+// GGUF v3 (llama.cpp / ggml) writer and reader for Llama-architecture models
+// (gguf_writer.cpp, gguf_reader.cpp, gguf_tokenizer.cpp, gguf_common.cpp).
 //
 // Layout (little-endian), as ggml/src/gguf.cpp reads it:
 //   u32 magic "GGUF" (bytes 47 47 55 46) | u32 version (3) | u64 tensor_count | u64 kv_count
@@ -32,67 +33,60 @@
 
 namespace qsweep {
 
-/// Which ggml type each tensor is stored as (ggml_type numbers, kquants::ggml_type::*).
-/// Supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
-/// A quantized type needs the row length (ne[0]) to be a multiple of its block size (32 or
-/// 256); otherwise write_gguf throws naming the tensor (no silent fallback).
-struct GgufTypePlan {
-  int32_t weights = 1;  ///< 2-D tensors (token_embd, linears, output); default F16
-  int32_t norms = 0;    ///< 1-D tensors (norms, biases); default F32
-  /// Per-tensor overrides by GGUF name ("blk.3.ffn_down.weight"); win over the two above.
-  std::map<std::string, int32_t> per_tensor;
+/// One tensor as it goes into a GGUF file, already encoded (ggml blocks or F32/F16/BF16).
+struct GgufTensorData {
+  std::string name;
+  std::vector<int64_t> ne;  ///< ggml order: ne[0] innermost
+  int32_t ggml_type = 0;
+  std::vector<uint8_t> bytes;
+};
+
+/// A tensor of a model in GGUF naming and row order (attn_q / attn_k rows permuted), as fp32,
+/// before it is encoded.
+struct GgufSourceTensor {
+  std::string name;
+  std::vector<int64_t> ne;      ///< ggml order
+  const float* data = nullptr;  ///< row-major [ne[1], ne[0]] (or [ne[0]]) in the weights
+  std::vector<float> owned;     ///< the permuted copy, when the rows had to be permuted
+  const float* ptr() const { return owned.empty() ? data : owned.data(); }
+  int64_t rows() const { return ne.size() == 2 ? ne[1] : 1; }
+  bool two_d() const { return ne.size() == 2; }
+};
+
+/// Every tensor write_gguf writes for `spec`, in file order: token_embd, per layer attn_norm,
+/// attn_q(+bias), attn_k(+bias), attn_v(+bias), attn_output(+bias), ffn_norm, ffn_gate,
+/// ffn_up, ffn_down, then output_norm and output (absent when embeddings are tied). The data
+/// points into `w` (keep it alive) except for permuted q/k rows.
+std::vector<GgufSourceTensor> gguf_source_tensors(const ModelSpec& spec, const ModelWeights& w);
+/// The 2-D tensors of gguf_source_tensors (GGUF names, row length ne[0]), in file order.
+std::vector<kquants::MixTensor> gguf_weight_tensors(const ModelSpec& spec);
+/// GGUF name of a linear layer's weight: "blk.3.ffn_down.weight".
+std::string gguf_linear_name(int layer, LinearRole role);
+
+/// F32, F16 and BF16 (the float ggml types) — encoded here; block types are not.
+bool gguf_is_float_type(int32_t ggml_type);
+/// `n` floats as F32, F16 or BF16 bytes; Error for any other type.
+std::vector<uint8_t> gguf_encode_float(int32_t ggml_type, const float* x, int64_t n);
+
+struct GgufWriteOptions {
   /// general.file_type (llama_ftype); -1 derives it from the most common 2-D type.
   int32_t file_type = -1;
   /// general.alignment; written as a key only when it differs from the default 32.
   uint32_t alignment = 32;
   /// general.name; empty = the model directory's base name, else "qsweep".
   std::string name;
-  /// Importance matrix by GGUF name: one value per column (ne[0] = input feature) of that
-  /// tensor, e.g. the mean of x² over calibration tokens. Quantized types weight their
-  /// rounding error with it, as `llama-quantize --imatrix` does; tensors without an entry
-  /// are quantized plainly. Column order is unaffected by the q/k row permutation.
-  std::map<std::string, std::vector<float>> importance;
-
-  int32_t type_for(const std::string& gguf_name, bool two_d) const;
 };
 
-/// The 2-D tensors write_gguf writes for `spec` (GGUF names, row length ne[0]), in file
-/// order: token_embd, per layer attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up,
-/// ffn_down, then output (absent when embeddings are tied).
-std::vector<kquants::MixTensor> gguf_weight_tensors(const ModelSpec& spec);
-/// GGUF name of a linear layer's weight: "blk.3.ffn_down.weight".
-std::string gguf_linear_name(int layer, LinearRole role);
-
-/// The type plan of a llama.cpp quantization mix (quantizers/kquants/mixes.h) for `spec`:
-/// every 2-D tensor placed by the mix's rules, norms F32, general.file_type the mix's ftype.
-/// `choices` (optional) receives each tensor's type and the rule that chose it.
-GgufTypePlan gguf_mix_plan(kquants::Mix mix, const ModelSpec& spec, bool has_imatrix,
-                           std::vector<kquants::MixChoice>* choices = nullptr);
-
-/// Writes `w` as a GGUF v3 file at `path` (atomically). `model_dir_for_tokenizer` is an HF
-/// directory whose sentencepiece tokenizer.model (and tokenizer_config.json) become the
-/// tokenizer.ggml.* keys; empty writes no tokenizer keys. Architectures Llama and Mistral
-/// without sliding window (general.architecture "llama"); anything else throws.
-/// The whole file is assembled in memory before it is written (memory ≈ file size).
-void write_gguf(const std::string& path, const ModelSpec& spec, const ModelWeights& w,
-                const std::string& model_dir_for_tokenizer, const GgufTypePlan& plan = {});
-
-/// What write_gguf_mix produced.
-struct GgufMixSummary {
-  std::vector<kquants::MixChoice> choices;  ///< every 2-D tensor's type and rule
-  int64_t file_bytes = 0;
-  double linear_bits_per_weight = 0;  ///< over the decoder linears only (as GPTQ/AWQ rows)
-  double file_bits_per_weight = 0;    ///< file bytes × 8 / parameters (llama.cpp's figure)
-};
-
-/// Quantizes `w` with a llama.cpp mix and writes the GGUF (what `llama-quantize` does to an
-/// F16 GGUF). `importance` (optional, from calibration's importance_matrix) weights each
-/// linear's rounding error like `--imatrix`; token_embd and output get none, as with
-/// llama-imatrix's default (no --process-output).
-GgufMixSummary write_gguf_mix(
-    const std::string& path, const ModelSpec& spec, const ModelWeights& w,
-    const std::string& model_dir_for_tokenizer, kquants::Mix mix,
-    const std::map<std::pair<int, LinearRole>, std::vector<float>>* importance = nullptr);
+/// Writes encoded tensors as a GGUF v3 file at `path` (atomically), with the llama.* metadata
+/// of `spec`. `tensors` must be the model's tensors in gguf_source_tensors order (the 2-D
+/// ones exactly gguf_weight_tensors(spec)), each holding as many bytes as its type and shape
+/// take. `model_dir_for_tokenizer` is an HF directory whose sentencepiece tokenizer.model (and
+/// tokenizer_config.json) become the tokenizer.ggml.* keys; empty writes no tokenizer keys.
+/// Architectures Llama and Mistral without sliding window (general.architecture "llama");
+/// anything else throws. The whole file is assembled in memory before it is written.
+void write_gguf(const std::string& path, const ModelSpec& spec,
+                const std::vector<GgufTensorData>& tensors,
+                const std::string& model_dir_for_tokenizer, const GgufWriteOptions& options = {});
 
 /// GGUF metadata value types (gguf_type).
 enum class GgufType : uint32_t {

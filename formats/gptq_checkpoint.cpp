@@ -9,8 +9,8 @@
 #include "formats/detail/quantized_tensors.h"
 #include "formats/formats.h"
 #include "formats/gguf.h"
+#include "formats/gptq_packing.h"
 #include "model/safetensors.h"
-#include "quantizers/gptq_packing.h"
 
 namespace qsweep {
 namespace fs = std::filesystem;
@@ -23,35 +23,9 @@ std::string linear_prefix(int layer, LinearRole r) {
   return n.substr(0, n.size() - std::string(".weight").size());
 }
 
-json quantization_config(const QuantizedModel& qm, int64_t zero_underflows) {
-  const ModelQuantConfig& c = qm.config;
-  json q = {{"quant_method", "gptq"},
-            {"checkpoint_format", "gptq"},
-            {"bits", c.bits},
-            {"group_size", c.group_size},
-            {"desc_act", c.desc_act},
-            {"sym", c.sym},
-            {"static_groups", c.static_groups},
-            {"true_sequential", c.true_sequential},
-            {"damp_percent", c.damp_percent}};
-  q["meta"] = {{"quantizer", "qsweep 0.1.0"},
-               {"method", c.method},
-               {"zero_point_convention",
-                "v1: qzeros store (zero - 1) modulo 2^bits, packed along the output dimension"},
-               {"v1_zero_underflows", zero_underflows},
-               {"linear_bits_per_weight", qm.linear_bits_per_weight()}};
-  if (!qm.calibration_source.empty())
-    q["meta"]["calibration"] = {{"source", qm.calibration_source},
-                                {"domain", qm.calibration_domain},
-                                {"n_samples", qm.calibration_options.n_samples},
-                                {"seqlen", qm.calibration_options.seqlen},
-                                {"seed", qm.calibration_options.seed}};
-  return q;
-}
-
 }  // namespace
 
-void export_gptq(const QuantizedModel& qm, const std::string& source_dir,
+void export_gptq(const QuantizedCheckpoint& ckpt, const std::string& source_dir,
                  const std::string& out_dir) {
   const fs::path out(out_dir);
   const fs::path tmp =
@@ -60,12 +34,12 @@ void export_gptq(const QuantizedModel& qm, const std::string& source_dir,
   fs::create_directories(tmp);
   try {
     const SafetensorsCheckpoint src(source_dir);
-    std::map<std::string, const QuantizedLinear*> by_name;
-    for (const auto& l : qm.linears) by_name[hf_linear_name(l.layer, l.role)] = &l;
-    QS_THROW_IF_NOT(by_name.size() == qm.linears.size(), "export_gptq: duplicate linears");
+    std::map<std::string, const LinearQTensor*> by_name;
+    for (const auto& l : ckpt.linears) by_name[hf_linear_name(l.layer, l.role)] = &l;
+    QS_THROW_IF_NOT(by_name.size() == ckpt.linears.size(), "export_gptq: duplicate linears");
 
     std::vector<GptqPacked> packed;
-    packed.reserve(qm.linears.size());
+    packed.reserve(ckpt.linears.size());
     std::vector<TensorToWrite> tensors;
     int64_t underflows = 0;
     for (const TensorView* t : src.tensors()) {
@@ -74,9 +48,9 @@ void export_gptq(const QuantizedModel& qm, const std::string& source_dir,
         tensors.push_back({t->name, t->dtype, t->shape, t->data});
         continue;
       }
-      const QuantizedLinear& ql = *it->second;
-      underflows += gptq_v1_zero_underflows(ql.q);
-      packed.push_back(gptq_pack(ql.q));
+      const LinearQTensor& ql = *it->second;
+      underflows += gptq_v1_zero_underflows(*ql.q);
+      packed.push_back(gptq_pack(*ql.q));
       const GptqPacked& p = packed.back();
       const std::string pre = linear_prefix(ql.layer, ql.role);
       tensors.push_back(
@@ -93,7 +67,12 @@ void export_gptq(const QuantizedModel& qm, const std::string& source_dir,
     write_safetensors((tmp / "model.safetensors").string(), tensors, {{"format", "pt"}});
 
     json cfg = json::parse(read_text_file((fs::path(source_dir) / "config.json").string()));
-    const json q = quantization_config(qm, underflows);
+    json q = ckpt.quantization_config;
+    q["quant_method"] = "gptq";
+    q["checkpoint_format"] = "gptq";
+    q["meta"]["zero_point_convention"] =
+        "v1: qzeros store (zero - 1) modulo 2^bits, packed along the output dimension";
+    q["meta"]["v1_zero_underflows"] = underflows;
     cfg["quantization_config"] = q;
     const std::string cfg_text = cfg.dump(2) + "\n";
     write_file_atomic((tmp / "config.json").string(), cfg_text.data(), cfg_text.size());

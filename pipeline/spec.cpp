@@ -23,38 +23,7 @@ using namespace sweep_yaml;
 constexpr int64_t kIntMax = std::numeric_limits<int>::max();
 
 // ---------------------------------------------------------------------------
-// What exists: methods and tasks, available or planned. Rules are data.
-
-struct MethodInfo {
-  std::string name;
-  std::string planned;            ///< "" when available, else the issue that brings it
-  std::vector<std::string> keys;  ///< the variant keys it uses besides `method`
-  bool calibrated = false;        ///< needs a calibration set
-};
-
-const std::vector<MethodInfo>& methods() {
-  static const std::vector<MethodInfo> table = [] {
-    std::vector<MethodInfo> t = {
-        {"rtn", "", {"bits", "group_size", "sym"}, false},
-        {"gptq",
-         "",
-         {"bits", "group_size", "sym", "desc_act", "static_groups", "true_sequential",
-          "damp_percent", "calibration"},
-         true},
-        {"awq", "", {"bits", "group_size", "sym", "calibration"}, true},
-    };
-    // llama.cpp mixes, written as GGUF; `calibration` (optional) becomes their imatrix.
-    for (const char* mix : kKQuantMixMethods) t.push_back({mix, "", {"calibration"}, false});
-    return t;
-  }();
-  return table;
-}
-
-const MethodInfo* find_method(const std::string& name) {
-  for (const auto& m : methods())
-    if (m.name == name) return &m;
-  return nullptr;
-}
+// What exists: tasks, available or planned (methods: quantize/method.h). Rules are data.
 
 std::vector<std::string> names_of_map(const std::map<std::string, CalibrationSpec>& m) {
   std::vector<std::string> names;
@@ -162,25 +131,15 @@ std::map<std::string, CalibrationSpec> read_calibration(const Source& src, const
   return out;
 }
 
-/// The id rule (docs/sweep-format.md, "Variant ids").
-std::string variant_id(const VariantSpec& v) {
-  if (is_kquant_mix(v.method))
-    return v.calibration.empty() ? v.method : cat(v.method, "-imat-", v.calibration);
-  std::string id = cat(v.method, "-b", v.bits, "-g",
-                       v.group_size == -1 ? std::string("ch") : std::to_string(v.group_size));
-  if (v.sym) id += "-sym";
-  if (v.desc_act) id += "-act";
-  if (v.static_groups) id += "-static";
-  if (!v.true_sequential) id += "-nts";
-  if (v.damp_percent != VariantSpec{}.damp_percent) id += "-damp" + to_text(v.damp_percent);
-  if (!v.calibration.empty()) id += "-" + v.calibration;
-  return id;
-}
-
 std::vector<Field> variant_fields(const std::map<std::string, CalibrationSpec>& calibration) {
   const std::vector<std::string> cal_names = names_of_map(calibration);
   Field method = string_field("method", "a method name");
-  method.check = known_name_check(methods(), "method");
+  method.check = [](const Scalar& v) -> std::string {
+    const auto& s = std::get<std::string>(v);
+    if (method_from_name(s)) return "";
+    return cat("unknown method '", s, "'", did_you_mean(s, method_names()),
+               " (methods: ", method_names_text(), ")");
+  };
   Field group = int_field("group_size", -1, kIntMax,
                           "a positive integer or -1 (one group per output channel)");
   group.parse = [any = group.parse](const std::string& t) -> std::optional<Scalar> {
@@ -227,54 +186,43 @@ std::vector<VariantSpec> read_variants(const Source& src, const Entry& section,
         src.fail(c.origin,
                  "variant has no 'method' (rtn, gptq, awq or a llama.cpp mix such as q4_k_m)");
       VariantSpec v;
-      v.method = std::get<std::string>(m->value);
-      const MethodInfo& info = *find_method(v.method);
+      const MethodInfo& info = method_info(*method_from_name(std::get<std::string>(m->value)));
+      v.config = QuantMethodConfig::defaults(info.method);
       for (const auto& [key, fv] : c.values) {
         if (key == "method") continue;
         if (std::find(info.keys.begin(), info.keys.end(), key) == info.keys.end())
-          src.fail(fv.node, cat("'", key, "' does not apply to method '", v.method, "' (it uses ",
+          src.fail(fv.node, cat("'", key, "' does not apply to method '", info.name, "' (it uses ",
                                 join_or(info.keys), ")"));
         const Scalar& s = fv.value;
-        if (key == "bits") v.bits = static_cast<int>(std::get<int64_t>(s));
-        if (key == "group_size") v.group_size = static_cast<int>(std::get<int64_t>(s));
-        if (key == "sym") v.sym = std::get<bool>(s);
-        if (key == "desc_act") v.desc_act = std::get<bool>(s);
-        if (key == "static_groups") v.static_groups = std::get<bool>(s);
-        if (key == "true_sequential") v.true_sequential = std::get<bool>(s);
-        if (key == "damp_percent") v.damp_percent = std::get<double>(s);
         if (key == "calibration") v.calibration = std::get<std::string>(s);
       }
-      if (info.calibrated && v.calibration.empty()) {
+      // The options, through the config's own JSON reader (keys checked above).
+      nlohmann::json options = v.config.to_json();
+      for (const auto& [key, fv] : c.values) {
+        if (key == "method" || key == "calibration") continue;
+        std::visit([&, k = key](const auto& x) { options[k] = x; }, fv.value);
+      }
+      v.config = QuantMethodConfig::from_json(options);
+      if (info.calibration == CalibrationUse::Required && v.calibration.empty()) {
         // The one calibration set is the default; with none or several, the variant must say.
         if (calibration.size() != 1)
           src.fail(
               m->node,
-              cat("method '", v.method, "' needs a calibration set: add 'calibration: <name>'",
+              cat("method '", info.name, "' needs a calibration set: add 'calibration: <name>'",
                   calibration.empty() ? " and a 'calibration:' section"
                                       : cat(" (one of ", join_or(names_of_map(calibration)), ")")));
         v.calibration = calibration.begin()->first;
       }
-      // AWQ variants are exported as AutoAWQ "gemm" checkpoints: 4-bit, zero point.
-      if (v.method == "awq" && v.bits != 4)
-        src.fail(c.find("bits")->node,
-                 cat("method 'awq' writes AutoAWQ gemm checkpoints, which hold 4-bit codes only "
-                     "(got bits ",
-                     v.bits, "); use gptq or rtn for other widths"));
-      if (v.method == "awq" && v.sym)
-        src.fail(c.find("sym")->node,
-                 "method 'awq' writes AutoAWQ gemm checkpoints, which store a zero point: "
-                 "use sym: false");
-      if (v.static_groups && v.group_size == -1)
+      // What the config or its checkpoint layout cannot hold (AWQ gemm: 4-bit, zero point).
+      if (const auto problem = v.config.problem()) {
+        const FieldValue* at = c.find(problem->key);
+        src.fail(at ? at->node : m->node, problem->message);
+      }
+      if (const GptqOptions* g = v.config.gptq(); g && g->static_groups && g->group_size == -1)
         src.fail(c.find("static_groups")->node,
                  "'static_groups' needs groups: it means nothing with group_size -1");
-      if (is_kquant_mix(v.method)) {
-        // A mix fixes its own widths per tensor; bits is the default width (for grouping
-        // rows in reports), group_size does not apply (0).
-        v.bits = kquant_mix_nominal_bits(v.method);
-        v.group_size = 0;
-      }
       v.source_line = line_of(c.origin);
-      v.id = variant_id(v);
+      v.id = variant_id(v.config, v.calibration);
       auto [it, fresh] = origin_of.emplace(v.id, c.origin);
       if (!fresh)
         src.fail(c.origin, cat("variant '", v.id, "' is defined twice: by the variant at line ",
@@ -436,19 +384,33 @@ ReportSpec read_report(const Source& src, const Entry& section) {
 
 }  // namespace
 
-bool is_kquant_mix(const std::string& method) {
-  return std::find(std::begin(kKQuantMixMethods), std::end(kKQuantMixMethods), method) !=
-         std::end(kKQuantMixMethods);
+std::string variant_label(const VariantSpec& v) {
+  const std::string s = v.config.label();
+  if (v.calibration.empty()) return s;
+  return v.config.info().calibration == CalibrationUse::Optional
+             ? cat(s, " imatrix (", v.calibration, ")")
+             : cat(s, " (", v.calibration, ")");
 }
 
-int kquant_mix_nominal_bits(const std::string& method) {
-  QS_THROW_IF_NOT(is_kquant_mix(method), "not a K-quant mix: ", method);
-  return method[1] - '0';  // "q3_k_m" -> 3
+nlohmann::json variant_option_columns(const QuantMethodConfig& c) {
+  using nlohmann::json;
+  GptqOptions g;
+  if (const GptqOptions* o = c.gptq()) g = *o;
+  const bool mix = c.family() == MethodFamily::KQuantMix;
+  return {{"bits", c.bits()},
+          {"group_size", mix ? json() : json(c.group_size())},
+          {"sym", c.sym()},
+          {"desc_act", g.desc_act},
+          {"static_groups", g.static_groups},
+          {"true_sequential", g.true_sequential},
+          {"damp_percent", g.damp_percent}};
 }
 
-bool method_is_available(const std::string& method) {
-  const MethodInfo* m = find_method(method);
-  return m && m->planned.empty();
+std::string variant_id(const QuantMethodConfig& config, const std::string& calibration) {
+  if (calibration.empty()) return config.id();
+  return config.info().calibration == CalibrationUse::Optional
+             ? cat(config.id(), "-imat-", calibration)
+             : cat(config.id(), "-", calibration);
 }
 
 SweepSpec parse_sweep_text(const std::string& yaml, const std::string& file) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "eval/task.h"
+#include "quantize/method.h"
 
 namespace qsweep {
 
@@ -28,18 +29,23 @@ struct CalibrationSpec {
 
 /// One concrete variant after matrix expansion (every list resolved to one value).
 struct VariantSpec {
-  std::string id;      ///< unique, stable, filesystem-safe: "gptq-b4-g128-act-code"
-  std::string method;  ///< "rtn", "gptq" (later "awq", "gguf:Q4_K_M", ...)
-  int bits = 4;
-  int group_size = 128;  ///< -1 = per output channel
-  bool sym = false;
-  bool desc_act = false;
-  bool static_groups = false;
-  bool true_sequential = true;
-  double damp_percent = 0.01;
-  std::string calibration;  ///< a CalibrationSpec name, "" for methods without calibration
-  int source_line = 0;      ///< line of the `variants:` entry it came from (for messages)
+  std::string id;            ///< unique, stable, filesystem-safe: "gptq-b4-g128-act-code"
+  QuantMethodConfig config;  ///< the method and its options (quantize/method.h)
+  std::string calibration;   ///< a CalibrationSpec name, "" for methods without calibration
+  int source_line = 0;       ///< line of the `variants:` entry it came from (for messages)
 };
+
+/// What reports show: config.label(), then " (<calibration>)", or " imatrix (<calibration>)"
+/// for a llama.cpp mix: "GPTQ 4-bit g128 act-order (code)", "Q4_K_M imatrix (code)".
+std::string variant_label(const VariantSpec& v);
+/// results.json's option columns of a variant row (bits, group_size, sym, desc_act,
+/// static_groups, true_sequential, damp_percent): the method's own options, GPTQ's defaults
+/// for those it has not; group_size null for a llama.cpp mix.
+nlohmann::json variant_option_columns(const QuantMethodConfig& config);
+
+/// The id rule (docs/sweep-format.md, "Variant ids"): config.id(), then "-<calibration>", or
+/// "-imat-<calibration>" for a llama.cpp mix's importance matrix.
+std::string variant_id(const QuantMethodConfig& config, const std::string& calibration);
 
 struct ReportSpec {
   std::vector<std::string> formats = {"md", "csv", "json", "html"};
@@ -68,17 +74,5 @@ SweepSpec parse_sweep_text(const std::string& yaml, const std::string& file);
 /// keys and values as text, e.g. {{"task", "humaneval"}, {"limit", "20"}}; the same checks,
 /// defaults and id as in a sweep file. Errors name the option as the flag `--max-new-tokens`.
 EvalConfig parse_eval_options(const std::vector<std::pair<std::string, std::string>>& options);
-
-/// llama.cpp quantization mixes as sweep methods (lower case of llama-quantize's names).
-inline constexpr const char* kKQuantMixMethods[] = {"q2_k",   "q3_k_s", "q3_k_m", "q3_k_l",
-                                                    "q4_0",   "q4_k_s", "q4_k_m", "q5_k_s",
-                                                    "q5_k_m", "q6_k",   "q8_0"};
-bool is_kquant_mix(const std::string& method);
-/// The mix's default width: q3_k_m → 3, q8_0 → 8 (reports group rows by it).
-int kquant_mix_nominal_bits(const std::string& method);
-
-/// Methods the pipeline can run today. A known-but-not-yet-implemented method
-/// (awq, gguf K-quant mixes) is rejected by validation with a message saying so.
-bool method_is_available(const std::string& method);
 
 }  // namespace qsweep

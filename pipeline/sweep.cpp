@@ -20,6 +20,7 @@
 #include "formats/gguf.h"
 #include "model/tokenizer.h"
 #include "pipeline/store.h"
+#include "quantize/export.h"
 #include "quantize/quantize.h"
 #include "reports/reports.h"
 
@@ -57,35 +58,8 @@ std::string key_of(const std::string& prefix, const json& config) {
   return prefix + "-" + hash_hex(k.dump());
 }
 
-std::string variant_label(const VariantSpec& v) {
-  if (is_kquant_mix(v.method)) {
-    std::string s = kquants::mix_name(*kquants::mix_from_name(v.method));
-    return v.calibration.empty() ? s : cat(s, " imatrix (", v.calibration, ")");
-  }
-  std::string m = v.method == "gptq"  ? "GPTQ"
-                  : v.method == "rtn" ? "RTN"
-                  : v.method == "awq" ? "AWQ"
-                                      : v.method;
-  std::string s =
-      cat(m, " ", v.bits, "-bit ", v.group_size > 0 ? cat("g", v.group_size) : "per-channel");
-  if (v.sym) s += " sym";
-  if (v.desc_act) s += " act-order";
-  if (v.static_groups) s += " static";
-  if (!v.true_sequential) s += " non-seq";
-  if (!v.calibration.empty()) s += cat(" (", v.calibration, ")");
-  return s;
-}
-
 json variant_config(const VariantSpec& v) {
-  if (is_kquant_mix(v.method)) return {{"method", v.method}, {"format", "gguf"}};
-  return {{"method", v.method},
-          {"bits", v.bits},
-          {"group_size", v.group_size},
-          {"sym", v.sym},
-          {"desc_act", v.desc_act},
-          {"static_groups", v.static_groups},
-          {"true_sequential", v.true_sequential},
-          {"damp_percent", v.damp_percent}};
+  return v.config.to_json();
 }
 
 int64_t physical_memory() {
@@ -200,8 +174,6 @@ SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& model_dir,
 
   std::map<std::string, int> quant_node;
   for (const auto& v : spec.variants) {
-    QS_THROW_IF_NOT(method_is_available(v.method), spec.file, ": method '", v.method,
-                    "' of variant ", v.id, " is not implemented yet");
     SweepNode n{
         SweepNodeKind::Quantize, "quantize:" + v.id, "", {}, v.id, "", v.calibration, {}, 0};
     n.config = {{"model", plan.model_hash}, {"variant", variant_config(v)}, {"version", kVersion}};
@@ -403,20 +375,14 @@ json collect_results(const SweepPlan& plan, const std::string& out_dir,
     json j = {{"id", v.id},
               {"label", variant_label(v)},
               {"is_baseline", false},
-              {"method", v.method},
-              {"bits", v.bits},
-              {"group_size", is_kquant_mix(v.method) ? json() : json(v.group_size)},
-              {"sym", v.sym},
-              {"desc_act", v.desc_act},
-              {"static_groups", v.static_groups},
-              {"true_sequential", v.true_sequential},
-              {"damp_percent", v.damp_percent},
-              {"calibration", v.calibration.empty() ? json() : json(v.calibration)},
+              {"method", v.config.info().name}};
+    j.update(variant_option_columns(v.config));
+    j.update({{"calibration", v.calibration.empty() ? json() : json(v.calibration)},
               {"calibration_domain", nullptr},
               {"file_bits_per_weight", nullptr},
               {"bits_per_weight", nullptr},
               {"size_bytes", nullptr},
-              {"quantize_seconds", nullptr}};
+              {"quantize_seconds", nullptr}});
     if (!v.calibration.empty())
       j["calibration_domain"] = plan.calibration_domains.at(v.calibration);
     std::string status = "ok", error;
@@ -490,65 +456,24 @@ SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt) {
               read_json(store.path(cn.key) + "/windows.json").get<std::vector<std::vector<int>>>();
           calib = &set;
         }
-        if (is_kquant_mix(v.method)) {
-          // llama.cpp's path: (optional) imatrix from the unquantized model, then the mix.
-          const auto t0 = std::chrono::steady_clock::now();
-          const Transformer& base = shared.base();
-          std::optional<std::map<std::pair<int, LinearRole>, std::vector<float>>> imatrix;
-          if (calib) imatrix = importance_matrix(base, *calib);
-          fs::create_directories(tmp + "/model");
-          const GgufMixSummary g = write_gguf_mix(
-              tmp + "/model/" + kGgufFile, base.spec(), base.weights(), plan.model_dir,
-              *kquants::mix_from_name(v.method), imatrix ? &*imatrix : nullptr);
-          json tensors = json::array();
-          for (const auto& c : g.choices)
-            tensors.push_back(
-                {{"name", c.name},
-                 {"type", kquants::traits(*kquants::type_from_ggml(c.ggml_type)).name},
-                 {"rule", c.rule}});
-          write_json(
-              tmp + "/meta.json",
-              {{"bits_per_weight", g.linear_bits_per_weight},
-               {"file_bits_per_weight", g.file_bits_per_weight},
-               {"size_bytes", g.file_bytes},
-               {"quantize_seconds",
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
-               {"imatrix", calib ? json(calib->source) : json()},
-               {"tensors", tensors},
-               {"config", n.config}});
-          store.commit(n.key, tmp);
-          return;
+        // Every method through one dispatch and one export; the eval node reloads what was
+        // written (load_model dispatches on the directory's quant_method or the .gguf file).
+        const QuantizedModel qm = quantize_model(shared.base(), v.config, calib);
+        const ExportSummary ex =
+            write_quantized(qm, plan.model_dir, quantized_model_path(v.config, tmp + "/model"));
+        json meta = {{"bits_per_weight", ex.linear_bits_per_weight},
+                     {"size_bytes", ex.file_bytes},
+                     {"quantize_seconds", qm.seconds},
+                     {"config", n.config}};
+        if (ex.layout == CheckpointLayout::Gguf) {
+          meta["file_bits_per_weight"] = *ex.file_bits_per_weight;
+          meta["imatrix"] = calib ? json(calib->source) : json();
+          meta["tensors"] = ex.records;
+        } else {
+          meta["max_layer_loss"] = ex.max_layer_loss;
+          meta["linears"] = ex.records;
         }
-        ModelQuantConfig cfg;
-        cfg.method = v.method;
-        cfg.bits = v.bits;
-        cfg.group_size = v.group_size;
-        cfg.sym = v.sym;
-        cfg.desc_act = v.desc_act;
-        cfg.static_groups = v.static_groups;
-        cfg.true_sequential = v.true_sequential;
-        cfg.damp_percent = v.damp_percent;
-        const QuantizedModel qm = quantize_model(shared.base(), cfg, calib);
-        // The eval node reloads through load_model, which dispatches on quant_method.
-        if (v.method == "awq")
-          export_awq(qm, plan.model_dir, tmp + "/model");
-        else
-          export_gptq(qm, plan.model_dir, tmp + "/model");
-        double max_loss = 0;
-        json losses = json::array();
-        for (const auto& l : qm.linears) {
-          max_loss = std::max(max_loss, l.loss);
-          losses.push_back({{"name", hf_linear_name(l.layer, l.role)},
-                            {"loss", l.loss},
-                            {"damp_percent", l.damp_percent}});
-        }
-        write_json(tmp + "/meta.json",
-                   {{"bits_per_weight", qm.linear_bits_per_weight()},
-                    {"size_bytes", int64_t(fs::file_size(tmp + "/model/model.safetensors"))},
-                    {"quantize_seconds", qm.seconds},
-                    {"max_layer_loss", max_loss},
-                    {"linears", losses},
-                    {"config", n.config}});
+        write_json(tmp + "/meta.json", meta);
       } else {
         const EvalConfig& e = *std::find_if(plan.evals.begin(), plan.evals.end(),
                                             [&](const EvalConfig& x) { return x.id == n.eval; });

@@ -121,7 +121,7 @@ struct ScaleResult {
 // The grid search over α (AutoAWQ _compute_best_scale). `loss` gets the group's fake-quantized
 // weights (same order as Ws) and returns the block output MSE against fp32.
 ScaleResult search_scale(const Eigen::VectorXd& x_mean, const std::vector<const MatrixRM*>& Ws,
-                         const ModelQuantConfig& cfg, const AwqOptions& opt,
+                         const AwqOptions& cfg, const AwqSearchOptions& opt,
                          const std::function<double(const std::vector<MatrixRM>&)>& loss) {
   const RtnConfig rtn{cfg.bits, cfg.group_size, cfg.sym};
   const Eigen::VectorXd w_mean =
@@ -152,8 +152,8 @@ ScaleResult search_scale(const Eigen::VectorXd& x_mean, const std::vector<const 
 
 // auto_clip for one linear: W [out, in] (already scaled), X [N, in] its (scaled) inputs.
 // Clamps W in place per (row, group) to the best ±max found.
-void clip_search(MatrixRM& W, const MatrixRM& X, const ModelQuantConfig& cfg,
-                 const AwqOptions& opt) {
+void clip_search(MatrixRM& W, const MatrixRM& X, const AwqOptions& cfg,
+                 const AwqSearchOptions& opt) {
   const int64_t out = W.rows(), in = W.cols();
   const int64_t gs = cfg.group_size > 0 ? cfg.group_size : in;
   const int64_t step = std::max<int64_t>(1, X.rows() / opt.clip_n_sample_tokens);
@@ -247,19 +247,25 @@ void awq_apply_scale(LayerWeights& w, AwqScaleGroup group, const VectorF& s) {
   }
 }
 
-QuantizedModel awq_quantize_model(const Transformer& source, const ModelQuantConfig& cfg,
+QuantizedModel awq_quantize_model(const Transformer& source, const QuantMethodConfig& config,
                                   const CalibrationSet& calib, const QuantProgress& progress,
-                                  const AwqOptions& opt) {
-  cfg.validate();
-  QS_THROW_IF_NOT(cfg.method == "awq", "awq_quantize_model: method is '", cfg.method, "'");
+                                  const QuantRunOptions& run, const AwqSearchOptions& opt) {
+  config.validate(/*for_export=*/false);
+  QS_THROW_IF_NOT(config.awq() != nullptr, "awq_quantize_model: method is '", config.info().name,
+                  "'");
+  const AwqOptions& cfg = *config.awq();
+  const int batch_windows = run.batch_windows;
+  QS_THROW_IF_NOT(batch_windows >= 1, "batch_windows must be >= 1");
   QS_THROW_IF_NOT(!calib.windows.empty(),
                   "AWQ needs a calibration set (--calib NAME); none was given");
   QS_THROW_IF_NOT(opt.n_grid >= 1 && opt.clip_n_grid >= 1 && opt.clip_n_sample_tokens >= 1,
-                  "AwqOptions: grids and the token subsample must be >= 1");
+                  "AwqSearchOptions: grids and the token subsample must be >= 1");
   const auto t0 = Clock::now();
   const ModelSpec& spec = source.spec();
-  QuantizedModel out{
-      cfg, calib.source, calib.domain, calib.options, {}, Transformer(spec, source.weights()), 0};
+  QuantizedModel out{config,       calib.source,
+                     calib.domain, calib.options,
+                     {},           Transformer(spec, source.weights()),
+                     {},           0};
   ModelWeights& w = out.model.mutable_weights();
   const RtnConfig rtn{cfg.bits, cfg.group_size, cfg.sym};
   std::vector<int> lengths;
@@ -273,7 +279,7 @@ QuantizedModel awq_quantize_model(const Transformer& source, const ModelQuantCon
     MatrixRM x_attn, x_o, x_mlp, x_down;
     {
       MatrixRM scratch = inps;
-      run_layer_collect(out.model, l, scratch, lengths, cfg.batch_windows,
+      run_layer_collect(out.model, l, scratch, lengths, batch_windows,
                         {{LinearRole::Q, &x_attn},
                          {LinearRole::O, &x_o},
                          {LinearRole::Gate, &x_mlp},
@@ -292,7 +298,7 @@ QuantizedModel awq_quantize_model(const Transformer& source, const ModelQuantCon
                        L.wk = Q[1];
                        L.wv = Q[2];
                        MatrixRM scratch = inps, a;
-                       run_layer_collect(out.model, l, scratch, lengths, cfg.batch_windows,
+                       run_layer_collect(out.model, l, scratch, lengths, batch_windows,
                                          {{LinearRole::O, &a}}, LinearRole::O);
                        L.wq = L0.wq;
                        L.wk = L0.wk;
@@ -353,7 +359,7 @@ QuantizedModel awq_quantize_model(const Transformer& source, const ModelQuantCon
       out.linears.push_back(std::move(ql));
     }
     // The quantized layer's outputs feed the next layer.
-    run_layer_collect(out.model, l, inps, lengths, cfg.batch_windows, {});
+    run_layer_collect(out.model, l, inps, lengths, batch_windows, {});
     if (progress)
       progress(l + 1, spec.num_layers,
                cat("layer ", l, " awq a_qkv=", s_qkv.ratio, s_o ? cat(" a_o=", s_o->ratio) : "",

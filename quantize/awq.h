@@ -41,7 +41,7 @@
 namespace qsweep {
 
 /// Knobs of the AWQ searches (defaults: AutoAWQ / llm-awq values).
-struct AwqOptions {
+struct AwqSearchOptions {
   int n_grid = 20;           ///< scale search: α = i / n_grid, i < n_grid
   bool duo_scaling = false;  ///< AutoAWQ's s = x_mean^α / (w_mean^(1-α) + 1e-4)
   bool apply_clip = true;    ///< run the clipping search (AutoAWQ apply_clip)
@@ -62,13 +62,15 @@ void awq_apply_scale(LayerWeights& w, AwqScaleGroup group, const VectorF& s);
 /// Whether the O group applies to this model (v_proj and o_proj weights have the same shape).
 bool awq_scales_o(const ModelSpec& spec);
 
-/// AWQ over every linear of a copy of `model` (config.method must be "awq"; desc_act and
-/// static_groups are refused). The result's `model` holds the folded norms and the
-/// dequantized weights, `linears` the QTensors (loss = the chosen scale group's search MSE,
-/// for information). Throws Error for an empty calibration set.
-QuantizedModel awq_quantize_model(const Transformer& model, const ModelQuantConfig& config,
+/// AWQ over every linear of a copy of `model` (config.method must be Method::Awq). The result's
+/// `model` holds the folded norms and the dequantized weights, `linears` the QTensors (loss =
+/// the chosen scale group's search MSE, for information). Throws Error for an empty
+/// calibration set. The AWQ gemm layout's export restrictions (4-bit, asymmetric) are checked
+/// by write_quantized, not here.
+QuantizedModel awq_quantize_model(const Transformer& model, const QuantMethodConfig& config,
                                   const CalibrationSet& calibration,
                                   const QuantProgress& progress = {},
-                                  const AwqOptions& options = {});
+                                  const QuantRunOptions& run = {},
+                                  const AwqSearchOptions& options = {});
 
 }  // namespace qsweep

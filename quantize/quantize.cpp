@@ -4,6 +4,8 @@
 #include <optional>
 
 #include "common/errors.h"
+#include "formats/awq_packing.h"
+#include "formats/gptq_packing.h"
 #include "quantize/awq.h"
 
 namespace qsweep {
@@ -43,83 +45,40 @@ std::vector<std::vector<LinearRole>> sequential_groups(bool true_sequential) {
 
 }  // namespace
 
-void ModelQuantConfig::validate() const {
-  QS_THROW_IF_NOT(method == "gptq" || method == "rtn" || method == "awq",
-                  "unknown quantization method '", method, "': expected gptq, rtn or awq");
-  QS_THROW_IF_NOT(bits >= 2 && bits <= 8, "bits ", bits, " is out of range: use 2 to 8");
-  QS_THROW_IF_NOT(group_size == -1 || group_size >= 1, "group_size ", group_size,
-                  " is invalid: use -1 (per output channel) or a positive column count");
-  if (method == "gptq") {
-    QS_THROW_IF_NOT(damp_percent > 0 && damp_percent <= 1, "damp_percent ", damp_percent,
-                    " must be in (0, 1]");
-    QS_THROW_IF_NOT(block_size >= 1, "block_size must be >= 1");
-  } else {
-    QS_THROW_IF_NOT(!desc_act && !static_groups, "desc_act / static_groups apply to GPTQ only");
-  }
-  QS_THROW_IF_NOT(batch_windows >= 1, "batch_windows must be >= 1");
-}
+namespace {
 
-std::string ModelQuantConfig::label() const {
-  std::string s = cat(method, "-", bits, "b-", group_size > 0 ? cat("g", group_size) : "gch",
-                      sym ? "-sym" : "-asym");
-  if (desc_act) s += "-descact";
-  if (static_groups) s += "-static";
-  return s;
-}
-
-double QuantizedModel::linear_bits_per_weight() const {
-  double bits = 0, n = 0;
-  for (const auto& l : linears) {
-    const double w = double(l.q.rows) * double(l.q.cols);
-    bits += l.q.bits_per_weight() * w;
-    // The AutoAWQ gemm layout stores no g_idx (QTensor counts GPTQ's int32 per column).
-    if (config.method == "awq") bits -= 32.0 * double(l.q.cols);
-    n += w;
-  }
-  return n > 0 ? bits / n : 0;
-}
-
-int64_t QuantizedModel::model_bytes(double other_bytes_per_param) const {
-  int64_t quantized_params = 0, bytes = 0;
-  for (const auto& l : linears) {
-    quantized_params += l.q.rows * l.q.cols;
-    bytes += l.q.storage_bytes();
-  }
-  const int64_t other = model.spec().parameter_count() - quantized_params;
-  return bytes + int64_t(double(other) * other_bytes_per_param);
-}
-
-QuantizedModel quantize_model(const Transformer& source, const ModelQuantConfig& cfg,
-                              const CalibrationSet* calib, const QuantProgress& progress) {
-  cfg.validate();
+QuantizedModel quantize_rtn_model(const Transformer& source, const QuantMethodConfig& config,
+                                  const QuantProgress& progress) {
   const auto t0 = Clock::now();
+  const RtnOptions& o = *config.rtn();
   const ModelSpec& spec = source.spec();
-  QuantizedModel out{cfg, "", "", {}, {}, Transformer(spec, source.weights()), 0};
+  QuantizedModel out{config, "", "", {}, {}, Transformer(spec, source.weights()), {}, 0};
   ModelWeights& w = out.model.mutable_weights();
-
-  if (cfg.method == "rtn") {
-    for (int l = 0; l < spec.num_layers; ++l) {
-      for (LinearRole r : kAllLinearRoles) {
-        const auto t = Clock::now();
-        MatrixRM& W = w.layers[size_t(l)].linear(r);
-        QuantizedLinear ql{l, r, quantize_rtn(W, {cfg.bits, cfg.group_size, cfg.sym}), 0, 0, 0};
-        W = ql.q.dequantize();
-        ql.seconds = since(t);
-        out.linears.push_back(std::move(ql));
-      }
-      if (progress) progress(l + 1, spec.num_layers, cat("layer ", l, " rtn"));
+  for (int l = 0; l < spec.num_layers; ++l) {
+    for (LinearRole r : kAllLinearRoles) {
+      const auto t = Clock::now();
+      MatrixRM& W = w.layers[size_t(l)].linear(r);
+      QuantizedLinear ql{l, r, quantize_rtn(W, {o.bits, o.group_size, o.sym}), 0, 0, 0};
+      W = ql.q.dequantize();
+      ql.seconds = since(t);
+      out.linears.push_back(std::move(ql));
     }
-    out.seconds = since(t0);
-    return out;
+    if (progress) progress(l + 1, spec.num_layers, cat("layer ", l, " rtn"));
   }
-  if (cfg.method == "awq") {
-    QS_THROW_IF_NOT(calib && !calib->windows.empty(),
-                    "AWQ needs a calibration set (--calib NAME); none was given");
-    return awq_quantize_model(source, cfg, *calib, progress);
-  }
+  out.seconds = since(t0);
+  return out;
+}
 
+QuantizedModel quantize_gptq_model(const Transformer& source, const QuantMethodConfig& config,
+                                   const CalibrationSet* calib, const QuantProgress& progress,
+                                   const QuantRunOptions& run) {
   QS_THROW_IF_NOT(calib && !calib->windows.empty(),
                   "GPTQ needs a calibration set (--calib NAME); none was given");
+  const auto t0 = Clock::now();
+  const GptqOptions& cfg = *config.gptq();
+  const ModelSpec& spec = source.spec();
+  QuantizedModel out{config, "", "", {}, {}, Transformer(spec, source.weights()), {}, 0};
+  ModelWeights& w = out.model.mutable_weights();
   out.calibration_source = calib->source;
   out.calibration_domain = calib->domain;
   out.calibration_options = calib->options;
@@ -136,7 +95,7 @@ QuantizedModel quantize_model(const Transformer& source, const ModelQuantConfig&
       // The layer's inputs with the weights as they are now (earlier groups quantized),
       // computed only as far as this group's last input.
       MatrixRM scratch = inps;
-      run_layer_batched(out.model, l, scratch, lengths, cfg.batch_windows, capture.hook(),
+      run_layer_batched(out.model, l, scratch, lengths, run.batch_windows, capture.hook(),
                         group.back());
       for (LinearRole r : group) {
         GptqConfig g;
@@ -156,11 +115,83 @@ QuantizedModel quantize_model(const Transformer& source, const ModelQuantConfig&
       }
     }
     // This layer's outputs with all its weights quantized feed the next layer.
-    run_layer_batched(out.model, l, inps, lengths, cfg.batch_windows, {});
+    run_layer_batched(out.model, l, inps, lengths, run.batch_windows, {});
     if (progress) progress(l + 1, spec.num_layers, cat("layer ", l, " gptq ", since(tl), "s"));
   }
   out.seconds = since(t0);
   return out;
+}
+
+QuantizedModel quantize_mix_model(const Transformer& source, const QuantMethodConfig& config,
+                                  const CalibrationSet* calib, const QuantProgress& progress,
+                                  const QuantRunOptions& run) {
+  const auto t0 = Clock::now();
+  const ModelSpec& spec = source.spec();
+  ModelWeights none;
+  none.layers.resize(size_t(spec.num_layers));
+  QuantizedModel out{config, "", "", {}, {}, Transformer(spec, std::move(none)), {}, 0};
+  if (calib) {
+    out.calibration_source = calib->source;
+    out.calibration_domain = calib->domain;
+    out.calibration_options = calib->options;
+  }
+  out.mix = std::make_shared<const KQuantMixResult>(
+      quantize_kquant_mix(source, *config.info().mix, calib, run.batch_windows));
+  if (progress)
+    progress(spec.num_layers, spec.num_layers, cat(config.info().display, " ", since(t0), "s"));
+  out.seconds = since(t0);
+  return out;
+}
+
+}  // namespace
+
+double QuantizedModel::linear_bits_per_weight() const {
+  switch (config.info().layout) {
+    case CheckpointLayout::Gguf:
+      return mix ? mix->linear_bits_per_weight : 0;
+    case CheckpointLayout::GptqSafetensors:
+    case CheckpointLayout::AwqGemmSafetensors:
+      break;
+  }
+  const bool awq = config.info().layout == CheckpointLayout::AwqGemmSafetensors;
+  double bits = 0, n = 0;
+  for (const auto& l : linears) {
+    const double w = double(l.q.rows) * double(l.q.cols);
+    bits += (awq ? awq_bits_per_weight(l.q) : gptq_bits_per_weight(l.q)) * w;
+    n += w;
+  }
+  return n > 0 ? bits / n : 0;
+}
+
+int64_t QuantizedModel::model_bytes(double other_bytes_per_param) const {
+  int64_t quantized_params = 0, bytes = 0;
+  for (const auto& l : linears) {
+    quantized_params += l.q.rows * l.q.cols;
+    bytes += gptq_storage_bytes(l.q);
+  }
+  const int64_t other = model.spec().parameter_count() - quantized_params;
+  return bytes + int64_t(double(other) * other_bytes_per_param);
+}
+
+QuantizedModel quantize_model(const Transformer& source, const QuantMethodConfig& config,
+                              const CalibrationSet* calib, const QuantProgress& progress,
+                              const QuantRunOptions& run) {
+  config.validate(/*for_export=*/false);
+  QS_THROW_IF_NOT(run.batch_windows >= 1, "batch_windows must be >= 1");
+  switch (config.family()) {
+    case MethodFamily::Rtn:
+      return quantize_rtn_model(source, config, progress);
+    case MethodFamily::Gptq:
+      return quantize_gptq_model(source, config, calib, progress, run);
+    case MethodFamily::Awq:
+      QS_THROW_IF_NOT(calib && !calib->windows.empty(),
+                      "AWQ needs a calibration set (--calib NAME); none was given");
+      return awq_quantize_model(source, config, *calib, progress, run);
+    case MethodFamily::KQuantMix:
+      return quantize_mix_model(source, config, calib, progress, run);
+  }
+  QS_ASSERT(false, "unknown method family");
+  return quantize_rtn_model(source, config, progress);
 }
 
 }  // namespace qsweep

@@ -8,35 +8,17 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "calibration/calibration.h"
 #include "model/transformer.h"
+#include "quantize/kquant_mix.h"
+#include "quantize/method.h"
 #include "quantizers/quantizers.h"
 
 namespace qsweep {
-
-struct ModelQuantConfig {
-  std::string method = "gptq";  ///< "gptq", "rtn" or "awq" (quantize/awq.h)
-  int bits = 4;
-  int group_size = 128;
-  bool sym = false;
-  // GPTQ only:
-  bool desc_act = false;
-  bool static_groups = false;
-  bool true_sequential = true;
-  double damp_percent = 0.01;
-  int block_size = 128;
-  /// Calibration windows processed per forward batch (memory bound; not a result knob).
-  int batch_windows = 16;
-
-  /// Throws Error for an unknown method, bits outside 2..8, group_size 0 or < -1,
-  /// damp_percent outside (0, 1], or GPTQ options given to RTN.
-  void validate() const;
-  /// "gptq-4b-g128-asym-descact" — a short stable name.
-  std::string label() const;
-};
 
 /// One quantized linear and what it cost.
 struct QuantizedLinear {
@@ -49,27 +31,35 @@ struct QuantizedLinear {
 };
 
 struct QuantizedModel {
-  ModelQuantConfig config;
-  std::string calibration_source;  ///< empty for RTN
+  QuantMethodConfig config;
+  std::string calibration_source;  ///< empty without calibration
   std::string calibration_domain;
   SamplingOptions calibration_options;
-  std::vector<QuantizedLinear> linears;  ///< layer-major, in kAllLinearRoles order
-  Transformer model;                     ///< dequantized weights, ready to evaluate
-  double seconds = 0;                    ///< wall time of the whole quantization
+  std::vector<QuantizedLinear> linears;  ///< RTN/GPTQ/AWQ: layer-major, in kAllLinearRoles order
+  /// RTN/GPTQ/AWQ: the dequantized weights, ready to evaluate. A K-quant mix: the source's
+  /// spec with empty layers (its result is `mix`; evaluate the written GGUF).
+  Transformer model;
+  /// A K-quant mix: every tensor's type, rule and encoded ggml blocks.
+  std::shared_ptr<const KQuantMixResult> mix;
+  double seconds = 0;  ///< wall time of the whole quantization
 
-  /// Bits per weight over all quantized linears (codes + scales + zeros + g_idx).
+  /// Bits per weight over all quantized linears as the method's checkpoint layout stores them
+  /// (GPTQ: codes + scales + zeros + g_idx; AWQ gemm: no g_idx; GGUF: the mix's block bpw).
   double linear_bits_per_weight() const;
-  /// Bytes of the model as exported: quantized linears + every other tensor at
-  /// `other_bytes_per_param` (2 for fp16 checkpoints).
+  /// Bytes of the model as exported: quantized linears (GPTQ layout storage) + every other
+  /// tensor at `other_bytes_per_param` (2 for fp16 checkpoints). RTN/GPTQ/AWQ only.
   int64_t model_bytes(double other_bytes_per_param = 2.0) const;
 };
 
 /// Progress callback: (layer done, total layers, message).
 using QuantProgress = std::function<void(int, int, const std::string&)>;
 
-/// Quantizes a copy of `model`. GPTQ and AWQ need `calibration` (its windows); RTN ignores it.
-QuantizedModel quantize_model(const Transformer& model, const ModelQuantConfig& config,
-                              const CalibrationSet* calibration,
-                              const QuantProgress& progress = {});
+/// Quantizes a copy of `model` with the method of `config` (dispatched on its family).
+/// GPTQ and AWQ need `calibration` (its windows); RTN ignores it; a K-quant mix uses it, when
+/// given, as its importance matrix. Throws Error for an invalid config (the layout's export
+/// restrictions are left to write_quantized) or a missing calibration set.
+QuantizedModel quantize_model(const Transformer& model, const QuantMethodConfig& config,
+                              const CalibrationSet* calibration, const QuantProgress& progress = {},
+                              const QuantRunOptions& run = {});
 
 }  // namespace qsweep

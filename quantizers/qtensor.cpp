@@ -24,19 +24,6 @@ MatrixRM QTensor::dequantize() const {
   return W;
 }
 
-double QTensor::bits_per_weight() const {
-  const double weights = double(rows) * double(cols);
-  const double total =
-      weights * bits + double(n_groups()) * double(rows) * (16.0 + bits) + 32.0 * double(cols);
-  return total / weights;
-}
-
-int64_t QTensor::storage_bytes() const {
-  const int64_t total_bits =
-      rows * cols * bits + n_groups() * rows * (16 + int64_t(bits)) + 32 * cols;
-  return (total_bits + 7) / 8;
-}
-
 void QTensor::validate() const {
   QS_THROW_IF_NOT(rows >= 1 && cols >= 1, "QTensor: empty shape [", rows, ", ", cols, "]");
   QS_THROW_IF_NOT(bits >= 2 && bits <= 8, "QTensor: bits must be 2..8, got ", bits);

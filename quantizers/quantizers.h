@@ -1,8 +1,9 @@
 // qsweep_quantizers: integer weight quantizers (RTN, GPTQ) and the quantized tensor they produce.
 //
 // Pure math: no files, no model. A quantizer turns (weight, statistics, config) into a QTensor;
-// decoding belongs to the result (QTensor::dequantize, bits_per_weight), as faiss pairs
-// compute_codes with decode. The GPTQ-checkpoint packing of a QTensor is in gptq_packing.h.
+// decoding belongs to the result (QTensor::dequantize), as faiss pairs
+// compute_codes with decode. Checkpoint packings of a QTensor are in formats/ (gptq_packing.h,
+// awq_packing.h).
 //
 // Conventions shared by everything here:
 //  * A weight is a Hugging Face linear weight W[out, in], row-major fp32 (MatrixRM).
@@ -69,16 +70,8 @@ struct QTensor {
   /// W_hat[r, c] = scale * (code - zero), computed in fp32 exactly as the GPTQ reference does.
   MatrixRM dequantize() const;
 
-  /// Exact storage cost per weight in the GPTQ checkpoint layout (gptq_packing.h):
-  ///   bits                                  code bits (qweight)
-  /// + n_groups * (16 + bits) / cols         per group and row: fp16 scale + `bits`-bit zero
-  /// + 32 / rows                             int32 g_idx per input column, amortised over rows
-  /// = (rows*cols*bits + n_groups*rows*(16 + bits) + 32*cols) / (rows*cols).
-  /// Bias and the config file are not counted.
-  double bits_per_weight() const;
-  /// ceil(bits_per_weight() * rows * cols / 8): the bytes of qweight + qzeros + scales + g_idx
-  /// exactly, whenever rows and cols are multiples of 32 (which the GPTQ readers require).
-  int64_t storage_bytes() const;
+  // Storage cost is a property of a checkpoint layout: formats/gptq_packing.h
+  // (gptq_bits_per_weight, gptq_storage_bytes) and formats/awq_packing.h.
 
   /// Throws Error when sizes disagree or a code / zero / g_idx is out of range (used when a
   /// QTensor comes from outside, e.g. from a checkpoint).

@@ -14,7 +14,7 @@ llama=$(ls "$L"/libllama*.so | grep -v common | head -1)
 g++ -O2 -std=c++17 bench/peers/llama_cpp_nll.cpp -o "$T/llama_nll" "$llama" "$L"/libggml.*so \
     "$L"/libggml-base.so -Wl,-rpath,"$L"
 g++ -O2 -march=native -std=c++20 -I. -isystem /usr/include/eigen3 bench/peers/qsweep_nll.cpp \
-    -o "$T/qsweep_nll" "$B"/formats/libqsweep_formats.a "$B"/quantize/libqsweep_quantize.a \
+    -o "$T/qsweep_nll" "$B"/quantize/libqsweep_quantize.a "$B"/formats/libqsweep_formats.a \
     "$B"/quantizers/libqsweep_quantizers.a "$B"/quantizers/kquants/libqsweep_kquants.a \
     "$B"/calibration/libqsweep_calibration.a "$B"/model/libqsweep_model.a \
     "$B"/backends/libqsweep_backends.a "$B"/common/libqsweep_common.a -lsentencepiece -ltbb -lpthread

@@ -8,6 +8,7 @@
 #include "formats/gguf.h"
 #include "model/tokenizer.h"
 #include "model/transformer.h"
+#include "quantize/kquant_mix.h"
 using namespace qsweep;
 int main(int argc, char** argv) {
   const std::string gguf = argv[1], model_dir = argv[2], text = argv[3], out_tokens = argv[4];

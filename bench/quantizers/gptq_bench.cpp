@@ -14,6 +14,7 @@
 #include <memory>
 #include <random>
 
+#include "formats/gptq_packing.h"
 #include "quantizers/detail/gptq_hinv.h"
 #include "quantizers/quantizers.h"
 
@@ -78,7 +79,7 @@ void BM_Gptq(benchmark::State& state) {
   state.counters["threads"] =
       double(tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism));
   state.counters["damp%"] = res.damp_percent_used * 100.0;
-  state.counters["bpw"] = res.q.bits_per_weight();
+  state.counters["bpw"] = gptq_bits_per_weight(res.q);
 }
 
 void BM_GptqHinv(benchmark::State& state) {

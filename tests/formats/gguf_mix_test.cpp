@@ -11,6 +11,7 @@
 #include "formats/gguf.h"
 #include "model/tokenizer.h"
 #include "model/transformer.h"
+#include "quantize/kquant_mix.h"
 #include "quantizers/kquants/kquants.h"
 #include "tests/support/test_support.h"
 

@@ -1,6 +1,7 @@
 // GGUF v3 writer and reader: tinycode round trips (F16 exact, block types equal to
 // dequantize(quantize(W))), the q/k row permutation, hand-corrupted files, golden header bytes.
 #include "formats/gguf.h"
+#include "quantize/kquant_mix.h"
 
 #include <gtest/gtest.h>
 

@@ -93,7 +93,7 @@ TEST(SweepSpec, IssueExampleExpandsTo26Variants) {
   ASSERT_EQ(s.variants.size(), 26u);
   EXPECT_EQ(s.variants[0].source_line, 8);
   EXPECT_EQ(s.variants[25].source_line, 9);
-  EXPECT_TRUE(s.variants[2].desc_act);
+  EXPECT_TRUE(s.variants[2].config.gptq()->desc_act);
   EXPECT_EQ(s.variants[2].calibration, "code");
   EXPECT_EQ(s.variants[25].calibration, "");
 
@@ -126,9 +126,9 @@ TEST(SweepSpec, DefaultsOfAMinimalSweep) {
   ASSERT_EQ(s.variants.size(), 1u);
   const VariantSpec& v = s.variants[0];
   EXPECT_EQ(v.id, "rtn-b4-g128");
-  EXPECT_EQ(v.bits, 4);
-  EXPECT_EQ(v.group_size, 128);
-  EXPECT_FALSE(v.sym);
+  EXPECT_EQ(v.config.bits(), 4);
+  EXPECT_EQ(v.config.group_size(), 128);
+  EXPECT_FALSE(v.config.sym());
   EXPECT_EQ(v.source_line, 3);
   ASSERT_EQ(s.evals.size(), 1u);
   EXPECT_EQ(s.evals[0].id, "ppl-data_my_eval.txt-chunks-ctxmax");
@@ -145,10 +145,10 @@ TEST(SweepSpec, KQuantMixesTakeAnOptionalImatrixCalibration) {
   EXPECT_EQ(variant_ids(s),
             (std::vector<std::string>{"q2_k-imat-code", "q2_k-imat-wiki", "q3_k_m-imat-code",
                                       "q3_k_m-imat-wiki", "q8_0"}));
-  EXPECT_EQ(s.variants[2].bits, 3);
-  EXPECT_EQ(s.variants[4].bits, 8);
+  EXPECT_EQ(s.variants[2].config.bits(), 3);
+  EXPECT_EQ(s.variants[4].config.bits(), 8);
   EXPECT_EQ(s.variants[4].calibration, "");  // no imatrix unless asked for
-  EXPECT_EQ(s.variants[0].group_size, 0);
+  EXPECT_EQ(s.variants[0].config.group_size(), 0);
 }
 
 TEST(SweepSpec, VariantIdNamesEveryNonDefaultField) {
@@ -163,10 +163,19 @@ TEST(SweepSpec, VariantIdNamesEveryNonDefaultField) {
   EXPECT_EQ(variant_ids(s),
             (std::vector<std::string>{"gptq-b3-gch-sym-nts-damp0.1-wiki",
                                       "gptq-b4-g128-act-static-code", "rtn-b2-g32-sym"}));
-  EXPECT_EQ(s.variants[0].group_size, -1);
-  EXPECT_FALSE(s.variants[0].true_sequential);
-  EXPECT_DOUBLE_EQ(s.variants[0].damp_percent, 0.1);
-  EXPECT_TRUE(s.variants[1].static_groups);
+  EXPECT_EQ(s.variants[0].config.group_size(), -1);
+  EXPECT_FALSE(s.variants[0].config.gptq()->true_sequential);
+  EXPECT_DOUBLE_EQ(s.variants[0].config.gptq()->damp_percent, 0.1);
+  EXPECT_TRUE(s.variants[1].config.gptq()->static_groups);
+}
+
+TEST(SweepSpec, VariantIdIsTheConfigIdPlusTheCalibration) {
+  GptqOptions g;
+  EXPECT_EQ(variant_id(QuantMethodConfig{Method::Gptq, g}, "code"), "gptq-b4-g128-code");
+  EXPECT_EQ(variant_id(QuantMethodConfig::defaults(Method::Q4_K_M), "code"), "q4_k_m-imat-code");
+  EXPECT_EQ(variant_id(QuantMethodConfig::defaults(Method::Q4_K_M), ""), "q4_k_m");
+  EXPECT_EQ(variant_id(QuantMethodConfig{Method::Rtn, RtnOptions{3, 128, false}}, ""),
+            "rtn-b3-g128");
 }
 
 TEST(SweepSpec, TheOnlyCalibrationSetIsTheDefault) {
@@ -239,7 +248,7 @@ TEST(SweepMatrix, IncludeExtendsMatchingCombinationsOrAddsNewOnes) {
                                       "gptq-b3-g32-code", "gptq-b4-g128-wiki"}));
   // A new combination keeps the entry's single values (method, calibration) and says where
   // it came from.
-  EXPECT_EQ(s.variants[2].method, "gptq");
+  EXPECT_EQ(s.variants[2].config.method, Method::Gptq);
   EXPECT_EQ(s.variants[0].source_line, 9);
   EXPECT_EQ(s.variants[2].source_line, 15);
 }
@@ -339,7 +348,8 @@ TEST(SweepErrors, ImpossibleCombinations) {
 
 TEST(SweepErrors, UnknownAndUnimplementedMethods) {
   EXPECT_EQ(error_of(kHead + "  - {method: gtpq}\n"),
-            "s.yaml:9:14: unknown method 'gtpq'; did you mean 'gptq'?");
+            "s.yaml:9:14: unknown method 'gtpq'; did you mean 'gptq'? (methods: rtn, gptq, awq, "
+            "q2_k, q3_k_s, q3_k_m, q3_k_l, q4_0, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, q8_0)");
   // AWQ is available (issue #5); its checkpoint layout holds 4-bit zero-point grids only.
   EXPECT_EQ(error_of(kHead + "  - {method: awq, bits: 3, calibration: code}\n"),
             "s.yaml:9:25: method 'awq' writes AutoAWQ gemm checkpoints, which hold 4-bit codes "
@@ -350,12 +360,10 @@ TEST(SweepErrors, UnknownAndUnimplementedMethods) {
   EXPECT_EQ(error_of(kHead + "  - {method: [rtn, q4_k_m], bits: 4}\n"),
             "s.yaml:9:35: 'bits' does not apply to method 'q4_k_m' (it uses calibration)");
   EXPECT_EQ(error_of(kHead + "  - {method: q4_k_x}\n"),
-            "s.yaml:9:14: unknown method 'q4_k_x'; did you mean 'q4_k_s'?");
-  EXPECT_TRUE(method_is_available("rtn"));
-  EXPECT_TRUE(method_is_available("gptq"));
-  EXPECT_TRUE(method_is_available("awq"));
-  for (const char* mix : kKQuantMixMethods) EXPECT_TRUE(method_is_available(mix)) << mix;
-  EXPECT_FALSE(method_is_available("nonsense"));
+            "s.yaml:9:14: unknown method 'q4_k_x'; did you mean 'q4_k_s'? (methods: rtn, gptq, "
+            "awq, q2_k, q3_k_s, q3_k_m, q3_k_l, q4_0, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, q8_0)");
+  for (const std::string& m : method_names()) EXPECT_TRUE(method_from_name(m).has_value()) << m;
+  EXPECT_FALSE(method_from_name("nonsense").has_value());
 }
 
 TEST(SweepErrors, DuplicateVariantIdsNameBothLines) {

@@ -12,14 +12,13 @@ namespace {
 TEST(AwqSlow, Awq3BeatsRtn3OnHeldOutCodePerplexity) {
   const CalibrationSet set = calib("code", 128);
   const double fp = ppl(tiny().model, tiny().code_tokens, 65536);
-  ModelQuantConfig cfg;
-  cfg.bits = 3;
-  cfg.group_size = 128;
-  cfg.method = "rtn";
+  auto config = [](const char* method) {
+    return QuantMethodConfig::from_json({{"method", method}, {"bits", 3}, {"group_size", 128}});
+  };
   const double rtn =
-      ppl(quantize_model(tiny().model, cfg, nullptr).model, tiny().code_tokens, 65536);
-  cfg.method = "awq";
-  const double awq = ppl(quantize_model(tiny().model, cfg, &set).model, tiny().code_tokens, 65536);
+      ppl(quantize_model(tiny().model, config("rtn"), nullptr).model, tiny().code_tokens, 65536);
+  const double awq =
+      ppl(quantize_model(tiny().model, config("awq"), &set).model, tiny().code_tokens, 65536);
   RecordProperty("fp16", std::to_string(fp));
   RecordProperty("rtn3", std::to_string(rtn));
   RecordProperty("awq3_code", std::to_string(awq));

@@ -1,11 +1,11 @@
-// AWQ (quantize/awq.h), its checkpoint layout (quantizers/awq_packing.h,
+// AWQ (quantize/awq.h), its checkpoint layout (formats/awq_packing.h,
 // formats/awq_checkpoint.cpp) on the real tinycode model.
 #include <cmath>
 #include <filesystem>
 #include <random>
 
+#include "formats/awq_packing.h"
 #include "quantize/awq.h"
-#include "quantizers/awq_packing.h"
 #include "tests/quantize/tiny_fixture.h"
 
 namespace qsweep {
@@ -46,9 +46,7 @@ TEST(Awq, FoldingScalesIsExactOnTheFpModel) {
 
 // (a') The quantizer's own fold, with 8 bits: the AWQ-8 model stays close to FP.
 TEST(Awq, EightBitAwqModelIsCloseToFp) {
-  ModelQuantConfig cfg;
-  cfg.method = "awq";
-  cfg.bits = 8;
+  const QuantMethodConfig cfg{Method::Awq, AwqOptions{8, 128, false}};
   const CalibrationSet set = calib("code", 8);
   const QuantizedModel q = quantize_model(tiny().model, cfg, &set);
   std::vector<int> toks(tiny().code_tokens.begin(), tiny().code_tokens.begin() + 256);
@@ -103,13 +101,10 @@ std::map<std::string, double> group_errors(const Transformer& q,
 
 // (b) AWQ-4 beats RTN-4 on every linear group's output error on captured tinycode activations.
 TEST(Awq, Awq4ReducesEachGroupsOutputErrorVsRtn4) {
-  ModelQuantConfig cfg;
-  cfg.method = "awq";
-  cfg.bits = 4;
+  const QuantMethodConfig cfg{Method::Awq, AwqOptions{4, 128, false}};
   const CalibrationSet set = calib("code", 8);
   const QuantizedModel awq = quantize_model(tiny().model, cfg, &set);
-  ModelQuantConfig rc = cfg;
-  rc.method = "rtn";
+  const QuantMethodConfig rc{Method::Rtn, RtnOptions{4, 128, false}};
   const QuantizedModel rtn = quantize_model(tiny().model, rc, nullptr);
   // Measured on held-out code windows, not the calibration ones.
   std::vector<std::vector<int>> w;
@@ -125,49 +120,13 @@ TEST(Awq, Awq4ReducesEachGroupsOutputErrorVsRtn4) {
   }
 }
 
-// (c) Packing: a hand-computed word, and the round trip.
-TEST(AwqPacking, GoldenWordAndRoundTrip) {
-  // Outputs 0..7 with codes 0..7: nibble k holds output AWQ_ORDER[k] = 0,2,4,6,1,3,5,7.
-  EXPECT_EQ(awq_pack_word({0, 1, 2, 3, 4, 5, 6, 7}), 0x75316420u);
-  EXPECT_EQ(awq_pack_word({15, 0, 0, 0, 0, 0, 0, 0}), 0x0000000Fu);
-  EXPECT_EQ(awq_pack_word({0, 9, 0, 0, 0, 0, 0, 0}), 0x00090000u);  // output 1 -> nibble 4
-  EXPECT_EQ(awq_pack_word({0, 0, 0, 0, 0, 0, 0, 0xA}), 0xA0000000u);
-  EXPECT_EQ(awq_unpack_word(0x75316420u), (std::array<uint8_t, 8>{0, 1, 2, 3, 4, 5, 6, 7}));
-
-  std::mt19937_64 rng(test::test_seed(11));
-  std::normal_distribution<float> nd(0.0f, 0.02f);
-  MatrixRM W(48, 256);
-  for (int64_t i = 0; i < W.size(); ++i) W.data()[i] = nd(rng);
-  for (int gs : {128, -1}) {
-    const QTensor q = quantize_rtn(W, {4, gs, false});
-    const AwqPacked p = awq_pack(q);
-    EXPECT_EQ(p.qweight.size(), size_t(256 * 6));
-    EXPECT_EQ(p.qzeros.size(), size_t(q.n_groups() * 6));
-    // The first word of row i = 0 packs the codes of outputs 0..7 at input 0.
-    std::array<uint8_t, 8> v{};
-    for (int j = 0; j < 8; ++j) v[size_t(j)] = q.code(j, 0);
-    EXPECT_EQ(uint32_t(p.qweight[0]), awq_pack_word(v));
-    const QTensor u = awq_unpack(p);
-    EXPECT_EQ(u.codes, q.codes);
-    EXPECT_EQ(u.scales, q.scales);
-    EXPECT_EQ(u.zeros, q.zeros);
-    EXPECT_EQ(u.g_idx, q.g_idx);
-    EXPECT_TRUE(u.dequantize() == q.dequantize());
-  }
-  EXPECT_THROW(awq_pack(quantize_rtn(W, {3, 128, false})), Error);
-  EXPECT_THROW(awq_pack(quantize_rtn(W, {4, 128, true})), Error);
-  EXPECT_THROW(awq_pack(quantize_rtn(W, {4, 100, false})), Error);
-}
-
 // (d) export -> reload -> the same perplexity exactly.
 TEST(Awq, ExportReloadGivesTheSamePerplexity) {
-  ModelQuantConfig cfg;
-  cfg.method = "awq";
-  cfg.bits = 4;
+  const QuantMethodConfig cfg{Method::Awq, AwqOptions{4, 128, false}};
   const CalibrationSet set = calib("code", 16);
   const QuantizedModel q = quantize_model(tiny().model, cfg, &set);
   const std::string dir = test::make_temp_dir("awq_export") + "/model";
-  export_awq(q, tiny().dir, dir);
+  write_quantized(q, tiny().dir, dir);
   const LoadedModel back = load_model(dir);
   EXPECT_EQ(back.format, "awq");
   EXPECT_EQ(back.description, "awq 4-bit g128 gemm");
@@ -184,21 +143,22 @@ TEST(Awq, ExportReloadGivesTheSamePerplexity) {
   std::printf("awq-4 ppl in memory %.6f, reloaded %.6f\n", a, b);
   EXPECT_EQ(a, b);
   // 3-bit AWQ has no AutoAWQ GEMM layout.
-  ModelQuantConfig c3 = cfg;
-  c3.bits = 3;
+  const QuantMethodConfig c3{Method::Awq, AwqOptions{3, 128, false}};
   const QuantizedModel q3 = quantize_model(tiny().model, c3, &set);
-  EXPECT_THROW(export_awq(q3, tiny().dir, dir + "3"), Error);
+  EXPECT_THROW(write_quantized(q3, tiny().dir, dir + "3"), Error);
+  QuantizedCheckpoint ck;  // the layout itself refuses it too
+  for (const auto& l : q3.linears) ck.linears.push_back({l.layer, l.role, &l.q});
+  ck.folded = &q3.model.weights();
+  EXPECT_THROW(export_awq(ck, tiny().dir, dir + "3"), Error);
   EXPECT_FALSE(std::filesystem::exists(dir + "3"));
 }
 
 TEST(Awq, ConfigValidation) {
-  ModelQuantConfig cfg;
-  cfg.method = "awq";
+  const QuantMethodConfig cfg = QuantMethodConfig::defaults(Method::Awq);
   EXPECT_NO_THROW(cfg.validate());
-  EXPECT_EQ(cfg.label(), "awq-4b-g128-asym");
-  cfg.desc_act = true;
-  EXPECT_THROW(cfg.validate(), Error);
-  cfg.desc_act = false;
+  EXPECT_EQ(cfg.label(), "AWQ 4-bit g128");
+  EXPECT_EQ(cfg.id(), "awq-b4-g128");
+  EXPECT_THROW(QuantMethodConfig::from_json({{"method", "awq"}, {"desc_act", true}}), Error);
   EXPECT_THROW(quantize_model(tiny().model, cfg, nullptr), Error);
 }
 

@@ -26,13 +26,13 @@ TEST(QuantizeSlow, GptqCalibratedOnCodeBeatsRtnOnHeldOutCodeAt3Bits) {
           ref_ppl,
       5e-5);
 
-  ModelQuantConfig cfg;
-  cfg.bits = 3;
-  cfg.group_size = 128;
+  GptqOptions o;
+  o.bits = 3;
+  o.group_size = 128;
+  const QuantMethodConfig cfg{Method::Gptq, o};
   const CalibrationSet set = calib("code", 128);
   const double fp = ppl(tiny().model, tiny().code_tokens, 65536);
-  ModelQuantConfig rtn = cfg;
-  rtn.method = "rtn";
+  const QuantMethodConfig rtn{Method::Rtn, RtnOptions{3, 128, false}};
   const double r = ppl(quantize_model(tiny().model, rtn, nullptr).model, tiny().code_tokens, 65536);
   const double g = ppl(quantize_model(tiny().model, cfg, &set).model, tiny().code_tokens, 65536);
   RecordProperty("fp16", std::to_string(fp));

@@ -39,16 +39,17 @@ TEST(Quantize, GptqReducesLayerOutputErrorVersusRtnOnRealActivations) {
 }
 
 TEST(Quantize, ExportReloadScoresExactlyTheSame) {
-  ModelQuantConfig cfg;
-  cfg.bits = 4;
-  cfg.group_size = 64;
-  cfg.desc_act = true;
+  GptqOptions o;
+  o.bits = 4;
+  o.group_size = 64;
+  o.desc_act = true;
+  const QuantMethodConfig cfg{Method::Gptq, o};
   const CalibrationSet set = calib("code", 8, 128);
   const QuantizedModel qm = quantize_model(tiny().model, cfg, &set);
   EXPECT_EQ(qm.linears.size(), 42u);
   EXPECT_NEAR(qm.linear_bits_per_weight(), 4 + 20.0 / 64 + 0.1, 0.1);
   const std::string out = test::make_temp_dir("export") + "/gptq4";
-  export_gptq(qm, tiny().dir, out);
+  write_quantized(qm, tiny().dir, out);
   const LoadedModel back = load_model(out);
   EXPECT_EQ(back.format, "gptq");
   ASSERT_EQ(back.quantized.size(), 42u);
@@ -66,58 +67,53 @@ TEST(Quantize, BitsPerWeightCountWhatEachLayoutStores) {
   // tinycode per layer: 786,432 weights, 2,304 input columns, 6,144 (group, row) pairs at g128.
   // GPTQ layout: 4-bit codes + per group and row an fp16 scale and a 4-bit zero + int32 g_idx
   // per column = (786432·4 + 6144·20 + 32·2304) / 786432 = 4.25 exactly.
-  ModelQuantConfig cfg;
-  cfg.method = "rtn";
-  cfg.bits = 4;
-  cfg.group_size = 128;
+  const QuantMethodConfig cfg{Method::Rtn, RtnOptions{4, 128, false}};
   QuantizedModel qm = quantize_model(tiny().model, cfg, nullptr);
   EXPECT_DOUBLE_EQ(qm.linear_bits_per_weight(), 4.25);
+  EXPECT_EQ(qm.linear_bits_per_weight(), 4.25);  // bit for bit
   // The AutoAWQ gemm layout has no g_idx: (786432·4 + 6144·20) / 786432 = 4.15625.
-  qm.config.method = "awq";
+  qm.config = QuantMethodConfig{Method::Awq, AwqOptions{4, 128, false}};
   EXPECT_DOUBLE_EQ(qm.linear_bits_per_weight(), 4.15625);
+  EXPECT_EQ(qm.linear_bits_per_weight(), 4.15625);
 }
 
 TEST(Quantize, EightBitIsWithinOnePercentOfFp16) {
   const double base = ppl(tiny().model, tiny().code_tokens, 4096);
-  ModelQuantConfig rtn;
-  rtn.method = "rtn";
-  rtn.bits = 8;
+  const QuantMethodConfig rtn{Method::Rtn, RtnOptions{8, 128, false}};
   EXPECT_LT(ppl(quantize_model(tiny().model, rtn, nullptr).model, tiny().code_tokens, 4096) / base,
             1.01);
-  ModelQuantConfig g = rtn;
-  g.method = "gptq";
+  GptqOptions go;
+  go.bits = 8;
+  const QuantMethodConfig g{Method::Gptq, go};
   const CalibrationSet set = calib("code", 8, 128);
   EXPECT_LT(ppl(quantize_model(tiny().model, g, &set).model, tiny().code_tokens, 4096) / base,
             1.01);
 }
 
 TEST(Quantize, BadConfigurationsAreErrors) {
-  ModelQuantConfig c;
-  c.method = "hqq";  // not a method qsweep knows
-  EXPECT_THROW(c.validate(), Error);
-  c.method = "gptq";
-  c.bits = 1;
-  EXPECT_THROW(c.validate(), Error);
-  c.bits = 9;
-  EXPECT_THROW(c.validate(), Error);
-  c.bits = 4;
-  c.group_size = 0;
-  EXPECT_THROW(c.validate(), Error);
-  c.group_size = 128;
-  c.damp_percent = 0;
-  EXPECT_THROW(c.validate(), Error);
-  c.damp_percent = 0.01;
-  EXPECT_THROW(quantize_model(tiny().model, c, nullptr), Error);  // GPTQ without calibration
-  ModelQuantConfig r;
-  r.method = "rtn";
-  r.desc_act = true;
-  EXPECT_THROW(r.validate(), Error);
+  EXPECT_THROW(QuantMethodConfig::from_json({{"method", "hqq"}}), Error);  // not a method
+  GptqOptions o;
+  const auto with = [](const GptqOptions& x) { return QuantMethodConfig{Method::Gptq, x}; };
+  o.bits = 1;
+  EXPECT_THROW(with(o).validate(), Error);
+  o.bits = 9;
+  EXPECT_THROW(with(o).validate(), Error);
+  o.bits = 4;
+  o.group_size = 0;
+  EXPECT_THROW(with(o).validate(), Error);
+  o.group_size = 128;
+  o.damp_percent = 0;
+  EXPECT_THROW(with(o).validate(), Error);
+  o.damp_percent = 0.01;
+  EXPECT_THROW(quantize_model(tiny().model, with(o), nullptr), Error);  // no calibration
+  // RTN has no desc_act: an RTN config that names it is refused.
+  EXPECT_THROW(QuantMethodConfig::from_json({{"method", "rtn"}, {"desc_act", true}}), Error);
 }
 
 TEST(Quantize, NanWeightNamesTheLayerAndNothingIsWritten) {
   Transformer broken(tiny().loaded.spec, tiny().loaded.weights);
   broken.mutable_weights().layers[3].w_up(5, 7) = std::nanf("");
-  ModelQuantConfig cfg;
+  const QuantMethodConfig cfg = QuantMethodConfig::defaults(Method::Gptq);
   const CalibrationSet set = calib("code", 2, 64);
   try {
     quantize_model(broken, cfg, &set);
@@ -128,21 +124,18 @@ TEST(Quantize, NanWeightNamesTheLayerAndNothingIsWritten) {
   }
   // Export of a model whose source checkpoint lacks a quantized tensor fails and
   // leaves neither the output directory nor a temporary one behind.
-  ModelQuantConfig rtn;
-  rtn.method = "rtn";
+  const QuantMethodConfig rtn = QuantMethodConfig::defaults(Method::Rtn);
   QuantizedModel qm = quantize_model(tiny().model, rtn, nullptr);
   qm.linears.back().layer = 99;  // a linear the source does not have
   const std::string parent = test::make_temp_dir("halfway");
-  EXPECT_THROW(export_gptq(qm, tiny().dir, parent + "/out"), Error);
+  EXPECT_THROW(write_quantized(qm, tiny().dir, parent + "/out"), Error);
   EXPECT_TRUE(fs::is_empty(parent));
 }
 
 TEST(Quantize, CorruptGptqCheckpointIsAClearError) {
-  ModelQuantConfig rtn;
-  rtn.method = "rtn";
-  rtn.bits = 4;
+  const QuantMethodConfig rtn{Method::Rtn, RtnOptions{4, 128, false}};
   const std::string out = test::make_temp_dir("corrupt") + "/m";
-  export_gptq(quantize_model(tiny().model, rtn, nullptr), tiny().dir, out);
+  write_quantized(quantize_model(tiny().model, rtn, nullptr), tiny().dir, out);
   // Claim 3 bits in config.json: qweight shapes no longer fit.
   std::string cfg = read_text_file(out + "/config.json");
   cfg.replace(cfg.find("\"bits\": 4"), 9, "\"bits\": 3");

@@ -13,6 +13,7 @@
 #include "eval/perplexity.h"
 #include "formats/formats.h"
 #include "model/tokenizer.h"
+#include "quantize/export.h"
 #include "quantize/quantize.h"
 #include "tests/support/test_support.h"
 

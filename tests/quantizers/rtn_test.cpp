@@ -146,23 +146,5 @@ TEST(Rtn, RejectsBadConfigAndInput) {
   for (int bits = 2; bits <= 8; ++bits) EXPECT_NO_THROW(quantize_rtn(W, RtnConfig{bits, 4, true}));
 }
 
-TEST(QTensor, BitsPerWeightAndStorage) {
-  QTensor q;
-  q.rows = 4096;
-  q.cols = 4096;
-  q.bits = 4;
-  q.group_size = 128;
-  // 4 + 32 groups * (16 + 4) / 4096 + 32 / 4096 = 4 + 0.15625 + 0.0078125
-  EXPECT_DOUBLE_EQ(q.bits_per_weight(), 4.1640625);
-  // qweight 512*4096*4 + qzeros 32*512*4 + scales 32*4096*2 + g_idx 4096*4
-  EXPECT_EQ(q.storage_bytes(), 512 * 4096 * 4 + 32 * 512 * 4 + 32 * 4096 * 2 + 4096 * 4);
-  q.group_size = -1;
-  q.bits = 3;
-  EXPECT_DOUBLE_EQ(q.bits_per_weight(), 3.0 + 19.0 / 4096 + 32.0 / 4096);
-  q.cols = 100;
-  q.group_size = 32;  // 4 groups, the last one short
-  EXPECT_EQ(q.n_groups(), 4);
-}
-
 }  // namespace
 }  // namespace qsweep

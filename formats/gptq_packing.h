@@ -87,4 +87,15 @@ QTensor gptq_unpack(const GptqPacked& p);
 /// 2^bits instead (see above).
 int64_t gptq_v1_zero_underflows(const QTensor& q);
 
+/// Exact storage cost per weight of `q` in this layout:
+///   bits                                  code bits (qweight)
+/// + n_groups * (16 + bits) / cols         per group and row: fp16 scale + `bits`-bit zero
+/// + 32 / rows                             int32 g_idx per input column, amortised over rows
+/// = (rows*cols*bits + n_groups*rows*(16 + bits) + 32*cols) / (rows*cols).
+/// Bias and the config file are not counted.
+double gptq_bits_per_weight(const QTensor& q);
+/// ceil(gptq_bits_per_weight(q) * rows * cols / 8): the bytes of qweight + qzeros + scales +
+/// g_idx exactly, whenever rows and cols are multiples of 32 (which the GPTQ readers require).
+int64_t gptq_storage_bytes(const QTensor& q);
+
 }  // namespace qsweep

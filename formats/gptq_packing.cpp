@@ -1,9 +1,22 @@
-#include "quantizers/gptq_packing.h"
+#include "formats/gptq_packing.h"
 
 #include "common/errors.h"
 #include "common/half.h"
 
 namespace qsweep {
+
+double gptq_bits_per_weight(const QTensor& q) {
+  const double weights = double(q.rows) * double(q.cols);
+  const double total = weights * q.bits + double(q.n_groups()) * double(q.rows) * (16.0 + q.bits) +
+                       32.0 * double(q.cols);
+  return total / weights;
+}
+
+int64_t gptq_storage_bytes(const QTensor& q) {
+  const int64_t total_bits =
+      q.rows * q.cols * q.bits + q.n_groups() * q.rows * (16 + int64_t(q.bits)) + 32 * q.cols;
+  return (total_bits + 7) / 8;
+}
 
 namespace {
 

@@ -9,7 +9,8 @@
 
 #include "common/errors.h"
 #include "common/half.h"
-#include "quantizers/gptq_packing.h"
+#include "formats/awq_packing.h"
+#include "formats/gptq_packing.h"
 #include "quantizers/quantizers.h"
 #include "tests/quantizers/quantizer_test_util.h"
 #include "tests/support/test_support.h"
@@ -195,6 +196,69 @@ TEST(GptqPacking, RejectsWhatTheLayoutCannotHold) {
   p = gptq_pack(make_qtensor(32, 64, 4, 32));
   p.qweight.pop_back();
   EXPECT_THROW(gptq_unpack(p), Error);
+}
+
+TEST(GptqLayout, BitsPerWeightAndStorage) {
+  QTensor q;
+  q.rows = 4096;
+  q.cols = 4096;
+  q.bits = 4;
+  q.group_size = 128;
+  // 4 + 32 groups * (16 + 4) / 4096 + 32 / 4096 = 4 + 0.15625 + 0.0078125
+  EXPECT_DOUBLE_EQ(gptq_bits_per_weight(q), 4.1640625);
+  // qweight 512*4096*4 + qzeros 32*512*4 + scales 32*4096*2 + g_idx 4096*4
+  EXPECT_EQ(gptq_storage_bytes(q), 512 * 4096 * 4 + 32 * 512 * 4 + 32 * 4096 * 2 + 4096 * 4);
+  q.group_size = -1;
+  q.bits = 3;
+  EXPECT_DOUBLE_EQ(gptq_bits_per_weight(q), 3.0 + 19.0 / 4096 + 32.0 / 4096);
+  q.cols = 100;
+  q.group_size = 32;  // 4 groups, the last one short
+  EXPECT_EQ(q.n_groups(), 4);
+}
+
+TEST(AwqLayout, BitsPerWeightHasNoGIdx) {
+  QTensor q;
+  q.rows = 4096;
+  q.cols = 4096;
+  q.bits = 4;
+  q.group_size = 128;
+  // 4 + 32 groups * (16 + 4) / 4096, no g_idx
+  EXPECT_DOUBLE_EQ(awq_bits_per_weight(q), 4.15625);
+  EXPECT_DOUBLE_EQ(gptq_bits_per_weight(q) - awq_bits_per_weight(q), 32.0 / 4096);
+}
+
+// (c) Packing: a hand-computed word, and the round trip.
+TEST(AwqPacking, GoldenWordAndRoundTrip) {
+  // Outputs 0..7 with codes 0..7: nibble k holds output AWQ_ORDER[k] = 0,2,4,6,1,3,5,7.
+  EXPECT_EQ(awq_pack_word({0, 1, 2, 3, 4, 5, 6, 7}), 0x75316420u);
+  EXPECT_EQ(awq_pack_word({15, 0, 0, 0, 0, 0, 0, 0}), 0x0000000Fu);
+  EXPECT_EQ(awq_pack_word({0, 9, 0, 0, 0, 0, 0, 0}), 0x00090000u);  // output 1 -> nibble 4
+  EXPECT_EQ(awq_pack_word({0, 0, 0, 0, 0, 0, 0, 0xA}), 0xA0000000u);
+  EXPECT_EQ(awq_unpack_word(0x75316420u), (std::array<uint8_t, 8>{0, 1, 2, 3, 4, 5, 6, 7}));
+
+  std::mt19937_64 rng(test::test_seed(11));
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  MatrixRM W(48, 256);
+  for (int64_t i = 0; i < W.size(); ++i) W.data()[i] = nd(rng);
+  for (int gs : {128, -1}) {
+    const QTensor q = quantize_rtn(W, {4, gs, false});
+    const AwqPacked p = awq_pack(q);
+    EXPECT_EQ(p.qweight.size(), size_t(256 * 6));
+    EXPECT_EQ(p.qzeros.size(), size_t(q.n_groups() * 6));
+    // The first word of row i = 0 packs the codes of outputs 0..7 at input 0.
+    std::array<uint8_t, 8> v{};
+    for (int j = 0; j < 8; ++j) v[size_t(j)] = q.code(j, 0);
+    EXPECT_EQ(uint32_t(p.qweight[0]), awq_pack_word(v));
+    const QTensor u = awq_unpack(p);
+    EXPECT_EQ(u.codes, q.codes);
+    EXPECT_EQ(u.scales, q.scales);
+    EXPECT_EQ(u.zeros, q.zeros);
+    EXPECT_EQ(u.g_idx, q.g_idx);
+    EXPECT_TRUE(u.dequantize() == q.dequantize());
+  }
+  EXPECT_THROW(awq_pack(quantize_rtn(W, {3, 128, false})), Error);
+  EXPECT_THROW(awq_pack(quantize_rtn(W, {4, 128, true})), Error);
+  EXPECT_THROW(awq_pack(quantize_rtn(W, {4, 100, false})), Error);
 }
 
 }  // namespace

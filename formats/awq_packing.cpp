@@ -1,9 +1,15 @@
-#include "quantizers/awq_packing.h"
+#include "formats/awq_packing.h"
 
 #include "common/errors.h"
 #include "common/half.h"
 
 namespace qsweep {
+
+double awq_bits_per_weight(const QTensor& q) {
+  const double weights = double(q.rows) * double(q.cols);
+  const double total = weights * q.bits + double(q.n_groups()) * double(q.rows) * (16.0 + q.bits);
+  return total / weights;
+}
 
 namespace {
 

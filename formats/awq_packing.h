@@ -63,4 +63,9 @@ AwqPacked awq_pack(const QTensor& q);
 /// awq_pack. Throws Error when sizes are inconsistent.
 QTensor awq_unpack(const AwqPacked& p);
 
+/// Exact storage cost per weight of `q` in this layout: the GPTQ layout's codes, fp16 scales
+/// and `bits`-bit zeros, but no g_idx:
+/// (rows*cols*bits + n_groups*rows*(16 + bits)) / (rows*cols).
+double awq_bits_per_weight(const QTensor& q);
+
 }  // namespace qsweep

@@ -1,0 +1,147 @@
+// Quantization methods as data: one table row per method (name as written in YAML and on the
+// command line, display name, family, calibration use, the variant options it accepts, the
+// nominal width of a llama.cpp mix, the checkpoint layout it is written in), and one typed
+// configuration per method (QuantMethodConfig). Method names are compared as strings here and
+// nowhere else: every other stage switches on the enum or reads the table.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "quantizers/kquants/mixes.h"
+
+namespace qsweep {
+
+enum class Method {
+  Rtn,
+  Gptq,
+  Awq,
+  Q2_K,
+  Q3_K_S,
+  Q3_K_M,
+  Q3_K_L,
+  Q4_0,
+  Q4_K_S,
+  Q4_K_M,
+  Q5_K_S,
+  Q5_K_M,
+  Q6_K,
+  Q8_0,
+};
+inline constexpr int kMethodCount = 14;
+
+/// How a method quantizes (what quantize_model dispatches on).
+enum class MethodFamily { Rtn, Gptq, Awq, KQuantMix };
+/// Whether a method takes a calibration set: never, always, or optionally (a mix's imatrix).
+enum class CalibrationUse { None, Required, Optional };
+/// The checkpoint layout a method's result is written in (quantize/export.h).
+enum class CheckpointLayout { GptqSafetensors, AwqGemmSafetensors, Gguf };
+
+struct MethodInfo {
+  Method method;
+  std::string name;     ///< as written in YAML / on the command line: "gptq", "q4_k_m"
+  std::string display;  ///< as shown in reports: "GPTQ", "Q4_K_M"
+  MethodFamily family;
+  CalibrationUse calibration;
+  /// The variant options it accepts besides `method` (YAML keys; "calibration" included).
+  std::vector<std::string> keys;
+  int nominal_bits = 0;  ///< a mix's default width (q3_k_m → 3); 0 for the others
+  CheckpointLayout layout;
+  std::optional<kquants::Mix> mix;  ///< the llama.cpp mix (KQuantMix family only)
+};
+
+/// The method named `name` exactly as in the table ("gptq", "q4_k_m"); nullopt when unknown.
+std::optional<Method> method_from_name(std::string_view name);
+const MethodInfo& method_info(Method m);
+/// Every row, in enum order.
+const std::vector<MethodInfo>& all_methods();
+/// Every method name, in table order (for messages).
+std::vector<std::string> method_names();
+/// "rtn, gptq, awq, q2_k, ..., q8_0".
+std::string method_names_text();
+/// method_from_name or Error "unknown method 'f16' (methods: rtn, gptq, ..., q8_0)".
+Method parse_method(std::string_view name);
+
+/// Options of each family. Defaults are the sweep file's defaults.
+struct RtnOptions {
+  int bits = 4;
+  int group_size = 128;  ///< -1 = one group per output channel
+  bool sym = false;
+  bool operator==(const RtnOptions&) const = default;
+};
+struct GptqOptions {
+  int bits = 4;
+  int group_size = 128;
+  bool sym = false;
+  bool desc_act = false;
+  bool static_groups = false;
+  bool true_sequential = true;
+  double damp_percent = 0.01;
+  int block_size = 128;
+  bool operator==(const GptqOptions&) const = default;
+};
+struct AwqOptions {
+  int bits = 4;
+  int group_size = 128;
+  bool sym = false;
+  bool operator==(const AwqOptions&) const = default;
+};
+/// A llama.cpp mix has no options: the mix is the Method.
+struct MixOptions {
+  bool operator==(const MixOptions&) const = default;
+};
+
+/// A problem with a configuration: the option it concerns ("" = the method) and the message.
+struct ConfigProblem {
+  std::string key;
+  std::string message;
+};
+
+/// One variant's quantization: the method and its typed options (results depend on all of it).
+struct QuantMethodConfig {
+  Method method = Method::Gptq;
+  std::variant<RtnOptions, GptqOptions, AwqOptions, MixOptions> options = GptqOptions{};
+
+  /// The method with its default options.
+  static QuantMethodConfig defaults(Method m);
+  const MethodInfo& info() const { return method_info(method); }
+  MethodFamily family() const { return info().family; }
+
+  const RtnOptions* rtn() const { return std::get_if<RtnOptions>(&options); }
+  const GptqOptions* gptq() const { return std::get_if<GptqOptions>(&options); }
+  const AwqOptions* awq() const { return std::get_if<AwqOptions>(&options); }
+  /// The integer grid's width; a mix's nominal width.
+  int bits() const;
+  /// Columns per group (-1 per output channel); 0 for a mix (no single group size).
+  int group_size() const;
+  bool sym() const;  ///< false for a mix
+
+  /// {"method": name, every option of the method}; from_json reads it back (missing options
+  /// take their defaults; unknown keys, wrong types and unknown methods throw Error).
+  nlohmann::json to_json() const;
+  static QuantMethodConfig from_json(const nlohmann::json& j);
+
+  /// The first problem, or nullopt. `for_export` adds the restrictions of the checkpoint
+  /// layout (AWQ gemm: 4-bit, asymmetric).
+  std::optional<ConfigProblem> problem(bool for_export = true) const;
+  /// Throws Error with problem()'s message.
+  void validate(bool for_export = true) const;
+
+  /// "GPTQ 4-bit g128 act-order", "RTN 3-bit per-channel sym", "Q4_K_M" (reports show it).
+  std::string label() const;
+  /// "gptq-b4-g128-act", "rtn-b3-gch-sym", "q4_k_m" (the variant id without calibration).
+  std::string id() const;
+
+  bool operator==(const QuantMethodConfig&) const = default;
+};
+
+/// Knobs that change memory or speed, never results.
+struct QuantRunOptions {
+  int batch_windows = 16;  ///< calibration windows per forward batch
+};
+
+}  // namespace qsweep
