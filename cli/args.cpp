@@ -1,6 +1,8 @@
 #include "cli/args.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
 #include <cstdlib>
 
 #include "common/errors.h"
@@ -27,10 +29,42 @@ std::string closest(const std::string& word, const std::set<std::string>& known)
   return best_d <= std::max<size_t>(2, word.size() / 3) ? best : "";
 }
 
-Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& value_flags,
-           const std::set<std::string>& switches) {
-  std::set<std::string> all = value_flags;
-  all.insert(switches.begin(), switches.end());
+const OptionSpec* CommandSpec::find(const std::string& flag) const {
+  for (const auto& o : options)
+    if (o.name == flag) return &o;
+  return nullptr;
+}
+
+std::string format_help(const CommandSpec& cmd) {
+  std::string out = "usage: " + cmd.usage + "\n\n" + cmd.summary + "\n";
+  if (!cmd.options.empty()) {
+    out += "\noptions:\n";
+    size_t width = 0;
+    auto left = [](const OptionSpec& o) {
+      return "  --" + o.name + (o.value.empty() ? std::string() : " " + o.value);
+    };
+    for (const auto& o : cmd.options) width = std::max(width, left(o).size());
+    for (const auto& o : cmd.options) {
+      std::string l = left(o);
+      l.resize(width + 2, ' ');
+      out += l + o.help;
+      if (!o.fallback.empty()) out += " (default: " + o.fallback + ")";
+      out += "\n";
+    }
+    out += "  --help" + std::string(width > 6 ? width - 6 : 2, ' ') + "this text\n";
+  }
+  if (!cmd.notes.empty()) out += "\n" + cmd.notes + (cmd.notes.back() == '\n' ? "" : "\n");
+  return out;
+}
+
+bool wants_help(const std::vector<std::string>& argv) {
+  return std::any_of(argv.begin(), argv.end(),
+                     [](const std::string& a) { return a == "--help" || a == "-h"; });
+}
+
+Args::Args(const std::vector<std::string>& argv, const CommandSpec& cmd) : cmd_(&cmd) {
+  std::set<std::string> all;
+  for (const auto& o : cmd.options) all.insert(o.name);
   for (size_t i = 0; i < argv.size(); ++i) {
     const std::string& a = argv[i];
     if (a.rfind("--", 0) != 0 || a == "--") {
@@ -44,21 +78,32 @@ Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& va
       value = flag.substr(eq + 1);
       flag = flag.substr(0, eq);
     }
-    if (value_flags.count(flag)) {
+    const OptionSpec* o = cmd.find(flag);
+    if (!o) {
+      const std::string guess = closest(flag, all);
+      throw Error(cat("unknown option --", flag,
+                      guess.empty() ? std::string() : cat("; did you mean --", guess, "?"),
+                      " (qsweep ", cmd.name, " --help lists the options)"));
+    }
+    if (!o->value.empty()) {
       if (!inline_value) {
-        QS_THROW_IF_NOT(i + 1 < argv.size(), "--", flag, " needs a value");
+        QS_THROW_IF_NOT(i + 1 < argv.size(), "--", flag, " needs a value (", o->value, ")");
         value = argv[++i];
       }
       values_[flag] = value;
-    } else if (switches.count(flag)) {
+    } else {
       QS_THROW_IF_NOT(!inline_value, "--", flag, " takes no value");
       set_.insert(flag);
-    } else {
-      const std::string guess = closest(flag, all);
-      throw Error(cat("unknown option --", flag,
-                      guess.empty() ? std::string() : cat("; did you mean --", guess, "?")));
     }
   }
+}
+
+std::string Args::get(const std::string& flag) const {
+  auto it = values_.find(flag);
+  if (it != values_.end()) return it->second;
+  const OptionSpec* o = cmd_->find(flag);
+  QS_ASSERT(o);
+  return o->fallback;
 }
 
 std::string Args::get(const std::string& flag, const std::string& fallback) const {
@@ -72,13 +117,32 @@ std::string Args::require(const std::string& flag) const {
   return it->second;
 }
 
+namespace {
+long long parse_int(const std::string& flag, const std::string& text) {
+  char* end = nullptr;
+  errno = 0;
+  const long long v = std::strtoll(text.c_str(), &end, 10);
+  QS_THROW_IF_NOT(!text.empty() && end && *end == '\0' && errno == 0, "--", flag,
+                  " expects an integer, got '", text, "'");
+  return v;
+}
+}  // namespace
+
+long long Args::get_int(const std::string& flag) const {
+  return parse_int(flag, get(flag));
+}
+
 long long Args::get_int(const std::string& flag, long long fallback) const {
   auto it = values_.find(flag);
-  if (it == values_.end()) return fallback;
+  return it == values_.end() ? fallback : parse_int(flag, it->second);
+}
+
+double Args::get_double(const std::string& flag) const {
+  const std::string text = get(flag);
   char* end = nullptr;
-  const long long v = std::strtoll(it->second.c_str(), &end, 10);
-  QS_THROW_IF_NOT(!it->second.empty() && end && *end == '\0', "--", flag,
-                  " expects an integer, got '", it->second, "'");
+  const double v = std::strtod(text.c_str(), &end);
+  QS_THROW_IF_NOT(!text.empty() && end && *end == '\0' && std::isfinite(v), "--", flag,
+                  " expects a number, got '", text, "'");
   return v;
 }
 

@@ -1,5 +1,7 @@
-// A tiny command-line parser: --flag value, --flag=value, --switch, positionals.
-// Unknown flags are errors that suggest the closest known one.
+// The command line: each subcommand declares its options once, as a table (name, value
+// placeholder, default, help). The same table parses argv (--flag value, --flag=value,
+// --switch, positionals; unknown flags are errors that suggest the closest known one) and
+// prints `qsweep COMMAND --help`, so the help text cannot drift from what is accepted.
 #pragma once
 
 #include <map>
@@ -9,19 +11,52 @@
 
 namespace qsweep::cli {
 
+/// One option of a subcommand.
+struct OptionSpec {
+  std::string name;      ///< without the dashes: "group-size"
+  std::string value;     ///< placeholder for its value ("N", "DIR"); empty for a switch
+  std::string fallback;  ///< the default as text ("128"); empty when there is none
+  std::string help;      ///< one line
+};
+
+/// A subcommand: its usage line, a one-paragraph summary and its options in help order.
+struct CommandSpec {
+  std::string name;   ///< "quantize"
+  std::string usage;  ///< "qsweep quantize --model MODEL --method METHOD --out PATH [options]"
+  std::string summary;
+  std::vector<OptionSpec> options;
+  /// Extra paragraphs printed after the options (e.g. the list of methods).
+  std::string notes;
+
+  const OptionSpec* find(const std::string& name) const;
+};
+
+/// `qsweep COMMAND --help`: usage, summary, one line per option with its default.
+std::string format_help(const CommandSpec& cmd);
+
+/// True when argv asks for help (--help or -h anywhere).
+bool wants_help(const std::vector<std::string>& argv);
+
 class Args {
  public:
-  /// `value_flags` take a value; `switches` do not. Throws Error on unknown flags.
-  Args(const std::vector<std::string>& argv, const std::set<std::string>& value_flags,
-       const std::set<std::string>& switches);
+  /// Parses argv against `cmd`'s options. Throws Error on unknown flags (with a suggestion),
+  /// a missing value, or a value given to a switch.
+  Args(const std::vector<std::string>& argv, const CommandSpec& cmd);
   bool has(const std::string& flag) const { return values_.count(flag) || set_.count(flag); }
-  std::string get(const std::string& flag, const std::string& fallback = "") const;
+  /// The flag's value, else `fallback` if given, else the table's default ("" when none).
+  std::string get(const std::string& flag) const;
+  std::string get(const std::string& flag, const std::string& fallback) const;
   /// The flag's value, or Error "missing --flag" when absent.
   std::string require(const std::string& flag) const;
+  /// The flag's value (or the table's default) as an integer; Error naming the flag if not one.
+  long long get_int(const std::string& flag) const;
   long long get_int(const std::string& flag, long long fallback) const;
+  /// The same as a finite number.
+  double get_double(const std::string& flag) const;
   const std::vector<std::string>& positional() const { return positional_; }
 
  private:
+  const CommandSpec* cmd_;
   std::map<std::string, std::string> values_;
   std::set<std::string> set_;
   std::vector<std::string> positional_;

@@ -1,7 +1,9 @@
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -27,17 +29,6 @@ namespace qsweep::cli {
 
 namespace {
 
-// The options of the tasks other than perplexity, as flags; the sweep file spells them with
-// '_' (max_new_tokens), the command line with '-'.
-const char* const kTaskFlags[] = {"limit",       "subjects",       "shots", "samples",
-                                  "temperature", "max-new-tokens", "seed"};
-
-std::string underscores(std::string s) {
-  for (char& c : s)
-    if (c == '-') c = '_';
-  return s;
-}
-
 struct CliModel {
   std::string dir, format;
   std::unique_ptr<Tokenizer> tokenizer;
@@ -62,27 +53,11 @@ CliModel load_cli_model(const std::string& model_dir) {
   return m;
 }
 
-// Line completion, HumanEval, MBPP, MMLU, C-Eval, GSM8K on one model: the sweep's own
-// run_eval, so `qsweep eval` and an eval node measure the same thing.
-int eval_task(const Args& args, const std::string& task, const std::string& model_dir,
-              const std::string& data_dir_flag) {
-  QS_THROW_IF_NOT(task_from_name(task) != Task::Kld,
-                  "--task kld compares a model with a baseline's stored "
-                  "next-token distributions: run it in a sweep (qsweep run; see "
-                  "configs/capabilities.yaml)");
-  for (const char* f : {"protocol", "ctx", "stride", "max-tokens"})
-    QS_THROW_IF_NOT(!args.has(f), "--", f, " applies to --task perplexity only");
-  std::vector<std::pair<std::string, std::string>> options = {{"task", task}};
-  if (args.has("dataset")) options.emplace_back("dataset", args.get("dataset"));
-  for (const char* f : kTaskFlags)
-    if (args.has(f)) options.emplace_back(underscores(f), args.get(f));
-  const EvalConfig e = parse_eval_options(options);
-  const TaskData data = resolve_task_data(e, resolve_data_dir(data_dir_flag));
-  CliModel m = load_cli_model(model_dir);
-  const EvalResult res = run_eval(e.resolved(m.model->spec().max_position_embeddings),
-                                  EvalInputs(*m.model, *m.tokenizer, data));
-  const TaskInfo& info = task_info(e.task);
-  if (args.has("json")) {
+// What `qsweep eval --task T` prints for the tasks other than perplexity (text or --json).
+void print_task(bool as_json, const std::string& model_dir, const CliModel& m, const TaskData& data,
+                const EvalResult& res) {
+  const TaskInfo& info = task_info(res.task);
+  if (as_json) {
     nlohmann::json j = {{"task", info.name},
                         {"model", model_dir},
                         {"model_format", m.format},
@@ -103,8 +78,6 @@ int eval_task(const Args& args, const std::string& task, const std::string& mode
     std::printf("  data     %s\n", data.path.c_str());
     std::printf("  protocol %s\n", res.protocol.c_str());
   }
-  // A benchmark whose data is absent is reported, not an error (as in a sweep).
-  return 0;
 }
 
 // What `qsweep eval --task perplexity` prints (text or --json).
@@ -158,73 +131,151 @@ void print_perplexity(bool as_json, const std::string& model_dir, const std::str
   }
 }
 
-// Perplexity on one model, on the CPU or (on_cuda) `backend`, with the command line's own
-// checks and messages (flags, not sweep keys), then the sweep's run_eval.
-int eval_perplexity(const Args& args, const std::string& model_dir,
-                    const std::string& data_dir_flag, Backend& backend, bool on_cuda) {
-  EvalConfig e;
-  e.task = Task::Perplexity;
-  e.dataset = args.get("dataset", "wikitext2");
-  e.protocol = protocol_name(parse_protocol(args.get("protocol", "chunks")));
-  e.ctx = int(args.get_int("ctx", 0));
-  e.stride = int(args.get_int("stride", 0));
-  e.max_tokens = args.get_int("max-tokens", 0);
-  QS_THROW_IF_NOT(e.max_tokens >= 0, "--max-tokens must be >= 0");
-  const TaskData data = resolve_task_data(e, resolve_data_dir(data_dir_flag));
+// What a task option means on the command line (the keys are the task table's).
+const std::map<std::string, std::pair<std::string, std::string>>& option_help() {
+  static const std::map<std::string, std::pair<std::string, std::string>> help = {
+      {"protocol", {"chunks|strided", "perplexity windows: disjoint chunks or strided"}},
+      {"ctx", {"N", "context per window (default: the model's max_position_embeddings)"}},
+      {"stride", {"N", "strided protocol: tokens between window starts (default: ctx/2)"}},
+      {"max-tokens", {"N", "score only the first N tokens of the text (default: all)"}},
+      {"top-k", {"N", "kld: baseline top-k stored per position"}},
+      {"limit", {"N", "items to evaluate (default: the task's; mmlu/ceval: per subject)"}},
+      {"subjects", {"LIST", "comma-separated subject names (default: all)"}},
+      {"shots", {"N", "few-shot examples (default: the task's)"}},
+      {"samples", {"N", "completions per problem, for pass@k"}},
+      {"temperature", {"T", "sampling temperature; 0 = greedy"}},
+      {"max-new-tokens", {"N", "generated tokens at most (default: the task's, <= ctx/2)"}},
+      {"seed", {"N", "seed for positions and sampling"}},
+  };
+  return help;
+}
 
+std::string flag_of(std::string key) {
+  std::replace(key.begin(), key.end(), '_', '-');
+  return key;
+}
+
+// The task options' defaults as text, from EvalConfig's own defaults.
+std::string default_text(const std::string& key) {
+  const EvalConfig d;
+  if (key == "protocol") return d.protocol;
+  if (key == "top_k") return std::to_string(d.top_k);
+  if (key == "samples") return std::to_string(d.samples);
+  if (key == "temperature") return "0";
+  if (key == "seed") return std::to_string(d.seed);
+  return "";
+}
+
+// The flags every task takes, in task-table order, each saying which tasks use it.
+std::vector<std::string> task_option_keys() {
+  std::vector<std::string> keys;
+  for (const TaskInfo& t : task_table())
+    for (const std::string& k : t.keys)
+      if (k != "dataset" && std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
+  return keys;
+}
+
+}  // namespace
+
+const CommandSpec& eval_command() {
+  static const CommandSpec cmd = [] {
+    CommandSpec c;
+    c.name = "eval";
+    c.usage = "qsweep eval --model MODEL [--task TASK] [--dataset NAME|FILE] [options]";
+    c.summary =
+        "Evaluates one model (a Hugging Face directory, a GPTQ/AWQ checkpoint or a .gguf file)\n"
+        "on one task, exactly as an eval entry of a sweep file does (docs/sweep-format.md).";
+    std::string tasks;
+    for (const std::string& n : task_names()) tasks += (tasks.empty() ? "" : ", ") + n;
+    c.options = {
+        {"model", "MODEL", "", "the model to evaluate (required)"},
+        {"task", "TASK", task_name(Task::Perplexity), "one of " + tasks + " (kld: sweeps only)"},
+        {"dataset", "NAME|FILE", "",
+         "text dataset (wikitext2, code-heldout or a file; perplexity's default wikitext2) or "
+         "a benchmark's file/folder (default: its place in the data directory)"}};
+    for (const std::string& key : task_option_keys()) {
+      std::string users;
+      for (const TaskInfo& t : task_table())
+        if (std::find(t.keys.begin(), t.keys.end(), key) != t.keys.end())
+          users += (users.empty() ? "" : ", ") + t.name;
+      const auto& [value, help] = option_help().at(flag_of(key));
+      c.options.push_back({flag_of(key), value, default_text(key), help + " [" + users + "]"});
+    }
+    c.options.push_back(
+        {"data-dir", "DIR", "", "where datasets live (else $QSWEEP_DATA, else ../shared/data)"});
+    c.options.push_back({"device", "auto|cpu|cuda", "auto",
+                         "where perplexity runs (auto: a usable CUDA device, else the CPU); the "
+                         "other tasks run on the CPU"});
+    c.options.push_back({"json", "", "", "machine-readable output"});
+    c.options.push_back({"no-progress", "", "", "no progress line on stderr"});
+    return c;
+  }();
+  return cmd;
+}
+
+// One path for every task: the options are checked by the sweep file's own eval reader
+// (parse_eval_options), resolved for the model once, and run by the sweep's run_eval.
+int cmd_eval(const std::vector<std::string>& argv) {
+  const Args args(argv, eval_command());
+  QS_THROW_IF_NOT(args.positional().empty(), "qsweep eval: unexpected argument '",
+                  args.positional()[0], "'");
+  const std::string task = args.get("task");
+  std::vector<std::pair<std::string, std::string>> options = {{"task", task}};
+  if (args.has("dataset"))
+    options.emplace_back("dataset", args.get("dataset"));
+  else if (task_from_name(task) == Task::Perplexity)
+    options.emplace_back("dataset", "wikitext2");
+  for (const std::string& key : task_option_keys())
+    if (args.has(flag_of(key))) options.emplace_back(key, args.get(flag_of(key)));
+  QS_THROW_IF_NOT(task_from_name(task) != Task::Kld,
+                  "--task kld compares a model with a baseline's stored "
+                  "next-token distributions: run it in a sweep (qsweep run; see "
+                  "configs/capabilities.yaml)");
+  EvalConfig e = parse_eval_options(options);
+
+  // auto: CUDA when a device is usable, else the CPU. Perplexity runs on either; the other
+  // tasks (generation, multiple choice) run on the CPU only so far (issue #7).
+  const std::string device = args.get("device");
+  std::unique_ptr<Backend> backend = make_backend(device);
+  const bool on_cuda = backend->name() != "cpu";
+  if (e.task != Task::Perplexity && on_cuda) {
+    QS_THROW_IF_NOT(device == "auto", "--device cuda: --task ", task,
+                    " runs on the CPU only so far (perplexity runs on CUDA); use --device cpu");
+    backend = make_backend("cpu");
+  }
+  const std::string data_dir_flag = args.get("data-dir");
+  const std::string model_dir = resolve_model_dir(args.require("model"), data_dir_flag);
+  const TaskData data = resolve_task_data(e, resolve_data_dir(data_dir_flag));
   CliModel m = load_cli_model(model_dir);
   const ModelSpec& spec = m.model->spec();
   e = e.resolved(spec.max_position_embeddings);
-  QS_THROW_IF_NOT(e.ctx >= 2, "--ctx must be at least 2");
   if (e.ctx > spec.max_position_embeddings)
     std::fprintf(stderr,
                  "warning: --ctx %d exceeds the model's max_position_embeddings %d; this measures "
                  "extrapolation, not quality\n",
                  e.ctx, spec.max_position_embeddings);
 
-  // Tokenized here, so that the time it takes is reported apart from the evaluation.
-  const std::string text = read_dataset_text({e.dataset, data.path, data.domain});
-  const auto t1 = std::chrono::steady_clock::now();
-  const std::vector<int> tokens = m.tokenizer->encode(text, /*add_bos=*/false);
-  const double tok_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   EvalInputs in(*m.model, *m.tokenizer, data);
-  in.text_tokens = &tokens;
-  in.backend = on_cuda ? &backend : nullptr;
   in.progress = !args.has("no-progress");
-  const EvalResult r = run_eval(e, in);
-  print_perplexity(args.has("json"), model_dir, m.format, e, data, r, m.load_seconds, tok_s,
-                   backend.name());
-  return 0;
-}
-
-}  // namespace
-
-int cmd_eval(const std::vector<std::string>& argv) {
-  std::set<std::string> value_flags = {"model",  "task",       "dataset",  "protocol", "ctx",
-                                       "stride", "max-tokens", "data-dir", "device"};
-  for (const char* f : kTaskFlags) value_flags.insert(f);
-  Args args(argv, value_flags, {"json", "no-progress"});
-  QS_THROW_IF_NOT(args.positional().empty(), "qsweep eval: unexpected argument '",
-                  args.positional()[0], "'");
-  const std::string task = args.get("task", task_name(Task::Perplexity));
-  const bool perplexity = task_from_name(task) == Task::Perplexity;  // unknown: checked later
-  // auto: CUDA when a device is usable, else the CPU. Perplexity runs on either; the other
-  // tasks (generation, multiple choice) run on the CPU only so far (issue #7).
-  const std::string device = args.get("device", "auto");
-  std::unique_ptr<Backend> backend = make_backend(device);
-  const bool on_cuda = backend->name() != "cpu";
-  if (!perplexity && on_cuda) {
-    QS_THROW_IF_NOT(device == "auto", "--device cuda: --task ", task,
-                    " runs on the CPU only so far (perplexity runs on CUDA); use --device cpu");
-    backend = make_backend("cpu");
+  in.backend = on_cuda ? backend.get() : nullptr;
+  std::vector<int> tokens;
+  double tok_s = 0;
+  if (e.task == Task::Perplexity) {
+    // Tokenized here, so that the time it takes is reported apart from the evaluation.
+    const std::string text = read_dataset_text({e.dataset, data.path, data.domain});
+    const auto t1 = std::chrono::steady_clock::now();
+    tokens = m.tokenizer->encode(text, /*add_bos=*/false);
+    tok_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+    in.text_tokens = &tokens;
   }
-
-  const std::string data_dir_flag = args.get("data-dir");
-  const std::string model_dir = resolve_model_dir(args.require("model"), data_dir_flag);
-  if (!perplexity) return eval_task(args, task, model_dir, data_dir_flag);
-  for (const char* f : kTaskFlags)
-    QS_THROW_IF_NOT(!args.has(f), "--", f, " does not apply to --task perplexity");
-  return eval_perplexity(args, model_dir, data_dir_flag, *backend, on_cuda);
+  const EvalResult r = run_eval(e, in);
+  if (e.task == Task::Perplexity)
+    print_perplexity(args.has("json"), model_dir, m.format, e, data, r, m.load_seconds, tok_s,
+                     backend->name());
+  else
+    print_task(args.has("json"), model_dir, m, data, r);
+  // A benchmark whose data is absent is reported, not an error (as in a sweep).
+  return 0;
 }
 
 }  // namespace qsweep::cli

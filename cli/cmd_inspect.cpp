@@ -11,8 +11,20 @@
 
 namespace qsweep::cli {
 
+const CommandSpec& inspect_command() {
+  static const CommandSpec cmd = {
+      "inspect",
+      "qsweep inspect MODEL [--json]",
+      "A model's architecture, parameter count, tokenizer and tensors (a Hugging Face\n"
+      "directory or a model name under <data dir>/../models).",
+      {{"data-dir", "DIR", "", "where datasets live (else $QSWEEP_DATA, else ../shared/data)"},
+       {"json", "", "", "machine-readable output"}},
+      ""};
+  return cmd;
+}
+
 int cmd_inspect(const std::vector<std::string>& argv) {
-  Args args(argv, {"data-dir"}, {"json"});
+  Args args(argv, inspect_command());
   QS_THROW_IF_NOT(args.positional().size() == 1, "usage: qsweep inspect MODEL_DIR [--json]");
   const std::string dir = resolve_model_dir(args.positional()[0], args.get("data-dir"));
   const ModelSpec spec = load_model_spec(dir);

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -22,39 +23,77 @@ double since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-/// Command-line flags of the method options (config JSON key → flag).
-const std::vector<std::pair<std::string, std::string>>& option_flags() {
-  static const std::vector<std::pair<std::string, std::string>> f = {
-      {"bits", "bits"},
-      {"group_size", "group-size"},
-      {"sym", "sym"},
-      {"desc_act", "desc-act"},
-      {"static_groups", "static-groups"},
-      {"true_sequential", "no-true-sequential"},
-      {"damp_percent", "damp-percent"},
-      {"block_size", "block-size"}};
-  return f;
+std::string join_words(const std::vector<std::string>& words) {
+  std::string s;
+  for (const auto& w : words) s += (s.empty() ? "" : ", ") + w;
+  return s;
+}
+
+// The method options come from quantize/method.h's table: every option key some method
+// accepts (plus GPTQ's block_size) becomes a flag spelt with '-'; a boolean whose default is
+// true is turned off by --no-<flag>. Types and defaults are read from the methods' own
+// default configurations, so the flags cannot drift from what the methods take.
+struct MethodFlag {
+  std::string key;   ///< config JSON key: "group_size"
+  std::string flag;  ///< "group-size", "no-true-sequential"
+  nlohmann::json fallback;
+  std::vector<std::string> methods;  ///< methods that take it
+};
+
+const std::vector<MethodFlag>& method_flags() {
+  static const std::vector<MethodFlag> flags = [] {
+    std::vector<MethodFlag> out;
+    for (const MethodInfo& m : all_methods()) {
+      const nlohmann::json d = QuantMethodConfig::defaults(m.method).to_json();
+      for (const auto& [key, value] : d.items()) {
+        if (key == "method") continue;
+        auto it = std::find_if(out.begin(), out.end(), [&](auto& f) { return f.key == key; });
+        if (it == out.end()) {
+          std::string flag = key;
+          std::replace(flag.begin(), flag.end(), '_', '-');
+          if (value.is_boolean() && value.get<bool>()) flag = "no-" + flag;
+          out.push_back({key, flag, value, {}});
+          it = out.end() - 1;
+        }
+        it->methods.push_back(m.name);
+      }
+    }
+    return out;
+  }();
+  return flags;
+}
+
+const std::map<std::string, std::string>& method_flag_help() {
+  static const std::map<std::string, std::string> help = {
+      {"bits", "width of the integer grid, 2..8"},
+      {"group_size", "columns per scale/zero group; -1 = one group per output channel"},
+      {"sym", "symmetric grid (no zero point)"},
+      {"desc_act", "act-order: quantize columns by descending Hessian diagonal"},
+      {"static_groups", "compute every group's grid before GPTQ updates the weights"},
+      {"true_sequential", "quantize q/k/v, o, gate/up, down as one group each, not in order"},
+      {"damp_percent", "Hessian damping as a fraction of its mean diagonal"},
+      {"block_size", "columns per lazy-batch block"},
+  };
+  return help;
 }
 
 /// The method and its options from the flags; a flag the method does not take is an Error.
 QuantMethodConfig config_from_args(const Args& args) {
-  const Method method = parse_method(args.get("method", "gptq"));
+  const Method method = parse_method(args.get("method"));
   const MethodInfo& info = method_info(method);
   nlohmann::json j = QuantMethodConfig::defaults(method).to_json();
-  for (const auto& [key, flag] : option_flags()) {
-    if (!args.has(flag)) continue;
-    QS_THROW_IF_NOT(j.contains(key), "--", flag, " does not apply to method ", info.name,
+  for (const MethodFlag& f : method_flags()) {
+    if (!args.has(f.flag)) continue;
+    QS_THROW_IF_NOT(j.contains(f.key), "--", f.flag, " does not apply to method ", info.name,
                     info.family == MethodFamily::KQuantMix
                         ? " (a llama.cpp mix: its rules choose every tensor's type)"
-                        : "");
-    if (key == "bits" || key == "group_size" || key == "block_size")
-      j[key] = int(args.get_int(flag, 0));
-    else if (key == "damp_percent")
-      j[key] = std::stod(args.get(flag));
-    else if (key == "true_sequential")
-      j[key] = false;
+                        : cat(" (methods taking it: ", join_words(f.methods), ")"));
+    if (f.fallback.is_boolean())
+      j[f.key] = !f.fallback.get<bool>();
+    else if (f.fallback.is_number_integer())
+      j[f.key] = int(args.get_int(f.flag));
     else
-      j[key] = true;
+      j[f.key] = args.get_double(f.flag);
   }
   QuantMethodConfig config = QuantMethodConfig::from_json(j);
   config.validate();
@@ -75,11 +114,45 @@ std::string short_label(const QuantMethodConfig& c) {
 
 }  // namespace
 
+const CommandSpec& quantize_command() {
+  static const CommandSpec cmd = [] {
+    CommandSpec c;
+    c.name = "quantize";
+    c.usage = "qsweep quantize --model MODEL --method METHOD [options] --out DIR|FILE.gguf";
+    c.summary =
+        "Quantizes an unquantized Hugging Face checkpoint with one method and writes it as the\n"
+        "peers do: GPTQ layout (gptq, rtn), AutoAWQ gemm layout (awq), or a GGUF file\n"
+        "(llama.cpp mixes, with an importance matrix when --calib is given).";
+    c.options = {{"model", "MODEL", "", "the checkpoint to quantize (required)"},
+                 {"method", "METHOD", "gptq", "one of " + method_names_text()},
+                 {"out", "PATH", "", "output directory, or .gguf file for a mix (required)"}};
+    const SamplingOptions so;
+    for (const MethodFlag& f : method_flags()) {
+      const bool sw = f.fallback.is_boolean();
+      c.options.push_back({f.flag, sw ? "" : (f.fallback.is_number_integer() ? "N" : "F"),
+                           sw ? "" : f.fallback.dump(),
+                           method_flag_help().at(f.key) + " [" + join_words(f.methods) + "]"});
+    }
+    c.options.insert(
+        c.options.end(),
+        {{"calib", "SOURCE", "wikitext2",
+          "calibration text: wikitext2, code, docs, a file, FILE.jsonl:FIELD or a glob "
+          "(GPTQ/AWQ; a mix's importance matrix)"},
+         {"calib-domain", "D", "", "domain label of the calibration source"},
+         {"n-samples", "N", std::to_string(so.n_samples), "calibration windows"},
+         {"seqlen", "N", std::to_string(so.seqlen), "tokens per calibration window"},
+         {"seed", "N", std::to_string(so.seed), "window sampling seed"},
+         {"sampling", "random|contiguous", "random", "how windows are drawn"},
+         {"data-dir", "DIR", "", "where datasets live (else $QSWEEP_DATA, else ../shared/data)"},
+         {"json", "", "", "machine-readable summary"},
+         {"quiet", "", "", "no progress on stderr"}});
+    return c;
+  }();
+  return cmd;
+}
+
 int cmd_quantize(const std::vector<std::string>& argv) {
-  Args args(argv,
-            {"model", "method", "bits", "group-size", "calib", "calib-domain", "n-samples",
-             "seqlen", "seed", "sampling", "damp-percent", "block-size", "out", "data-dir"},
-            {"desc-act", "sym", "static-groups", "no-true-sequential", "json", "quiet"});
+  const Args args(argv, quantize_command());
   QS_THROW_IF_NOT(args.positional().empty(), "qsweep quantize: unexpected argument '",
                   args.positional()[0], "'");
   const QuantMethodConfig cfg = config_from_args(args);
@@ -109,10 +182,10 @@ int cmd_quantize(const std::vector<std::string>& argv) {
   if (calibrated) {
     const auto t1 = Clock::now();
     SamplingOptions so;
-    so.n_samples = int(args.get_int("n-samples", 128));
-    so.seqlen = int(args.get_int("seqlen", 256));
-    so.seed = uint64_t(args.get_int("seed", 0));
-    const std::string mode = args.get("sampling", "random");
+    so.n_samples = int(args.get_int("n-samples"));
+    so.seqlen = int(args.get_int("seqlen"));
+    so.seed = uint64_t(args.get_int("seed"));
+    const std::string mode = args.get("sampling");
     QS_THROW_IF_NOT(mode == "random" || mode == "contiguous", "--sampling ", mode,
                     ": expected random or contiguous");
     so.mode = mode == "random" ? SamplingMode::Random : SamplingMode::Contiguous;
@@ -120,8 +193,8 @@ int cmd_quantize(const std::vector<std::string>& argv) {
       std::fprintf(stderr, "warning: --seqlen %d exceeds the model's context %d\n", so.seqlen,
                    loaded.spec.max_position_embeddings);
     const auto tok = load_tokenizer(model_dir);
-    calib = build_calibration_set(args.get("calib", "wikitext2"), resolve_data_dir(data_flag), *tok,
-                                  so, args.get("calib-domain"));
+    calib = build_calibration_set(args.get("calib"), resolve_data_dir(data_flag), *tok, so,
+                                  args.get("calib-domain"));
     calib_s = since(t1);
     if (!quiet)
       std::fprintf(stderr, "calibration: %s (%s), %d x %d tokens, seed %llu, %.2fs\n",

@@ -29,8 +29,48 @@ SweepPlan plan_from_args(const SweepSpec& spec, const Args& args) {
 }
 }  // namespace
 
+const CommandSpec& plan_command() {
+  static const CommandSpec cmd = {
+      "plan",
+      "qsweep plan SWEEP.yaml [--out DIR]",
+      "The sweep's DAG: every node, its content key, whether it is cached in DIR/store or\n"
+      "why it must run. Validates the sweep file; runs nothing.",
+      {{"out", "DIR", "out/<sweep name>", "the sweep's output directory"},
+       {"data-dir", "DIR", "", "where datasets live (else $QSWEEP_DATA, else ../shared/data)"}},
+      "The sweep syntax is in docs/sweep-format.md."};
+  return cmd;
+}
+
+const CommandSpec& run_command() {
+  static const CommandSpec cmd = {
+      "run",
+      "qsweep run SWEEP.yaml [--out DIR] [--jobs N] [--max-memory GiB]",
+      "Runs a sweep: calibration, quantization and evaluation nodes in dependency order,\n"
+      "each cached in DIR/store (a second run recomputes nothing), then results.json,\n"
+      "table.md, table.csv and report.html in DIR.",
+      {{"out", "DIR", "out/<sweep name>", "the sweep's output directory"},
+       {"jobs", "N", "1", "nodes run at once"},
+       {"max-memory", "GiB", "75% of physical memory",
+        "memory budget; nodes whose estimates exceed it wait"},
+       {"data-dir", "DIR", "", "where datasets live (else $QSWEEP_DATA, else ../shared/data)"},
+       {"no-progress", "", "", "no live status line on stderr"}},
+      "Exit status 3 when the sweep finished with failed nodes (the report lists them).\n"
+      "The sweep syntax is in docs/sweep-format.md."};
+  return cmd;
+}
+
+const CommandSpec& report_command() {
+  static const CommandSpec cmd = {
+      "report",
+      "qsweep report OUT_DIR [--formats md,csv,html]",
+      "Re-renders a sweep's reports from OUT_DIR/results.json (nothing is recomputed).",
+      {{"formats", "LIST", "md,csv,html", "comma-separated: md, csv, json, html"}},
+      ""};
+  return cmd;
+}
+
 int cmd_plan(const std::vector<std::string>& argv) {
-  Args args(argv, {"out", "data-dir"}, {});
+  Args args(argv, plan_command());
   const SweepSpec spec = parse_sweep(sweep_file(args, "qsweep plan SWEEP.yaml [--out DIR]"));
   const SweepPlan plan = plan_from_args(spec, args);
   std::printf("%s", describe_plan(plan, args.get("out", default_out(spec))).c_str());
@@ -38,19 +78,19 @@ int cmd_plan(const std::vector<std::string>& argv) {
 }
 
 int cmd_run(const std::vector<std::string>& argv) {
-  Args args(argv, {"out", "data-dir", "jobs", "max-memory"}, {"no-progress"});
-  const SweepSpec spec = parse_sweep(
-      sweep_file(args, "qsweep run SWEEP.yaml [--out DIR] [--jobs N] [--max-memory GB]"));
+  Args args(argv, run_command());
   SweepRunOptions opt;
-  opt.out_dir = args.get("out", default_out(spec));
   opt.jobs = int(args.get_int("jobs", 1));
   QS_THROW_IF_NOT(opt.jobs >= 1, "--jobs must be >= 1");
   if (args.has("max-memory")) {
-    const double gb = std::stod(args.get("max-memory"));
+    const double gb = args.get_double("max-memory");
     QS_THROW_IF_NOT(gb > 0, "--max-memory must be a positive number of GiB");
     opt.max_memory_bytes = int64_t(gb * double(int64_t(1) << 30));
   }
   opt.progress = !args.has("no-progress");
+  const SweepSpec spec = parse_sweep(
+      sweep_file(args, "qsweep run SWEEP.yaml [--out DIR] [--jobs N] [--max-memory GiB]"));
+  opt.out_dir = args.get("out", default_out(spec));
   const SweepPlan plan = plan_from_args(spec, args);
   std::fprintf(stderr, "sweep %s: %zu nodes, output in %s (events: %s/events.jsonl)\n",
                spec.name.c_str(), plan.nodes.size(), opt.out_dir.c_str(), opt.out_dir.c_str());
@@ -63,7 +103,7 @@ int cmd_run(const std::vector<std::string>& argv) {
 }
 
 int cmd_report(const std::vector<std::string>& argv) {
-  Args args(argv, {"formats"}, {});
+  Args args(argv, report_command());
   QS_THROW_IF_NOT(args.positional().size() == 1, "usage: qsweep report OUT_DIR");
   const std::string dir = args.positional()[0];
   const std::string file = dir + "/results.json";

@@ -11,10 +11,12 @@
 #include "common/mapped_file.h"
 #include "eval/datasets.h"
 #include "eval/line_completion.h"
+#include "eval/task.h"
 #include "formats/formats.h"
 #include "model/tokenizer.h"
 #include "model/transformer.h"
 #include "model/weights.h"
+#include "quantize/method.h"
 #include "tests/support/test_support.h"
 
 namespace qsweep {
@@ -92,9 +94,9 @@ TEST(Cli, BadInputsExitWithStatus2AndOneLine) {
                        {"dataset 'nope'"});
   expect_clean_failure(run("eval --modle x"), {"unknown option --modle", "did you mean --model"});
   expect_clean_failure(run("eval --model " + test::tinycode_dir() + " --protocol sliding" + data),
-                       {"unknown perplexity protocol 'sliding'"});
+                       {"--protocol must be chunks or strided", "'sliding'"});
   expect_clean_failure(run("eval --model " + test::tinycode_dir() + " --ctx abc" + data),
-                       {"--ctx expects an integer"});
+                       {"--ctx must be an integer >= 2", "'abc'"});
 
   const std::string dir = tiny_model("trunc");
   const std::string f = dir + "/model.safetensors";
@@ -150,8 +152,8 @@ TEST(Cli, EvalTaskOptionsAreCheckedLikeTheSweepFile) {
   expect_clean_failure(run(m + " --task gsm8k --temperature 0.5"),
                        {"--temperature does not apply to task 'gsm8k'"});
   expect_clean_failure(run(m + " --task perplexity --limit 3"),
-                       {"--limit does not apply to --task perplexity"});
-  expect_clean_failure(run(m + " --task mmlu --ctx 64"), {"--ctx applies to --task perplexity"});
+                       {"--limit does not apply to task 'perplexity'"});
+  expect_clean_failure(run(m + " --task mmlu --ctx 64"), {"--ctx does not apply to task 'mmlu'"});
   expect_clean_failure(run(m + " --task kld"), {"run it in a sweep"});
   // Absent benchmark data is reported as skipped, as in a sweep, not an error.
   const std::string empty = test::make_temp_dir("nodata");
@@ -161,6 +163,48 @@ TEST(Cli, EvalTaskOptionsAreCheckedLikeTheSweepFile) {
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_TRUE(j["value"].is_null());
   EXPECT_EQ(j["status"], "skipped: " + empty + "/mbpp/mbpp.jsonl not found");
+}
+
+// Each command's options come from one table: `--help` prints them with their defaults,
+// and the method/task options are those of quantize/method.h's and eval/task.h's tables.
+TEST(Cli, HelpListsEveryOptionWithItsDefaultFromTheTables) {
+  for (const char* cmd : {"run", "plan", "report", "quantize", "eval", "inspect"}) {
+    const CliRun r = run(std::string(cmd) + " --help");
+    EXPECT_EQ(r.status, 0) << cmd << ": " << r.err;
+    EXPECT_EQ(r.out.rfind(std::string("usage: qsweep ") + cmd, 0), 0u) << r.out;
+  }
+  const CliRun q = run("quantize --help");
+  // Every method in the table, and each method option with its default and its users.
+  for (const MethodInfo& m : all_methods()) EXPECT_NE(q.out.find(m.name), std::string::npos);
+  EXPECT_NE(q.out.find("--group-size N"), std::string::npos) << q.out;
+  EXPECT_NE(q.out.find("(default: 128)"), std::string::npos) << q.out;
+  EXPECT_NE(q.out.find("--damp-percent F"), std::string::npos) << q.out;
+  EXPECT_NE(q.out.find("--no-true-sequential"), std::string::npos) << q.out;
+  EXPECT_NE(q.out.find("[rtn, gptq, awq]"), std::string::npos) << q.out;
+  const CliRun e = run("eval --help");
+  for (const TaskInfo& t : task_table())
+    for (std::string k : t.keys) {
+      std::replace(k.begin(), k.end(), '_', '-');
+      EXPECT_NE(e.out.find("--" + k), std::string::npos) << k;
+    }
+  EXPECT_NE(e.out.find("--protocol chunks|strided"), std::string::npos) << e.out;
+}
+
+TEST(Cli, UnknownMethodListsEveryMethodTheOptionAccepts) {
+  const CliRun r = run("quantize --model " + test::tinycode_dir() + " --method f16 --out /tmp/x");
+  expect_clean_failure(r, {"unknown method 'f16'"});
+  for (const MethodInfo& m : all_methods()) EXPECT_NE(r.err.find(m.name), std::string::npos);
+  expect_clean_failure(
+      run("quantize --model " + test::tinycode_dir() + " --method q4_k_m --bits 3 --out /tmp/x"),
+      {"--bits does not apply to method q4_k_m"});
+  expect_clean_failure(
+      run("quantize --model " + test::tinycode_dir() + " --method rtn --desc-act --out /tmp/x"),
+      {"--desc-act does not apply to method rtn", "gptq"});
+  expect_clean_failure(run("quantize --model " + test::tinycode_dir() +
+                           " --method gptq --damp-percent x --out /tmp/x"),
+                       {"--damp-percent expects a number, got 'x'"});
+  expect_clean_failure(run("run --max-memory lots configs/demo.yaml"),
+                       {"--max-memory expects a number"});
 }
 
 TEST(Cli, ContextBeyondTrainedLengthWarns) {
