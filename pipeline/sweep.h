@@ -1,28 +1,41 @@
 // A sweep from spec to results: the DAG plan (calibration sets, quantized
 // variants, evaluations), content-addressed keys, execution with cache and
 // resume, and results.json with every number's provenance.
+//
+// The pipeline plans and runs nodes; it does not know how a method quantizes or how a task
+// scores. What a node does is a NodeRunner's job: the stage runner hands a node to its stage
+// (calibration/, quantize/ + formats/, eval/); tests substitute a fake that writes the
+// artifact files and counts work, as ninja's tests do.
+//   plan.cpp     make_sweep_plan, describe_plan      (the DAG and its content keys)
+//   run.cpp      run_sweep                           (store + executor + a NodeRunner)
+//   stage_runner.cpp  make_stage_runner               (each node kind → its stage)
+//   results.cpp  collect_results                     (results.json from the store)
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "pipeline/executor.h"
 #include "pipeline/spec.h"
+#include "pipeline/store.h"
 
 namespace qsweep {
 
 enum class SweepNodeKind { Calibrate, Quantize, Evaluate };
 
 struct SweepNode {
-  SweepNodeKind kind;
+  SweepNodeKind kind = SweepNodeKind::Calibrate;
   std::string id;   ///< "calib:code", "quantize:<variant>", "eval:<variant>:<eval>"
   std::string key;  ///< content key = artifact directory name in the store
   std::vector<int> deps;
   std::string variant;      ///< variant id ("fp16" for the baseline) — Quantize, Evaluate
   std::string eval;         ///< eval id — Evaluate
+  int variant_index = -1;   ///< into spec.variants; -1 for the baseline — Quantize, Evaluate
+  int eval_index = -1;      ///< into SweepPlan::evals — Evaluate
   std::string calibration;  ///< calibration name — Calibrate (and Quantize's input)
   nlohmann::json config;    ///< everything hashed into `key`
   int64_t memory_bytes = 0;
@@ -60,9 +73,38 @@ struct SweepRunSummary {
   std::string results_file;
 };
 
+/// One node to run: its plan, the store its upstream artifacts are in, and the temporary
+/// directory its artifact goes to (run_sweep commits it when run() returns, discards it when
+/// run() throws).
+struct NodeTask {
+  const SweepPlan& plan;
+  const SweepNode& node;
+  const ArtifactStore& store;
+  std::string out;  ///< the temporary artifact directory (exists, empty)
+
+  /// The artifact directory of the node's i-th dependency.
+  std::string upstream(size_t i) const;
+};
+
+/// What a node does. Called from several threads at once (the executor's jobs).
+class NodeRunner {
+ public:
+  virtual ~NodeRunner() = default;
+  /// Writes the node's artifact into task.out; throws to fail the node.
+  virtual void run(const NodeTask& task) = 0;
+};
+
+/// The runner that does the work: calibration windows (calibration/), quantize + export
+/// (quantize/, which writes through formats/), evaluation of the reloaded file (eval/).
+/// Loads the base model, tokenizer and tokenized datasets once and shares them (read-only).
+std::unique_ptr<NodeRunner> make_stage_runner(const SweepPlan& plan);
+
 /// Runs the plan into `out_dir` (store/, events.jsonl, results.json and the
-/// reports). Failing nodes fail their descendants only; the report lists them.
+/// reports) with the stage runner. Failing nodes fail their descendants only; the report
+/// lists them.
 SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt);
+/// The same with another runner (tests: a fake that counts work).
+SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt, NodeRunner& runner);
 
 /// results.json content from what the store holds now (used by run and by
 /// `qsweep report`). Variants without artifacts appear with status "pending".

@@ -1,0 +1,174 @@
+// The plan: a sweep's DAG of calibration, quantization and evaluation nodes, each with a
+// content key that hashes everything its artifact depends on (docs/architecture.md).
+#include <algorithm>
+#include <filesystem>
+#include <sstream>
+
+#include "calibration/calibration.h"
+#include "common/errors.h"
+#include "eval/run_eval.h"
+#include "model/model_spec.h"
+#include "pipeline/detail/artifacts.h"
+#include "pipeline/store.h"
+#include "pipeline/sweep.h"
+
+namespace qsweep {
+namespace fs = std::filesystem;
+using detail::kStoreFormat;
+using detail::kVersion;
+using nlohmann::json;
+
+namespace {
+
+std::vector<std::string> model_files(const std::string& dir) {
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name == "config.json" || name == "tokenizer.model" || name == "tokenizer.json" ||
+        name == "tokenizer_config.json" || name == "model.safetensors.index.json" ||
+        name.ends_with(".safetensors"))
+      files.push_back(e.path().string());
+  }
+  std::sort(files.begin(), files.end());
+  QS_THROW_IF_NOT(!files.empty(), dir, ": no model files to hash");
+  return files;
+}
+
+std::string key_of(const std::string& prefix, const json& config) {
+  json k = config;
+  k["store_format"] = kStoreFormat;
+  return prefix + "-" + hash_hex(k.dump());
+}
+
+}  // namespace
+
+SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& model_dir,
+                          const std::string& data_dir) {
+  SweepPlan plan;
+  plan.spec = spec;
+  plan.data_dir = data_dir;
+  plan.model_dir = fs::weakly_canonical(model_dir).string();
+  // File hashes are cached beside the user's home-independent temp space: keyed by
+  // path+size+mtime, so the cache can never make a changed file look unchanged.
+  const std::string cache = (fs::temp_directory_path() / "qsweep-hash-cache.json").string();
+  plan.model_hash = hash_files(model_files(plan.model_dir), cache);
+  const ModelSpec mspec = load_model_spec(plan.model_dir);
+  const int64_t model_bytes = mspec.parameter_count() * 4;
+
+  std::map<std::string, int> calib_node;
+  for (const auto& [name, c] : spec.calibration) {
+    const CalibrationSource src = resolve_calibration_source(c.source, plan.data_dir, c.domain);
+    SweepNode n;
+    n.kind = SweepNodeKind::Calibrate;
+    n.id = "calib:" + name;
+    n.calibration = name;
+    n.config = {{"model", plan.model_hash},
+                {"source", c.source},
+                {"source_files", hash_files(src.files, cache)},
+                {"jsonl_field", src.jsonl_field},
+                {"domain", src.domain},
+                {"n_samples", c.n_samples},
+                {"seqlen", c.seqlen},
+                {"seed", c.seed},
+                {"sampling", c.sampling}};
+    n.key = key_of("calib", n.config);
+    n.memory_bytes = int64_t(c.n_samples) * c.seqlen * 4 + (int64_t(64) << 20);
+    plan.calibration_domains[name] = src.domain;
+    calib_node[name] = int(plan.nodes.size());
+    plan.nodes.push_back(std::move(n));
+  }
+
+  std::vector<int> quant_node;  // by variant index
+  for (size_t vi = 0; vi < spec.variants.size(); ++vi) {
+    const VariantSpec& v = spec.variants[vi];
+    SweepNode n;
+    n.kind = SweepNodeKind::Quantize;
+    n.id = "quantize:" + v.id;
+    n.variant = v.id;
+    n.variant_index = int(vi);
+    n.calibration = v.calibration;
+    // The method's typed configuration, as one JSON (quantize/method.h's round trip).
+    n.config = {{"model", plan.model_hash}, {"variant", v.config.to_json()}, {"version", kVersion}};
+    int64_t act = 0;
+    if (!v.calibration.empty()) {
+      const int c = calib_node.at(v.calibration);
+      n.deps.push_back(c);
+      n.config["calibration"] = plan.nodes[size_t(c)].key;
+      const CalibrationSpec& cs = spec.calibration.at(v.calibration);
+      act = int64_t(cs.n_samples) * cs.seqlen *
+            std::max(mspec.hidden_size, mspec.intermediate_size) * 4 * 4;
+    }
+    n.key = key_of("quant", n.config);
+    n.memory_bytes = 3 * model_bytes + act;
+    quant_node.push_back(int(plan.nodes.size()));
+    plan.nodes.push_back(std::move(n));
+  }
+
+  for (const auto& spec_eval : spec.evals) {
+    // Every default resolved once, here, for this model.
+    const int eval_index = int(plan.evals.size());
+    const EvalConfig& e =
+        plan.evals.emplace_back(spec_eval.resolved(mspec.max_position_embeddings));
+    const TaskData data = resolve_task_data(e, plan.data_dir);
+    // Absent benchmark data is part of the key: when it appears, the evals run again.
+    const std::string ds_hash = data.present ? hash_files(data.files, cache) : "absent";
+    int base_node = -1;  // kld variants read the baseline's stored top-k
+    auto add_eval = [&](const std::string& variant, int variant_index, int dep,
+                        const std::string& upstream) {
+      SweepNode n;
+      n.kind = SweepNodeKind::Evaluate;
+      n.id = cat("eval:", variant, ":", e.id);
+      n.variant = variant;
+      n.eval = e.id;
+      n.variant_index = variant_index;
+      n.eval_index = eval_index;
+      if (dep >= 0) n.deps.push_back(dep);
+      n.config = {{"upstream", upstream},
+                  {"eval", e.options_json()},
+                  {"dataset_file", ds_hash},
+                  {"version", kVersion}};
+      if (e.task == Task::Kld && dep >= 0) {
+        n.deps.push_back(base_node);
+        n.config["baseline"] = plan.nodes[size_t(base_node)].key;
+      }
+      n.key = key_of("eval", n.config);
+      n.memory_bytes = 2 * model_bytes + (int64_t(256) << 20);
+      if (dep < 0) base_node = int(plan.nodes.size());
+      plan.nodes.push_back(std::move(n));
+    };
+    add_eval(spec.baseline, -1, -1, plan.model_hash);
+    for (size_t vi = 0; vi < spec.variants.size(); ++vi) {
+      const int q = quant_node[vi];
+      add_eval(spec.variants[vi].id, int(vi), q, plan.nodes[size_t(q)].key);
+    }
+  }
+  return plan;
+}
+
+std::string describe_plan(const SweepPlan& plan, const std::string& out_dir) {
+  const ArtifactStore store(out_dir + "/store");
+  std::ostringstream os;
+  int cached = 0;
+  const char* kinds[] = {"calibrate", "quantize", "evaluate"};
+  int per_kind[3] = {0, 0, 0};
+  os << "sweep " << plan.spec.name << " (" << plan.spec.file << ")\n";
+  os << "model " << plan.model_dir << " (hash " << plan.model_hash << ")\n";
+  os << "nodes:\n";
+  for (const auto& n : plan.nodes) {
+    const bool have = store.has(n.key);
+    cached += have;
+    ++per_kind[int(n.kind)];
+    std::string deps;
+    for (int d : n.deps) deps += (deps.empty() ? "" : ", ") + plan.nodes[size_t(d)].id;
+    os << "  " << (have ? "[cached] " : "[to run] ") << n.id << "  key " << n.key;
+    if (!deps.empty()) os << "  after " << deps;
+    if (!have) os << "  (no artifact " << n.key << " in " << out_dir << "/store)";
+    os << "\n";
+  }
+  os << plan.nodes.size() << " nodes (" << per_kind[0] << " " << kinds[0] << ", " << per_kind[1]
+     << " " << kinds[1] << ", " << per_kind[2] << " " << kinds[2] << "), " << cached << " cached, "
+     << plan.nodes.size() - size_t(cached) << " to run\n";
+  return os.str();
+}
+
+}  // namespace qsweep

@@ -1,0 +1,80 @@
+// Running a plan: the store decides what is cached, the executor orders and limits the work,
+// a NodeRunner does each node, and results.json plus the reports are rendered at the end.
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "common/errors.h"
+#include "pipeline/detail/artifacts.h"
+#include "pipeline/sweep.h"
+#include "reports/reports.h"
+
+namespace qsweep {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+int64_t physical_memory() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), size = ::sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && size > 0 ? int64_t(pages) * size : (int64_t(8) << 30);
+}
+
+}  // namespace
+
+std::string NodeTask::upstream(size_t i) const {
+  QS_ASSERT(i < node.deps.size(), node.id, " has no dependency ", i);
+  return store.path(plan.nodes[size_t(node.deps[i])].key);
+}
+
+SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt) {
+  const std::unique_ptr<NodeRunner> runner = make_stage_runner(plan);
+  return run_sweep(plan, opt, *runner);
+}
+
+SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt, NodeRunner& runner) {
+  fs::create_directories(opt.out_dir);
+  const ArtifactStore store(opt.out_dir + "/store");
+  std::vector<DagNode> dag;
+  for (const SweepNode& n : plan.nodes)
+    dag.push_back({n.id, n.deps, store.has(n.key), n.memory_bytes});
+
+  // A node's artifact appears only when it is complete: written in a temporary directory,
+  // renamed into place when the runner returns, discarded when it throws.
+  auto run_node = [&](int i) {
+    const SweepNode& n = plan.nodes[size_t(i)];
+    const std::string tmp = store.begin(n.key);
+    try {
+      runner.run(NodeTask{plan, n, store, tmp});
+      store.commit(n.key, tmp);
+    } catch (...) {
+      store.abort(tmp);
+      throw;
+    }
+  };
+
+  ExecutorOptions eo;
+  eo.jobs = opt.jobs;
+  eo.max_memory_bytes = opt.max_memory_bytes > 0 ? opt.max_memory_bytes : physical_memory() * 3 / 4;
+  eo.event_log = opt.out_dir + "/events.jsonl";
+  eo.progress = opt.progress;
+  const std::vector<NodeResult> results = execute_dag(dag, run_node, eo);
+
+  SweepRunSummary sum;
+  for (const auto& r : results) {
+    sum.ran += r.status == NodeStatus::Done;
+    sum.cached += r.status == NodeStatus::Cached;
+    sum.failed += r.status == NodeStatus::Failed;
+    sum.skipped += r.status == NodeStatus::Skipped;
+  }
+  const json res = collect_results(plan, opt.out_dir, &results);
+  const std::vector<std::string>& formats = plan.spec.report.formats;
+  render_reports(res, opt.out_dir, formats);
+  sum.results_file = opt.out_dir + "/results.json";
+  if (std::find(formats.begin(), formats.end(), "json") == formats.end())
+    detail::write_json(sum.results_file, res);  // always kept: `qsweep report` re-renders from it
+  return sum;
+}
+
+}  // namespace qsweep

@@ -1,0 +1,186 @@
+// The stage runner: each node kind handed to the stage that owns it. The pipeline only
+// moves artifacts between them: calibration windows to the quantize node, the written
+// checkpoint to its eval nodes (which reload it: what the format stores is what is measured).
+#include <filesystem>
+#include <memory>
+#include <mutex>
+
+#include "calibration/calibration.h"
+#include "common/errors.h"
+#include "common/mapped_file.h"
+#include "eval/datasets.h"
+#include "eval/run_eval.h"
+#include "formats/formats.h"
+#include "model/tokenizer.h"
+#include "pipeline/detail/artifacts.h"
+#include "pipeline/sweep.h"
+#include "quantize/export.h"
+#include "quantize/quantize.h"
+
+namespace qsweep {
+namespace fs = std::filesystem;
+using detail::read_json;
+using detail::write_json;
+using nlohmann::json;
+
+namespace {
+
+/// What nodes share in memory during one run: the base model, the tokenizer and
+/// tokenized evaluation sets, each built once.
+class SharedInputs {
+ public:
+  explicit SharedInputs(const SweepPlan& plan) : plan_(plan) {}
+  const Transformer& base() {
+    std::call_once(base_once_, [&] {
+      LoadedModel m = load_model(plan_.model_dir);
+      QS_THROW_IF_NOT(m.format == "hf", plan_.model_dir, " is already quantized (", m.description,
+                      "); a sweep starts from the unquantized checkpoint");
+      base_ = std::make_unique<Transformer>(m.spec, std::move(m.weights));
+    });
+    return *base_;
+  }
+  const Tokenizer& tokenizer() {
+    std::call_once(tok_once_, [&] { tok_ = load_tokenizer(plan_.model_dir); });
+    return *tok_;
+  }
+  std::shared_ptr<const std::vector<int>> tokens(const EvalDataset& ds) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (auto it = tokens_.find(ds.path); it != tokens_.end()) return it->second;
+    }
+    auto t = std::make_shared<const std::vector<int>>(
+        tokenizer().encode(read_dataset_text(ds), /*add_bos=*/false));
+    std::lock_guard<std::mutex> g(mu_);
+    return tokens_.emplace(ds.path, t).first->second;
+  }
+
+ private:
+  const SweepPlan& plan_;
+  std::once_flag base_once_, tok_once_;
+  std::unique_ptr<Transformer> base_;
+  std::unique_ptr<Tokenizer> tok_;
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<const std::vector<int>>> tokens_;
+};
+
+SamplingOptions sampling_of(const CalibrationSpec& c) {
+  SamplingOptions so;
+  so.n_samples = c.n_samples;
+  so.seqlen = c.seqlen;
+  so.seed = c.seed;
+  so.mode = c.sampling == "contiguous" ? SamplingMode::Contiguous : SamplingMode::Random;
+  return so;
+}
+
+class StageRunner final : public NodeRunner {
+ public:
+  explicit StageRunner(const SweepPlan& plan) : plan_(plan), shared_(plan) {}
+
+  void run(const NodeTask& t) override {
+    switch (t.node.kind) {
+      case SweepNodeKind::Calibrate:
+        return calibrate(t);
+      case SweepNodeKind::Quantize:
+        return quantize(t);
+      case SweepNodeKind::Evaluate:
+        return evaluate(t);
+    }
+  }
+
+ private:
+  // calibration/: the token windows, and where they came from.
+  void calibrate(const NodeTask& t) {
+    const CalibrationSpec& c = plan_.spec.calibration.at(t.node.calibration);
+    const CalibrationSet set = build_calibration_set(c.source, plan_.data_dir, shared_.tokenizer(),
+                                                     sampling_of(c), c.domain);
+    write_json(t.out + "/meta.json", {{"source", set.source},
+                                      {"domain", set.domain},
+                                      {"tokens_in_source", set.tokens_in_source},
+                                      {"offsets", set.offsets},
+                                      {"config", t.node.config}});
+    write_json(t.out + "/windows.json", set.windows);
+  }
+
+  // The calibration node's windows, read back from its artifact.
+  CalibrationSet read_calibration(const NodeTask& t, const CalibrationSpec& c) {
+    const std::string dir = t.upstream(0);
+    const json meta = read_json(dir + "/meta.json");
+    CalibrationSet set;
+    set.source = meta["source"];
+    set.domain = meta["domain"];
+    set.options = sampling_of(c);
+    set.windows = read_json(dir + "/windows.json").get<std::vector<std::vector<int>>>();
+    return set;
+  }
+
+  // quantize/: every method through one dispatch and one export (which writes through
+  // formats/); the eval nodes reload what was written.
+  void quantize(const NodeTask& t) {
+    const VariantSpec& v = plan_.spec.variants.at(size_t(t.node.variant_index));
+    std::optional<CalibrationSet> calib;
+    if (!v.calibration.empty())
+      calib = read_calibration(t, plan_.spec.calibration.at(v.calibration));
+    const QuantizedModel qm = quantize_model(shared_.base(), v.config, calib ? &*calib : nullptr);
+    const ExportSummary ex =
+        write_quantized(qm, plan_.model_dir, quantized_model_path(v.config, t.out + "/model"));
+    json meta = {{"bits_per_weight", ex.linear_bits_per_weight},
+                 {"size_bytes", ex.file_bytes},
+                 {"quantize_seconds", qm.seconds},
+                 {"model_path", fs::relative(ex.path, t.out).string()},
+                 {"config", t.node.config}};
+    if (ex.layout == CheckpointLayout::Gguf) {
+      meta["file_bits_per_weight"] = *ex.file_bits_per_weight;
+      meta["imatrix"] = calib ? json(calib->source) : json();
+      meta["tensors"] = ex.records;
+    } else {
+      meta["max_layer_loss"] = ex.max_layer_loss;
+      meta["linears"] = ex.records;
+    }
+    write_json(t.out + "/meta.json", meta);
+  }
+
+  // eval/: one run_eval call, whatever the task; the artifact is its metrics.json (+ the
+  // per-token NLLs of a perplexity, + the baseline's stored top-k of a kld).
+  void evaluate(const NodeTask& t) {
+    const EvalConfig& e = plan_.evals.at(size_t(t.node.eval_index));
+    std::unique_ptr<Transformer> owned;
+    const Transformer* model = &shared_.base();
+    if (t.node.variant_index >= 0) {
+      // Evaluate what the format stores: reload the written checkpoint.
+      const std::string dir = t.upstream(0);
+      LoadedModel m =
+          load_model(dir + "/" + read_json(dir + "/meta.json")["model_path"].get<std::string>());
+      owned = std::make_unique<Transformer>(m.spec, std::move(m.weights));
+      model = owned.get();
+    }
+    EvalInputs in(*model, shared_.tokenizer(), resolve_task_data(e, plan_.data_dir));
+    std::shared_ptr<const std::vector<int>> tokens;  // each dataset tokenized once per run
+    if (e.task == Task::Perplexity || e.task == Task::Kld)
+      tokens = shared_.tokens({e.dataset, in.data.path, in.data.domain});
+    in.text_tokens = tokens.get();
+    if (e.task == Task::Kld) {
+      // The baseline's node writes the stored top-k; the variants' read it (their 2nd dep).
+      in.write_kld_baseline = t.node.variant_index < 0;
+      in.kld_baseline_file =
+          (in.write_kld_baseline ? t.out : t.upstream(1)) + "/" + detail::kKldBaselineFile;
+    }
+    const EvalResult res = run_eval(e, in);
+    if (!res.token_nll.empty())
+      write_file_atomic(t.out + "/" + detail::kTokenNllFile, res.token_nll.data(),
+                        res.token_nll.size() * sizeof(float));
+    json m = res.to_json();
+    m["config"] = t.node.config;
+    write_json(t.out + "/metrics.json", m);
+  }
+
+  const SweepPlan& plan_;
+  SharedInputs shared_;
+};
+
+}  // namespace
+
+std::unique_ptr<NodeRunner> make_stage_runner(const SweepPlan& plan) {
+  return std::make_unique<StageRunner>(plan);
+}
+
+}  // namespace qsweep

@@ -1,0 +1,226 @@
+// What a sweep re-runs, counted with a fake NodeRunner (as ninja's tests count commands):
+// the plan, the store and the executor are the real ones; only the work is fake, so these
+// tests take milliseconds and say exactly which nodes ran. The end-to-end tests with the
+// real stages are in sweep_test.cpp.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <stdexcept>
+
+#include "common/mapped_file.h"
+#include "pipeline/spec.h"
+#include "pipeline/sweep.h"
+#include "tests/support/test_support.h"
+
+namespace qsweep {
+namespace {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// 1 calibration + 3 quantize + (1 + 3) x 2 evals = 12 nodes.
+std::string yaml(const std::string& gptq_bits = "4", const std::string& seed = "0",
+                 const std::string& extra_eval = "") {
+  return "name: fake\nmodel: " + test::tinycode_dir() +
+         "\ncalibration:\n  code: {source: code, n_samples: 4, seqlen: 64, seed: " + seed +
+         "}\nvariants:\n"
+         "  - {method: rtn, bits: [4, 8]}\n"
+         "  - {method: gptq, bits: " +
+         gptq_bits +
+         ", calibration: code}\n"
+         "eval:\n"
+         "  - {task: perplexity, dataset: code-heldout, ctx: 64, max_tokens: 512}\n"
+         "  - {task: perplexity, dataset: wikitext2, ctx: 64, max_tokens: 256}\n" +
+         extra_eval + "report:\n  formats: [json]\n";
+}
+
+// Writes the files results.json is assembled from, with values that depend only on the
+// node's identity, and counts each node it runs. Optionally fails or dies at a node.
+class FakeRunner : public NodeRunner {
+ public:
+  std::string fail_id;  ///< throw for this node
+  int die_after = -1;   ///< SIGKILL the process when this many nodes have run
+  std::map<std::string, int> runs;
+
+  void run(const NodeTask& t) override {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (die_after >= 0 && total() >= die_after) ::raise(SIGKILL);
+      ++runs[t.node.id];
+    }
+    if (t.node.id == fail_id) throw std::runtime_error("fake failure");
+    const double v = double(std::hash<std::string>{}(t.node.id) % 1000) / 100.0;
+    const json config = {{"config", t.node.config}};
+    switch (t.node.kind) {
+      case SweepNodeKind::Calibrate:
+        write(t.out + "/meta.json",
+              {{"source", "fake"}, {"domain", "code"}, {"tokens_in_source", 1000}});
+        break;
+      case SweepNodeKind::Quantize:
+        write(t.out + "/meta.json",
+              {{"bits_per_weight", v}, {"size_bytes", 1000}, {"quantize_seconds", 0.0}});
+        break;
+      case SweepNodeKind::Evaluate: {
+        const std::vector<float> nll(64, float(v));
+        write_file_atomic(t.out + "/token_nll.f32", nll.data(), nll.size() * sizeof(float));
+        write(t.out + "/metrics.json", {{"value", 10 + v}, {"mean_nll", v}, {"protocol", "fake"}});
+        break;
+      }
+    }
+  }
+  int total() const {
+    int n = 0;
+    for (const auto& [id, c] : runs) n += c;
+    return n;
+  }
+  std::set<std::string> ran() const {
+    std::set<std::string> s;
+    for (const auto& [id, c] : runs) {
+      EXPECT_EQ(c, 1) << id << " ran twice in one run";
+      s.insert(id);
+    }
+    return s;
+  }
+
+ private:
+  static void write(const std::string& path, const json& j) {
+    const std::string s = j.dump();
+    write_file_atomic(path, s.data(), s.size());
+  }
+  std::mutex mu_;
+};
+
+SweepPlan plan_of(const std::string& text) {
+  const SweepSpec spec = parse_sweep_text(text, "fake.yaml");
+  return make_sweep_plan(spec, spec.model, test::data_dir());
+}
+
+SweepRunSummary run(const SweepPlan& plan, const std::string& out, FakeRunner& r, int jobs = 2) {
+  SweepRunOptions opt;
+  opt.out_dir = out;
+  opt.jobs = jobs;
+  opt.progress = false;
+  return run_sweep(plan, opt, r);
+}
+
+json results(const std::string& out) {
+  return json::parse(read_text_file(out + "/results.json"));
+}
+
+TEST(SweepRunner, FirstRunDoesEveryNodeOnceAndTheSecondNone) {
+  const std::string out = test::make_temp_dir("fake") + "/out";
+  const SweepPlan plan = plan_of(yaml());
+  ASSERT_EQ(plan.nodes.size(), 12u);
+  FakeRunner first;
+  const auto s1 = run(plan, out, first);
+  EXPECT_EQ(s1.ran, 12);
+  EXPECT_EQ(first.ran().size(), 12u);
+  FakeRunner second;
+  const auto s2 = run(plan, out, second);
+  EXPECT_EQ(s2.ran, 0);
+  EXPECT_EQ(s2.cached, 12);
+  EXPECT_TRUE(second.runs.empty());
+}
+
+TEST(SweepRunner, EditingAVariantReRunsItsQuantizeAndItsEvalsOnly) {
+  const std::string out = test::make_temp_dir("fake") + "/out";
+  FakeRunner first;
+  run(plan_of(yaml("4")), out, first);
+  FakeRunner edited;
+  run(plan_of(yaml("3")), out, edited);
+  EXPECT_EQ(edited.ran(),
+            (std::set<std::string>{"quantize:gptq-b3-g128-code",
+                                   "eval:gptq-b3-g128-code:ppl-code-heldout-chunks-ctx64-n512",
+                                   "eval:gptq-b3-g128-code:ppl-wikitext2-chunks-ctx64-n256"}));
+}
+
+TEST(SweepRunner, ANewCalibrationSeedReRunsWhatDependsOnItAndNothingElse) {
+  const std::string out = test::make_temp_dir("fake") + "/out";
+  FakeRunner first;
+  run(plan_of(yaml("4", "0")), out, first);
+  FakeRunner reseeded;
+  run(plan_of(yaml("4", "1")), out, reseeded);
+  EXPECT_EQ(reseeded.ran(),
+            (std::set<std::string>{"calib:code", "quantize:gptq-b4-g128-code",
+                                   "eval:gptq-b4-g128-code:ppl-code-heldout-chunks-ctx64-n512",
+                                   "eval:gptq-b4-g128-code:ppl-wikitext2-chunks-ctx64-n256"}));
+}
+
+TEST(SweepRunner, ANewEvalRunsOncePerVariantAndTheBaseline) {
+  const std::string out = test::make_temp_dir("fake") + "/out";
+  FakeRunner first;
+  run(plan_of(yaml()), out, first);
+  FakeRunner more;
+  run(plan_of(yaml("4", "0",
+                   "  - {task: perplexity, dataset: code-heldout, protocol: strided, ctx: 64, "
+                   "max_tokens: 512}\n")),
+      out, more);
+  EXPECT_EQ(more.ran().size(), 4u);
+  for (const auto& id : more.ran()) EXPECT_NE(id.find("strided"), std::string::npos) << id;
+}
+
+TEST(SweepRunner, AFailureSkipsExactlyItsDescendantsAndAFixedRunDoesOnlyThem) {
+  const std::string out = test::make_temp_dir("fake") + "/out";
+  const SweepPlan plan = plan_of(yaml());
+  FakeRunner failing;
+  failing.fail_id = "quantize:rtn-b8-g128";
+  const auto s = run(plan, out, failing);
+  EXPECT_EQ(s.failed, 1);
+  EXPECT_EQ(s.skipped, 2);  // its two evaluations
+  EXPECT_EQ(s.ran, 9);
+  const json r = results(out);
+  for (const auto& v : r["variants"])
+    EXPECT_EQ(v["status"], v["id"] == "rtn-b8-g128" ? "failed" : "ok") << v["id"];
+  FakeRunner fixed;
+  run(plan, out, fixed);
+  EXPECT_EQ(fixed.ran(),
+            (std::set<std::string>{"quantize:rtn-b8-g128",
+                                   "eval:rtn-b8-g128:ppl-code-heldout-chunks-ctx64-n512",
+                                   "eval:rtn-b8-g128:ppl-wikitext2-chunks-ctx64-n256"}));
+}
+
+// kill -9 in the middle of a run (the process dies inside a node, its temporary half
+// written): the next run redoes exactly the nodes without an artifact, and results.json
+// equals an uninterrupted run's.
+TEST(SweepRunner, AKilledRunResumesWithExactlyTheMissingNodes) {
+  const std::string dir = test::make_temp_dir("fake");
+  const SweepPlan plan = plan_of(yaml());
+  FakeRunner whole;
+  run(plan, dir + "/reference", whole, 1);
+
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    FakeRunner dying;
+    dying.die_after = 5;
+    run(plan, dir + "/out", dying, 1);
+    _exit(0);  // not reached
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+  const ArtifactStore store(dir + "/out/store");  // removes the dead run's temporaries
+  std::set<std::string> done;
+  for (const SweepNode& n : plan.nodes)
+    if (store.has(n.key)) done.insert(n.id);
+  EXPECT_EQ(done.size(), 5u);
+  FakeRunner resumed;
+  const auto s = run(plan, dir + "/out", resumed, 1);
+  EXPECT_EQ(s.cached, 5);
+  for (const SweepNode& n : plan.nodes)
+    EXPECT_NE(done.count(n.id), resumed.ran().count(n.id)) << n.id << " done xor re-run";
+  json a = results(dir + "/out"), b = results(dir + "/reference");
+  EXPECT_EQ(a["variants"], b["variants"]);
+  for (const auto& e : fs::directory_iterator(dir + "/out/store"))
+    EXPECT_NE(e.path().filename().string().rfind(".tmp-", 0), 0u) << "temporary left behind";
+}
+
+}  // namespace
+}  // namespace qsweep
