@@ -16,10 +16,8 @@ TEST(AwqSlow, HeldOutCodePerplexityAwqVsRtnVsGptq) {
   std::printf("held-out code ppl: fp16 %.3f\n", fp);
   for (int bits : {4, 3}) {
     for (const char* method : {"rtn", "gptq", "awq"}) {
-      ModelQuantConfig cfg;
-      cfg.method = method;
-      cfg.bits = bits;
-      cfg.group_size = 128;
+      const QuantMethodConfig cfg =
+          QuantMethodConfig::from_json({{"method", method}, {"bits", bits}, {"group_size", 128}});
       const QuantizedModel q = quantize_model(tiny().model, cfg, &set);
       const double p = ppl(q.model, tiny().code_tokens, 65536);
       const std::string key = cat(method, bits);

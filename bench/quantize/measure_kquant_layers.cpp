@@ -12,6 +12,7 @@
 #include <cstdio>
 
 #include "formats/gguf.h"
+#include "quantize/kquant_mix.h"
 #include "quantizers/kquants/kquants.h"
 #include "quantizers/kquants/mixes.h"
 #include "tests/quantize/tiny_fixture.h"
