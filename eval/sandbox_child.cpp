@@ -157,7 +157,8 @@ bool starts_with(const char* s, const char* prefix) {
   return true;
 }
 
-/// Landlock: reads only of the root's entries (and the pid namespace's /proc), writes only
+/// Landlock: reads only of the root's entries (and, with namespaces, listing the minimal root's
+/// directories and the pid namespace's /proc), writes only
 /// below the work dir and to the devices, no TCP bind/connect, no abstract unix sockets or
 /// signals outside the sandbox. Returns the ABI used (0 = none).
 long apply_landlock(const ChildPlan& p, bool ns) {
@@ -186,7 +187,10 @@ long apply_landlock(const ChildPlan& p, bool ns) {
   for (const RootEntry* e = p.root; e && e->path; ++e)
     add_landlock_path(rs, e->path, read | (starts_with(e->path, "/dev/") ? write_dev : 0),
                       /*required=*/false);
-  if (ns) add_landlock_path(rs, "/proc", read, /*required=*/false);
+  if (ns) {  // the minimal root: its directories may be listed, /proc is the pid namespace's
+    add_landlock_path(rs, "/", kLlReadDir, /*required=*/true);
+    add_landlock_path(rs, "/proc", read, /*required=*/false);
+  }
   if (::syscall(SYS_landlock_restrict_self, rs, 0) != 0) fail("landlock-restrict");
   ::close(rs);
   return abi;
