@@ -7,6 +7,7 @@
 #include <linux/seccomp.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -558,6 +559,28 @@ TEST(Sandbox, StandardLibraryStillWorks) {
   const SandboxResult r = run_sandboxed(program, quick());
   ASSERT_EQ(r.status, SandboxStatus::ok) << r.message << r.stderr_tail;
   EXPECT_EQ(r.stdout_text, "{\"a\": 6} 2d711642\nTrue 4\n['f']\n42\n[1, 2]\n");
+}
+
+/// What could get around the caps and the socket rule: a nested user namespace (which could
+/// mount a tmpfs without a size cap), io_uring (which opens sockets itself), mounts.
+TEST(Sandbox, NoNestedNamespacesMountsOrIoUring) {
+  REQUIRE_NAMESPACES();
+  const std::string program =
+      cat("import ctypes, errno, os\n", "libc = ctypes.CDLL(None, use_errno=True)\n",
+          "def call(name, *args):\n", "    r = getattr(libc, name)(*args)\n",
+          "    return errno.errorcode.get(ctypes.get_errno(), '?') if r < 0 else 'ALLOWED'\n",
+          "print('unshare-user', call('unshare', ", CLONE_NEWUSER, "))\n",
+          "print('unshare-mount', call('unshare', ", CLONE_NEWNS, "))\n",
+          "print('io_uring_setup', call('syscall', ", SYS_io_uring_setup, ", 8, None))\n",
+          "print('mount', call('mount', b'none', b'.', b'tmpfs', 0, None))\n", "pid = os.fork()\n",
+          "if pid == 0:\n", "    os._exit(0)\n", "os.waitpid(pid, 0)\n", "print('fork ok')\n");
+  const std::string expected =
+      "unshare-user EPERM\nunshare-mount EPERM\nio_uring_setup EPERM\nmount EPERM\nfork ok\n";
+  for (const auto& [name, o] : isolations()) {
+    const SandboxResult r = run_sandboxed(program, o);
+    EXPECT_EQ(r.status, SandboxStatus::ok) << name << ": " << r.message << r.stderr_tail;
+    EXPECT_EQ(r.stdout_text, expected) << name;
+  }
 }
 
 /// The per-program cost of the isolation: prints the time for 50 runs of `pass`.
