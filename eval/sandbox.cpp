@@ -23,6 +23,7 @@
 
 #include "common/errors.h"
 #include "eval/sandbox_child.h"
+#include "eval/sandbox_policy.h"
 
 namespace qsweep {
 namespace {
@@ -91,9 +92,13 @@ std::string explain(const std::string& stage, int err) {
                "kernel.unprivileged_userns_clone=1 where it exists), or in a container allow "
                "unshare (e.g. docker --security-opt seccomp=unconfined --cap-add SYS_ADMIN); or "
                "accept weaker isolation with sandbox isolation best_effort");
-  if (stage.rfind("mount", 0) == 0)
-    return cat("sandbox: cannot make the filesystem read-only (", what,
-               "); needs Linux >= 5.12 (mount_setattr), or use isolation best_effort");
+  if (stage.rfind("mount", 0) == 0 || stage.rfind("root", 0) == 0)
+    return cat("sandbox: cannot build the program's minimal read-only root (", what,
+               "); needs Linux >= 5.12 (mount_setattr) and tmpfs/bind mounts in a user "
+               "namespace, or use isolation best_effort");
+  if (stage == "seccomp")
+    return cat("sandbox: cannot install the seccomp filter (", what,
+               "); needs a kernel with CONFIG_SECCOMP_FILTER");
   if (stage == "chdir-workdir")
     return cat("sandbox: the program cannot enter its work directory (", what,
                "); choose a work root that user nobody (65534) can traverse, e.g. /tmp");
@@ -119,8 +124,9 @@ void check_options(const SandboxOptions& opt) {
   QS_THROW_IF_NOT(opt.timeout_seconds > 0 && std::isfinite(opt.timeout_seconds),
                   "sandbox: timeout must be > 0 seconds, got ", opt.timeout_seconds);
   QS_THROW_IF_NOT(opt.memory_bytes > 0 && opt.max_processes > 0 && opt.max_file_bytes > 0 &&
-                      opt.max_output_bytes > 0 && opt.cpu_seconds >= 0,
-                  "sandbox: memory, process, file and output limits must be > 0");
+                      opt.max_output_bytes > 0 && opt.cpu_seconds >= 0 && opt.scratch_bytes > 0 &&
+                      opt.scratch_files > 0,
+                  "sandbox: memory, process, file, scratch and output limits must be > 0");
 }
 
 /// The work directory with program.py, owned by the user the program runs as.
@@ -145,10 +151,13 @@ void make_work_dir(const SandboxOptions& opt, const std::string& program, bool r
 
 /// The child's strings (argv, environment, id maps), owned here while the child starts.
 struct ChildStrings {
-  std::string uid_map, gid_map;
+  std::string uid_map, gid_map, scratch_tmpfs;
   std::vector<std::string> args, env;
   std::vector<char*> argv, envp;
-  ChildStrings(const SandboxOptions& opt, const std::string& workdir, bool root) {
+  sandbox_detail::RootPlan root_plan;
+  ChildStrings(const SandboxOptions& opt, const std::string& workdir, bool root)
+      : root_plan(opt.python) {
+    scratch_tmpfs = cat("size=", opt.scratch_bytes, ",nr_inodes=", opt.scratch_files, ",mode=0700");
     const uid_t uid = root ? kNobody : ::geteuid();
     const gid_t gid = root ? kNobody : ::getegid();
     uid_map = cat(uid, " ", uid, " 1\n");
@@ -184,6 +193,13 @@ ChildPlan make_child_plan(const SandboxOptions& opt, const std::string& workdir,
                           const ChildStrings& s, const Pipes& pipes) {
   ChildPlan plan;
   plan.workdir = workdir.c_str();
+  plan.program = "program.py";
+  plan.root = s.root_plan.entries.data();
+  plan.root_tmpfs = "size=1m,nr_inodes=1024,mode=0755";
+  plan.scratch_tmpfs = s.scratch_tmpfs.c_str();
+  const auto& filter = sandbox_detail::seccomp_program();
+  plan.seccomp = filter.data();
+  plan.seccomp_len = static_cast<unsigned short>(filter.size());
   plan.python = opt.python.c_str();
   plan.argv = s.argv.data();
   plan.envp = s.envp.data();

@@ -4,11 +4,20 @@
 // Isolation (Linux):
 //  * a fresh throw-away working directory (removed afterwards) holding program.py;
 //  * new user, mount, network, pid, IPC and UTS namespaces: no network at all (only a
-//    loopback that is down), the whole filesystem read-only except the working directory,
-//    the program is pid 1 of its own pid namespace so everything it forks dies with it;
+//    loopback that is down); the program is pid 1 of its own pid namespace so everything it
+//    forks dies with it;
+//  * it sees only a minimal root (pivot_root into a small tmpfs): its interpreter and standard
+//    library read-only (/usr, /lib*, /bin, /sbin, the interpreter's prefix when elsewhere,
+//    /etc/python3, /etc/ld.so.cache, /etc/localtime), /dev/{null,zero,random,urandom}, a /proc
+//    of its pid namespace, and its scratch dir: a private tmpfs of at most `scratch_bytes`
+//    and `scratch_files` inodes, mounted at the work directory's path and holding a copy of
+//    program.py (so nothing it writes reaches the host disk). No project file, data, $HOME
+//    or other /tmp entry exists there (eval/sandbox_policy.h lists the entries);
 //  * when the caller is root the program runs as nobody (65534); all capabilities dropped,
-//    no_new_privs; Landlock (where the kernel has it) also restricts writes to the working
-//    directory and forbids TCP bind/connect;
+//    no_new_privs; Landlock (where the kernel has it) also limits reads to those entries and
+//    writes to the scratch dir, and forbids TCP bind/connect; a seccomp filter refuses
+//    socket()/socketpair() of every family (EACCES; so no path-based unix socket either),
+//    io_uring, new namespaces and mounts (eval/sandbox_policy.h);
 //  * rlimits: address space, CPU seconds, processes, file size, open files, no core dumps;
 //  * a wall-clock timeout that kills the whole process tree; stdout/stderr are captured with
 //    bounded size. The caller never hangs: pipes are polled against the deadline.
@@ -16,9 +25,10 @@
 // Where namespaces are unavailable (e.g. a container without CAP_SYS_ADMIN whose seccomp
 // profile forbids unshare), the default `SandboxIsolation::require_namespaces` refuses to run
 // (status setup_error, message says why and what to change); `best_effort` then runs with
-// what is left (nobody + Landlock + rlimits + process group kill), which is weaker: UDP and
-// world-writable directories are not covered when Landlock is missing, and processes that
-// leave the process group can outlive the timeout.
+// what is left (nobody + Landlock + seccomp + rlimits + process group kill), which is weaker:
+// the work dir is on the host disk (only RLIMIT_FSIZE per file, no total cap), reads and
+// writes are confined only when Landlock is there, and processes that leave the process group
+// can outlive the timeout.
 //
 // Thread-safe: several sandboxes may run at once from different threads.
 #pragma once
@@ -52,7 +62,11 @@ struct SandboxOptions {
   int max_processes = 32;                      ///< RLIMIT_NPROC (per sandbox with namespaces)
   int64_t max_file_bytes = int64_t{64} << 20;  ///< RLIMIT_FSIZE
   int64_t max_output_bytes = 64 << 10;         ///< stdout head and stderr tail kept
-  std::string work_root;                       ///< parent of the work dirs; "" = $TMPDIR or /tmp
+  /// The scratch dir's total size (its tmpfs size=; with namespaces). Writing past it fails
+  /// with ENOSPC (OSError in Python): the run is reported failed.
+  int64_t scratch_bytes = int64_t{64} << 20;
+  int64_t scratch_files = 4096;  ///< inodes in the scratch dir (tmpfs nr_inodes=)
+  std::string work_root;         ///< parent of the work dirs; "" = $TMPDIR or /tmp
   SandboxIsolation isolation = SandboxIsolation::require_namespaces;
 };
 

@@ -4,10 +4,12 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -53,6 +55,7 @@ struct __attribute__((packed)) LandlockPathBeneath {
 };
 constexpr uint32_t kLandlockVersion = 1;  // LANDLOCK_CREATE_RULESET_VERSION
 constexpr int kLandlockRulePathBeneath = 1;
+constexpr uint64_t kLlExecute = 1 << 0, kLlReadFile = 1 << 2, kLlReadDir = 1 << 3;
 constexpr uint64_t kLlWriteFile = 1 << 1, kLlRemoveDir = 1 << 4, kLlRemoveFile = 1 << 5,
                    kLlMakeChar = 1 << 6, kLlMakeDir = 1 << 7, kLlMakeReg = 1 << 8,
                    kLlMakeSock = 1 << 9, kLlMakeFifo = 1 << 10, kLlMakeBlock = 1 << 11,
@@ -130,27 +133,41 @@ void apply_rlimits(const ChildPlan& p) {
   set_limit(RLIMIT_NOFILE, 256, 256, "rlimit-nofile");
 }
 
-/// Adds a path-beneath rule for `path` (opened O_PATH) to ruleset `rs`. A path that cannot
-/// be opened is an error only when `required`.
+/// Adds a path-beneath rule for `path` (opened O_PATH, symlinks followed) to ruleset `rs`;
+/// on a file only the file rights of `access` apply. A path that cannot be opened is an error
+/// only when `required`.
 void add_landlock_path(int rs, const char* path, uint64_t access, bool required) {
+  constexpr uint64_t kFileRights = kLlExecute | kLlWriteFile | kLlReadFile | kLlTruncate;
   LandlockPathBeneath rule{access, ::open(path, O_PATH | O_CLOEXEC)};
   if (rule.parent_fd < 0) {
     if (required) fail("landlock-open-workdir");
     return;
   }
+  struct stat st {};
+  if (::fstat(rule.parent_fd, &st) != 0) fail("landlock-stat");
+  if (!S_ISDIR(st.st_mode)) rule.allowed_access &= kFileRights;
   if (::syscall(SYS_landlock_add_rule, rs, kLandlockRulePathBeneath, &rule, 0) != 0)
     fail("landlock-rule");
   ::close(rule.parent_fd);
 }
 
-/// Landlock: writes only below the work dir (and to /dev/null), no TCP bind/connect, no
-/// abstract unix sockets or signals outside the sandbox. Returns the ABI used (0 = none).
-long apply_landlock(const char* workdir) {
+bool starts_with(const char* s, const char* prefix) {
+  while (*prefix)
+    if (*s++ != *prefix++) return false;
+  return true;
+}
+
+/// Landlock: reads only of the root's entries (and, with namespaces, listing the minimal root's
+/// directories and the pid namespace's /proc), writes only
+/// below the work dir and to the devices, no TCP bind/connect, no abstract unix sockets or
+/// signals outside the sandbox. Returns the ABI used (0 = none).
+long apply_landlock(const ChildPlan& p, bool ns) {
   const long abi = ::syscall(SYS_landlock_create_ruleset, nullptr, 0, kLandlockVersion);
   if (abi < 1) return 0;
   LandlockRulesetAttr attr{};
-  attr.handled_access_fs = kLlWriteFile | kLlRemoveDir | kLlRemoveFile | kLlMakeChar | kLlMakeDir |
-                           kLlMakeReg | kLlMakeSock | kLlMakeFifo | kLlMakeBlock | kLlMakeSym;
+  attr.handled_access_fs = kLlExecute | kLlReadFile | kLlReadDir | kLlWriteFile | kLlRemoveDir |
+                           kLlRemoveFile | kLlMakeChar | kLlMakeDir | kLlMakeReg | kLlMakeSock |
+                           kLlMakeFifo | kLlMakeBlock | kLlMakeSym;
   if (abi >= 2) attr.handled_access_fs |= kLlRefer;
   if (abi >= 3) attr.handled_access_fs |= kLlTruncate;
   size_t size = sizeof(uint64_t);
@@ -164,9 +181,16 @@ long apply_landlock(const char* workdir) {
   }
   const int rs = static_cast<int>(::syscall(SYS_landlock_create_ruleset, &attr, size, 0));
   if (rs < 0) fail("landlock-ruleset");
-  add_landlock_path(rs, workdir, attr.handled_access_fs, /*required=*/true);
-  add_landlock_path(rs, "/dev/null", kLlWriteFile | (abi >= 3 ? kLlTruncate : 0),
-                    /*required=*/false);
+  const uint64_t read = kLlExecute | kLlReadFile | kLlReadDir;
+  const uint64_t write_dev = kLlWriteFile | (abi >= 3 ? kLlTruncate : 0);
+  add_landlock_path(rs, p.workdir, attr.handled_access_fs, /*required=*/true);
+  for (const RootEntry* e = p.root; e && e->path; ++e)
+    add_landlock_path(rs, e->path, read | (starts_with(e->path, "/dev/") ? write_dev : 0),
+                      /*required=*/false);
+  if (ns) {  // the minimal root: its directories may be listed, /proc is the pid namespace's
+    add_landlock_path(rs, "/", kLlReadDir, /*required=*/true);
+    add_landlock_path(rs, "/proc", read, /*required=*/false);
+  }
   if (::syscall(SYS_landlock_restrict_self, rs, 0) != 0) fail("landlock-restrict");
   ::close(rs);
   return abi;
@@ -180,15 +204,109 @@ void drop_capabilities() {
   if (::syscall(SYS_capset, &header, data) != 0) fail("capset");
 }
 
-/// In the new mount namespace: everything read-only except the work directory.
-void make_filesystem_readonly(const ChildPlan& p) {
+constexpr size_t kPathMax = 4096;
+
+/// dst = a + b + c (fails the setup when too long).
+void join(char* dst, const char* a, const char* b, const char* c = "") {
+  if (str_len(a) + str_len(b) + str_len(c) >= kPathMax) {
+    errno = ENAMETOOLONG;
+    fail("root-path");
+  }
+  size_t pos = 0;
+  put(dst, kPathMax, &pos, a);
+  put(dst, kPathMax, &pos, b);
+  put(dst, kPathMax, &pos, c);
+  dst[pos] = 0;
+}
+
+void make_dir(const char* path) {
+  if (::mkdir(path, 0755) != 0 && errno != EEXIST) fail("root-mkdir");
+}
+
+/// mkdir -p of the directories above `path` (and `path` itself when `self`).
+void make_dirs(char* path, bool self) {
+  for (char* c = path + 1; *c; ++c) {
+    if (*c != '/') continue;
+    *c = 0;
+    make_dir(path);
+    *c = '/';
+  }
+  if (self) make_dir(path);
+}
+
+/// One entry of the minimal root, at `at` (its path below the new root).
+void add_root_entry(const RootEntry& e, char* at) {
+  make_dirs(at, false);
+  if (e.kind == RootEntry::symlink) {
+    if (::symlink(e.link, at) != 0) fail("root-symlink");
+    return;
+  }
+  if (e.kind == RootEntry::dir) {
+    make_dir(at);
+  } else {
+    const int fd = ::open(at, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) fail("root-file");
+    ::close(fd);
+  }
+  // Recursive: a subtree with mounts locked by the user namespace cannot be bound alone.
+  if (::mount(e.path, at, nullptr, MS_BIND | MS_REC, nullptr) != 0) fail("mount-bind-system");
+}
+
+/// Copies the open program file to `path` (in the scratch tmpfs).
+void copy_program(int from, const char* path) {
+  const int to = ::open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (to < 0) fail("copy-program");
+  char buf[8192];
+  for (;;) {
+    const ssize_t n = ::read(from, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail("copy-program");
+    if (n == 0) break;
+    for (ssize_t done = 0; done < n;) {
+      const ssize_t w = ::write(to, buf + done, static_cast<size_t>(n - done));
+      if (w < 0 && errno != EINTR) fail("copy-program");
+      if (w > 0) done += w;
+    }
+  }
+  ::close(to);
+  ::close(from);
+}
+
+/// In the new mount namespace: a minimal root (a small tmpfs mounted over the work dir) that
+/// holds only the read-only entries of p.root, a /proc of the new pid namespace, and the
+/// scratch dir (a tmpfs with a size cap at the work dir's own path, holding program.py);
+/// pivot_root into it, then everything read-only except the scratch dir.
+void enter_minimal_root(const ChildPlan& p) {
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail("mount-private");
-  if (::mount(p.workdir, p.workdir, nullptr, MS_BIND, nullptr) != 0) fail("mount-bind-workdir");
-  // A /proc of the new pid namespace; kept the old one where the kernel refuses (containers
-  // with masked /proc paths). Either way it ends up read-only below.
-  const bool proc =
-      ::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0;
+  char path[kPathMax], program[kPathMax];
+  join(program, p.workdir, "/", p.program);
+  const int prog = ::open(program, O_RDONLY | O_CLOEXEC);
+  if (prog < 0) fail("open-program");
+  const char* root = p.workdir;
+  if (::mount("qsweep-root", root, "tmpfs", MS_NOSUID | MS_NODEV, p.root_tmpfs) != 0)
+    fail("mount-root-tmpfs");
+  for (const RootEntry* e = p.root; e->path; ++e) {
+    join(path, root, e->path);
+    add_root_entry(*e, path);
+  }
+  // A /proc of the new pid namespace; none where the kernel refuses (containers with masked
+  // /proc paths).
+  join(path, root, "/proc");
+  make_dir(path);
+  const bool proc = ::mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0;
   record('I', "proc", proc ? 1 : 0);
+  join(path, root, p.workdir);
+  make_dirs(path, true);
+  if (::mount("qsweep-scratch", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, p.scratch_tmpfs) !=
+      0)
+    fail("mount-scratch-tmpfs");
+  join(program, path, "/", p.program);
+  copy_program(prog, program);
+
+  if (::chdir(root) != 0) fail("chdir-new-root");
+  if (::syscall(SYS_pivot_root, ".", ".") != 0) fail("mount-pivot-root");
+  if (::umount2(".", MNT_DETACH) != 0) fail("mount-detach-old-root");
+  if (::chdir("/") != 0) fail("chdir-new-root");
   MountAttr ro{kMountAttrRdonly | kMountAttrNosuid, 0, 0, 0};
   if (::syscall(SYS_mount_setattr, AT_FDCWD, "/", kAtRecursive, &ro, sizeof ro) != 0)
     fail("mount-readonly");
@@ -197,15 +315,23 @@ void make_filesystem_readonly(const ChildPlan& p) {
     fail("mount-writable-workdir");
 }
 
+/// No socket of any family, no io_uring, namespaces, mounts, keyrings, bpf (see
+/// eval/sandbox_policy.h). After no_new_privs; inherited by everything the program starts.
+void apply_seccomp(const ChildPlan& p) {
+  sock_fprog prog{p.seccomp_len, const_cast<sock_filter*>(p.seccomp)};
+  if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) fail("seccomp");
+}
+
 /// The program's process: pid 1 of its own pid namespace when namespaces are in use.
 [[noreturn]] void grandchild_main(const ChildPlan& p, bool ns) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-  if (ns) make_filesystem_readonly(p);
+  if (ns) enter_minimal_root(p);
   if (::chdir(p.workdir) != 0) fail("chdir-workdir");
   apply_rlimits(p);
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail("no-new-privs");
-  const long landlock = apply_landlock(p.workdir);
+  const long landlock = apply_landlock(p, ns);
   drop_capabilities();
+  apply_seccomp(p);
   record('I', "namespaces", ns ? 1 : 0);
   record('I', "landlock", landlock);
   if (::fcntl(3, F_SETFD, FD_CLOEXEC) != 0) fail("cloexec");

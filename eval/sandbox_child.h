@@ -11,12 +11,24 @@
 //   S status <wstatus>  the program's wait status (the last line of a normal run)
 #pragma once
 
+#include <linux/filter.h>
 #include <sys/resource.h>
 #include <sys/types.h>
+
+#include <cstddef>
 
 namespace qsweep::sandbox_detail {
 
 inline constexpr uid_t kNobody = 65534;
+
+/// One entry of the program's minimal root (with namespaces): `path` on the host appears at
+/// the same path inside, read-only (a directory or a file bound, or a symlink recreated).
+struct RootEntry {
+  enum Kind { dir, file, symlink };
+  const char* path = nullptr;  ///< nullptr ends the list
+  const char* link = nullptr;  ///< the symlink's target (kind symlink)
+  Kind kind = dir;
+};
 
 /// Everything the child needs, prepared before fork (no allocation after it).
 struct ChildPlan {
@@ -24,6 +36,12 @@ struct ChildPlan {
   const char* python = nullptr;
   char* const* argv = nullptr;
   char* const* envp = nullptr;
+  const char* program = nullptr;        ///< program.py's file name in workdir
+  const RootEntry* root = nullptr;      ///< the minimal root's entries (namespaces only)
+  const char* root_tmpfs = nullptr;     ///< mount options of the root's own tmpfs
+  const char* scratch_tmpfs = nullptr;  ///< mount options of the scratch tmpfs (size cap)
+  const sock_filter* seccomp = nullptr;
+  unsigned short seccomp_len = 0;
   bool try_namespaces = true;
   bool require_namespaces = true;
   bool drop_to_nobody = false;

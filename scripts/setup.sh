@@ -10,7 +10,7 @@ PACKAGES=(build-essential cmake ninja-build pkg-config git
           libeigen3-dev libtbb-dev libyaml-cpp-dev nlohmann-json3-dev
           libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev clang-format
           chromium fonts-dejavu-core
-          python3 zlib1g-dev)
+          python3 zlib1g-dev libseccomp-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

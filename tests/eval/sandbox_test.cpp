@@ -7,13 +7,16 @@
 #include <linux/seccomp.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstddef>
 #include <filesystem>
 #include <fstream>
@@ -357,6 +360,236 @@ TEST(Sandbox, ProgramTextIsNeverInterpretedByAShell) {
       run_sandboxed("s = \"$(touch /tmp/x) `id` ; rm -rf / ' \\\" \"\nprint(s)\n", quick());
   EXPECT_EQ(r.status, SandboxStatus::ok) << r.stderr_tail;
   EXPECT_EQ(r.stdout_text, "$(touch /tmp/x) `id` ; rm -rf / ' \" \n");
+}
+
+/// Both isolations the sandbox offers here: full, and (where Landlock exists) the fallback.
+std::vector<std::pair<std::string, SandboxOptions>> isolations() {
+  std::vector<std::pair<std::string, SandboxOptions>> v;
+  if (probe_sandbox(quick()).usable) v.emplace_back("namespaces", quick());
+  SandboxOptions weak = quick();
+  weak.isolation = SandboxIsolation::no_namespaces;
+  if (run_sandboxed("pass\n", weak).isolation == "landlock") v.emplace_back("landlock", weak);
+  return v;
+}
+
+TEST(Sandbox, NoSocketOfAnyFamily) {
+  REQUIRE_NAMESPACES();
+  const std::string program =
+      "import socket\n"
+      "tries = [('inet', socket.AF_INET, socket.SOCK_STREAM),\n"
+      "         ('inet-udp', socket.AF_INET, socket.SOCK_DGRAM),\n"
+      "         ('inet6', socket.AF_INET6, socket.SOCK_STREAM),\n"
+      "         ('unix', socket.AF_UNIX, socket.SOCK_STREAM),\n"
+      "         ('unix-dgram', socket.AF_UNIX, socket.SOCK_DGRAM),\n"
+      "         ('netlink', socket.AF_NETLINK, socket.SOCK_RAW),\n"
+      "         ('packet', socket.AF_PACKET, socket.SOCK_RAW),\n"
+      "         ('vsock', socket.AF_VSOCK, socket.SOCK_STREAM)]\n"
+      "for name, fam, typ in tries:\n"
+      "    try:\n"
+      "        socket.socket(fam, typ)\n"
+      "        print(name, 'OPENED')\n"
+      "    except OSError as e:\n"
+      "        print(name, 'refused')\n"
+      "try:\n"
+      "    socket.socketpair()\n"
+      "    print('socketpair OPENED')\n"
+      "except OSError:\n"
+      "    print('socketpair refused')\n";
+  const std::string expected =
+      "inet refused\ninet-udp refused\ninet6 refused\nunix refused\nunix-dgram refused\n"
+      "netlink refused\npacket refused\nvsock refused\nsocketpair refused\n";
+  for (const auto& [name, o] : isolations()) {
+    const SandboxResult r = run_sandboxed(program, o);
+    EXPECT_EQ(r.status, SandboxStatus::ok) << name << ": " << r.message << r.stderr_tail;
+    EXPECT_EQ(r.stdout_text, expected) << name;
+  }
+  expect_next_program_passes();
+}
+
+/// A path-based unix socket the test listens on, in a directory anyone may enter: the
+/// program cannot connect, and the listener sees nothing.
+TEST(Sandbox, NoPathBasedUnixSocket) {
+  REQUIRE_NAMESPACES();
+  const std::string dir = test::make_temp_dir("sandbox-unix");
+  ::chmod(dir.c_str(), 0777);
+  const std::string path = dir + "/s";
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << path;
+  ASSERT_EQ(::listen(fd, 4), 0);
+  ::chmod(path.c_str(), 0777);
+  const std::string program =
+      cat("import socket\n", "s = socket.socket(socket.AF_UNIX)\n", "s.settimeout(3)\n",
+          "s.connect('", path, "')\n", "print('connected')\n");
+  for (const auto& [name, o] : isolations()) {
+    const SandboxResult r = run_sandboxed(program, o);
+    EXPECT_EQ(r.status, SandboxStatus::failed) << name << ": " << to_string(r.status);
+    EXPECT_EQ(r.stdout_text.find("connected"), std::string::npos) << name;
+    EXPECT_NE(r.stderr_tail.find("Error"), std::string::npos) << name << ": " << r.stderr_tail;
+  }
+  pollfd p{fd, POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 0), 0) << "the listener received a connection from the sandbox";
+  // The listener itself works: a connection from outside is seen.
+  const int c = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_EQ(::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  EXPECT_EQ(::poll(&p, 1, 1000), 1);
+  ::close(c);
+  ::close(fd);
+  fs::remove_all(dir);
+}
+
+TEST(Sandbox, ScratchDirHasASizeCap) {
+  REQUIRE_NAMESPACES();
+  SandboxOptions o = quick();
+  o.scratch_bytes = int64_t{8} << 20;
+  o.max_file_bytes = int64_t{64} << 20;
+  // The scratch dir is a filesystem of exactly that size (not the host disk) ...
+  SandboxResult r =
+      run_sandboxed("import os\ns = os.statvfs('.')\nprint(s.f_blocks * s.f_frsize)\n", o);
+  ASSERT_EQ(r.status, SandboxStatus::ok) << r.message << r.stderr_tail;
+  EXPECT_EQ(r.stdout_text, cat(o.scratch_bytes, "\n"));
+  // ... and writing past it (in files each under the per-file limit) fails with ENOSPC.
+  const std::string fill =
+      "import errno\nn = 0\ntry:\n    for i in range(64):\n"
+      "        with open(f'f{i}', 'wb') as f:\n"
+      "            for j in range(4):\n                f.write(b'x' * 2**20)\n"
+      "                f.flush()\n                n += 1\n"
+      "except OSError as e:\n    print(n, errno.errorcode[e.errno])\n    raise\n";
+  r = run_sandboxed(fill, o);
+  EXPECT_EQ(r.status, SandboxStatus::failed) << to_string(r.status) << r.stderr_tail;
+  const int written_mib = std::atoi(r.stdout_text.c_str());
+  EXPECT_LE(written_mib, 8) << r.stdout_text;
+  EXPECT_GE(written_mib, 6) << r.stdout_text;
+  EXPECT_NE(r.stdout_text.find("ENOSPC"), std::string::npos) << r.stdout_text;
+  // The number of files is capped as well.
+  o.scratch_files = 100;
+  r = run_sandboxed("for i in range(1000):\n    open(f'e{i}', 'w').close()\n", o);
+  EXPECT_EQ(r.status, SandboxStatus::failed) << to_string(r.status);
+  EXPECT_NE(r.stderr_tail.find("No space left"), std::string::npos) << r.stderr_tail;
+  expect_next_program_passes();
+}
+
+/// A world-readable file in a world-readable directory under `dir`.
+std::string make_visible_file(const std::string& dir) {
+  ::chmod(dir.c_str(), 0755);
+  const std::string f = dir + "/secret.txt";
+  std::ofstream(f) << "secret\n";
+  ::chmod(f.c_str(), 0644);
+  return f;
+}
+
+/// The first regular file in `dir` (a sample of what a host directory holds), or "".
+std::string some_file_in(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.is_regular_file(ec)) return e.path().string();
+  return "";
+}
+
+TEST(Sandbox, SeesOnlyItsInterpreterAndScratchDir) {
+  REQUIRE_NAMESPACES();
+  const std::string tmp_dir = cat("/tmp/qsweep-visible-", ::getpid());
+  fs::create_directories(tmp_dir);
+  std::vector<std::string> targets = {__FILE__,
+                                      fs::path(__FILE__).parent_path().string(),
+                                      make_visible_file(tmp_dir),
+                                      tmp_dir,
+                                      "/etc/passwd",
+                                      "/etc/hostname",
+                                      "/etc/hosts",
+                                      "/work",
+                                      "/root",
+                                      "/home"};
+  for (const std::string& d : {test::data_dir(), test::shared_dir()}) {
+    targets.push_back(d);
+    if (const std::string f = some_file_in(d); !f.empty()) targets.push_back(f);
+  }
+  if (const char* home = std::getenv("HOME"); home && *home) {
+    targets.push_back(home);
+    if (const std::string f = some_file_in(home); !f.empty()) targets.push_back(f);
+  }
+  std::string program = "import os\nfor p in [\n";
+  int existing = 0;
+  for (const auto& t : targets) {
+    if (!fs::exists(t)) continue;  // only what the host has is a real check
+    ++existing;
+    program += cat("    '", t, "',\n");
+  }
+  ASSERT_GE(existing, 8);
+  program +=
+      "]:\n    try:\n        if os.path.isdir(p):\n            os.listdir(p)\n"
+      "        else:\n            open(p, 'rb').read()\n        print('SEEN', p)\n"
+      "    except (FileNotFoundError, PermissionError) as e:\n"
+      "        print('hidden', type(e).__name__)\n";
+  for (const auto& [name, o] : isolations()) {
+    const SandboxResult r = run_sandboxed(program, o);
+    ASSERT_EQ(r.status, SandboxStatus::ok) << name << ": " << r.message << r.stderr_tail;
+    EXPECT_EQ(r.stdout_text.find("SEEN"), std::string::npos) << name << ":\n" << r.stdout_text;
+    size_t lines = 0;
+    for (char ch : r.stdout_text) lines += ch == '\n';
+    EXPECT_EQ(lines, static_cast<size_t>(existing)) << r.stdout_text;
+  }
+  // With namespaces the root holds only the interpreter's directories and the scratch dir's
+  // parents.
+  const SandboxResult r = run_sandboxed("import os\nprint(sorted(os.listdir('/')))\n", quick());
+  ASSERT_EQ(r.status, SandboxStatus::ok) << r.stderr_tail;
+  for (const char* name : {"'work'", "'root'", "'home'", "'opt'", "'var'", "'srv'", "'mnt'"})
+    EXPECT_EQ(r.stdout_text.find(name), std::string::npos) << name << " in " << r.stdout_text;
+  EXPECT_NE(r.stdout_text.find("'usr'"), std::string::npos) << r.stdout_text;
+  fs::remove_all(tmp_dir);
+}
+
+TEST(Sandbox, StandardLibraryStillWorks) {
+  REQUIRE_NAMESPACES();
+  const std::string program =
+      "import json, re, math, collections, itertools, functools, heapq, bisect, string\n"
+      "import hashlib, random, decimal, fractions, datetime, time, statistics, typing\n"
+      "import tempfile, os, subprocess, sys, unittest, doctest, copy, operator, array\n"
+      "import multiprocessing, threading, queue, struct, zlib, io, textwrap, enum\n"
+      "print(json.dumps({'a': math.gcd(12, 18)}), hashlib.sha256(b'x').hexdigest()[:8])\n"
+      "print(time.strftime('%Y', time.localtime(0)) in ('1969', '1970'), len(os.urandom(4)))\n"
+      "with tempfile.TemporaryDirectory() as d:\n"
+      "    open(os.path.join(d, 'f'), 'w').write('x')\n"
+      "    print(os.listdir(d))\n"
+      "out = subprocess.run([sys.executable, '-c', 'print(6 * 7)'], capture_output=True)\n"
+      "print(out.stdout.decode().strip())\n"
+      "t = threading.Thread(target=print, args=([1, 2],))\nt.start()\nt.join()\n";
+  const SandboxResult r = run_sandboxed(program, quick());
+  ASSERT_EQ(r.status, SandboxStatus::ok) << r.message << r.stderr_tail;
+  EXPECT_EQ(r.stdout_text, "{\"a\": 6} 2d711642\nTrue 4\n['f']\n42\n[1, 2]\n");
+}
+
+/// What could get around the caps and the socket rule: a nested user namespace (which could
+/// mount a tmpfs without a size cap), io_uring (which opens sockets itself), mounts.
+TEST(Sandbox, NoNestedNamespacesMountsOrIoUring) {
+  REQUIRE_NAMESPACES();
+  const std::string program =
+      cat("import ctypes, errno, os\n", "libc = ctypes.CDLL(None, use_errno=True)\n",
+          "def call(name, *args):\n", "    r = getattr(libc, name)(*args)\n",
+          "    return errno.errorcode.get(ctypes.get_errno(), '?') if r < 0 else 'ALLOWED'\n",
+          "print('unshare-user', call('unshare', ", CLONE_NEWUSER, "))\n",
+          "print('unshare-mount', call('unshare', ", CLONE_NEWNS, "))\n",
+          "print('io_uring_setup', call('syscall', ", SYS_io_uring_setup, ", 8, None))\n",
+          "print('mount', call('mount', b'none', b'.', b'tmpfs', 0, None))\n", "pid = os.fork()\n",
+          "if pid == 0:\n", "    os._exit(0)\n", "os.waitpid(pid, 0)\n", "print('fork ok')\n");
+  const std::string expected =
+      "unshare-user EPERM\nunshare-mount EPERM\nio_uring_setup EPERM\nmount EPERM\nfork ok\n";
+  for (const auto& [name, o] : isolations()) {
+    const SandboxResult r = run_sandboxed(program, o);
+    EXPECT_EQ(r.status, SandboxStatus::ok) << name << ": " << r.message << r.stderr_tail;
+    EXPECT_EQ(r.stdout_text, expected) << name;
+  }
+}
+
+/// The per-program cost of the isolation: prints the time for 50 runs of `pass`.
+TEST(Sandbox, PerProgramOverhead) {
+  REQUIRE_NAMESPACES();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(run_sandboxed("pass\n", quick()).passed());
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("50 x 'pass': %.3f s (%.1f ms each)\n", s, s * 20);
 }
 
 }  // namespace
