@@ -3,6 +3,7 @@
 // merge forms, ignore_merges, special tokens in plain text, BOS/EOS and bad files.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -204,6 +205,21 @@ TEST(BpeTokenizer, TinyFileWorks) {
   // "abc" and "ab" are merged, the space is byte 32's token (id 32 here), <eos> is added.
   EXPECT_EQ(tok->encode("abc ab<eos>", false), (std::vector<int>{257, 32, 256, 258}));
   EXPECT_EQ(tok->decode({257, 32, 256, 258}), "abc ab<eos>");
+}
+
+TEST(BpeTokenizer, AddedTokenFlagsAsHuggingFace) {
+  // lstrip / rstrip take the whitespace beside the token into it; single_word matches only
+  // between non-word characters (HF AddedToken).
+  json j = tiny_tokenizer();
+  j["added_tokens"].push_back({{"id", 259}, {"content", "<m>"}, {"lstrip", true}});
+  j["added_tokens"].push_back({{"id", 260}, {"content", "<r>"}, {"rstrip", true}});
+  j["added_tokens"].push_back({{"id", 261}, {"content", "<w>"}, {"single_word", true}});
+  const auto tok = make_bpe_tokenizer(j.dump(), "", "flags fixture");
+  EXPECT_EQ(tok->encode("ab <m>", false), (std::vector<int>{256, 259}));
+  EXPECT_EQ(tok->encode("ab <r> ab", false), (std::vector<int>{256, 32, 260, 256}));
+  EXPECT_EQ(tok->encode("a <w>.", false), (std::vector<int>{97, 32, 261, 46}));
+  const auto glued = tok->encode("a<w>", false);
+  EXPECT_EQ(std::count(glued.begin(), glued.end(), 261), 0);
 }
 
 TEST(BpeTokenizer, BadFilesNameTheFileAndTheKey) {
