@@ -17,6 +17,7 @@ int cmd_quantize(const std::vector<std::string>& args);
 int cmd_plan(const std::vector<std::string>& args);
 int cmd_run(const std::vector<std::string>& args);
 int cmd_report(const std::vector<std::string>& args);
+int cmd_tokenize(const std::vector<std::string>& args);
 
 const CommandSpec& inspect_command();
 const CommandSpec& eval_command();
@@ -24,6 +25,7 @@ const CommandSpec& quantize_command();
 const CommandSpec& plan_command();
 const CommandSpec& run_command();
 const CommandSpec& report_command();
+const CommandSpec& tokenize_command();
 
 /// A subcommand: its option table and its main.
 struct Command {

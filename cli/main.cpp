@@ -13,6 +13,7 @@ const std::vector<Command>& all_commands() {
   static const std::vector<Command> commands = {
       {run_command, cmd_run},           {plan_command, cmd_plan}, {report_command, cmd_report},
       {quantize_command, cmd_quantize}, {eval_command, cmd_eval}, {inspect_command, cmd_inspect},
+      {tokenize_command, cmd_tokenize},
   };
   return commands;
 }

@@ -7,6 +7,7 @@
 
 #include "common/errors.h"
 #include "common/mapped_file.h"
+#include "model/bpe_tokenizer.h"
 
 namespace qsweep {
 namespace fs = std::filesystem;
@@ -82,11 +83,10 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& dir) {
   }
   const fs::path sp = fs::path(dir) / "tokenizer.model";
   if (fs::exists(sp)) return std::make_unique<SentencePieceTokenizer>(sp.string(), add_bos);
-  if (fs::exists(fs::path(dir) / "tokenizer.json"))
-    throw Error(cat((fs::path(dir) / "tokenizer.json").string(),
-                    ": byte-level BPE tokenizer.json is not supported yet; qsweep reads "
-                    "sentencepiece tokenizer.model"));
-  throw Error(cat(dir, ": no tokenizer.model found"));
+  if (fs::exists(fs::path(dir) / "tokenizer.json")) return load_bpe_tokenizer(dir);
+  throw Error(cat(dir,
+                  ": no tokenizer.model or tokenizer.json found (a Hugging Face model "
+                  "directory holds one of them)"));
 }
 
 }  // namespace qsweep

@@ -1,7 +1,7 @@
 // Tokenizers behind one interface, so that callers never know which kind a
-// model uses. Today: sentencepiece `tokenizer.model` (Llama-1/2, Mistral,
-// tinycode) honouring tokenizer_config.json. A byte-level BPE `tokenizer.json`
-// (Llama-3, Qwen2) plugs in as another implementation of Tokenizer.
+// model uses: sentencepiece `tokenizer.model` (Llama-1/2, Mistral, tinycode) honouring
+// tokenizer_config.json, and byte-level BPE `tokenizer.json` (Llama-3, Qwen2/3;
+// model/bpe_tokenizer.h). A directory with both keeps using tokenizer.model.
 #pragma once
 
 #include <memory>
@@ -33,8 +33,8 @@ class Tokenizer {
 std::unique_ptr<Tokenizer> make_sentencepiece_tokenizer(const std::string& serialized_proto,
                                                         bool add_bos, const std::string& origin);
 
-/// Loads the tokenizer of a Hugging Face model directory; throws Error naming the
-/// file when none is supported.
+/// Loads the tokenizer of a Hugging Face model directory: tokenizer.model when present,
+/// else tokenizer.json; throws Error naming the file when none is supported.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_dir);
 
 }  // namespace qsweep

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake ninja-build pkg-config git
           libeigen3-dev libtbb-dev libyaml-cpp-dev nlohmann-json3-dev
-          libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev clang-format
+          libsentencepiece-dev libpcre2-dev libutf8proc-dev libgtest-dev libgmock-dev
+          libbenchmark-dev clang-format
           chromium fonts-dejavu-core
           python3 zlib1g-dev libseccomp-dev)
 
