@@ -2,6 +2,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "calibration/calibration.h"
 #include "common/errors.h"
@@ -84,8 +85,7 @@ std::string read_calibration_text(const CalibrationSource& src) {
   std::string text;
   for (const auto& f : src.files) {
     if (!src.jsonl_field.empty()) {
-      std::ifstream in(f);
-      QS_THROW_IF_NOT(in, f, ": cannot open");
+      std::istringstream in(read_text_file(f));  // regular files only (never a FIFO hang)
       std::string line;
       int64_t lineno = 0;
       while (std::getline(in, line)) {

@@ -256,6 +256,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
                  e.ctx, spec.max_position_embeddings);
 
   EvalInputs in(*m.model, *m.tokenizer, data);
+  in.label = cat("model ", model_dir);
   in.progress = !args.has("no-progress");
   in.backend = on_cuda ? backend.get() : nullptr;
   std::vector<int> tokens;

@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "cli/data_dir.h"
 #include "common/errors.h"
+#include "common/json_reader.h"
 #include "common/mapped_file.h"
 #include "pipeline/spec.h"
 #include "pipeline/sweep.h"
@@ -108,12 +109,7 @@ int cmd_report(const std::vector<std::string>& argv) {
   const std::string dir = args.positional()[0];
   const std::string file = dir + "/results.json";
   QS_THROW_IF_NOT(std::filesystem::exists(file), file, ": not found; run the sweep first");
-  nlohmann::json results;
-  try {
-    results = nlohmann::json::parse(read_text_file(file));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(cat(file, ": not valid JSON (", e.what(), ")"));
-  }
+  const nlohmann::json results = read_json_file(file);  // regular file, no repeated keys
   std::vector<std::string> formats = {"md", "csv", "html"};
   if (args.has("formats")) {
     formats.clear();
@@ -124,7 +120,13 @@ int cmd_report(const std::vector<std::string>& argv) {
       p = c + 1;
     }
   }
-  render_reports(results, dir, formats);
+  try {
+    render_reports(results, dir, formats);
+  } catch (const Error& e) {  // reports/ names "results.json: KEY ...": name the whole path
+    const std::string m = e.what();
+    if (m.rfind("results.json: ", 0) == 0) throw Error(file + m.substr(12));
+    throw;
+  }
   std::printf("%s", read_text_file(dir + "/table.md").c_str());
   return 0;
 }

@@ -8,22 +8,30 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "common/errors.h"
 
 namespace qsweep {
 
-MappedFile::MappedFile(const std::string& path) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+int open_regular_file(const std::string& path, size_t* size) {
+  // O_NONBLOCK: opening a FIFO with no writer (or a device) returns at once instead of
+  // blocking; the fstat on the very descriptor then refuses it (no stat/open race).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) throw Error(cat(path, ": cannot open (", std::strerror(errno), ")"));
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw Error(cat(path, ": not a regular file"));
+    throw Error(cat(path, ": not a regular file (a directory, FIFO, socket or device); ",
+                    "pass a regular file"));
   }
-  size_ = size_t(st.st_size);
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  if (size) *size = size_t(st.st_size);
+  return fd;
+}
+
+MappedFile::MappedFile(const std::string& path) : path_(path) {
+  const int fd = open_regular_file(path, &size_);
   if (size_ > 0) {
     void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
@@ -40,11 +48,24 @@ MappedFile::~MappedFile() {
 }
 
 std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(cat(path, ": cannot open (", std::strerror(errno), ")"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  size_t size = 0;
+  const int fd = open_regular_file(path, &size);
+  std::string out;
+  out.reserve(size);
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int e = errno;
+      ::close(fd);
+      throw Error(cat(path, ": read failed (", std::strerror(e), ")"));
+    }
+    if (n == 0) break;
+    out.append(buf, size_t(n));
+  }
+  ::close(fd);
+  return out;
 }
 
 void write_file_atomic(const std::string& path, const void* data, size_t size) {

@@ -26,7 +26,14 @@ class MappedFile {
   size_t size_ = 0;
 };
 
-/// Reads a whole (small) text file; throws Error naming the file when missing.
+/// Opens `path` read-only and returns its descriptor (O_CLOEXEC, blocking), after checking
+/// on that descriptor that it is a regular file: a FIFO, socket, device or directory is an
+/// Error naming the file, never a hang. `size` (optional) receives the file size. Every
+/// file qsweep reads is opened through here (directly or via MappedFile/read_text_file).
+int open_regular_file(const std::string& path, size_t* size = nullptr);
+
+/// Reads a whole (small) text file (a regular file: see open_regular_file); throws Error naming the
+/// file when missing.
 std::string read_text_file(const std::string& path);
 
 /// Writes `size` bytes to `path` atomically: a temporary file in the same

@@ -37,6 +37,13 @@ void Progress::finish() {
   draw(true);
 }
 
+void Progress::abandon() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (finished_) return;
+  finished_ = true;
+  if (enabled_ && tty_) std::fputc('\n', out_);
+}
+
 void Progress::draw(bool final_line) {
   if (!enabled_) return;
   const double secs =

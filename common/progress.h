@@ -20,6 +20,9 @@ class Progress {
   void advance(int64_t n = 1);
   /// Prints the final line (called by the destructor if not called before).
   void finish();
+  /// Stops without a final line (the work failed; the error is the last line). On a
+  /// terminal the bar drawn so far is ended with a newline.
+  void abandon();
 
  private:
   void draw(bool final_line);

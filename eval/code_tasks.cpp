@@ -1,5 +1,6 @@
 #include "eval/code_tasks.h"
 
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include <thread>
 
 #include "common/errors.h"
+#include "common/mapped_file.h"
 
 namespace qsweep {
 namespace {
@@ -26,7 +28,9 @@ using json = nlohmann::json;
 
 /// The whole file, gunzipped when it is gzip (zlib reads plain files unchanged).
 std::string read_maybe_gzip(const std::string& path) {
-  gzFile f = ::gzopen(path.c_str(), "rb");
+  const int fd = open_regular_file(path);  // a FIFO or device is an Error, not a hang
+  gzFile f = ::gzdopen(fd, "rb");
+  if (f == nullptr) ::close(fd);
   QS_THROW_IF_NOT(f != nullptr, path, ": cannot open (", std::strerror(errno), ")");
   std::string out;
   char buf[1 << 16];

@@ -144,6 +144,19 @@ PerplexityResult evaluate_perplexity(const Transformer& model, const std::vector
     progress.advance(int64_t(w1 - w0));
     w0 = w1;
   }
+  // A non-finite NLL (NaN/Inf logits: corrupt weights, out-of-range config numbers) is
+  // never averaged into a reported perplexity: name the first bad position instead.
+  for (size_t wi = 0; wi < windows.size(); ++wi)
+    for (int64_t i = out_offset[wi]; i < out_offset[wi + 1]; ++i)
+      if (!std::isfinite(r.token_nll[size_t(i)])) {
+        progress.abandon();  // the error is the last line
+        throw NonFiniteMetric(
+            cat("perplexity: the NLL of token ",
+                windows[wi].begin + windows[wi].first_scored + (i - out_offset[wi]),
+                " of the text (scored token ", i, ", window ", wi, ") is ", r.token_nll[size_t(i)],
+                "; the model produces non-finite logits (corrupt weights or out-of-range config "
+                "numbers), no perplexity is reported"));
+      }
   progress.finish();
 
   double sum = 0;
@@ -154,6 +167,9 @@ PerplexityResult evaluate_perplexity(const Transformer& model, const std::vector
   const double var = r.scored_tokens > 1 ? ss / double(r.scored_tokens - 1) : 0.0;
   r.nll_standard_error = std::sqrt(var / double(r.scored_tokens));
   r.perplexity = std::exp(r.mean_nll);
+  if (!std::isfinite(r.perplexity))
+    throw NonFiniteMetric(cat("perplexity: mean NLL ", r.mean_nll,
+                              " overflows exp(); the model's predictions are degenerate"));
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   int64_t fed = 0;
   for (const auto& w : windows) fed += w.len;

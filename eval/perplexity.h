@@ -17,11 +17,19 @@
 #include <string>
 #include <vector>
 
+#include "common/errors.h"
 #include "model/transformer.h"
 
 namespace qsweep {
 
 class Backend;
+
+/// A token NLL (or the mean) is not finite: the message names the first bad position.
+/// run_eval prefixes it with the model / variant.
+class NonFiniteMetric : public Error {
+ public:
+  using Error::Error;
+};
 
 enum class PerplexityProtocol { Chunks, Strided };
 /// "chunks" / "strided"; parse throws Error for anything else.

@@ -1,6 +1,7 @@
 #include "eval/run_eval.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "common/errors.h"
@@ -261,9 +262,9 @@ json EvalResult::to_json() const {
   return j;
 }
 
-EvalResult run_eval(const EvalConfig& e, const EvalInputs& in) {
-  QS_THROW_IF_NOT(e.ctx > 0, "eval '", e.id, "': run_eval needs a resolved configuration (ctx ",
-                  e.ctx, "); call EvalConfig::resolved with the model's context");
+namespace {
+
+EvalResult dispatch(const EvalConfig& e, const EvalInputs& in) {
   switch (e.task) {
     case Task::Perplexity:
       return run_perplexity(e, in);
@@ -282,6 +283,37 @@ EvalResult run_eval(const EvalConfig& e, const EvalInputs& in) {
   }
   QS_ASSERT(false, "unhandled task");
   return {};
+}
+
+/// The first non-finite number of a metric, as "key = value"; empty when all are finite.
+std::string first_non_finite(const EvalResult& r) {
+  const auto bad = [](const std::optional<double>& v) { return v && !std::isfinite(*v); };
+  if (bad(r.value)) return cat("value = ", *r.value);
+  if (bad(r.standard_error)) return cat("standard_error = ", *r.standard_error);
+  for (auto it = r.details.begin(); it != r.details.end(); ++it)
+    if (it->is_number_float() && !std::isfinite(it->get<double>()))
+      return cat(it.key(), " = ", it->get<double>());
+  return {};
+}
+
+}  // namespace
+
+EvalResult run_eval(const EvalConfig& e, const EvalInputs& in) {
+  QS_THROW_IF_NOT(e.ctx > 0, "eval '", e.id, "': run_eval needs a resolved configuration (ctx ",
+                  e.ctx, "); call EvalConfig::resolved with the model's context");
+  const std::string who =
+      cat(in.label.empty() ? std::string() : in.label + ": ", "eval '", e.id, "': ");
+  EvalResult r;
+  try {
+    r = dispatch(e, in);
+  } catch (const NonFiniteMetric& err) {  // other errors name their file already
+    throw Error(who + err.what());
+  }
+  const std::string bad = first_non_finite(r);
+  QS_THROW_IF_NOT(bad.empty(), who, "the metric ", bad,
+                  " is not finite; the model's outputs are degenerate (corrupt weights or "
+                  "out-of-range config numbers), no value is reported");
+  return r;
 }
 
 }  // namespace qsweep

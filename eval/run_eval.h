@@ -67,10 +67,14 @@ struct EvalInputs {
   /// (PerplexityOptions::backend).
   Backend* backend = nullptr;
   bool progress = false;  ///< draw progress on stderr (perplexity)
+  /// Names the model / variant in errors about its metrics (e.g. a non-finite NLL).
+  std::string label;
 };
 
 /// Runs `config` (resolved: EvalConfig::resolved for the model) on `in`. Throws Error for bad
-/// data or options; a benchmark whose data is absent returns status "skipped: ...".
+/// data or options; a benchmark whose data is absent returns status "skipped: ...". A
+/// non-finite metric (value, standard error or any number in details) is an Error naming
+/// `in.label` and the eval, never a reported value.
 EvalResult run_eval(const EvalConfig& config, const EvalInputs& in);
 
 }  // namespace qsweep

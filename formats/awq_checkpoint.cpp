@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/errors.h"
+#include "common/json_reader.h"
 #include "common/mapped_file.h"
 #include "formats/awq_packing.h"
 #include "formats/detail/quantized_tensors.h"
@@ -96,7 +97,7 @@ void export_awq(const QuantizedCheckpoint& ckpt, const std::string& source_dir,
                     "' is not in the source checkpoint");
     write_safetensors((tmp / "model.safetensors").string(), tensors, {{"format", "pt"}});
 
-    json cfg = json::parse(read_text_file((fs::path(source_dir) / "config.json").string()));
+    json cfg = read_json_file((fs::path(source_dir) / "config.json").string());
     json q = ckpt.quantization_config;
     q["quant_method"] = "awq";
     q["version"] = "gemm";
@@ -114,8 +115,10 @@ void export_awq(const QuantizedCheckpoint& ckpt, const std::string& source_dir,
     write_file_atomic((tmp / "quant_config.json").string(), qc_text.data(), qc_text.size());
     for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
                           "special_tokens_map.json", "generation_config.json"})
-      if (fs::exists(fs::path(source_dir) / f))
-        fs::copy_file(fs::path(source_dir) / f, tmp / f, fs::copy_options::overwrite_existing);
+      if (fs::exists(fs::path(source_dir) / f)) {  // read_text_file: regular files only
+        const std::string bytes = read_text_file((fs::path(source_dir) / f).string());
+        write_file_atomic((tmp / f).string(), bytes.data(), bytes.size());
+      }
   } catch (...) {
     fs::remove_all(tmp);
     throw;
@@ -131,28 +134,23 @@ LoadedModel load_awq_checkpoint(const std::string& dir) {
   LoadedModel out;
   out.spec = load_model_spec(dir);
   const std::string cfg_file = (fs::path(dir) / "config.json").string();
-  const json cfg = json::parse(read_text_file(cfg_file));
-  QS_THROW_IF_NOT(cfg.contains("quantization_config"), cfg_file, ": no quantization_config");
-  const json& q = cfg["quantization_config"];
-  QS_THROW_IF_NOT(q.value("quant_method", std::string()) == "awq", cfg_file,
-                  ": quantization_config.quant_method is not \"awq\"");
-  std::string version = q.value("version", std::string("gemm"));
+  const json cfg = read_json_file(cfg_file);
+  const JsonReader q = JsonReader(cfg, cfg_file).object("quantization_config");
+  QS_THROW_IF_NOT(q.required<std::string>("quant_method") == "awq", cfg_file,
+                  ": key 'quantization_config.quant_method' is not \"awq\"");
+  std::string version = q.optional<std::string>("version", "gemm");
   for (char& c : version) c = char(std::tolower(static_cast<unsigned char>(c)));
-  QS_THROW_IF_NOT(version == "gemm", cfg_file, ": AWQ version '", version,
+  QS_THROW_IF_NOT(version == "gemm", cfg_file, ": key 'quantization_config.version' = '", version,
                   "' is not supported; qsweep reads the \"gemm\" layout");
-  const json& jb = q.contains("bits") ? q["bits"] : q.contains("w_bit") ? q["w_bit"] : json();
-  QS_THROW_IF_NOT(jb.is_number_integer(), cfg_file, ": quantization_config.bits is missing");
-  const int bits = jb.get<int>();
-  QS_THROW_IF_NOT(bits == 4, cfg_file, ": AWQ gemm bits ", bits, " is not 4");
-  const json& jg = q.contains("group_size")     ? q["group_size"]
-                   : q.contains("q_group_size") ? q["q_group_size"]
-                                                : json();
-  QS_THROW_IF_NOT(jg.is_number_integer(), cfg_file, ": quantization_config.group_size is missing");
-  const int group_size = jg.get<int>();
-  QS_THROW_IF_NOT(group_size == -1 || group_size >= 1, cfg_file, ": group_size ", group_size,
-                  " is invalid");
-  QS_THROW_IF_NOT(q.value("zero_point", true), cfg_file,
-                  ": AWQ without zero_point is not supported");
+  const char* bits_key = q.has("bits") ? "bits" : "w_bit";
+  const int bits = int(q.required<int64_t>(bits_key));
+  q.check(bits == 4, bits_key, "4 (AWQ gemm)");
+  const char* group_key = q.has("group_size") ? "group_size" : "q_group_size";
+  const int group_size = int(q.required_int(group_key, -1, INT32_MAX));
+  q.check(group_size == -1 || group_size >= 1, group_key, "-1 (per-channel) or positive");
+  QS_THROW_IF_NOT(q.optional<bool>("zero_point", true), cfg_file,
+                  ": key 'quantization_config.zero_point' = false: AWQ without zero_point is not "
+                  "supported");
   out.format = "awq";
   out.description =
       cat("awq ", bits, "-bit ", group_size > 0 ? cat("g", group_size) : "per-channel", " gemm");

@@ -354,8 +354,19 @@ LoadedModel load_gguf(const std::string& path) {
   const auto eps = f.get_float("llama.attention.layer_norm_rms_epsilon");
   QS_THROW_IF_NOT(eps.has_value(), path,
                   ": required key 'llama.attention.layer_norm_rms_epsilon' is missing");
+  QS_THROW_IF_NOT(std::isfinite(*eps) && *eps > 0 && *eps < 1, path,
+                  ": key 'llama.attention.layer_norm_rms_epsilon' = ", *eps,
+                  " must be a finite number in (0, 1)");
   s.rms_norm_eps = float(*eps);
   s.rope_theta = f.get_float("llama.rope.freq_base").value_or(10000.0);
+  QS_THROW_IF_NOT(std::isfinite(s.rope_theta) && s.rope_theta >= 1 && s.rope_theta <= 1e12, path,
+                  ": key 'llama.rope.freq_base' = ", s.rope_theta,
+                  " must be a finite number in [1, 1e12]");
+  // Every block holds at least 9 tensors: a block count the file cannot hold is refused
+  // before anything is allocated per block.
+  QS_THROW_IF_NOT(uint64_t(s.num_layers) * 9 <= f.tensors().size(), path,
+                  ": key 'llama.block_count' = ", s.num_layers, " needs at least ",
+                  uint64_t(s.num_layers) * 9, " tensors but the file has ", f.tensors().size());
   if (auto scaling = f.get_string("llama.rope.scaling.type"))
     QS_THROW_IF_NOT(*scaling == "none", path, ": key 'llama.rope.scaling.type' = '", *scaling,
                     "': RoPE scaling is not supported");
@@ -374,6 +385,7 @@ LoadedModel load_gguf(const std::string& path) {
   s.tie_word_embeddings = f.find_tensor("output.weight") == nullptr;
   s.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
   s.o_bias = f.find_tensor("blk.0.attn_output.bias") != nullptr;
+  validate_model_spec(s, path);  // the same ranges as config.json (model/model_spec.h)
 
   std::set<std::string> used;
   std::map<std::string, int> histogram;

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "common/errors.h"
+#include "common/mapped_file.h"
 #include "formats/detail/gguf_internal.h"
 
 namespace qsweep {
@@ -61,7 +62,7 @@ void write_tokenizer_kv(KvWriter& kv, const std::string& dir, const ModelSpec& s
   QS_THROW_IF_NOT(fs::exists(model_file), model_file,
                   ": not found; GGUF export writes a sentencepiece tokenizer (tokenizer.model)");
   sentencepiece::SentencePieceProcessor sp;
-  const auto st = sp.Load(model_file);
+  const auto st = sp.LoadFromSerializedProto(read_text_file(model_file));  // regular file
   QS_THROW_IF_NOT(st.ok(), model_file, ": cannot load the sentencepiece model (", st.ToString(),
                   ")");
   const bool add_bos = load_tokenizer(dir)->add_bos_token();  // tokenizer_config.json

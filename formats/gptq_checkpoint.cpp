@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/errors.h"
+#include "common/json_reader.h"
 #include "common/mapped_file.h"
 #include "formats/detail/quantized_tensors.h"
 #include "formats/formats.h"
@@ -66,7 +67,7 @@ void export_gptq(const QuantizedCheckpoint& ckpt, const std::string& source_dir,
                     "' is not in the source checkpoint");
     write_safetensors((tmp / "model.safetensors").string(), tensors, {{"format", "pt"}});
 
-    json cfg = json::parse(read_text_file((fs::path(source_dir) / "config.json").string()));
+    json cfg = read_json_file((fs::path(source_dir) / "config.json").string());
     json q = ckpt.quantization_config;
     q["quant_method"] = "gptq";
     q["checkpoint_format"] = "gptq";
@@ -83,8 +84,10 @@ void export_gptq(const QuantizedCheckpoint& ckpt, const std::string& source_dir,
     write_file_atomic((tmp / "quantize_config.json").string(), qc_text.data(), qc_text.size());
     for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
                           "special_tokens_map.json", "generation_config.json"})
-      if (fs::exists(fs::path(source_dir) / f))
-        fs::copy_file(fs::path(source_dir) / f, tmp / f, fs::copy_options::overwrite_existing);
+      if (fs::exists(fs::path(source_dir) / f)) {  // read_text_file: regular files only
+        const std::string bytes = read_text_file((fs::path(source_dir) / f).string());
+        write_file_atomic((tmp / f).string(), bytes.data(), bytes.size());
+      }
   } catch (...) {
     fs::remove_all(tmp);
     throw;
@@ -104,29 +107,28 @@ LoadedModel load_model(const std::string& dir) {
   LoadedModel out;
   out.spec = load_model_spec(dir);
   const std::string cfg_file = (fs::path(dir) / "config.json").string();
-  const json cfg = json::parse(read_text_file(cfg_file));
+  const json cfg = read_json_file(cfg_file);
+  const JsonReader root(cfg, cfg_file);
   if (!cfg.contains("quantization_config")) {
     out.weights = load_weights(dir, out.spec);
     out.format = "hf";
     out.description = cat("unquantized ", out.spec.torch_dtype.empty() ? "" : out.spec.torch_dtype);
     return out;
   }
-  const json& q = cfg["quantization_config"];
-  const std::string method = q.value("quant_method", std::string("?"));
+  const JsonReader q = root.object("quantization_config");  // null or not an object: Error
+  const std::string method = q.required<std::string>("quant_method");
   if (method == "awq") return load_awq_checkpoint(dir);
-  QS_THROW_IF_NOT(method == "gptq", cfg_file, ": quantization_config.quant_method '", method,
-                  "' is not supported (qsweep reads gptq)");
-  const std::string fmt = q.value("checkpoint_format", std::string("gptq"));
-  QS_THROW_IF_NOT(fmt == "gptq", cfg_file, ": checkpoint_format '", fmt,
+  QS_THROW_IF_NOT(method == "gptq", cfg_file, ": key 'quantization_config.quant_method' = '",
+                  method, "' is not supported (qsweep reads gptq and awq)");
+  const std::string fmt = q.optional<std::string>("checkpoint_format", "gptq");
+  QS_THROW_IF_NOT(fmt == "gptq", cfg_file, ": key 'quantization_config.checkpoint_format' = '", fmt,
                   "' is not supported; qsweep reads the v1 \"gptq\" format");
-  QS_THROW_IF_NOT(q.contains("bits") && q["bits"].is_number_integer(), cfg_file,
-                  ": quantization_config.bits is missing");
-  const int bits = q["bits"].get<int>();
-  QS_THROW_IF_NOT(bits == 2 || bits == 3 || bits == 4 || bits == 8, cfg_file,
-                  ": quantization_config.bits ", bits, " is not one of 2, 3, 4, 8");
-  const int group_size = q.value("group_size", -1);
-  const bool sym = q.value("sym", true);
-  const bool desc_act = q.value("desc_act", false);
+  const int bits = int(q.required<int64_t>("bits"));
+  q.check(bits == 2 || bits == 3 || bits == 4 || bits == 8, "bits", "one of 2, 3, 4, 8");
+  const int group_size = int(q.optional_int("group_size", -1, -1, INT32_MAX));
+  q.check(group_size == -1 || group_size >= 1, "group_size", "-1 (per-channel) or positive");
+  const bool sym = q.optional<bool>("sym", true);
+  const bool desc_act = q.optional<bool>("desc_act", false);
   out.format = "gptq";
   out.description =
       cat("gptq ", bits, "-bit ", group_size > 0 ? cat("g", group_size) : "per-channel",

@@ -1,43 +1,16 @@
 #include "model/model_spec.h"
 
+#include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "common/errors.h"
+#include "common/json_reader.h"
 #include "common/mapped_file.h"
 
 namespace qsweep {
 using nlohmann::json;
-
-namespace {
-
-int get_int(const json& j, const std::string& key, const std::string& file, int fallback = -1) {
-  if (!j.contains(key) || j[key].is_null()) {
-    QS_THROW_IF_NOT(fallback >= 0, file, ": config.json lacks \"", key, "\"");
-    return fallback;
-  }
-  QS_THROW_IF_NOT(j[key].is_number_integer(), file, ": \"", key, "\" must be an integer, found ",
-                  j[key].dump());
-  const int64_t v = j[key].get<int64_t>();
-  QS_THROW_IF_NOT(v > 0 && v < (int64_t(1) << 31), file, ": \"", key, "\" = ", v,
-                  " is out of range");
-  return int(v);
-}
-
-double get_number(const json& j, const std::string& key, const std::string& file, double fallback) {
-  if (!j.contains(key) || j[key].is_null()) return fallback;
-  QS_THROW_IF_NOT(j[key].is_number(), file, ": \"", key, "\" must be a number, found ",
-                  j[key].dump());
-  return j[key].get<double>();
-}
-
-bool get_bool(const json& j, const std::string& key, const std::string& file, bool fallback) {
-  if (!j.contains(key) || j[key].is_null()) return fallback;
-  QS_THROW_IF_NOT(j[key].is_boolean(), file, ": \"", key, "\" must be true or false");
-  return j[key].get<bool>();
-}
-
-}  // namespace
 
 long long ModelSpec::parameter_count() const {
   const long long h = hidden_size, kv = (long long)num_kv_heads * head_dim,
@@ -51,19 +24,41 @@ long long ModelSpec::parameter_count() const {
   return per_layer * num_layers + emb * (tie_word_embeddings ? 1 : 2) + h;
 }
 
+void validate_model_spec(const ModelSpec& s, const std::string& file) {
+  // Bounds for sizes read from a file: generous for any real model, small enough that
+  // no allocation sized by them can exhaust memory before the weights are checked.
+  auto in = [&](const char* key, int64_t v, int64_t lo, int64_t hi) {
+    QS_THROW_IF_NOT(v >= lo && v <= hi, file, ": key '", key, "' = ", v, " must be in [", lo, ", ",
+                    hi, "]");
+  };
+  in("vocab_size", s.vocab_size, 1, int64_t(1) << 24);
+  in("hidden_size", s.hidden_size, 1, int64_t(1) << 20);
+  in("intermediate_size", s.intermediate_size, 1, int64_t(1) << 22);
+  in("num_hidden_layers", s.num_layers, 1, 4096);
+  in("num_attention_heads", s.num_heads, 1, 4096);
+  in("num_key_value_heads", s.num_kv_heads, 1, s.num_heads);
+  in("head_dim", s.head_dim, 2, 8192);
+  in("max_position_embeddings", s.max_position_embeddings, 1, int64_t(1) << 30);
+  in("sliding_window", s.sliding_window, 0, int64_t(1) << 30);
+  QS_THROW_IF_NOT(s.head_dim % 2 == 0, file, ": key 'head_dim' = ", s.head_dim,
+                  " must be even for rotary embeddings");
+  QS_THROW_IF_NOT(s.num_heads % s.num_kv_heads == 0, file,
+                  ": key 'num_attention_heads' = ", s.num_heads,
+                  " is not a multiple of num_key_value_heads ", s.num_kv_heads);
+  QS_THROW_IF_NOT(std::isfinite(s.rms_norm_eps) && s.rms_norm_eps > 0 && s.rms_norm_eps < 1, file,
+                  ": key 'rms_norm_eps' = ", s.rms_norm_eps, " must be a finite number in (0, 1)");
+  QS_THROW_IF_NOT(std::isfinite(s.rope_theta) && s.rope_theta >= 1 && s.rope_theta <= 1e12, file,
+                  ": key 'rope_theta' = ", s.rope_theta, " must be a finite number in [1, 1e12]");
+}
+
 ModelSpec parse_model_spec(const std::string& text, const std::string& file) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw Error(cat(file, ": not valid JSON (", e.what(), ")"));
-  }
-  QS_THROW_IF_NOT(j.is_object(), file, ": config.json is not a JSON object");
+  const json j = parse_json_text(text, file);
+  const JsonReader r(j, file);
   ModelSpec s;
-  QS_THROW_IF_NOT(j.contains("architectures") && j["architectures"].is_array() &&
-                      !j["architectures"].empty() && j["architectures"][0].is_string(),
-                  file, ": no \"architectures\" list (is this a Hugging Face config.json?)");
-  s.arch_name = j["architectures"][0].get<std::string>();
+  const json& archs = r.array("architectures");
+  r.check(!archs.empty() && archs[0].is_string(), "architectures",
+          "a list of architecture names (is this a Hugging Face config.json?)");
+  s.arch_name = archs[0].get<std::string>();
   if (s.arch_name == "LlamaForCausalLM")
     s.arch = Architecture::Llama;
   else if (s.arch_name == "MistralForCausalLM")
@@ -74,52 +69,58 @@ ModelSpec parse_model_spec(const std::string& text, const std::string& file) {
     throw Error(cat(file, ": unsupported architecture '", s.arch_name,
                     "'; qsweep runs LlamaForCausalLM, MistralForCausalLM and Qwen2ForCausalLM"));
 
-  s.vocab_size = get_int(j, "vocab_size", file);
-  s.hidden_size = get_int(j, "hidden_size", file);
-  s.intermediate_size = get_int(j, "intermediate_size", file);
-  s.num_layers = get_int(j, "num_hidden_layers", file);
-  s.num_heads = get_int(j, "num_attention_heads", file);
-  s.num_kv_heads = get_int(j, "num_key_value_heads", file, s.num_heads);
-  QS_THROW_IF_NOT(s.hidden_size % s.num_heads == 0 || j.contains("head_dim"), file,
-                  ": hidden_size ", s.hidden_size, " is not divisible by num_attention_heads ",
-                  s.num_heads);
-  s.head_dim = get_int(j, "head_dim", file, s.hidden_size / s.num_heads);
-  QS_THROW_IF_NOT(s.head_dim % 2 == 0, file, ": head_dim ", s.head_dim,
-                  " must be even for rotary embeddings");
-  QS_THROW_IF_NOT(s.num_heads % s.num_kv_heads == 0, file, ": num_attention_heads ", s.num_heads,
-                  " is not a multiple of num_key_value_heads ", s.num_kv_heads);
-  s.rms_norm_eps = float(get_number(j, "rms_norm_eps", file, 1e-6));
-  s.rope_theta = get_number(j, "rope_theta", file, 10000.0);
-  s.max_position_embeddings = get_int(j, "max_position_embeddings", file, 2048);
-  s.tie_word_embeddings = get_bool(j, "tie_word_embeddings", file, false);
-  if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer())
-    s.bos_token_id = j["bos_token_id"].get<int>();
-  if (j.contains("eos_token_id") && j["eos_token_id"].is_number_integer())
-    s.eos_token_id = j["eos_token_id"].get<int>();
-  if (j.contains("torch_dtype") && j["torch_dtype"].is_string())
-    s.torch_dtype = j["torch_dtype"].get<std::string>();
+  constexpr int64_t kMax = INT32_MAX;
+  s.vocab_size = int(r.required_int("vocab_size", 1, kMax));
+  s.hidden_size = int(r.required_int("hidden_size", 1, kMax));
+  s.intermediate_size = int(r.required_int("intermediate_size", 1, kMax));
+  s.num_layers = int(r.required_int("num_hidden_layers", 1, kMax));
+  s.num_heads = int(r.required_int("num_attention_heads", 1, kMax));
+  s.num_kv_heads = int(r.optional_int("num_key_value_heads", s.num_heads, 1, kMax));
+  if (!r.has("head_dim"))
+    QS_THROW_IF_NOT(s.hidden_size % s.num_heads == 0, file, ": key 'hidden_size' = ", s.hidden_size,
+                    " is not divisible by num_attention_heads ", s.num_heads);
+  s.head_dim = int(r.optional_int("head_dim", s.hidden_size / s.num_heads, 1, kMax));
+  s.rms_norm_eps = r.optional<float>("rms_norm_eps", 1e-6f);
+  s.rope_theta = r.optional<double>("rope_theta", 10000.0);
+  s.max_position_embeddings = int(r.optional_int("max_position_embeddings", 2048, 1, kMax));
+  s.tie_word_embeddings = r.optional<bool>("tie_word_embeddings", false);
+  // Token ids: an integer, or (HF allows it) a list of integers, which is not used.
+  auto token_id = [&](const char* key) {
+    if (!r.has(key)) return -1;
+    const json& v = j[key];
+    if (v.is_array()) {
+      for (const json& e : v)
+        r.check(e.is_number_integer(), key, "a token id or a list of token ids");
+      return -1;
+    }
+    return int(r.required_int(key, 0, INT32_MAX));
+  };
+  s.bos_token_id = token_id("bos_token_id");
+  s.eos_token_id = token_id("eos_token_id");
+  s.torch_dtype = r.optional<std::string>("torch_dtype", "");
 
-  const std::string act = j.value("hidden_act", std::string("silu"));
-  QS_THROW_IF_NOT(act == "silu", file, ": hidden_act '", act, "' is not supported (only silu)");
-  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
-    const json& rs = j["rope_scaling"];
+  const std::string act = r.optional<std::string>("hidden_act", "silu");
+  QS_THROW_IF_NOT(act == "silu", file, ": key 'hidden_act' = '", act,
+                  "' is not supported (only silu)");
+  if (auto rs = r.optional_object("rope_scaling")) {
     const std::string type =
-        rs.is_object() ? rs.value("rope_type", rs.value("type", std::string("?"))) : "?";
-    QS_THROW_IF_NOT(type == "default", file, ": rope_scaling type '", type,
+        rs->optional<std::string>("rope_type", rs->optional<std::string>("type", "?"));
+    QS_THROW_IF_NOT(type == "default", file, ": key 'rope_scaling' type '", type,
                     "' is not supported yet; only unscaled RoPE is implemented");
   }
-  QS_THROW_IF_NOT(!get_bool(j, "mlp_bias", file, false), file, ": mlp_bias=true is not supported");
+  QS_THROW_IF_NOT(!r.optional<bool>("mlp_bias", false), file,
+                  ": key 'mlp_bias' = true is not supported");
   if (s.arch == Architecture::Qwen2) {
     s.qkv_bias = true;
-    if (get_bool(j, "use_sliding_window", file, false))
-      s.sliding_window = get_int(j, "sliding_window", file, 0);
+    if (r.optional<bool>("use_sliding_window", false))
+      s.sliding_window = int(r.optional_int("sliding_window", 0, 0, kMax));
   } else {
-    const bool attention_bias = get_bool(j, "attention_bias", file, false);
+    const bool attention_bias = r.optional<bool>("attention_bias", false);
     s.qkv_bias = s.o_bias = attention_bias;
   }
-  if (s.arch == Architecture::Mistral && j.contains("sliding_window") &&
-      !j["sliding_window"].is_null())
-    s.sliding_window = get_int(j, "sliding_window", file, 0);
+  if (s.arch == Architecture::Mistral)
+    s.sliding_window = int(r.optional_int("sliding_window", 0, 0, kMax));
+  validate_model_spec(s, file);
   return s;
 }
 

@@ -37,6 +37,10 @@ struct ModelSpec {
 
 /// Parses config.json text; `file` names it in errors.
 ModelSpec parse_model_spec(const std::string& json_text, const std::string& file);
+/// Checks every field's range (positive sizes within sane bounds, heads grouping, even
+/// head_dim, finite positive rms_norm_eps and rope_theta); Error names `file` and the key.
+/// parse_model_spec and the GGUF reader both call it.
+void validate_model_spec(const ModelSpec& s, const std::string& file);
 /// Reads DIR/config.json.
 ModelSpec load_model_spec(const std::string& dir);
 

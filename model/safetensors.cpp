@@ -6,6 +6,7 @@
 
 #include "common/errors.h"
 #include "common/half.h"
+#include "common/json_reader.h"
 
 namespace qsweep {
 namespace fs = std::filesystem;
@@ -102,13 +103,10 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
   QS_THROW_IF_NOT(header_len <= kMaxHeaderBytes && header_len <= size - 8, path, ": header length ",
                   header_len, " exceeds the file size ", size,
                   " (truncated or not a safetensors file)");
-  json header;
-  try {
-    header = json::parse(base + 8, base + 8 + header_len);
-  } catch (const json::exception& e) {
-    throw Error(cat(path, ": the safetensors header is not valid JSON (", e.what(),
-                    "); the file is corrupt or not a safetensors file"));
-  }
+  // Repeated tensor names are refused by parse_json_text (naming the key).
+  const json header =
+      parse_json_text(std::string_view(reinterpret_cast<const char*>(base + 8), size_t(header_len)),
+                      cat(path, " (safetensors header)"));
   QS_THROW_IF_NOT(header.is_object(), path, ": the safetensors header is not a JSON object");
   const uint64_t data_start = 8 + header_len;
   const uint64_t data_size = size - data_start;
@@ -155,6 +153,14 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
   // Keep file order (by offset): deterministic listings and sequential reads.
   std::sort(tensors_.begin(), tensors_.end(),
             [](const TensorView& a, const TensorView& b) { return a.data < b.data; });
+  // Two tensors may not share bytes (a write to one would change the other).
+  for (size_t i = 1; i < tensors_.size(); ++i) {
+    const TensorView &a = tensors_[i - 1], &b = tensors_[i];
+    QS_THROW_IF_NOT(b.nbytes == 0 || a.data + a.nbytes <= b.data, path, ": tensor '", b.name,
+                    "': data_offsets [", b.data - (base + data_start), ", ",
+                    b.data - (base + data_start) + b.nbytes, "] overlap tensor '", a.name,
+                    "' (corrupt header; each tensor needs its own bytes)");
+  }
 }
 
 const TensorView* SafetensorsFile::find(const std::string& name) const {
@@ -167,12 +173,7 @@ SafetensorsCheckpoint::SafetensorsCheckpoint(const std::string& dir) : dir_(dir)
   const fs::path index = fs::path(dir) / "model.safetensors.index.json";
   const fs::path single = fs::path(dir) / "model.safetensors";
   if (fs::exists(index)) {
-    json j;
-    try {
-      j = json::parse(read_text_file(index.string()));
-    } catch (const json::exception& e) {
-      throw Error(cat(index.string(), ": not valid JSON (", e.what(), ")"));
-    }
+    const json j = read_json_file(index.string());
     QS_THROW_IF_NOT(j.contains("weight_map") && j["weight_map"].is_object(), index.string(),
                     ": no \"weight_map\" object");
     std::map<std::string, std::string> tensor_to_file;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/errors.h"
+#include "common/json_reader.h"
 #include "common/mapped_file.h"
 #include "model/bpe_tokenizer.h"
 
@@ -17,7 +18,8 @@ namespace {
 class SentencePieceTokenizer final : public Tokenizer {
  public:
   SentencePieceTokenizer(const std::string& model_file, bool add_bos) : add_bos_(add_bos) {
-    const auto status = sp_.Load(model_file);
+    // Read through read_text_file (regular files only: a FIFO is an Error, not a hang).
+    const auto status = sp_.LoadFromSerializedProto(read_text_file(model_file));
     QS_THROW_IF_NOT(status.ok(), model_file, ": cannot load the sentencepiece model (",
                     status.ToString(), ")");
   }
@@ -72,14 +74,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& dir) {
   bool add_bos = true;  // LlamaTokenizer's default
   const fs::path cfg = fs::path(dir) / "tokenizer_config.json";
   if (fs::exists(cfg)) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(read_text_file(cfg.string()));
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(cat(cfg.string(), ": not valid JSON (", e.what(), ")"));
-    }
-    if (j.contains("add_bos_token") && j["add_bos_token"].is_boolean())
-      add_bos = j["add_bos_token"].get<bool>();
+    const nlohmann::json j = read_json_file(cfg.string());
+    add_bos = JsonReader(j, cfg.string()).optional<bool>("add_bos_token", add_bos);
   }
   const fs::path sp = fs::path(dir) / "tokenizer.model";
   if (fs::exists(sp)) return std::make_unique<SentencePieceTokenizer>(sp.string(), add_bos);

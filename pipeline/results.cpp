@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "common/errors.h"
+#include "common/json_reader.h"
 #include "common/mapped_file.h"
 #include "eval/run_eval.h"
 #include "model/model_spec.h"
@@ -98,7 +99,9 @@ json collect_results(const SweepPlan& plan, const std::string& out_dir,
     node_by_id[plan.nodes[i].id] = &plan.nodes[i];
     index_by_id[plan.nodes[i].id] = int(i);
     if (plan.nodes[i].kind == SweepNodeKind::Calibrate && store.has(plan.nodes[i].key)) {
-      const json meta = read_json(store.path(plan.nodes[i].key) + "/meta.json");
+      const std::string file = store.path(plan.nodes[i].key) + "/meta.json";
+      const json meta = read_json(file);
+      (void)JsonReader(meta, file).required_int("tokens_in_source", 0, INT64_MAX);  // kind, range
       r["calibrations"][plan.nodes[i].calibration]["tokens_in_source"] = meta["tokens_in_source"];
     }
   }
@@ -121,7 +124,10 @@ json collect_results(const SweepPlan& plan, const std::string& out_dir,
       std::string err;
       const std::string st = outcome(id, &err);
       if (st == "ok") {
-        m[e.id] = read_json(store.path(node_by_id.at(id)->key) + "/metrics.json");
+        const std::string file = store.path(node_by_id.at(id)->key) + "/metrics.json";
+        m[e.id] = read_json(file);
+        const JsonReader mr(m[e.id], file);  // an object whose value is null or finite
+        if (mr.has("value")) (void)mr.required<double>("value");
         m[e.id].erase("config");
         const std::string base_id = cat("eval:", s.baseline, ":", e.id);
         if (variant != s.baseline && store.has(node_by_id.at(base_id)->key)) {
@@ -179,10 +185,15 @@ json collect_results(const SweepPlan& plan, const std::string& out_dir,
     const std::string qid = "quantize:" + v.id;
     const std::string qst = outcome(qid, &error);
     if (qst == "ok") {
-      const json meta = read_json(store.path(node_by_id.at(qid)->key) + "/meta.json");
+      const std::string file = store.path(node_by_id.at(qid)->key) + "/meta.json";
+      const json meta = read_json(file);
+      const JsonReader mr(meta, file);  // kinds checked; the values are copied as stored
+      (void)mr.required<double>("bits_per_weight");
+      (void)mr.required_int("size_bytes", 0, INT64_MAX);
+      (void)mr.required<double>("quantize_seconds");
+      (void)mr.optional<double>("file_bits_per_weight", 0.0);
       for (const char* k : {"bits_per_weight", "size_bytes", "quantize_seconds"}) j[k] = meta[k];
-      if (meta.contains("file_bits_per_weight"))
-        j["file_bits_per_weight"] = meta["file_bits_per_weight"];
+      if (mr.has("file_bits_per_weight")) j["file_bits_per_weight"] = meta["file_bits_per_weight"];
     } else {
       status = qst;
       error = cat(qid, ": ", error);

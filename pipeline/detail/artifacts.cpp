@@ -1,5 +1,6 @@
 #include "pipeline/detail/artifacts.h"
 
+#include "common/json_reader.h"
 #include "common/mapped_file.h"
 
 namespace qsweep::detail {
@@ -10,7 +11,8 @@ void write_json(const std::string& path, const nlohmann::json& j) {
 }
 
 nlohmann::json read_json(const std::string& path) {
-  return nlohmann::json::parse(read_text_file(path));
+  // Typed errors naming the file (a corrupt or hand-edited store file is an Error, exit 2).
+  return read_json_file(path);
 }
 
 }  // namespace qsweep::detail

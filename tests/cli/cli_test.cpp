@@ -1,6 +1,7 @@
 // The qsweep binary end to end: bad input gives exit status 2 and one line on
 // stderr naming the file and the problem; good input works and --json parses.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -27,10 +28,11 @@ struct CliRun {
   std::string out, err;
 };
 
-CliRun run(const std::string& args) {
+// `prefix` goes before the binary (e.g. "timeout 10": a hang fails the test, status 124).
+CliRun run(const std::string& args, const std::string& prefix = "") {
   const std::string dir = test::make_temp_dir("cli");
-  const std::string cmd = std::string(QSWEEP_BINARY_DIR) + "/qsweep " + args + " >" + dir +
-                          "/out 2>" + dir + "/err </dev/null";
+  const std::string cmd = prefix + " " + std::string(QSWEEP_BINARY_DIR) + "/qsweep " + args + " >" +
+                          dir + "/out 2>" + dir + "/err </dev/null";
   const int rc = std::system(cmd.c_str());
   CliRun r;
   r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
@@ -213,6 +215,89 @@ TEST(Cli, ContextBeyondTrainedLengthWarns) {
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("exceeds the model's max_position_embeddings 32"), std::string::npos)
       << r.err;
+}
+
+// Issue #13 classes 2-4 through the binary: a FIFO (or directory) where a file is expected
+// fails at once; a wrongly typed JSON field names the file and key; a model whose outputs
+// are not finite is an error naming the model and the first bad position, never a value.
+TEST(Cli, HostileInputFilesFailCleanly) {
+  const std::string data = " --data-dir " + test::data_dir();
+  for (const char* name :
+       {"config.json", "model.safetensors", "tokenizer.model", "tokenizer_config.json"}) {
+    const std::string dir = tiny_model("fifo");
+    const std::string f = dir + "/" + name;
+    std::filesystem::remove(f);
+    ASSERT_EQ(::mkfifo(f.c_str(), 0600), 0);
+    expect_clean_failure(
+        run("eval --model " + dir + " --dataset wikitext2 --max-tokens 64" + data, "timeout 10"),
+        {f, "not a regular file"});
+  }
+  const std::string d = tiny_model("dirconfig");
+  std::filesystem::remove(d + "/config.json");
+  std::filesystem::create_directory(d + "/config.json");
+  expect_clean_failure(run("inspect " + d, "timeout 10"),
+                       {d + "/config.json", "not a regular file"});
+  const std::string out = test::make_temp_dir("fifo-report");
+  ASSERT_EQ(::mkfifo((out + "/results.json").c_str(), 0600), 0);
+  expect_clean_failure(run("report " + out, "timeout 10"),
+                       {out + "/results.json", "not a regular file"});
+
+  // Wrong JSON kinds: exit 2, one line naming the file and the key.
+  struct Edit {
+    const char* file;
+    const char* key;
+    const char* value;
+    const char* expect;
+  };
+  const Edit edits[] = {
+      {"config.json", "hidden_act", "5", "key 'hidden_act' must be a string, got 5"},
+      {"config.json", "rms_norm_eps", "0", "key 'rms_norm_eps' = 0 must be a finite number"},
+      {"config.json", "rope_theta", "-1", "key 'rope_theta' = -1 must be a finite number"},
+      {"config.json", "quantization_config", "null", "key 'quantization_config' is missing"},
+      {"config.json", "quantization_config",
+       R"({"quant_method": "gptq", "bits": 4, "group_size": "128"})",
+       "key 'quantization_config.group_size' must be an integer, got \"128\""},
+      {"tokenizer_config.json", "add_bos_token", "\"yes\"",
+       "key 'add_bos_token' must be true or false"},
+  };
+  for (const auto& e : edits) {
+    const std::string dir = tiny_model("typed");
+    const std::string f = dir + "/" + e.file;
+    nlohmann::json j = std::filesystem::exists(f) ? nlohmann::json::parse(read_text_file(f))
+                                                  : nlohmann::json::object();
+    j[e.key] = nlohmann::json::parse(e.value);
+    std::ofstream(f, std::ios::trunc) << j.dump();
+    expect_clean_failure(run("eval --model " + dir + " --dataset wikitext2 --max-tokens 64" + data),
+                         {f + ": ", e.expect});
+  }
+  const std::string bad_results = test::make_temp_dir("bad-results");
+  std::ofstream(bad_results + "/results.json") << R"({"variants": 5})";
+  expect_clean_failure(run("report " + bad_results),
+                       {bad_results + "/results.json: ", "no \"sweep\""});
+
+  // Non-finite outputs: huge final-norm and lm_head weights overflow the logits.
+  ModelSpec s;
+  s.arch_name = "LlamaForCausalLM";
+  s.vocab_size = 4096;
+  s.hidden_size = 8;
+  s.intermediate_size = 8;
+  s.num_layers = 1;
+  s.num_heads = 2;
+  s.num_kv_heads = 2;
+  s.head_dim = 4;
+  s.max_position_embeddings = 32;
+  ModelWeights w = random_weights(s, 5);
+  w.final_norm.setConstant(3e38f);
+  w.lm_head.row(7).setConstant(3e38f);
+  const std::string nan_dir = test::make_temp_dir("nonfinite");
+  save_hf_checkpoint(nan_dir, s, w, "F32");
+  std::filesystem::copy_file(test::tinycode_dir() + "/tokenizer.model",
+                             nan_dir + "/tokenizer.model");
+  const CliRun r =
+      run("eval --model " + nan_dir + " --dataset wikitext2 --max-tokens 64 --ctx 16" + data);
+  expect_clean_failure(r, {"model " + nan_dir, "eval 'ppl-", "the NLL of token 1 of the text",
+                           "no perplexity is reported"});
+  EXPECT_EQ(r.out.find("perplexity"), std::string::npos) << r.out;
 }
 
 }  // namespace

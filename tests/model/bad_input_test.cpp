@@ -177,7 +177,7 @@ TEST(BadInput, UnknownArchitectureAndBadConfig) {
       [] {
         parse_model_spec(R"({"architectures":["LlamaForCausalLM"],"vocab_size":"many"})", "c.json");
       },
-      {"c.json", "\"vocab_size\" must be an integer"});
+      {"c.json", "key 'vocab_size' must be an integer"});
   expect_error([] { load_model_spec("/nonexistent/model"); }, {"config.json", "not found"});
   expect_error([] { SafetensorsCheckpoint c(test::make_temp_dir("empty")); },
                {"no model.safetensors"});
