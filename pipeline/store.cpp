@@ -195,6 +195,15 @@ void prepare_output_dir(const std::string& dir) {
   }
   fs::create_directories(p, ec);
   if (ec) fail(cat("cannot be created (", ec.message(), ")"));
+  // What the run writes inside must be able to be what it is.
+  for (const char* sub : {"store", ".lock"}) {
+    const fs::path inner = p / sub;
+    const fs::file_status st_in = fs::status(inner, ec);
+    const bool want_dir = std::string(sub) == "store";
+    if (fs::exists(st_in) && (want_dir ? !fs::is_directory(st_in) : !fs::is_regular_file(st_in)))
+      fail(cat("'", inner.string(), "' is in the way: it should be ",
+               want_dir ? "the store directory" : "the lock file", "; remove it"));
+  }
 }
 
 OutDirLock::OutDirLock(const std::string& dir,

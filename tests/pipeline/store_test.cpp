@@ -354,6 +354,15 @@ TEST(PrepareOutputDir, NamesThePathAndTheProblem) {
             "--out '/dev/null/x': cannot be created: '/dev/null' is a "
             "character device, not a directory; give a directory path");
   EXPECT_EQ(out_error(dir + "/new/nested"), "(no error)");
+  fs::create_directories(dir + "/blocked");
+  write(dir + "/blocked/store", "not a directory");
+  EXPECT_EQ(out_error(dir + "/blocked"), "--out '" + dir + "/blocked': '" + dir +
+                                             "/blocked/store' is in the way: it should be the "
+                                             "store directory; remove it");
+  fs::create_directories(dir + "/locked/.lock");
+  EXPECT_EQ(out_error(dir + "/locked"), "--out '" + dir + "/locked': '" + dir +
+                                            "/locked/.lock' is in the way: it should be the lock "
+                                            "file; remove it");
   EXPECT_TRUE(fs::is_directory(dir + "/new/nested"));
   fs::create_directories(dir + "/ro");
   fs::permissions(dir + "/ro", fs::perms(0555));
