@@ -9,6 +9,7 @@
 #include "common/json_reader.h"
 #include "common/mapped_file.h"
 #include "pipeline/spec.h"
+#include "pipeline/store.h"
 #include "pipeline/sweep.h"
 #include "reports/reports.h"
 
@@ -55,6 +56,7 @@ const CommandSpec& run_command() {
         "memory budget; nodes whose estimates exceed it wait"},
        {"data-dir", "DIR", "", "where datasets live (else $QSWEEP_DATA, else ../shared/data)"},
        {"no-progress", "", "", "no live status line on stderr"}},
+      "One run at a time per DIR: a second run on it waits for the first (DIR/.lock).\n"
       "Exit status 3 when the sweep finished with failed nodes (the report lists them).\n"
       "The sweep syntax is in docs/sweep-format.md."};
   return cmd;
@@ -92,6 +94,7 @@ int cmd_run(const std::vector<std::string>& argv) {
   const SweepSpec spec = parse_sweep(
       sweep_file(args, "qsweep run SWEEP.yaml [--out DIR] [--jobs N] [--max-memory GiB]"));
   opt.out_dir = args.get("out", default_out(spec));
+  prepare_output_dir(opt.out_dir);  // a bad --out fails before any hashing or loading
   const SweepPlan plan = plan_from_args(spec, args);
   std::fprintf(stderr, "sweep %s: %zu nodes, output in %s (events: %s/events.jsonl)\n",
                spec.name.c_str(), plan.nodes.size(), opt.out_dir.c_str(), opt.out_dir.c_str());

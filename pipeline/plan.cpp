@@ -146,7 +146,7 @@ SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& model_dir,
 }
 
 std::string describe_plan(const SweepPlan& plan, const std::string& out_dir) {
-  const ArtifactStore store(out_dir + "/store");
+  const ArtifactStore store(out_dir + "/store", ArtifactStore::Access::Read);  // no lock, no writes
   std::ostringstream os;
   int cached = 0;
   const char* kinds[] = {"calibrate", "quantize", "evaluate"};

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 
 #include "common/errors.h"
@@ -34,8 +35,11 @@ SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt) {
 }
 
 SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt, NodeRunner& runner) {
-  fs::create_directories(opt.out_dir);
-  const ArtifactStore store(opt.out_dir + "/store");
+  prepare_output_dir(opt.out_dir);
+  // One run at a time in a directory: a second one waits here (and says for whom).
+  const OutDirLock lock(
+      opt.out_dir, [](const std::string& m) { std::fprintf(stderr, "qsweep: %s\n", m.c_str()); });
+  const ArtifactStore store(opt.out_dir + "/store");  // removes only dead writers' temporaries
   std::vector<DagNode> dag;
   for (const SweepNode& n : plan.nodes)
     dag.push_back({n.id, n.deps, store.has(n.key), n.memory_bytes});

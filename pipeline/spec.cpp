@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "common/errors.h"
+#include "common/mapped_file.h"
 #include "pipeline/detail/matrix.h"
 #include "pipeline/detail/yaml_fields.h"
 
@@ -180,7 +181,8 @@ std::vector<VariantSpec> read_variants(const Source& src, const Entry& section,
   std::vector<VariantSpec> out;
   std::map<std::string, YAML::Node> origin_of;  // id -> where it came from
   for (const auto& entry : section.value) {
-    for (const Combination& c : expand_matrix(src, entry, fields, "variant")) {
+    for (const Combination& c :
+         expand_matrix(src, entry, fields, "variant", {kMaxVariants, out.size(), "variants"})) {
       const FieldValue* m = c.find("method");
       if (!m)
         src.fail(c.origin,
@@ -280,7 +282,8 @@ std::vector<EvalConfig> read_evals(const Source& src, const Entry& section) {
   std::vector<EvalConfig> out;
   std::map<std::string, YAML::Node> origin_of;
   for (const auto& entry : section.value) {
-    for (const Combination& c : expand_matrix(src, entry, fields, "eval entry")) {
+    for (const Combination& c :
+         expand_matrix(src, entry, fields, "eval entry", {kMaxEvals, out.size(), "evaluations"})) {
       const FieldValue* t = c.find("task");
       if (!t) src.fail(c.origin, cat("eval entry has no 'task' (", join_or(task_names()), ")"));
       const std::string task_name = std::get<std::string>(t->value);
@@ -417,6 +420,7 @@ SweepSpec parse_sweep_text(const std::string& yaml, const std::string& file) {
   const Source src{file};
   YAML::Node root;
   try {
+    check_document_shape(src, yaml);  // one document, bounded nesting, before building nodes
     root = YAML::Load(yaml);
   } catch (const YAML::ParserException& e) {
     fail_syntax(src, yaml, e);
@@ -452,6 +456,13 @@ SweepSpec parse_sweep_text(const std::string& yaml, const std::string& file) {
       spec.variants = read_variants(src, *v, spec.calibration);
     if (const Entry* e = top.find("eval")) spec.evals = read_evals(src, *e);
     if (const Entry* r = top.find("report")) spec.report = read_report(src, *r);
+    if (const Entry* e = top.find("eval");
+        e && (spec.variants.size() + 1) * spec.evals.size() > kMaxEvalNodes)
+      src.fail(e->key,
+               cat("(", spec.variants.size(), " variants + the baseline) x ", spec.evals.size(),
+                   " evaluations = ", (spec.variants.size() + 1) * spec.evals.size(),
+                   " evaluation runs; a sweep may have at most ", kMaxEvalNodes,
+                   ": split it into several sweeps (docs/sweep-format.md, Limits)"));
     // Missing keys last, so that a mistake inside a section present is reported first.
     for (const char* key : {"name", "model", "variants", "eval"})
       if (!top.find(key)) src.fail(root, cat("the sweep file has no '", key, "'"));
@@ -506,12 +517,8 @@ SweepSpec parse_sweep(const std::string& path) {
   if (!fs::exists(path, ec)) throw Error(cat("sweep file '", path, "' does not exist"));
   if (fs::is_directory(path, ec))
     throw Error(cat("sweep file '", path, "' is a directory, not a YAML file"));
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(cat("cannot open sweep file '", path, "': ", std::strerror(errno)));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw Error(cat("cannot read sweep file '", path, "'"));
-  return parse_sweep_text(text.str(), path);
+  // read_text_file opens regular files only (a FIFO or device is an Error, never a hang).
+  return parse_sweep_text(read_text_file(path), path);
 }
 
 }  // namespace qsweep

@@ -1,6 +1,7 @@
 #include "pipeline/detail/matrix.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "common/errors.h"
 
@@ -45,10 +46,41 @@ bool matches(const Combination& c, const std::vector<std::pair<std::string, Fiel
   return true;
 }
 
+/// Refuses `entry` before expansion when its product of axis lengths plus its includes
+/// would take the section past the limit. The product is counted with overflow checks.
+void check_count(const Source& src, const YAML::Node& entry, const std::vector<Axis>& axes,
+                 uint64_t includes, const std::string& what, const MatrixLimit& limit) {
+  uint64_t product = 1;
+  bool overflow = false;
+  long double approx = 1;
+  std::string factors;
+  for (const auto& axis : axes) {
+    approx *= static_cast<long double>(axis.values.size());
+    overflow = overflow || __builtin_mul_overflow(product, uint64_t(axis.values.size()), &product);
+    if (axis.values.size() > 1)
+      factors += cat(factors.empty() ? "" : " x ", axis.values.size(), " ", axis.key);
+  }
+  uint64_t total = 0;
+  overflow = overflow || __builtin_add_overflow(product, includes, &total) ||
+             __builtin_add_overflow(total, limit.used, &total);
+  if (!overflow && total <= limit.max) return;
+  char approx_text[32];
+  std::snprintf(approx_text, sizeof approx_text, "%.3Lg", approx);
+  const std::string count =
+      overflow ? cat("more than 2^64 (about ", approx_text, ")") : std::to_string(product);
+  src.fail(entry, cat("this ", what, " expands to ", count, " combinations",
+                      factors.empty() ? "" : cat(" (", factors, ")"),
+                      includes ? cat(" plus ", includes, " include entries") : "",
+                      limit.used ? cat(", after ", limit.used, " from the entries above") : "",
+                      "; a sweep may have at most ", limit.max, " ", limit.unit,
+                      ": split it into several sweeps (docs/sweep-format.md, Limits)"));
+}
+
 }  // namespace
 
 std::vector<Combination> expand_matrix(const Source& src, const YAML::Node& entry,
-                                       const std::vector<Field>& fields, const std::string& what) {
+                                       const std::vector<Field>& fields, const std::string& what,
+                                       const MatrixLimit& limit) {
   std::vector<std::string> known = keys_of(fields);
   known.push_back("exclude");
   known.push_back("include");
@@ -61,6 +93,10 @@ std::vector<Combination> expand_matrix(const Source& src, const YAML::Node& entr
     axes.push_back({e.name, read_axis(src, field_named(fields, e.name), e)});
     matrix_keys.push_back(e.name);
   }
+
+  const Entry* in_entry = map.find("include");
+  check_count(src, entry, axes,
+              in_entry && in_entry->value.IsSequence() ? in_entry->value.size() : 0, what, limit);
 
   // 1. The cross product, first key outermost.
   std::vector<Combination> all{{{}, entry}};

@@ -22,8 +22,12 @@
 //     matrix gave, and later includes see only the matrix combinations, not earlier
 //     includes' new ones.
 //  4. An entry that ends with no combinations is an error.
+//  5. Limits: the product of an entry's axis lengths is counted (overflow-safe) before
+//     anything is expanded, and an entry whose product plus its includes would take the
+//     section past `limit.max` combinations in all is an error naming the count.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -44,9 +48,24 @@ struct Combination {
   }
 };
 
+/// The most variants, and the most evaluations (eval entries after expansion), in one
+/// sweep, and the most evaluation nodes ((variants + baseline) x evaluations).
+constexpr uint64_t kMaxVariants = 10000;
+constexpr uint64_t kMaxEvals = 10000;
+constexpr uint64_t kMaxEvalNodes = 100000;
+
+/// How many combinations a section may still take: `max` in all ("variants" or
+/// "evaluations" = `unit`), of which `used` went to the entries before.
+struct MatrixLimit {
+  uint64_t max = kMaxVariants;
+  uint64_t used = 0;
+  std::string unit = "variants";
+};
+
 /// Expands `entry` (a map of `fields` keys, plus `include` and `exclude`) as described
 /// above. `what` names the entry in messages ("variant", "eval entry").
 std::vector<Combination> expand_matrix(const Source& src, const YAML::Node& entry,
-                                       const std::vector<Field>& fields, const std::string& what);
+                                       const std::vector<Field>& fields, const std::string& what,
+                                       const MatrixLimit& limit);
 
 }  // namespace qsweep::sweep_yaml

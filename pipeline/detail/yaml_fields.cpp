@@ -1,14 +1,65 @@
 #include "pipeline/detail/yaml_fields.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <limits>
+#include <set>
+#include <sstream>
 
 #include "common/errors.h"
 
 namespace qsweep::sweep_yaml {
+namespace {
+
+/// Parser events → nesting depth (refused past kMaxNesting) and where the document began.
+class ShapeCheck : public YAML::EventHandler {
+ public:
+  explicit ShapeCheck(const Source& src) : src_(src) {}
+  void OnDocumentStart(const YAML::Mark& m) override {
+    if (++documents_ > 1)
+      src_.fail(m,
+                "a second YAML document starts here; a sweep file is one document (remove the "
+                "'---' line and what follows, or put it in a file of its own)");
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    enter(m);
+  }
+  void OnSequenceEnd() override { --depth_; }
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    enter(m);
+  }
+  void OnMapEnd() override { --depth_; }
+
+ private:
+  void enter(const YAML::Mark& m) {
+    if (++depth_ > kMaxNesting)
+      src_.fail(m, cat("maps and lists nest deeper than ", kMaxNesting,
+                       " levels here; a sweep file needs a few (docs/sweep-format.md, Limits)"));
+  }
+  const Source& src_;
+  int depth_ = 0;
+  int documents_ = 0;
+};
+
+}  // namespace
+
+void check_document_shape(const Source& src, const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  ShapeCheck check(src);
+  while (parser.HandleNextDocument(check)) {
+  }  // the second document's start throws
+}
 
 void Source::fail(const YAML::Mark& at, const std::string& msg) const {
   if (at.is_null() || at.line < 0) throw Error(cat(file, ": ", msg));
@@ -233,11 +284,11 @@ std::vector<FieldValue> read_axis(const Source& src, const Field& f, const Entry
   if (e.value.size() == 0)
     src.fail(e.value, cat("'", f.key, "' is an empty list; give at least one value"));
   std::vector<FieldValue> out;
+  std::set<Scalar> seen;  // a long list is checked in n log n, not n^2
   for (const auto& n : e.value) {
     FieldValue v = parse_scalar(src, f, e, n, true);
-    for (const auto& prev : out)
-      if (prev.value == v.value)
-        src.fail(n, cat("'", f.key, "' lists ", to_text(v.value), " twice"));
+    if (!seen.insert(v.value).second)
+      src.fail(n, cat("'", f.key, "' lists ", to_text(v.value), " twice"));
     out.push_back(std::move(v));
   }
   return out;

@@ -28,6 +28,16 @@ struct Source {
   }
 };
 
+/// The most levels of maps and lists a sweep file may nest (a sweep file needs 4).
+constexpr int kMaxNesting = 64;
+
+/// Checks the text's shape before it is built into nodes, by one pass of the parser's
+/// events: one YAML document (a second one is an error at its `---` line) and at most
+/// kMaxNesting levels of maps and lists (the first deeper one is an error at its position;
+/// the parser never recurses deeper). Syntax errors are thrown as YAML::ParserException,
+/// as YAML::Load would.
+void check_document_shape(const Source& src, const std::string& text);
+
 /// 1-based line of a node (0 when it has no position).
 int line_of(const YAML::Node& n);
 /// "LINE:COL" of a node, 1-based, for messages that cite a second place.

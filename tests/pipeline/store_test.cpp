@@ -10,10 +10,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/errors.h"
@@ -210,6 +214,185 @@ TEST(ArtifactStore, TheNextStoreRemovesTemporariesOfAKilledRun) {
   EXPECT_FALSE(next.has("half"));
   EXPECT_TRUE(next.has("done"));  // finished artifacts are kept
   EXPECT_EQ(read_text_file(next.path("done") + "/out"), "complete");
+}
+
+// ---- Concurrent runs (issue #13): writers in temporary names, the out-dir lock ---------
+
+/// This boot's id as the store's temporaries record it: the first 8 hex digits.
+std::string this_boot() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string s;
+  std::getline(in, s);
+  s.erase(std::remove(s.begin(), s.end(), '-'), s.end());
+  return s.substr(0, 8);
+}
+
+TEST(ArtifactStore, OnlyTemporariesOfWritersThatAreGoneAreRemoved) {
+  const std::string root = test::make_temp_dir("store-live");
+  // A live writer in another process: it begins a temporary and waits on a pipe.
+  int ready[2], go[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(go), 0);
+  const pid_t live = ::fork();
+  ASSERT_GE(live, 0);
+  if (live == 0) {
+    ::close(go[1]);  // a parent that dies lets the child's read end
+    const ArtifactStore s(root);
+    write(s.begin("livekey") + "/half", "writing");
+    char c = 1;
+    (void)!::write(ready[1], &c, 1);
+    (void)!::read(go[0], &c, 1);
+    ::_exit(0);
+  }
+  char c = 0;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  // A writer that is gone (exited without cleaning up).
+  const pid_t dead = ::fork();
+  ASSERT_GE(dead, 0);
+  if (dead == 0) {
+    const ArtifactStore s(root);
+    s.begin("deadkey");
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(dead, &status, 0), dead);
+  // This process's own temporary, and forged ones: its pid with another start time (a
+  // reused pid), its pid and start time on another boot, and the old name without a writer.
+  const ArtifactStore me(root, ArtifactStore::Access::Read);  // removes nothing yet
+  const std::string mine = me.begin("minekey");
+  const std::string tag =
+      fs::path(mine).filename().string();  // .tmp-minekey-pid..-start..-boot..-N
+  const std::string pid = std::to_string(::getpid());
+  ASSERT_NE(tag.find("-pid" + pid + "-start"), std::string::npos) << tag;
+  ASSERT_NE(tag.find("-boot" + this_boot() + "-"), std::string::npos) << tag;
+  const std::string start =
+      tag.substr(tag.find("-start") + 6, tag.find("-boot") - tag.find("-start") - 6);
+  fs::create_directories(root + "/.tmp-reused-pid" + pid + "-start" + start + "1-boot" +
+                         this_boot() + "-0");
+  fs::create_directories(root + "/.tmp-reboot-pid" + pid + "-start" + start + "-boot" +
+                         (this_boot() == "00000000" ? "11111111" : "00000000") + "-0");
+  fs::create_directories(root + "/.tmp-abc-" + pid + "-3");  // old name, live pid
+  fs::create_directories(root + "/.tmp-def-999999999-3");    // old name, no such pid
+  EXPECT_EQ(temporaries(root).size(), 7u);
+
+  const ArtifactStore next(root);
+  std::vector<std::string> left;
+  for (const auto& t : temporaries(root)) left.push_back(fs::path(t).filename().string());
+  std::sort(left.begin(), left.end());
+  ASSERT_EQ(left.size(), 3u) << ::testing::PrintToString(left);
+  EXPECT_EQ(left[0], ".tmp-abc-" + pid + "-3");
+  EXPECT_EQ(left[1].rfind(".tmp-livekey-pid" + std::to_string(live) + "-", 0), 0u) << left[1];
+  EXPECT_EQ(left[2], tag);
+  EXPECT_EQ(read_text_file(root + "/" + left[1] + "/half"), "writing");
+
+  // When the live writer ends, its temporary is a dead writer's.
+  (void)!::write(go[1], &c, 1);
+  ASSERT_EQ(::waitpid(live, &status, 0), live);
+  const ArtifactStore after(root);
+  EXPECT_EQ(temporaries(root).size(), 2u);
+}
+
+TEST(ArtifactStore, ReadAccessCreatesAndDeletesNothing) {
+  const std::string dir = test::make_temp_dir("store-read");
+  const ArtifactStore none(dir + "/store", ArtifactStore::Access::Read);
+  EXPECT_FALSE(none.has("k"));
+  EXPECT_FALSE(fs::exists(dir + "/store"));
+  fs::create_directories(dir + "/store/.tmp-k-pid999999999-start1-boot0-0");
+  const ArtifactStore read(dir + "/store", ArtifactStore::Access::Read);
+  EXPECT_EQ(temporaries(dir + "/store").size(), 1u);
+  const ArtifactStore write(dir + "/store");
+  EXPECT_EQ(temporaries(dir + "/store").size(), 0u);
+}
+
+TEST(OutDirLock, ASecondHolderWaitsNamingTheFirstsPid) {
+  const std::string dir = test::make_temp_dir("lock");
+  std::optional<OutDirLock> first;
+  first.emplace(dir);
+  EXPECT_EQ(read_text_file(dir + "/.lock"), std::to_string(::getpid()));
+  std::atomic<bool> acquired{false};
+  std::string message;
+  std::thread second([&] {
+    const OutDirLock l(dir, [&](const std::string& m) { message = m; });
+    acquired = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_FALSE(acquired);  // waits while the first is held
+  first.reset();
+  second.join();
+  EXPECT_TRUE(acquired);
+  EXPECT_EQ(message, dir + " is in use by another qsweep run (pid " + std::to_string(::getpid()) +
+                         "); waiting for it to finish");
+  // Free again: no wait, no message.
+  message.clear();
+  {
+    const OutDirLock again(dir, [&](const std::string& m) { message = m; });
+  }
+  EXPECT_EQ(message, "");
+}
+
+/// The message prepare_output_dir throws for `dir`, or "(no error)".
+std::string out_error(const std::string& dir) {
+  try {
+    prepare_output_dir(dir);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(PrepareOutputDir, NamesThePathAndTheProblem) {
+  const std::string dir = test::make_temp_dir("outdir");
+  write(dir + "/file", "x");
+  EXPECT_EQ(out_error(dir + "/file"),
+            "--out '" + dir + "/file': is a file, not a directory; give a directory path");
+  EXPECT_EQ(out_error(dir + "/file/sub/out"),
+            "--out '" + dir + "/file/sub/out': cannot be created: '" + dir +
+                "/file' is a file, not a directory; give a directory path");
+  EXPECT_EQ(out_error("/dev/null"),
+            "--out '/dev/null': is a character device, not a directory; give a directory path");
+  EXPECT_EQ(out_error("/dev/null/x"),
+            "--out '/dev/null/x': cannot be created: '/dev/null' is a "
+            "character device, not a directory; give a directory path");
+  EXPECT_EQ(out_error(dir + "/new/nested"), "(no error)");
+  fs::create_directories(dir + "/blocked");
+  write(dir + "/blocked/store", "not a directory");
+  EXPECT_EQ(out_error(dir + "/blocked"), "--out '" + dir + "/blocked': '" + dir +
+                                             "/blocked/store' is in the way: it should be the "
+                                             "store directory; remove it");
+  fs::create_directories(dir + "/locked/.lock");
+  EXPECT_EQ(out_error(dir + "/locked"), "--out '" + dir + "/locked': '" + dir +
+                                            "/locked/.lock' is in the way: it should be the lock "
+                                            "file; remove it");
+  EXPECT_TRUE(fs::is_directory(dir + "/new/nested"));
+  fs::create_directories(dir + "/ro");
+  fs::permissions(dir + "/ro", fs::perms(0555));
+  // Root writes anywhere: then the check runs in a child that dropped to nobody.
+  const auto ro_checks = [&] {
+    int bad = 0;
+    bad += out_error(dir + "/ro") !=
+           "--out '" + dir + "/ro': the directory is not writable; give a writable directory";
+    bad += out_error(dir + "/ro/a/b") != "--out '" + dir + "/ro/a/b': cannot be created: '" + dir +
+                                             "/ro' is not writable; give a writable directory";
+    bad += fs::exists(dir + "/ro/a");
+    return bad;
+  };
+  if (::geteuid() != 0) {
+    EXPECT_EQ(ro_checks(), 0) << out_error(dir + "/ro");
+  } else {
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(100);
+      if (::access((dir + "/ro").c_str(), W_OK) == 0) ::_exit(101);
+      ::_exit(ro_checks());
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status));
+    if (WEXITSTATUS(status) >= 100) GTEST_SKIP() << "cannot drop to an unprivileged user here";
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "read-only directory checks failed as nobody";
+  }
+  fs::permissions(dir + "/ro", fs::perms(0755));
 }
 
 }  // namespace

@@ -7,12 +7,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <stdexcept>
+#include <thread>
 
 #include "common/mapped_file.h"
 #include "pipeline/spec.h"
@@ -218,6 +221,49 @@ TEST(SweepRunner, AKilledRunResumesWithExactlyTheMissingNodes) {
     EXPECT_NE(done.count(n.id), resumed.ran().count(n.id)) << n.id << " done xor re-run";
   json a = results(dir + "/out"), b = results(dir + "/reference");
   EXPECT_EQ(a["variants"], b["variants"]);
+  for (const auto& e : fs::directory_iterator(dir + "/out/store"))
+    EXPECT_NE(e.path().filename().string().rfind(".tmp-", 0), 0u) << "temporary left behind";
+}
+
+// Two runs on one output directory at once (issue #13): the second waits for the first's
+// lock, then finds every node cached; neither deletes the other's temporaries, and the
+// store and results.json end as one uninterrupted run's.
+TEST(SweepRunner, TwoConcurrentRunsOnOneOutDirBothEndWithACompleteStore) {
+  struct SlowRunner : FakeRunner {
+    void run(const NodeTask& t) override {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      FakeRunner::run(t);
+    }
+  };
+  const std::string dir = test::make_temp_dir("fake-concurrent");
+  const SweepPlan plan = plan_of(yaml());
+  FakeRunner whole;
+  run(plan, dir + "/reference", whole, 1);
+
+  SlowRunner a, b;
+  SweepRunSummary sa, sb;
+  std::string error_a, error_b;
+  auto go = [&](SlowRunner& r, SweepRunSummary& s, std::string& error) {
+    try {
+      s = run(plan, dir + "/out", r, 2);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  };
+  std::thread ta(go, std::ref(a), std::ref(sa), std::ref(error_a));
+  std::thread tb(go, std::ref(b), std::ref(sb), std::ref(error_b));
+  ta.join();
+  tb.join();
+  EXPECT_EQ(error_a, "");
+  EXPECT_EQ(error_b, "");
+  EXPECT_EQ(sa.failed + sb.failed, 0);
+  // Every node ran exactly once over both runs; one run did all of them, the other none.
+  EXPECT_EQ(a.total() + b.total(), int(plan.nodes.size()));
+  EXPECT_EQ(std::min(sa.ran, sb.ran), 0);
+  EXPECT_EQ(std::max(sa.cached, sb.cached), int(plan.nodes.size()));
+  const ArtifactStore store(dir + "/out/store", ArtifactStore::Access::Read);
+  for (const SweepNode& n : plan.nodes) EXPECT_TRUE(store.has(n.key)) << n.id;
+  EXPECT_EQ(results(dir + "/out")["variants"], results(dir + "/reference")["variants"]);
   for (const auto& e : fs::directory_iterator(dir + "/out/store"))
     EXPECT_NE(e.path().filename().string().rfind(".tmp-", 0), 0u) << "temporary left behind";
 }
