@@ -298,49 +298,49 @@ TEST(Cli, HostileInputFilesFailCleanly) {
   expect_clean_failure(r, {"model " + nan_dir, "eval 'ppl-", "the NLL of token 1 of the text",
                            "no perplexity is reported"});
   EXPECT_EQ(r.out.find("perplexity"), std::string::npos) << r.out;
+}
 
-  // A bad --out is refused before any work, with exit 2 and one line naming the path and the
-  // problem; bad sweep-file shapes too; `qsweep plan` neither locks nor deletes.
-  TEST(Cli, AFifoAsTheSweepFileFailsAtOnce) {
-    const std::string f = test::make_temp_dir("fifo-sweep") + "/sweep.yaml";
-    ASSERT_EQ(::mkfifo(f.c_str(), 0600), 0);
-    for (const char* cmd : {"run", "plan"})
-      expect_clean_failure(run(std::string(cmd) + " " + f, "timeout 10"),
-                           {f, "not a regular file"});
-  }
+// A bad --out is refused before any work, with exit 2 and one line naming the path and the
+// problem; bad sweep-file shapes too; `qsweep plan` neither locks nor deletes.
+TEST(Cli, AFifoAsTheSweepFileFailsAtOnce) {
+  const std::string f = test::make_temp_dir("fifo-sweep") + "/sweep.yaml";
+  ASSERT_EQ(::mkfifo(f.c_str(), 0600), 0);
+  for (const char* cmd : {"run", "plan"})
+    expect_clean_failure(run(std::string(cmd) + " " + f, "timeout 10"), {f, "not a regular file"});
+}
 
-  TEST(Cli, BadOutDirsAndSweepFileShapesExitWithStatus2AndOneLine) {
-    const std::string dir = test::make_temp_dir("cli-out");
-    const std::string sweep = dir + "/s.yaml";
-    std::ofstream(sweep) << "name: t\nmodel: " << test::tinycode_dir()
-                         << "\nvariants: [{method: rtn}]\neval: [{task: perplexity, dataset: "
-                            "wikitext2, max_tokens: 64}]\n";
-    const std::string data = " --data-dir " + test::data_dir();
-    std::ofstream(dir + "/file") << "x";
-    const std::string run_s = "run " + sweep + " --no-progress" + data + " --out ";
-    expect_clean_failure(run(run_s + dir + "/file"), {"--out '" + dir + "/file'", "is a file"});
-    expect_clean_failure(run(run_s + dir + "/file/sub"),
-                         {"--out '" + dir + "/file/sub'", "'" + dir + "/file' is a file"});
-    expect_clean_failure(run(run_s + "/dev/null"),
-                         {"--out '/dev/null'", "is a character device, not a directory"});
+TEST(Cli, BadOutDirsAndSweepFileShapesExitWithStatus2AndOneLine) {
+  const std::string dir = test::make_temp_dir("cli-out");
+  const std::string sweep = dir + "/s.yaml";
+  std::ofstream(sweep) << "name: t\nmodel: " << test::tinycode_dir()
+                       << "\nvariants: [{method: rtn}]\neval: [{task: perplexity, dataset: "
+                          "wikitext2, max_tokens: 64}]\n";
+  const std::string data = " --data-dir " + test::data_dir();
+  std::ofstream(dir + "/file") << "x";
+  const std::string run_s = "run " + sweep + " --no-progress" + data + " --out ";
+  expect_clean_failure(run(run_s + dir + "/file"), {"--out '" + dir + "/file'", "is a file"});
+  expect_clean_failure(run(run_s + dir + "/file/sub"),
+                       {"--out '" + dir + "/file/sub'", "'" + dir + "/file' is a file"});
+  expect_clean_failure(run(run_s + "/dev/null"),
+                       {"--out '/dev/null'", "is a character device, not a directory"});
 
-    std::ofstream(dir + "/multi.yaml") << "name: t\nmodel: m\n---\nname: u\n";
-    expect_clean_failure(run("plan " + dir + "/multi.yaml"),
-                         {dir + "/multi.yaml:3:1: a second YAML document"});
-    std::ofstream(dir + "/deep.yaml") << "name: t\nmodel: m\nvariants: " << std::string(100000, '[')
-                                      << std::string(100000, ']') << "\n";
-    expect_clean_failure(run("plan " + dir + "/deep.yaml"),
-                         {dir + "/deep.yaml:3:74: maps and lists nest deeper than 64 levels"});
+  std::ofstream(dir + "/multi.yaml") << "name: t\nmodel: m\n---\nname: u\n";
+  expect_clean_failure(run("plan " + dir + "/multi.yaml"),
+                       {dir + "/multi.yaml:3:1: a second YAML document"});
+  std::ofstream(dir + "/deep.yaml") << "name: t\nmodel: m\nvariants: " << std::string(100000, '[')
+                                    << std::string(100000, ']') << "\n";
+  expect_clean_failure(run("plan " + dir + "/deep.yaml"),
+                       {dir + "/deep.yaml:3:74: maps and lists nest deeper than 64 levels"});
 
-    // plan: a dead writer's temporary stays, and no lock file appears.
-    const std::string out = dir + "/out";
-    const std::string tmp = out + "/store/.tmp-k-pid999999999-start1-boot0-0";
-    std::filesystem::create_directories(tmp);
-    const CliRun p = run("plan " + sweep + data + " --out " + out);
-    EXPECT_EQ(p.status, 0) << p.err;
-    EXPECT_TRUE(std::filesystem::exists(tmp));
-    EXPECT_FALSE(std::filesystem::exists(out + "/.lock"));
-  }
+  // plan: a dead writer's temporary stays, and no lock file appears.
+  const std::string out = dir + "/out";
+  const std::string tmp = out + "/store/.tmp-k-pid999999999-start1-boot0-0";
+  std::filesystem::create_directories(tmp);
+  const CliRun p = run("plan " + sweep + data + " --out " + out);
+  EXPECT_EQ(p.status, 0) << p.err;
+  EXPECT_TRUE(std::filesystem::exists(tmp));
+  EXPECT_FALSE(std::filesystem::exists(out + "/.lock"));
+}
 
 }  // namespace
 }  // namespace qsweep
