@@ -63,11 +63,12 @@ class SharedInputs {
   std::map<std::string, std::shared_ptr<const std::vector<int>>> tokens_;
 };
 
-SamplingOptions sampling_of(const CalibrationSpec& c) {
+/// The sampling of one calibration node: the set's options with the node's own seed.
+SamplingOptions sampling_of(const CalibrationSpec& c, uint64_t seed) {
   SamplingOptions so;
   so.n_samples = c.n_samples;
   so.seqlen = c.seqlen;
-  so.seed = c.seed;
+  so.seed = seed;
   so.mode = c.sampling == "contiguous" ? SamplingMode::Contiguous : SamplingMode::Random;
   return so;
 }
@@ -92,7 +93,7 @@ class StageRunner final : public NodeRunner {
   void calibrate(const NodeTask& t) {
     const CalibrationSpec& c = plan_.spec.calibration.at(t.node.calibration);
     const CalibrationSet set = build_calibration_set(c.source, plan_.data_dir, shared_.tokenizer(),
-                                                     sampling_of(c), c.domain);
+                                                     sampling_of(c, t.node.seed), c.domain);
     write_json(t.out + "/meta.json", {{"source", set.source},
                                       {"domain", set.domain},
                                       {"tokens_in_source", set.tokens_in_source},
@@ -108,7 +109,7 @@ class StageRunner final : public NodeRunner {
     CalibrationSet set;
     set.source = meta["source"];
     set.domain = meta["domain"];
-    set.options = sampling_of(c);
+    set.options = sampling_of(c, t.node.seed);
     set.windows = read_json(dir + "/windows.json").get<std::vector<std::vector<int>>>();
     return set;
   }
