@@ -211,9 +211,17 @@ std::vector<std::string> how_measured_lines(const ReportData& d) {
       const auto v = c.is_object() ? get_int(c, k, w) : std::nullopt;
       return v ? thousands(*v) : std::string(kMissing);
     };
+    // Replicated sets list their seeds: each calibrated variant was quantized once per seed.
+    std::string seeds = "seed " + num("seed");
+    const auto sit = c.is_object() ? c.find("seeds") : c.end();
+    if (sit != c.end() && sit->is_array() && sit->size() > 1) {
+      std::vector<std::string> list;
+      for (const auto& v : *sit) list.push_back(v.dump());
+      seeds = "seeds " + join(list, ", ", ", ") + " (one quantization per seed; mean ± sd)";
+    }
     lines.push_back("calibration " + it.key() + ": source " + str("source") + ", domain " +
                     str("domain") + ", " + num("n_samples") + " samples × " + num("seqlen") +
-                    " tokens, seed " + num("seed") + ", " + str("sampling") + " sampling.");
+                    " tokens, " + seeds + ", " + str("sampling") + " sampling.");
   }
   return lines;
 }
