@@ -42,6 +42,10 @@ std::string key_of(const std::string& prefix, const json& config) {
 
 }  // namespace
 
+std::string replicate_name(const std::string& name, uint64_t seed) {
+  return cat(name, "@seed", seed);
+}
+
 SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& model_dir,
                           const std::string& data_dir) {
   SweepPlan plan;
@@ -55,53 +59,64 @@ SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& model_dir,
   const ModelSpec mspec = load_model_spec(plan.model_dir);
   const int64_t model_bytes = mspec.parameter_count() * 4;
 
-  std::map<std::string, int> calib_node;
+  // One calibration node per seed; its key hashes that seed alone, so a seed's nodes (and
+  // everything downstream) keep their keys when seeds are added to the list.
+  std::map<std::string, std::vector<int>> calib_node;  // per seed
   for (const auto& [name, c] : spec.calibration) {
     const CalibrationSource src = resolve_calibration_source(c.source, plan.data_dir, c.domain);
-    SweepNode n;
-    n.kind = SweepNodeKind::Calibrate;
-    n.id = "calib:" + name;
-    n.calibration = name;
-    n.config = {{"model", plan.model_hash},
-                {"source", c.source},
-                {"source_files", hash_files(src.files, cache)},
-                {"jsonl_field", src.jsonl_field},
-                {"domain", src.domain},
-                {"n_samples", c.n_samples},
-                {"seqlen", c.seqlen},
-                {"seed", c.seed},
-                {"sampling", c.sampling}};
-    n.key = key_of("calib", n.config);
-    n.memory_bytes = int64_t(c.n_samples) * c.seqlen * 4 + (int64_t(64) << 20);
+    const std::string files_hash = hash_files(src.files, cache);
+    for (size_t si = 0; si < c.seeds.size(); ++si) {
+      SweepNode n;
+      n.kind = SweepNodeKind::Calibrate;
+      n.seed = c.seeds[si];
+      n.replicate = c.replicated() ? int(si) : -1;
+      n.id = "calib:" + (c.replicated() ? replicate_name(name, n.seed) : name);
+      n.calibration = name;
+      n.config = {{"model", plan.model_hash},   {"source", c.source},
+                  {"source_files", files_hash}, {"jsonl_field", src.jsonl_field},
+                  {"domain", src.domain},       {"n_samples", c.n_samples},
+                  {"seqlen", c.seqlen},         {"seed", n.seed},
+                  {"sampling", c.sampling}};
+      n.key = key_of("calib", n.config);
+      n.memory_bytes = int64_t(c.n_samples) * c.seqlen * 4 + (int64_t(64) << 20);
+      calib_node[name].push_back(int(plan.nodes.size()));
+      plan.nodes.push_back(std::move(n));
+    }
     plan.calibration_domains[name] = src.domain;
-    calib_node[name] = int(plan.nodes.size());
-    plan.nodes.push_back(std::move(n));
   }
 
-  std::vector<int> quant_node;  // by variant index
+  std::vector<std::vector<int>> quant_node;  // by variant index, one per seed
   for (size_t vi = 0; vi < spec.variants.size(); ++vi) {
     const VariantSpec& v = spec.variants[vi];
-    SweepNode n;
-    n.kind = SweepNodeKind::Quantize;
-    n.id = "quantize:" + v.id;
-    n.variant = v.id;
-    n.variant_index = int(vi);
-    n.calibration = v.calibration;
-    // The method's typed configuration, as one JSON (quantize/method.h's round trip).
-    n.config = {{"model", plan.model_hash}, {"variant", v.config.to_json()}, {"version", kVersion}};
-    int64_t act = 0;
-    if (!v.calibration.empty()) {
-      const int c = calib_node.at(v.calibration);
-      n.deps.push_back(c);
-      n.config["calibration"] = plan.nodes[size_t(c)].key;
-      const CalibrationSpec& cs = spec.calibration.at(v.calibration);
-      act = int64_t(cs.n_samples) * cs.seqlen *
-            std::max(mspec.hidden_size, mspec.intermediate_size) * 4 * 4;
+    const CalibrationSpec* cs =
+        v.calibration.empty() ? nullptr : &spec.calibration.at(v.calibration);
+    const size_t n_seeds = cs ? cs->seeds.size() : 1;
+    quant_node.emplace_back();
+    for (size_t si = 0; si < n_seeds; ++si) {
+      SweepNode n;
+      n.kind = SweepNodeKind::Quantize;
+      n.variant = v.id;
+      n.variant_index = int(vi);
+      n.calibration = v.calibration;
+      // The method's typed configuration, as one JSON (quantize/method.h's round trip).
+      n.config = {
+          {"model", plan.model_hash}, {"variant", v.config.to_json()}, {"version", kVersion}};
+      int64_t act = 0;
+      if (cs) {
+        const int c = calib_node.at(v.calibration)[si];
+        n.seed = cs->seeds[si];
+        n.replicate = plan.nodes[size_t(c)].replicate;
+        n.deps.push_back(c);
+        n.config["calibration"] = plan.nodes[size_t(c)].key;
+        act = int64_t(cs->n_samples) * cs->seqlen *
+              std::max(mspec.hidden_size, mspec.intermediate_size) * 4 * 4;
+      }
+      n.id = "quantize:" + (n.replicate >= 0 ? replicate_name(v.id, n.seed) : v.id);
+      n.key = key_of("quant", n.config);
+      n.memory_bytes = 3 * model_bytes + act;
+      quant_node.back().push_back(int(plan.nodes.size()));
+      plan.nodes.push_back(std::move(n));
     }
-    n.key = key_of("quant", n.config);
-    n.memory_bytes = 3 * model_bytes + act;
-    quant_node.push_back(int(plan.nodes.size()));
-    plan.nodes.push_back(std::move(n));
   }
 
   for (const auto& spec_eval : spec.evals) {
@@ -117,8 +132,12 @@ SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& model_dir,
                         const std::string& upstream) {
       SweepNode n;
       n.kind = SweepNodeKind::Evaluate;
-      n.id = cat("eval:", variant, ":", e.id);
       n.variant = variant;
+      if (dep >= 0) {
+        n.seed = plan.nodes[size_t(dep)].seed;
+        n.replicate = plan.nodes[size_t(dep)].replicate;
+      }
+      n.id = cat("eval:", n.replicate >= 0 ? replicate_name(variant, n.seed) : variant, ":", e.id);
       n.eval = e.id;
       n.variant_index = variant_index;
       n.eval_index = eval_index;
@@ -137,10 +156,9 @@ SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& model_dir,
       plan.nodes.push_back(std::move(n));
     };
     add_eval(spec.baseline, -1, -1, plan.model_hash);
-    for (size_t vi = 0; vi < spec.variants.size(); ++vi) {
-      const int q = quant_node[vi];
-      add_eval(spec.variants[vi].id, int(vi), q, plan.nodes[size_t(q)].key);
-    }
+    for (size_t vi = 0; vi < spec.variants.size(); ++vi)
+      for (const int q : quant_node[vi])
+        add_eval(spec.variants[vi].id, int(vi), q, plan.nodes[size_t(q)].key);
   }
   return plan;
 }

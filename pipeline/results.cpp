@@ -48,6 +48,82 @@ std::optional<std::pair<double, double>> paired_nll_stats(const std::string& var
   return std::make_pair(mean, std::sqrt(ss / double(n - 1) / double(n)));
 }
 
+/// One eval's metrics over the seeds of a replicated variant: every number that differs between
+/// the seeds is their mean (value, mean_nll, delta_mean_nll, paired_nll_standard_error,
+/// seconds, ...), the rest is kept; `seed_sd` is the sample standard deviation of `value` over
+/// the seeds, `n_seeds` how many seeds have the metric. nullopt when no seed has a value.
+std::optional<json> mean_over_seeds(const std::vector<const json*>& per_seed) {
+  std::vector<const json*> ok;
+  for (const json* m : per_seed)
+    if (m && m->is_object() && m->contains("value") && (*m)["value"].is_number()) ok.push_back(m);
+  if (ok.empty()) return std::nullopt;
+  json out = *ok.front();
+  for (auto it = out.begin(); it != out.end(); ++it) {
+    if (!it->is_number()) continue;
+    bool all_numbers = true, all_equal = true;
+    double sum = 0;
+    for (const json* m : ok) {
+      const auto f = m->find(it.key());
+      all_numbers = all_numbers && f != m->end() && f->is_number();
+      if (!all_numbers) break;
+      all_equal = all_equal && *f == it.value();
+      sum += f->get<double>();
+    }
+    if (all_numbers && !all_equal) *it = sum / double(ok.size());
+  }
+  const double n = double(ok.size());
+  double mean = 0, ss = 0;
+  for (const json* m : ok) mean += (*m)["value"].get<double>() / n;
+  for (const json* m : ok) ss += std::pow((*m)["value"].get<double>() - mean, 2);
+  out["value"] = mean;
+  out["seed_sd"] = ok.size() > 1 ? json(std::sqrt(ss / (n - 1))) : json();
+  out["n_seeds"] = ok.size();
+  return out;
+}
+
+/// A replicated variant's row fields from its per-seed rows: `replicates` [{seed, metrics}],
+/// `metrics` (mean_over_seeds per eval), the seed-independent quantize fields of the first seed
+/// that has them, quantize_seconds the mean.
+void merge_replicates(json& row, const std::vector<uint64_t>& seeds,
+                      const std::vector<json>& seed_metrics, const std::vector<json>& seed_meta,
+                      const std::vector<EvalConfig>& evals) {
+  row["replicates"] = json::array();
+  for (size_t i = 0; i < seeds.size(); ++i)
+    row["replicates"].push_back({{"seed", seeds[i]}, {"metrics", seed_metrics[i]}});
+  json metrics = json::object();
+  for (const EvalConfig& e : evals) {
+    std::vector<const json*> per_seed;
+    for (const json& m : seed_metrics) per_seed.push_back(m.contains(e.id) ? &m[e.id] : nullptr);
+    if (auto mean = mean_over_seeds(per_seed)) metrics[e.id] = std::move(*mean);
+  }
+  row["metrics"] = metrics;
+  double secs = 0;
+  int n = 0;
+  for (const json& meta : seed_meta) {
+    if (meta.is_null()) continue;
+    if (n == 0) {
+      for (const char* k : {"bits_per_weight", "size_bytes"}) row[k] = meta[k];
+      if (meta.contains("file_bits_per_weight"))
+        row["file_bits_per_weight"] = meta["file_bits_per_weight"];
+    }
+    secs += meta["quantize_seconds"].get<double>();
+    ++n;
+  }
+  if (n > 0) row["quantize_seconds"] = secs / n;
+}
+
+/// A quantize node's meta.json with the kinds of the fields results.json copies checked
+/// (the values are copied as stored).
+json read_quantize_meta(const std::string& file) {
+  json meta = read_json(file);
+  const JsonReader mr(meta, file);
+  (void)mr.required<double>("bits_per_weight");
+  (void)mr.required_int("size_bytes", 0, INT64_MAX);
+  (void)mr.required<double>("quantize_seconds");
+  (void)mr.optional<double>("file_bits_per_weight", 0.0);
+  return meta;
+}
+
 }  // namespace
 
 json collect_results(const SweepPlan& plan, const std::string& out_dir,
@@ -88,6 +164,7 @@ json collect_results(const SweepPlan& plan, const std::string& out_dir,
         {"source", c.source},     {"n_samples", c.n_samples},
         {"seqlen", c.seqlen},     {"seed", c.seed},
         {"sampling", c.sampling}, {"domain", plan.calibration_domains.at(name)}};
+    if (c.replicated()) r["calibrations"][name]["seeds"] = c.seeds;
   }
   r["acceptable"] = {
       {"yes", s.report.yes}, {"usually", s.report.usually}, {"marginal", s.report.marginal}};
@@ -182,23 +259,36 @@ json collect_results(const SweepPlan& plan, const std::string& out_dir,
     if (!v.calibration.empty())
       j["calibration_domain"] = plan.calibration_domains.at(v.calibration);
     std::string status = "ok", error;
-    const std::string qid = "quantize:" + v.id;
-    const std::string qst = outcome(qid, &error);
-    if (qst == "ok") {
-      const std::string file = store.path(node_by_id.at(qid)->key) + "/meta.json";
-      const json meta = read_json(file);
-      const JsonReader mr(meta, file);  // kinds checked; the values are copied as stored
-      (void)mr.required<double>("bits_per_weight");
-      (void)mr.required_int("size_bytes", 0, INT64_MAX);
-      (void)mr.required<double>("quantize_seconds");
-      (void)mr.optional<double>("file_bits_per_weight", 0.0);
-      for (const char* k : {"bits_per_weight", "size_bytes", "quantize_seconds"}) j[k] = meta[k];
-      if (mr.has("file_bits_per_weight")) j["file_bits_per_weight"] = meta["file_bits_per_weight"];
-    } else {
-      status = qst;
-      error = cat(qid, ": ", error);
+    const CalibrationSpec* cs = v.calibration.empty() ? nullptr : &s.calibration.at(v.calibration);
+    const std::vector<uint64_t> seeds = cs ? cs->seeds : std::vector<uint64_t>{0};
+    std::vector<json> seed_metrics, seed_meta;
+    for (const uint64_t seed : seeds) {
+      const std::string name = cs && cs->replicated() ? replicate_name(v.id, seed) : v.id;
+      const std::string qid = "quantize:" + name;
+      std::string qerr;
+      const std::string qst = outcome(qid, &qerr);
+      if (qst == "ok") {
+        seed_meta.push_back(read_quantize_meta(store.path(node_by_id.at(qid)->key) + "/meta.json"));
+      } else {
+        seed_meta.push_back(json());
+        if (status == "ok") {
+          status = qst;
+          error = cat(qid, ": ", qerr);
+        }
+      }
+      seed_metrics.push_back(metrics_of(name, &status, &error));
     }
-    j["metrics"] = metrics_of(v.id, &status, &error);
+    if (cs && cs->replicated()) {
+      merge_replicates(j, seeds, seed_metrics, seed_meta, s.evals);
+    } else {
+      if (!seed_meta[0].is_null()) {
+        const json& meta = seed_meta[0];
+        for (const char* k : {"bits_per_weight", "size_bytes", "quantize_seconds"}) j[k] = meta[k];
+        if (meta.contains("file_bits_per_weight"))
+          j["file_bits_per_weight"] = meta["file_bits_per_weight"];
+      }
+      j["metrics"] = seed_metrics[0];
+    }
     j["status"] = status;
     j["error"] = error.empty() || status == "ok" ? json() : json(error);
     r["variants"].push_back(j);

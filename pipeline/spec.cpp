@@ -104,6 +104,8 @@ std::map<std::string, CalibrationSpec> read_calibration(const Source& src, const
       int_field("n_samples", 1, kIntMax, "a positive integer"),
       int_field("seqlen", 1, kIntMax, "a positive integer"),
       int_field("seed", 0, std::numeric_limits<int64_t>::max(), "a non-negative integer"),
+      int_field("seeds", 0, std::numeric_limits<int64_t>::max(),
+                "a list of distinct non-negative integers"),
       choice_field("sampling", {"random", "contiguous"}),
   };
   for (const auto& kv : section.value) {  // kv is a value: its nodes outlive the loop body
@@ -118,6 +120,7 @@ std::map<std::string, CalibrationSpec> read_calibration(const Source& src, const
     CalibrationSpec c;
     c.name = name;
     for (const auto& e : map.entries()) {
+      if (e.name == "seeds") continue;  // a list: read below
       const Scalar v = read_one(src, field_named(fields, e.name), e).value;
       if (e.name == "source") c.source = std::get<std::string>(v);
       if (e.name == "domain") c.domain = std::get<std::string>(v);
@@ -125,6 +128,17 @@ std::map<std::string, CalibrationSpec> read_calibration(const Source& src, const
       if (e.name == "seqlen") c.seqlen = static_cast<int>(std::get<int64_t>(v));
       if (e.name == "seed") c.seed = static_cast<uint64_t>(std::get<int64_t>(v));
       if (e.name == "sampling") c.sampling = std::get<std::string>(v);
+    }
+    if (const Entry* seeds = map.find("seeds")) {
+      if (const Entry* seed = map.find("seed"))
+        src.fail(seed->key, cat("calibration '", name, "' gives both 'seed' and 'seeds' (at ",
+                                place_of(seeds->key), "): keep one"));
+      c.seeds.clear();
+      for (const FieldValue& fv : read_axis(src, field_named(fields, "seeds"), *seeds))
+        c.seeds.push_back(static_cast<uint64_t>(std::get<int64_t>(fv.value)));
+      c.seed = c.seeds.front();
+    } else {
+      c.seeds = {c.seed};
     }
     if (!map.find("source")) src.fail(map.node(), cat("calibration '", name, "' has no 'source'"));
     out.emplace(name, std::move(c));

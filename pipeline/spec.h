@@ -23,7 +23,12 @@ struct CalibrationSpec {
   std::string domain;  ///< optional override of the source's domain label ("" = default)
   int n_samples = 128;
   int seqlen = 256;
-  uint64_t seed = 0;
+  uint64_t seed = 0;  ///< the first of `seeds`
+  /// Every calibration seed (`seed: s` or `seeds: [s, ...]`), in file order, distinct. With
+  /// more than one, each variant calibrated with this set is quantized and evaluated once per
+  /// seed (replicates) and results.json reports the mean and the spread over seeds.
+  std::vector<uint64_t> seeds = {0};
+  bool replicated() const { return seeds.size() > 1; }
   std::string sampling = "random";  ///< "random" or "contiguous"
 };
 

@@ -2,11 +2,13 @@
 // moves artifacts between them: calibration windows to the quantize node, the written
 // checkpoint to its eval nodes (which reload it: what the format stores is what is measured).
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <mutex>
 
 #include "calibration/calibration.h"
 #include "common/errors.h"
+#include "common/json_reader.h"
 #include "common/mapped_file.h"
 #include "eval/datasets.h"
 #include "eval/run_eval.h"
@@ -63,11 +65,12 @@ class SharedInputs {
   std::map<std::string, std::shared_ptr<const std::vector<int>>> tokens_;
 };
 
-SamplingOptions sampling_of(const CalibrationSpec& c) {
+/// The sampling of one calibration node: the set's options with the node's own seed.
+SamplingOptions sampling_of(const CalibrationSpec& c, uint64_t seed) {
   SamplingOptions so;
   so.n_samples = c.n_samples;
   so.seqlen = c.seqlen;
-  so.seed = c.seed;
+  so.seed = seed;
   so.mode = c.sampling == "contiguous" ? SamplingMode::Contiguous : SamplingMode::Random;
   return so;
 }
@@ -92,7 +95,7 @@ class StageRunner final : public NodeRunner {
   void calibrate(const NodeTask& t) {
     const CalibrationSpec& c = plan_.spec.calibration.at(t.node.calibration);
     const CalibrationSet set = build_calibration_set(c.source, plan_.data_dir, shared_.tokenizer(),
-                                                     sampling_of(c), c.domain);
+                                                     sampling_of(c, t.node.seed), c.domain);
     write_json(t.out + "/meta.json", {{"source", set.source},
                                       {"domain", set.domain},
                                       {"tokens_in_source", set.tokens_in_source},
@@ -104,12 +107,27 @@ class StageRunner final : public NodeRunner {
   // The calibration node's windows, read back from its artifact.
   CalibrationSet read_calibration(const NodeTask& t, const CalibrationSpec& c) {
     const std::string dir = t.upstream(0);
-    const json meta = read_json(dir + "/meta.json");
+    const std::string meta_file = dir + "/meta.json";
+    const json meta = read_json(meta_file);
+    const JsonReader mr(meta, meta_file);
     CalibrationSet set;
-    set.source = meta["source"];
-    set.domain = meta["domain"];
-    set.options = sampling_of(c);
-    set.windows = read_json(dir + "/windows.json").get<std::vector<std::vector<int>>>();
+    set.source = mr.required<std::string>("source");
+    set.domain = mr.required<std::string>("domain");
+    set.options = sampling_of(c, t.node.seed);
+    const std::string windows_file = dir + "/windows.json";
+    const json windows = read_json(windows_file);
+    QS_THROW_IF_NOT(windows.is_array(), windows_file, ": expected a list of token windows");
+    for (const json& w : windows) {
+      QS_THROW_IF_NOT(w.is_array(), windows_file, ": expected a list of token windows");
+      std::vector<int>& out = set.windows.emplace_back();
+      for (const json& t : w) {
+        QS_THROW_IF_NOT(t.is_number_integer() && t.get<int64_t>() >= 0 &&
+                            t.get<int64_t>() <= std::numeric_limits<int>::max(),
+                        windows_file, ": a token id must be a non-negative integer, got ",
+                        t.dump());
+        out.push_back(t.get<int>());
+      }
+    }
     return set;
   }
 
@@ -148,8 +166,9 @@ class StageRunner final : public NodeRunner {
     if (t.node.variant_index >= 0) {
       // Evaluate what the format stores: reload the written checkpoint.
       const std::string dir = t.upstream(0);
-      LoadedModel m =
-          load_model(dir + "/" + read_json(dir + "/meta.json")["model_path"].get<std::string>());
+      LoadedModel m = load_model(dir + "/" +
+                                 JsonReader(read_json(dir + "/meta.json"), dir + "/meta.json")
+                                     .required<std::string>("model_path"));
       owned = std::make_unique<Transformer>(m.spec, std::move(m.weights));
       model = owned.get();
     }

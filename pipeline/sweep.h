@@ -37,9 +37,20 @@ struct SweepNode {
   int variant_index = -1;   ///< into spec.variants; -1 for the baseline — Quantize, Evaluate
   int eval_index = -1;      ///< into SweepPlan::evals — Evaluate
   std::string calibration;  ///< calibration name — Calibrate (and Quantize's input)
-  nlohmann::json config;    ///< everything hashed into `key`
+  /// The calibration seed this node is for (Calibrate; Quantize and Evaluate of a calibrated
+  /// variant), and its index in CalibrationSpec::seeds when the set is replicated (-1 when not:
+  /// ids then carry no seed).
+  uint64_t seed = 0;
+  int replicate = -1;
+  nlohmann::json config;  ///< everything hashed into `key`
   int64_t memory_bytes = 0;
 };
+
+/// The name a replicated node uses in its id: "code@seed1" for a calibration, "<variant>@seed1"
+/// for a variant (ids "calib:code@seed1", "quantize:<variant>@seed1",
+/// "eval:<variant>@seed1:<eval>"). Keys do not use it: a seed's keys are the same whatever the list
+/// of seeds.
+std::string replicate_name(const std::string& name, uint64_t seed);
 
 struct SweepPlan {
   SweepSpec spec;

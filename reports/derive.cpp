@@ -26,6 +26,7 @@ const std::set<std::string> kNotConfig = {"id",
                                           "status",
                                           "error",
                                           "metrics",
+                                          "replicates",
                                           "bits_per_weight",
                                           "size_bytes",
                                           "quantize_seconds",
@@ -121,6 +122,12 @@ ReportRow parse_variant(const json& v, const std::vector<ReportEval>& evals,
         c.has_se = se.has_value();
         c.se = se.value_or(0.0);
         c.scored_tokens = get_int(*it, "scored_tokens", mw).value_or(-1);
+        const auto seed_sd = get_number(*it, "seed_sd", mw);
+        c.has_seed_sd = seed_sd.has_value();
+        c.seed_sd = seed_sd.value_or(0.0);
+        c.n_seeds = get_int(*it, "n_seeds", mw).value_or(1);
+        QS_THROW_IF_NOT(!c.has_seed_sd || (c.n_seeds >= 2 && c.seed_sd >= 0), "results.json: ", mw,
+                        ".seed_sd needs n_seeds >= 2 and must not be negative");
         if (ev.is_perplexity) {
           const auto p = get_number(*it, "paired_nll_standard_error", mw);
           c.has_paired_se = p.has_value();
@@ -152,6 +159,13 @@ std::string acceptable_category(double worst, double yes, double usually, double
   if (worst <= marginal) return "marginal";
   return "no";
 }
+
+namespace {
+/// The variance of a replicated cell's mean `relative` from the calibration seeds.
+double seed_variance(const ReportCell& c) {
+  return c.has_seed_sd ? c.relative_seed_sd * c.relative_seed_sd / double(c.n_seeds) : 0.0;
+}
+}  // namespace
 
 bool rows_within_noise(const ReportData& d, size_t e, size_t ia, size_t ib) {
   const ReportCell& a = d.rows[ia].cells[e];
@@ -185,6 +199,7 @@ bool rows_within_noise(const ReportData& d, size_t e, size_t ia, size_t ib) {
   } else {
     var = a.se * a.se + b.se * b.se;
   }
+  var += seed_variance(a) + seed_variance(b);
   return std::fabs(a.relative - b.relative) < 2.0 * std::sqrt(var);
 }
 
@@ -260,6 +275,11 @@ ReportData derive_report(const json& results) {
       } else if (c.has_relative_se) {
         const double s = std::sqrt(c.se * c.se + b.se * b.se);
         c.relative_se = ppl ? c.relative * s : s;
+      }
+      if (c.has_seed_sd && !r.is_baseline) {
+        c.relative_seed_sd = ppl ? c.seed_sd / b.value : c.seed_sd;
+        if (c.has_relative_se)
+          c.relative_se = std::sqrt(c.relative_se * c.relative_se + seed_variance(c));
       }
     }
     if (!r.in_table()) {
@@ -375,6 +395,7 @@ CalibrationAnalysis analyze_calibration(const ReportData& d) {
           const double vin = d.rows[in].cells[e].value, vout = d.rows[out].cells[e].value;
           c.change_pct = (vout / vin - 1.0) * 100.0;
           c.in_domain_better = ev.higher_is_better ? vin > vout : vin < vout;
+          c.within_noise = rows_within_noise(d, e, in, out);
           a.comparisons.push_back(c);
         }
       }

@@ -62,6 +62,13 @@ struct ReportCell {
   /// 0 for the baseline itself; has_relative_se false when either se is missing.
   bool has_relative_se = false;
   double relative_se = 0;
+  /// Calibration-seed replicates (results.json "seed_sd", "n_seeds"): `value` is then the mean
+  /// over n_seeds seeds, seed_sd their sample standard deviation (metric units) and
+  /// relative_seed_sd that of `relative` (seed_sd / baseline for perplexity). relative_se then
+  /// combines both noises: √(token² + relative_seed_sd² / n_seeds) (docs/methodology.md).
+  bool has_seed_sd = false;
+  double seed_sd = 0, relative_seed_sd = 0;
+  int64_t n_seeds = 1;
   /// The table neighbour above or below is within noise on this eval (see
   /// rows_within_noise); the table prints "±se ≈".
   bool near_noise = false;
@@ -125,7 +132,8 @@ std::string acceptable_category(double worst_relative_ppl, double yes, double us
 /// the NLL errors treated as independent. For perplexity (r = relative):
 ///   σ² = r_a²·se_a² + r_b²·se_b² + (r_a − r_b)²·se_base²   (neither is the baseline)
 ///   σ² = r_a²·(se_a² + se_base²)                           (b is the baseline)
-/// For other metrics σ² = se_a² + se_b². False when an se is missing.
+/// For other metrics σ² = se_a² + se_b². A row with calibration-seed replicates adds its
+/// seed variance of the mean, relative_seed_sd² / n_seeds, to σ². False when an se is missing.
 bool rows_within_noise(const ReportData& data, size_t eval, size_t row_a, size_t row_b);
 
 /// A set of variants that differ only by their calibration set.
@@ -142,6 +150,9 @@ struct CalibrationComparison {
   /// calibration is (positive: calibrating in-domain helped).
   double change_pct = 0;
   bool in_domain_better = false;  ///< respects higher_is_better
+  /// The two values differ by less than 2σ (rows_within_noise: token and seed noise): the
+  /// table marks the change ≈ and the summary does not count it as an effect.
+  bool within_noise = false;
 };
 
 struct CalibrationAnalysis {

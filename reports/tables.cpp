@@ -18,10 +18,23 @@ std::string value_text(const ReportEval& e, double v) {
   return fixed(v, e.is_perplexity ? 2 : 3);
 }
 
+/// The value, with " ±sd" (the sample standard deviation over calibration seeds) when the cell
+/// holds the mean of replicates.
+std::string value_with_spread(const ReportEval& e, const ReportCell& c) {
+  if (!c.present) return kMissing;
+  std::string s = value_text(e, c.value);
+  if (c.has_seed_sd) s += " ±" + se_fixed(c.seed_sd, e.is_perplexity ? 2 : 3);
+  return s;
+}
+
 std::string relative_text(const ReportRow& r, const ReportEval& e, const ReportCell& c) {
   if (!c.has_relative) return kMissing;
   std::string s = e.is_perplexity ? fixed(c.relative, 3) : signed_fixed(c.relative, 3);
-  if (c.near_noise) {
+  if (c.has_seed_sd && !r.is_baseline) {
+    // Replicates: ± is the seed spread; ≈ still uses the combined noise (rows_within_noise).
+    s += " ±" + se_fixed(c.relative_seed_sd, 3);
+    if (c.near_noise) s += " ≈";
+  } else if (c.near_noise) {
     if (!r.is_baseline && c.has_relative_se) s += " ±" + se_fixed(c.relative_se, 3);
     s += " ≈";
   }
@@ -74,7 +87,7 @@ Table tradeoff_table(const ReportData& d) {
         r.size_bytes ? fixed(*r.size_bytes / 1e6, 2) : std::string(kMissing)};
     for (size_t e = 0; e < d.evals.size(); ++e) {
       const ReportCell& c = r.cells[e];
-      const std::string value = c.present ? value_text(d.evals[e], c.value) : kMissing;
+      const std::string value = value_with_spread(d.evals[e], c);
       const std::string rel = relative_text(r, d.evals[e], c);
       if (d.evals[e].is_perplexity) {
         row.push_back(rel);
@@ -118,6 +131,14 @@ std::vector<std::string> tradeoff_notes(const ReportData& d) {
       "from the baseline on the same tokens (paired) where the results carry it, else "
       "rel × √(se² + se_base²) with se the standard errors of the mean NLL treated as "
       "independent, which overstates the noise of runs scored on the same tokens.");
+  bool replicated = false;
+  for (const auto& r : d.rows)
+    for (const auto& c : r.cells) replicated = replicated || c.has_seed_sd;
+  if (replicated)
+    n.push_back(
+        "Variants calibrated with several seeds show the mean over the seeds ± the sample "
+        "standard deviation over the seeds; their ≈ uses the token noise and the seed noise "
+        "together: σ² of a row's mean = (paired token SE)² + sd² / n_seeds (docs/methodology.md).");
   n.push_back(std::string(kMissing) + " = not measured.");
   return n;
 }
@@ -190,9 +211,17 @@ std::vector<std::string> how_measured_lines(const ReportData& d) {
       const auto v = c.is_object() ? get_int(c, k, w) : std::nullopt;
       return v ? thousands(*v) : std::string(kMissing);
     };
+    // Replicated sets list their seeds: each calibrated variant was quantized once per seed.
+    std::string seeds = "seed " + num("seed");
+    const auto sit = c.is_object() ? c.find("seeds") : c.end();
+    if (sit != c.end() && sit->is_array() && sit->size() > 1) {
+      std::vector<std::string> list;
+      for (const auto& v : *sit) list.push_back(v.dump());
+      seeds = "seeds " + join(list, ", ", ", ") + " (one quantization per seed; mean ± sd)";
+    }
     lines.push_back("calibration " + it.key() + ": source " + str("source") + ", domain " +
                     str("domain") + ", " + num("n_samples") + " samples × " + num("seqlen") +
-                    " tokens, seed " + num("seed") + ", " + str("sampling") + " sampling.");
+                    " tokens, " + seeds + ", " + str("sampling") + " sampling.");
   }
   return lines;
 }
@@ -224,7 +253,7 @@ Table calibration_table(const ReportData& d, const CalibrationAnalysis& a) {
           if (r.calibration != cal) continue;
           const bool in = !ev.domain.empty() && r.calibration_domain == ev.domain;
           has_in = has_in || in;
-          std::string s = r.cells[e].present ? value_text(ev, r.cells[e].value)
+          std::string s = r.cells[e].present ? value_with_spread(ev, r.cells[e])
                                              : (r.in_table() ? kMissing : r.status);
           parts.push_back(s + (in ? " (in)" : " (out)"));
         }
@@ -234,7 +263,8 @@ Table calibration_table(const ReportData& d, const CalibrationAnalysis& a) {
       for (const auto& c : a.comparisons)
         if (c.group == gi && c.eval == e)
           changes.push_back(signed_fixed(c.change_pct, 1) + "% (" + d.rows[c.out_row].calibration +
-                            " vs " + d.rows[c.in_row].calibration + ")");
+                            " vs " + d.rows[c.in_row].calibration + ")" +
+                            (c.within_noise ? " ≈" : ""));
       if (changes.empty())
         changes.push_back(has_in ? std::string(kMissing) : "— (no in-domain calibration)");
       row.push_back(join(changes, "; ", "; "));
@@ -244,12 +274,20 @@ Table calibration_table(const ReportData& d, const CalibrationAnalysis& a) {
   return t;
 }
 
-std::vector<std::string> calibration_notes(const ReportData&, const CalibrationAnalysis&) {
-  return {
+std::vector<std::string> calibration_notes(const ReportData&, const CalibrationAnalysis& a) {
+  bool noise = false;
+  for (const auto& c : a.comparisons) noise = noise || c.within_noise;
+  std::vector<std::string> n = {
       "Each group holds variants that differ only by their calibration set. (in) = the "
       "calibration's domain is the eval's domain; (out) = it is not.",
       "out vs in = (value with the out-of-domain calibration / value with the in-domain one − 1) "
       "× 100; for perplexity a positive change means calibrating in-domain helped."};
+  if (noise)
+    n.push_back(
+        "≈ = within noise: the two values differ by less than twice the standard error of their "
+        "difference (token noise, plus the calibration-seed spread where there are replicates); "
+        "not counted as an effect.");
+  return n;
 }
 
 std::vector<std::string> calibration_summary(const ReportData& d, const CalibrationAnalysis& a) {
@@ -280,12 +318,13 @@ std::vector<std::string> calibration_summary(const ReportData& d, const Calibrat
                 "% relative perplexity vs " + d.baseline_label + ", against " +
                 join(others, ", ", " and ") + ".");
   }
-  size_t m = 0, helped = 0;
+  size_t m = 0, helped = 0, noise = 0;
   double sum = 0, lo = INFINITY, hi = -INFINITY;
   for (const auto& c : a.comparisons) {
     if (!d.evals[c.eval].is_perplexity) continue;
     ++m;
-    helped += c.in_domain_better;
+    helped += c.in_domain_better && !c.within_noise;
+    noise += c.within_noise;
     sum += c.change_pct;
     lo = std::min(lo, c.change_pct);
     hi = std::max(hi, c.change_pct);
@@ -296,8 +335,10 @@ std::vector<std::string> calibration_summary(const ReportData& d, const Calibrat
         "calibration-domain effect is not measured.");
   } else {
     s.push_back("Calibrating on the evaluation's own domain helped in " + std::to_string(helped) +
-                " of " + std::to_string(m) +
-                " perplexity comparisons; the out-of-domain "
+                " of " + std::to_string(m) + " perplexity comparisons" +
+                (noise ? " (" + std::to_string(noise) + " within noise, counted as no effect)"
+                       : std::string()) +
+                "; the out-of-domain "
                 "calibration's perplexity was " +
                 signed_fixed(sum / m, 1) + "% vs the in-domain one on average (from " +
                 signed_fixed(lo, 1) + "% to " + signed_fixed(hi, 1) + "%).");

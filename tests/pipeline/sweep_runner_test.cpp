@@ -9,10 +9,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <thread>
@@ -20,6 +23,7 @@
 #include "common/mapped_file.h"
 #include "pipeline/spec.h"
 #include "pipeline/sweep.h"
+#include "reports/reports.h"
 #include "tests/support/test_support.h"
 
 namespace qsweep {
@@ -50,6 +54,11 @@ class FakeRunner : public NodeRunner {
   std::string fail_id;  ///< throw for this node
   int die_after = -1;   ///< SIGKILL the process when this many nodes have run
   std::map<std::string, int> runs;
+  /// When set and it returns a value for an eval node: that perplexity, with per-token NLLs
+  /// log(value) ± token_eps (alternating; ± 0 for the baseline), so the paired SE of a variant
+  /// against a constant baseline is token_eps / √(n − 1).
+  std::function<std::optional<double>(const SweepNode&)> ppl_of;
+  double token_eps = 0;
 
   void run(const NodeTask& t) override {
     {
@@ -70,6 +79,19 @@ class FakeRunner : public NodeRunner {
               {{"bits_per_weight", v}, {"size_bytes", 1000}, {"quantize_seconds", 0.0}});
         break;
       case SweepNodeKind::Evaluate: {
+        if (const auto ppl = ppl_of ? ppl_of(t.node) : std::nullopt) {
+          std::vector<float> nll(64);
+          for (size_t i = 0; i < nll.size(); ++i)
+            nll[i] = float(std::log(*ppl) +
+                           (t.node.variant_index < 0 ? 0.0 : (i % 2 ? -token_eps : token_eps)));
+          write_file_atomic(t.out + "/token_nll.f32", nll.data(), nll.size() * sizeof(float));
+          write(t.out + "/metrics.json", {{"value", *ppl},
+                                          {"mean_nll", std::log(*ppl)},
+                                          {"nll_standard_error", 0.05},
+                                          {"scored_tokens", 64},
+                                          {"protocol", "fake"}});
+          break;
+        }
         const std::vector<float> nll(64, float(v));
         write_file_atomic(t.out + "/token_nll.f32", nll.data(), nll.size() * sizeof(float));
         write(t.out + "/metrics.json", {{"value", 10 + v}, {"mean_nll", v}, {"protocol", "fake"}});
@@ -266,6 +288,109 @@ TEST(SweepRunner, TwoConcurrentRunsOnOneOutDirBothEndWithACompleteStore) {
   EXPECT_EQ(results(dir + "/out")["variants"], results(dir + "/reference")["variants"]);
   for (const auto& e : fs::directory_iterator(dir + "/out/store"))
     EXPECT_NE(e.path().filename().string().rfind(".tmp-", 0), 0u) << "temporary left behind";
+}
+
+// Issue #20: calibration-seed replicates. Two calibration sets with `seeds:` lists, one GPTQ
+// variant calibrated with each, two perplexity evals.
+std::string seeds_yaml(const std::string& code_seeds, const std::string& wiki_seeds = "[0, 1, 2]") {
+  return "name: reps\nmodel: " + test::tinycode_dir() +
+         "\ncalibration:\n  code: {source: code, n_samples: 4, seqlen: 64, " + code_seeds +
+         "}\n  wiki: {source: wikitext2, n_samples: 4, seqlen: 64, seeds: " + wiki_seeds +
+         "}\nvariants:\n  - {method: gptq, bits: 3, calibration: [code, wiki]}\n"
+         "eval:\n"
+         "  - {task: perplexity, dataset: code-heldout, ctx: 64, max_tokens: 512}\n"
+         "  - {task: perplexity, dataset: wikitext2, ctx: 64, max_tokens: 256}\n"
+         "report:\n  formats: [json]\n";
+}
+
+TEST(SweepRunner, AddingACalibrationSeedRunsOnlyTheNewSeedsNodes) {
+  const std::string out = test::make_temp_dir("fake") + "/out";
+  const std::string q = "gptq-b3-g128-code", e1 = "ppl-code-heldout-chunks-ctx64-n512",
+                    e2 = "ppl-wikitext2-chunks-ctx64-n256";
+  FakeRunner first;
+  const SweepPlan one = plan_of(seeds_yaml("seed: 0"));
+  run(one, out, first);
+  // `seed: 0` → `seeds: [0, 1]`: seed 0's nodes are cached under their old keys.
+  FakeRunner second;
+  const SweepPlan two = plan_of(seeds_yaml("seeds: [0, 1]"));
+  run(two, out, second);
+  EXPECT_EQ(second.ran(),
+            (std::set<std::string>{"calib:code@seed1", "quantize:" + q + "@seed1",
+                                   "eval:" + q + "@seed1:" + e1, "eval:" + q + "@seed1:" + e2}));
+  FakeRunner third;
+  run(plan_of(seeds_yaml("seeds: [0, 1, 2]")), out, third);
+  EXPECT_EQ(third.ran(),
+            (std::set<std::string>{"calib:code@seed2", "quantize:" + q + "@seed2",
+                                   "eval:" + q + "@seed2:" + e1, "eval:" + q + "@seed2:" + e2}));
+  // The single-seed sweep's keys are the replicated sweep's seed-0 keys.
+  std::map<std::string, std::string> key_of_one;
+  for (const auto& n : one.nodes) key_of_one[n.id] = n.key;
+  EXPECT_EQ(two.nodes[0].id, "calib:code@seed0");
+  EXPECT_EQ(two.nodes[0].key, key_of_one.at("calib:code"));
+  for (const auto& n : two.nodes) {
+    if (n.id == "quantize:" + q + "@seed0") {
+      EXPECT_EQ(n.key, key_of_one.at("quantize:" + q));
+    }
+  }
+  FakeRunner again;
+  run(plan_of(seeds_yaml("seeds: [0, 1, 2]")), out, again);
+  EXPECT_EQ(again.total(), 0);
+}
+
+TEST(SweepRunner, ReplicatesReportMeanSeedSdAndTheCombinedNoiseRule) {
+  // The issue's tinycode table (relative perplexities per seed, baseline perplexity 10).
+  const std::map<std::string, std::vector<double>> rel = {
+      {"code:code-heldout", {1.021, 1.022, 1.019}},
+      {"code:wikitext2", {1.008, 1.011, 1.009}},
+      {"wiki:code-heldout", {1.037, 1.041, 1.039}},
+      {"wiki:wikitext2", {1.008, 1.001, 1.024}}};
+  FakeRunner runner;
+  runner.ppl_of = [&](const SweepNode& n) -> std::optional<double> {
+    if (n.kind != SweepNodeKind::Evaluate) return std::nullopt;
+    if (n.variant_index < 0) return 10.0;
+    const std::string cal = n.variant.ends_with("-wiki") ? "wiki" : "code";
+    const std::string ev = n.eval.starts_with("ppl-code") ? "code-heldout" : "wikitext2";
+    return 10.0 * rel.at(cal + ":" + ev).at(size_t(n.replicate));
+  };
+  // Paired token SE 0.0005 nats: alone, it would call the WikiText-2 difference real.
+  runner.token_eps = 0.0005 * std::sqrt(63.0);
+  const std::string out = test::make_temp_dir("fake") + "/out";
+  const SweepPlan plan = plan_of(seeds_yaml("seeds: [0, 1, 2]"));
+  EXPECT_EQ(plan.nodes.size(), 6u + 6u + 2u * (1u + 6u));
+  run(plan, out, runner);
+  EXPECT_EQ(runner.total(), 26);
+  const json r = results(out);
+  ASSERT_EQ(r["variants"].size(), 3u);
+  const json* wiki = nullptr;
+  for (const auto& v : r["variants"])
+    if (v["id"] == "gptq-b3-g128-wiki") wiki = &v;
+  ASSERT_NE(wiki, nullptr);
+  ASSERT_EQ((*wiki)["replicates"].size(), 3u);
+  EXPECT_EQ((*wiki)["replicates"][1]["seed"], 1);
+  const std::string e2 = "ppl-wikitext2-chunks-ctx64-n256";
+  EXPECT_NEAR((*wiki)["replicates"][2]["metrics"][e2]["value"].get<double>(), 10.24, 1e-9);
+  const json& m = (*wiki)["metrics"][e2];
+  // Mean of 10.08, 10.01, 10.24; sample sd √((0.03² + 0.10² + 0.13²) / 2).
+  EXPECT_NEAR(m["value"].get<double>(), 10.11, 1e-9);
+  EXPECT_NEAR(m["seed_sd"].get<double>(), std::sqrt((0.0009 + 0.01 + 0.0169) / 2), 1e-9);
+  EXPECT_EQ(m["n_seeds"], 3);
+  EXPECT_NEAR(m["paired_nll_standard_error"].get<double>(), 0.0005, 2e-6);
+  EXPECT_EQ(r["calibrations"]["wiki"]["seeds"], json({0, 1, 2}));
+
+  // The out-vs-in comparisons: WikiText-2 differs by 1.011 − 1.00933 = 0.0017 relative, under
+  // 2·√(2·(1.01·0.0005)² + (0.01179² + 0.00153²)/3) = 0.0140 → ≈; code-heldout by
+  // 1.039 − 1.02067 = 0.0183, over 2·√(2·(1.03·0.0005)² + (0.00153² + 0.002²)/3) = 0.0032.
+  const ReportData d = derive_report(r);
+  const CalibrationAnalysis a = analyze_calibration(d);
+  ASSERT_EQ(a.comparisons.size(), 2u);
+  for (const auto& c : a.comparisons) {
+    const bool wikitext = d.evals[c.eval].id == e2;
+    EXPECT_EQ(c.within_noise, wikitext) << d.evals[c.eval].id;
+  }
+  const std::string md = render_calibration_md(r);
+  EXPECT_NE(md.find("helped in 1 of 2 perplexity comparisons (1 within noise"), std::string::npos)
+      << md;
+  EXPECT_NE(md.find("10.11 ±0.12 (in)"), std::string::npos) << md;
 }
 
 }  // namespace

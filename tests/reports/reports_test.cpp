@@ -204,7 +204,12 @@ TEST(Reports, CalibrationDomainAnalysis) {
   EXPECT_TRUE(found);
   EXPECT_EQ(a.n_variants_in_mean, 6u);  // RTN 3-bit lacks code
   const std::string cal = render_calibration_md(fixture());
-  EXPECT_NE(cal.find("helped in 3 of 4 perplexity comparisons"), std::string::npos) << cal;
+  // The fixture carries no paired SE: every out-vs-in difference is within the independent
+  // token noise (e.g. 3-bit on code: 1.201 − 1.151 = 0.050 < 2·√(0.025² + 0.026²) = 0.072), so
+  // none counts as an effect.
+  for (const auto& c : a.comparisons) EXPECT_TRUE(c.within_noise);
+  EXPECT_NE(cal.find("helped in 0 of 4 perplexity comparisons (4 within noise"), std::string::npos)
+      << cal;
   EXPECT_NE(cal.find("code suffered most"), std::string::npos) << cal;
 }
 
@@ -318,6 +323,39 @@ TEST(Reports, CapabilitySummaryNamesTheLargestLossPerBitWidth) {
   EXPECT_NE(html.find("<li>at 3 bits (RTN 3-bit g128, GPTQ 3-bit g128 (code), GPTQ 3-bit g128 "
                       "(wiki)): humaneval loses most: humaneval pass@1_pct -37.5% vs wikitext2"),
             std::string::npos);
+}
+
+// Issue #20: a row that is the mean of calibration-seed replicates.
+TEST(Reports, SeedReplicatesShowTheSpreadAndWidenTheNoise) {
+  json r = fixture();
+  const std::string ev = "ppl-wikitext2-chunks-ctx256-n32768";
+  for (auto& v : r["variants"])
+    if (v["id"] == "gptq-b3-g128-code") {
+      v["metrics"][ev]["seed_sd"] = 3.0;
+      v["metrics"][ev]["n_seeds"] = 3;
+    }
+  r["calibrations"]["code"]["seeds"] = {0, 1, 2};
+  const ReportData d = derive_report(r);
+  const ReportCell& c = d.rows[row_of(d, "gptq-b3-g128-code")].cells[0];
+  ASSERT_TRUE(c.has_seed_sd);
+  const double rel = 362.0 / 304.777, token = rel * std::sqrt(0.0171 * 0.0171 + 0.0166 * 0.0166),
+               seed_rel = 3.0 / 304.777;
+  EXPECT_NEAR(c.relative_seed_sd, seed_rel, 1e-12);
+  EXPECT_NEAR(c.relative_se, std::sqrt(token * token + seed_rel * seed_rel / 3), 1e-12);
+  const std::string md = render_table_md(r);
+  EXPECT_NE(md.find("| 1.188 ±0.010 ≈ | 362.00 ±3.00 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("seeds 0, 1, 2 (one quantization per seed; mean ± sd)"), std::string::npos);
+  // A spread without the count it is over is malformed.
+  for (auto& v : r["variants"])
+    if (v["id"] == "gptq-b3-g128-code") v["metrics"][ev].erase("n_seeds");
+  try {
+    derive_report(r);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("metrics[\"" + ev + "\"].seed_sd needs n_seeds >= 2"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Reports, BadInputThrowsNamingTheKey) {
