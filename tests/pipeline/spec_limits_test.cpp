@@ -157,5 +157,35 @@ TEST(SweepFile, NestingDeeperThan64LevelsIsRefusedAtItsPosition) {
   EXPECT_EQ(error_of(at_limit).find("nest deeper"), std::string::npos) << error_of(at_limit);
 }
 
+// Issue #20: several calibration seeds in one entry.
+TEST(SweepSpec, CalibrationSeedsListsReplicates) {
+  const std::string tail =
+      "variants: [{method: gptq, bits: 4}]\neval: [{task: perplexity, dataset: d}]\n";
+  const SweepSpec s = parse_sweep_text(
+      "name: t\nmodel: m\ncalibration:\n  code: {source: code, seeds: [3, 1, 2]}\n" + tail,
+      "s.yaml");
+  const CalibrationSpec& c = s.calibration.at("code");
+  EXPECT_EQ(c.seeds, (std::vector<uint64_t>{3, 1, 2}));  // file order
+  EXPECT_EQ(c.seed, 3u);
+  EXPECT_TRUE(c.replicated());
+  // `seed: 7` is the one-seed list; no replicates.
+  const SweepSpec one = parse_sweep_text(
+      "name: t\nmodel: m\ncalibration:\n  code: {source: code, seed: 7}\n" + tail, "s.yaml");
+  EXPECT_EQ(one.calibration.at("code").seeds, (std::vector<uint64_t>{7}));
+  EXPECT_FALSE(one.calibration.at("code").replicated());
+  EXPECT_EQ(error_of("name: t\nmodel: m\ncalibration:\n  code: {source: code, seed: 0, seeds: "
+                     "[0, 1]}\n" +
+                     tail),
+            "s.yaml:4:24: calibration 'code' gives both 'seed' and 'seeds' (at 4:33): keep one");
+  EXPECT_NE(
+      error_of("name: t\nmodel: m\ncalibration:\n  code: {source: code, seeds: [0, 0]}\n" + tail)
+          .find("s.yaml:4:"),
+      std::string::npos);
+  EXPECT_NE(
+      error_of("name: t\nmodel: m\ncalibration:\n  code: {source: code, seeds: [-1]}\n" + tail)
+          .find("s.yaml:4:"),
+      std::string::npos);
+}
+
 }  // namespace
 }  // namespace qsweep
