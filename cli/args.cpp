@@ -29,6 +29,11 @@ std::string closest(const std::string& word, const std::set<std::string>& known)
   return best_d <= std::max<size_t>(2, word.size() / 3) ? best : "";
 }
 
+std::string flag_name(std::string key) {
+  std::replace(key.begin(), key.end(), '_', '-');
+  return key;
+}
+
 const OptionSpec* CommandSpec::find(const std::string& flag) const {
   for (const auto& o : options)
     if (o.name == flag) return &o;

@@ -31,6 +31,9 @@ struct CommandSpec {
   const OptionSpec* find(const std::string& name) const;
 };
 
+/// The command-line spelling of a sweep-file key: "max_new_tokens" → "max-new-tokens".
+std::string flag_name(std::string key);
+
 /// `qsweep COMMAND --help`: usage, summary, one line per option with its default.
 std::string format_help(const CommandSpec& cmd);
 

@@ -150,11 +150,6 @@ const std::map<std::string, std::pair<std::string, std::string>>& option_help() 
   return help;
 }
 
-std::string flag_of(std::string key) {
-  std::replace(key.begin(), key.end(), '_', '-');
-  return key;
-}
-
 // The task options' defaults as text, from EvalConfig's own defaults.
 std::string default_text(const std::string& key) {
   const EvalConfig d;
@@ -185,21 +180,20 @@ const CommandSpec& eval_command() {
     c.summary =
         "Evaluates one model (a Hugging Face directory, a GPTQ/AWQ checkpoint or a .gguf file)\n"
         "on one task, exactly as an eval entry of a sweep file does (docs/sweep-format.md).";
-    std::string tasks;
-    for (const std::string& n : task_names()) tasks += (tasks.empty() ? "" : ", ") + n;
     c.options = {
         {"model", "MODEL", "", "the model to evaluate (required)"},
-        {"task", "TASK", task_name(Task::Perplexity), "one of " + tasks + " (kld: sweeps only)"},
+        {"task", "TASK", task_name(Task::Perplexity),
+         "one of " + join(task_names()) + " (kld: sweeps only)"},
         {"dataset", "NAME|FILE", "",
          "text dataset (wikitext2, code-heldout or a file; perplexity's default wikitext2) or "
          "a benchmark's file/folder (default: its place in the data directory)"}};
     for (const std::string& key : task_option_keys()) {
-      std::string users;
+      std::vector<std::string> users;
       for (const TaskInfo& t : task_table())
-        if (std::find(t.keys.begin(), t.keys.end(), key) != t.keys.end())
-          users += (users.empty() ? "" : ", ") + t.name;
-      const auto& [value, help] = option_help().at(flag_of(key));
-      c.options.push_back({flag_of(key), value, default_text(key), help + " [" + users + "]"});
+        if (std::find(t.keys.begin(), t.keys.end(), key) != t.keys.end()) users.push_back(t.name);
+      const auto& [value, help] = option_help().at(flag_name(key));
+      c.options.push_back(
+          {flag_name(key), value, default_text(key), help + " [" + join(users) + "]"});
     }
     c.options.push_back(
         {"data-dir", "DIR", "", "where datasets live (else $QSWEEP_DATA, else ../shared/data)"});
@@ -226,7 +220,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
   else if (task_from_name(task) == Task::Perplexity)
     options.emplace_back("dataset", "wikitext2");
   for (const std::string& key : task_option_keys())
-    if (args.has(flag_of(key))) options.emplace_back(key, args.get(flag_of(key)));
+    if (args.has(flag_name(key))) options.emplace_back(key, args.get(flag_name(key)));
   QS_THROW_IF_NOT(task_from_name(task) != Task::Kld,
                   "--task kld compares a model with a baseline's stored "
                   "next-token distributions: run it in a sweep (qsweep run; see "

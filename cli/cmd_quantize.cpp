@@ -23,12 +23,6 @@ double since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-std::string join_words(const std::vector<std::string>& words) {
-  std::string s;
-  for (const auto& w : words) s += (s.empty() ? "" : ", ") + w;
-  return s;
-}
-
 // The method options come from quantize/method.h's table: every option key some method
 // accepts (plus GPTQ's block_size) becomes a flag spelt with '-'; a boolean whose default is
 // true is turned off by --no-<flag>. Types and defaults are read from the methods' own
@@ -49,8 +43,7 @@ const std::vector<MethodFlag>& method_flags() {
         if (key == "method") continue;
         auto it = std::find_if(out.begin(), out.end(), [&](auto& f) { return f.key == key; });
         if (it == out.end()) {
-          std::string flag = key;
-          std::replace(flag.begin(), flag.end(), '_', '-');
+          std::string flag = flag_name(key);
           if (value.is_boolean() && value.get<bool>()) flag = "no-" + flag;
           out.push_back({key, flag, value, {}});
           it = out.end() - 1;
@@ -87,7 +80,7 @@ QuantMethodConfig config_from_args(const Args& args) {
     QS_THROW_IF_NOT(j.contains(f.key), "--", f.flag, " does not apply to method ", info.name,
                     info.family == MethodFamily::KQuantMix
                         ? " (a llama.cpp mix: its rules choose every tensor's type)"
-                        : cat(" (methods taking it: ", join_words(f.methods), ")"));
+                        : cat(" (methods taking it: ", join(f.methods), ")"));
     if (f.fallback.is_boolean())
       j[f.key] = !f.fallback.get<bool>();
     else if (f.fallback.is_number_integer())
@@ -131,7 +124,7 @@ const CommandSpec& quantize_command() {
       const bool sw = f.fallback.is_boolean();
       c.options.push_back({f.flag, sw ? "" : (f.fallback.is_number_integer() ? "N" : "F"),
                            sw ? "" : f.fallback.dump(),
-                           method_flag_help().at(f.key) + " [" + join_words(f.methods) + "]"});
+                           method_flag_help().at(f.key) + " [" + join(f.methods) + "]"});
     }
     c.options.insert(
         c.options.end(),

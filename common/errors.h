@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace qsweep {
 
@@ -29,6 +30,13 @@ std::string cat(Args&&... args) {
   std::ostringstream os;
   (os << ... << std::forward<Args>(args));
   return os.str();
+}
+
+/// The words separated by `sep`: join({"rtn", "gptq"}) == "rtn, gptq" (lists in messages).
+inline std::string join(const std::vector<std::string>& words, const std::string& sep = ", ") {
+  std::string out;
+  for (size_t i = 0; i < words.size(); ++i) out += (i ? sep : "") + words[i];
+  return out;
 }
 
 /// a * b, throwing Error(context) on overflow or negative operands.

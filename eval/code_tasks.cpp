@@ -112,12 +112,6 @@ std::vector<std::pair<json, std::string>> parse_records(const std::string& text,
   return out;
 }
 
-std::string join(const std::vector<std::string>& v, const std::string& sep) {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
-  return out;
-}
-
 std::string json_quote(const std::string& s) {
   return json(s).dump();
 }

@@ -1,6 +1,5 @@
 // GGUF reader: GgufFile (validated on open), load_gguf, is_gguf_file.
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -16,8 +15,6 @@ namespace qsweep {
 namespace fs = std::filesystem;
 namespace gt = kquants::ggml_type;
 using namespace gguf_detail;
-
-static_assert(std::endian::native == std::endian::little, "GGUF I/O assumes a little-endian host");
 
 namespace {
 

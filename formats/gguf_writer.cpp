@@ -1,7 +1,6 @@
 // GGUF writer: the model's tensors in llama.cpp's names and row order (q/k permuted), float
 // encodings, and the file (header, metadata from the ModelSpec, tokenizer keys, aligned data).
 // Block-quantized tensors arrive encoded (quantize/kquant_mix.h encodes them).
-#include <bit>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -16,8 +15,6 @@ namespace qsweep {
 namespace fs = std::filesystem;
 namespace gt = kquants::ggml_type;
 using namespace gguf_detail;
-
-static_assert(std::endian::native == std::endian::little, "GGUF I/O assumes a little-endian host");
 
 namespace {
 

@@ -123,9 +123,7 @@ std::vector<std::string> method_names() {
 }
 
 std::string method_names_text() {
-  std::string s;
-  for (const auto& row : table()) s += (s.empty() ? "" : ", ") + row.name;
-  return s;
+  return join(method_names());
 }
 
 Method parse_method(std::string_view name) {

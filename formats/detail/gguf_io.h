@@ -4,6 +4,7 @@
 // Little-endian byte writer and bounds-checked cursor for the GGUF writer and reader.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -11,6 +12,9 @@
 #include <vector>
 
 #include "common/errors.h"
+
+// Every GGUF read and write copies little-endian bytes as they are (memcpy).
+static_assert(std::endian::native == std::endian::little, "GGUF I/O assumes a little-endian host");
 
 namespace qsweep::gguf_detail {
 
