@@ -19,7 +19,8 @@ long long ModelSpec::parameter_count() const {
   if (qkv_bias) attn += q + 2 * kv;
   if (o_bias) attn += h;
   const long long mlp = 3 * h * (long long)intermediate_size;
-  const long long per_layer = attn + mlp + 2 * h;
+  long long per_layer = attn + mlp + 2 * h;
+  if (qk_norm) per_layer += 2LL * head_dim;
   const long long emb = (long long)vocab_size * h;
   return per_layer * num_layers + emb * (tie_word_embeddings ? 1 : 2) + h;
 }
@@ -65,9 +66,12 @@ ModelSpec parse_model_spec(const std::string& text, const std::string& file) {
     s.arch = Architecture::Mistral;
   else if (s.arch_name == "Qwen2ForCausalLM")
     s.arch = Architecture::Qwen2;
+  else if (s.arch_name == "Qwen3ForCausalLM")
+    s.arch = Architecture::Qwen3;
   else
     throw Error(cat(file, ": unsupported architecture '", s.arch_name,
-                    "'; qsweep runs LlamaForCausalLM, MistralForCausalLM and Qwen2ForCausalLM"));
+                    "'; qsweep runs LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM and "
+                    "Qwen3ForCausalLM"));
 
   constexpr int64_t kMax = INT32_MAX;
   s.vocab_size = int(r.required_int("vocab_size", 1, kMax));
@@ -105,12 +109,35 @@ ModelSpec parse_model_spec(const std::string& text, const std::string& file) {
   if (auto rs = r.optional_object("rope_scaling")) {
     const std::string type =
         rs->optional<std::string>("rope_type", rs->optional<std::string>("type", "?"));
-    QS_THROW_IF_NOT(type == "default", file, ": key 'rope_scaling' type '", type,
-                    "' is not supported yet; only unscaled RoPE is implemented");
+    if (type == "llama3") {
+      RopeScaling& sc = s.rope_scaling;
+      sc.type = RopeScaling::Type::Llama3;
+      sc.factor = rs->required<double>("factor");
+      sc.low_freq_factor = rs->optional<double>("low_freq_factor", 1.0);
+      sc.high_freq_factor = rs->optional<double>("high_freq_factor", 4.0);
+      sc.original_max_position_embeddings =
+          int(rs->required_int("original_max_position_embeddings", 1, kMax));
+      QS_THROW_IF_NOT(std::isfinite(sc.factor) && sc.factor >= 1, file,
+                      ": key 'rope_scaling.factor' = ", sc.factor, " must be a finite number >= 1");
+      QS_THROW_IF_NOT(std::isfinite(sc.low_freq_factor) && std::isfinite(sc.high_freq_factor) &&
+                          sc.low_freq_factor > 0 && sc.high_freq_factor > sc.low_freq_factor,
+                      file, ": keys 'rope_scaling.low_freq_factor' = ", sc.low_freq_factor,
+                      " and 'high_freq_factor' = ", sc.high_freq_factor,
+                      " must be finite with 0 < low < high");
+    } else {
+      QS_THROW_IF_NOT(type == "default", file, ": key 'rope_scaling.rope_type' = '", type,
+                      "' is not supported; qsweep implements 'default' and 'llama3'");
+    }
   }
   QS_THROW_IF_NOT(!r.optional<bool>("mlp_bias", false), file,
                   ": key 'mlp_bias' = true is not supported");
-  if (s.arch == Architecture::Qwen2) {
+  if (s.arch == Architecture::Qwen3) {
+    s.qk_norm = true;
+    const bool attention_bias = r.optional<bool>("attention_bias", false);
+    s.qkv_bias = s.o_bias = attention_bias;
+    if (r.optional<bool>("use_sliding_window", false))
+      s.sliding_window = int(r.optional_int("sliding_window", 0, 0, kMax));
+  } else if (s.arch == Architecture::Qwen2) {
     s.qkv_bias = true;
     if (r.optional<bool>("use_sliding_window", false))
       s.sliding_window = int(r.optional_int("sliding_window", 0, 0, kMax));

@@ -1,5 +1,6 @@
 // ModelSpec: the shape of a Llama-family decoder, read from a Hugging Face
-// config.json. Supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM.
+// config.json. Supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM,
+// Qwen3ForCausalLM.
 // Anything else is refused by name, so no other architecture is silently run
 // through the wrong forward pass.
 #pragma once
@@ -8,7 +9,19 @@
 
 namespace qsweep {
 
-enum class Architecture { Llama, Mistral, Qwen2 };
+enum class Architecture { Llama, Mistral, Qwen2, Qwen3 };
+
+/// config.json's rope_scaling. Only the types whose frequencies qsweep computes
+/// exactly as transformers does are accepted; any other rope_type is refused.
+struct RopeScaling {
+  enum class Type { None, Llama3 };
+  Type type = Type::None;
+  // Llama-3.1/3.2 ("rope_type": "llama3"): transformers' _compute_llama3_parameters.
+  double factor = 1.0;
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int original_max_position_embeddings = 0;
+};
 
 struct ModelSpec {
   Architecture arch = Architecture::Llama;
@@ -27,6 +40,8 @@ struct ModelSpec {
   bool tie_word_embeddings = false;
   bool qkv_bias = false;  ///< Qwen2 (always) and Llama with attention_bias
   bool o_bias = false;    ///< Llama with attention_bias
+  bool qk_norm = false;   ///< Qwen3: per-head RMSNorm of q and k (weights [head_dim]) before RoPE
+  RopeScaling rope_scaling;
   int bos_token_id = -1;
   int eos_token_id = -1;
   std::string torch_dtype;

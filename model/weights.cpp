@@ -126,6 +126,10 @@ ModelWeights load_weights(const std::string& dir, const ModelSpec& s,
       L.bv = load_vector(ckpt, p + "self_attn.v_proj.bias", kv);
     }
     if (s.o_bias) L.bo = load_vector(ckpt, p + "self_attn.o_proj.bias", H);
+    if (s.qk_norm) {
+      L.q_norm = load_vector(ckpt, p + "self_attn.q_norm.weight", s.head_dim);
+      L.k_norm = load_vector(ckpt, p + "self_attn.k_norm.weight", s.head_dim);
+    }
     L.attn_norm = load_vector(ckpt, p + "input_layernorm.weight", H);
     L.mlp_norm = load_vector(ckpt, p + "post_attention_layernorm.weight", H);
     w.layers.push_back(std::move(L));
@@ -170,6 +174,10 @@ ModelWeights random_weights(const ModelSpec& s, uint64_t seed, float scale) {
       L.bv = vec(kv, 0, scale);
     }
     if (s.o_bias) L.bo = vec(H, 0, scale);
+    if (s.qk_norm) {
+      L.q_norm = vec(s.head_dim, 1, 0.1f);
+      L.k_norm = vec(s.head_dim, 1, 0.1f);
+    }
     L.attn_norm = vec(H, 1, 0.1f);
     L.mlp_norm = vec(H, 1, 0.1f);
     w.layers.push_back(std::move(L));
@@ -183,6 +191,7 @@ std::string model_spec_to_config_json(const ModelSpec& s) {
   nlohmann::json j;
   j["architectures"] = {s.arch_name};
   j["model_type"] = s.arch == Architecture::Qwen2     ? "qwen2"
+                    : s.arch == Architecture::Qwen3   ? "qwen3"
                     : s.arch == Architecture::Mistral ? "mistral"
                                                       : "llama";
   j["vocab_size"] = s.vocab_size;
@@ -197,7 +206,15 @@ std::string model_spec_to_config_json(const ModelSpec& s) {
   j["rms_norm_eps"] = s.rms_norm_eps;
   j["rope_theta"] = s.rope_theta;
   j["tie_word_embeddings"] = s.tie_word_embeddings;
-  if (s.arch == Architecture::Llama) j["attention_bias"] = s.qkv_bias;
+  if (s.rope_scaling.type == RopeScaling::Type::Llama3)
+    j["rope_scaling"] = {
+        {"rope_type", "llama3"},
+        {"factor", s.rope_scaling.factor},
+        {"low_freq_factor", s.rope_scaling.low_freq_factor},
+        {"high_freq_factor", s.rope_scaling.high_freq_factor},
+        {"original_max_position_embeddings", s.rope_scaling.original_max_position_embeddings}};
+  if (s.arch == Architecture::Llama || s.arch == Architecture::Qwen3)
+    j["attention_bias"] = s.qkv_bias;
   if (s.sliding_window > 0) j["sliding_window"] = s.sliding_window;
   if (s.bos_token_id >= 0) j["bos_token_id"] = s.bos_token_id;
   if (s.eos_token_id >= 0) j["eos_token_id"] = s.eos_token_id;
@@ -249,6 +266,8 @@ void save_hf_checkpoint(const std::string& dir, const ModelSpec& s, const ModelW
     if (L.bk.size()) add_v(p + "self_attn.k_proj.bias", L.bk);
     if (L.bv.size()) add_v(p + "self_attn.v_proj.bias", L.bv);
     if (L.bo.size()) add_v(p + "self_attn.o_proj.bias", L.bo);
+    if (L.q_norm.size()) add_v(p + "self_attn.q_norm.weight", L.q_norm);
+    if (L.k_norm.size()) add_v(p + "self_attn.k_norm.weight", L.k_norm);
     add_v(p + "input_layernorm.weight", L.attn_norm);
     add_v(p + "post_attention_layernorm.weight", L.mlp_norm);
   }

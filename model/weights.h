@@ -29,6 +29,7 @@ struct LayerWeights {
   MatrixRM w_gate, w_up, w_down;  ///< [I, H], [I, H], [H, I]
   VectorF bq, bk, bv, bo;         ///< empty unless the spec has biases
   VectorF attn_norm, mlp_norm;    ///< [H]
+  VectorF q_norm, k_norm;         ///< [head_dim]; empty unless spec.qk_norm (Qwen3)
 
   MatrixRM& linear(LinearRole r);
   const MatrixRM& linear(LinearRole r) const;
