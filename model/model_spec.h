@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace qsweep {
 
@@ -14,8 +15,11 @@ enum class Architecture { Llama, Mistral, Qwen2, Qwen3 };
 /// config.json's rope_scaling. Only the types whose frequencies qsweep computes
 /// exactly as transformers does are accepted; any other rope_type is refused.
 struct RopeScaling {
-  enum class Type { None, Llama3 };
+  enum class Type { None, Llama3, Factors };
   Type type = Type::None;
+  /// Type::Factors: one divisor per rotary pair (head_dim / 2 of them), as llama.cpp's
+  /// rope_freqs tensor stores them; what a GGUF gives back instead of the llama3 keys.
+  std::vector<float> freq_factors;
   // Llama-3.1/3.2 ("rope_type": "llama3"): transformers' _compute_llama3_parameters.
   double factor = 1.0;
   double low_freq_factor = 1.0;
