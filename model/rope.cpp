@@ -32,7 +32,7 @@ std::vector<float> rope_freq_factors(const ModelSpec& s) {
       const double old_ctx = sc.original_max_position_embeddings;
       const double low_wavelen = old_ctx / sc.low_freq_factor;
       const double high_wavelen = old_ctx / sc.high_freq_factor;
-      std::vector<float> f(size_t(pairs));
+      std::vector<float> f(static_cast<size_t>(pairs));
       for (int i = 0; i < pairs; ++i) {
         const double wavelen = 2 * M_PI / double(base_inv_freq(s, i));
         if (wavelen < high_wavelen) {
@@ -54,7 +54,7 @@ std::vector<float> rope_freq_factors(const ModelSpec& s) {
 std::vector<float> rope_inv_freq(const ModelSpec& s) {
   const int pairs = s.head_dim / 2;
   const std::vector<float> factors = rope_freq_factors(s);
-  std::vector<float> inv(size_t(pairs));
+  std::vector<float> inv(static_cast<size_t>(pairs));
   for (int i = 0; i < pairs; ++i) {
     inv[size_t(i)] = base_inv_freq(s, i);
     if (!factors.empty()) inv[size_t(i)] /= factors[size_t(i)];
