@@ -65,9 +65,9 @@ class CpuBackend final : public Backend {
                 float eps) override {
     cpu_rms_norm(x, w, y, rows, dim, eps);
   }
-  void rope(float* x, int64_t rows, int n_heads, int head_dim, double theta,
+  void rope(float* x, int64_t rows, int n_heads, int head_dim, const std::vector<float>& inv_freq,
             const std::vector<int64_t>& row_pos) override {
-    cpu_rope(x, rows, n_heads, head_dim, theta, row_pos);
+    cpu_rope(x, rows, n_heads, head_dim, inv_freq, row_pos);
   }
   void attention(const float* q, const float* k, const float* v, float* out,
                  const std::vector<AttentionSpan>& spans, const AttentionShape& shape) override {

@@ -51,8 +51,9 @@ class Backend {
                            int64_t k) = 0;
   virtual void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t dim,
                         float eps) = 0;
-  virtual void rope(float* x, int64_t rows, int n_heads, int head_dim, double theta,
-                    const std::vector<int64_t>& row_pos) = 0;
+  /// cpu_rope: inv_freq (head_dim / 2 entries, model/rope.h) and row_pos are host vectors.
+  virtual void rope(float* x, int64_t rows, int n_heads, int head_dim,
+                    const std::vector<float>& inv_freq, const std::vector<int64_t>& row_pos) = 0;
   virtual void attention(const float* q, const float* k, const float* v, float* out,
                          const std::vector<AttentionSpan>& spans, const AttentionShape& shape) = 0;
   virtual void swiglu(float* gate, const float* up, int64_t n) = 0;

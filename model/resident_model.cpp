@@ -3,6 +3,7 @@
 #include <array>
 
 #include "common/errors.h"
+#include "model/rope.h"
 
 namespace qsweep {
 
@@ -22,7 +23,7 @@ using Array = std::unique_ptr<BackendArray<float>>;
 struct ResidentModel::Weights {
   struct Layer {
     std::array<Array, kAllLinearRoles.size()> linear;  ///< indexed by LinearRole
-    Array bq, bk, bv, bo, attn_norm, mlp_norm;
+    Array bq, bk, bv, bo, attn_norm, mlp_norm, q_norm, k_norm;
     const float* w(LinearRole r) const { return linear[size_t(r)]->get(); }
   };
   std::vector<Layer> layers;
@@ -36,7 +37,10 @@ struct ResidentModel::Hidden {
 };
 
 ResidentModel::ResidentModel(Backend& backend, const Transformer& model)
-    : backend_(backend), spec_(model.spec()), embed_(model.weights().embed) {
+    : backend_(backend),
+      spec_(model.spec()),
+      inv_freq_(rope_inv_freq(spec_)),
+      embed_(model.weights().embed) {
   const ModelWeights& mw = model.weights();
   w_ = std::make_unique<Weights>();
   for (const LayerWeights& L : mw.layers) {
@@ -48,6 +52,8 @@ ResidentModel::ResidentModel(Backend& backend, const Transformer& model)
     d.bo = upload(backend_, L.bo);
     d.attn_norm = upload(backend_, L.attn_norm);
     d.mlp_norm = upload(backend_, L.mlp_norm);
+    d.q_norm = upload(backend_, L.q_norm);
+    d.k_norm = upload(backend_, L.k_norm);
     w_->layers.push_back(std::move(d));
   }
   w_->final_norm = upload(backend_, mw.final_norm);
@@ -95,8 +101,12 @@ void ResidentModel::run(const std::vector<std::vector<int>>& sequences, Hidden& 
     linear(x.get(), L.w(LinearRole::Q), L.bq, q.get(), n, qw, H);
     linear(x.get(), L.w(LinearRole::K), L.bk, k.get(), n, kw, H);
     linear(x.get(), L.w(LinearRole::V), L.bv, v.get(), n, kw, H);
-    b.rope(q.get(), n, s.num_heads, s.head_dim, s.rope_theta, pos);
-    b.rope(k.get(), n, s.num_kv_heads, s.head_dim, s.rope_theta, pos);
+    if (L.q_norm->size()) {  // Qwen3: RMSNorm of each head's q and k before RoPE
+      b.rms_norm(q.get(), L.q_norm->get(), q.get(), n * s.num_heads, s.head_dim, s.rms_norm_eps);
+      b.rms_norm(k.get(), L.k_norm->get(), k.get(), n * s.num_kv_heads, s.head_dim, s.rms_norm_eps);
+    }
+    b.rope(q.get(), n, s.num_heads, s.head_dim, inv_freq_, pos);
+    b.rope(k.get(), n, s.num_kv_heads, s.head_dim, inv_freq_, pos);
     b.attention(q.get(), k.get(), v.get(), a.get(), spans, shape);
     linear(a.get(), L.w(LinearRole::O), L.bo, tmp.get(), n, H, qw);
     b.add(out.h->get(), tmp.get(), n * H);

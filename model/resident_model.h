@@ -36,7 +36,8 @@ class ResidentModel {
 
   Backend& backend_;
   ModelSpec spec_;
-  MatrixRM embed_;  ///< the embedding table stays on the host: rows are gathered there
+  std::vector<float> inv_freq_;  ///< rope_inv_freq(spec_)
+  MatrixRM embed_;               ///< the embedding table stays on the host: rows are gathered there
   std::unique_ptr<Weights> w_;
 };
 

@@ -9,6 +9,7 @@
 #include "backends/cpu/cpu_gemm.h"
 #include "backends/cpu/cpu_ops.h"
 #include "common/errors.h"
+#include "model/rope.h"
 
 namespace qsweep {
 
@@ -28,9 +29,16 @@ MatrixRM rms_norm(const MatrixRM& x, const VectorF& w, float eps) {
   return y;
 }
 
-void apply_rope(MatrixRM& x, int n_heads, int head_dim, double theta,
+void apply_rope(MatrixRM& x, int n_heads, int head_dim, const std::vector<float>& inv_freq,
                 const std::vector<int64_t>& row_pos) {
-  cpu_rope(x.data(), x.rows(), n_heads, head_dim, theta, row_pos);
+  cpu_rope(x.data(), x.rows(), n_heads, head_dim, inv_freq, row_pos);
+}
+
+// Qwen3: RMSNorm over each head's vector (x: [rows, n_heads · head_dim] seen as
+// [rows · n_heads, head_dim]), in place; nothing when the model has no such norm.
+void head_rms_norm(MatrixRM& x, const VectorF& w, int head_dim, float eps) {
+  if (w.size() == 0) return;
+  cpu_rms_norm(x.data(), w.data(), x.data(), x.size() / head_dim, head_dim, eps);
 }
 
 // Position of every row of packed sequences that each start at position 0.
@@ -52,10 +60,16 @@ MatrixRM attention(const MatrixRM& q, const MatrixRM& k, const MatrixRM& v,
 }  // namespace
 
 Transformer::Transformer(ModelSpec spec, ModelWeights weights)
-    : spec_(std::move(spec)), weights_(std::move(weights)) {
+    : spec_(std::move(spec)), weights_(std::move(weights)), inv_freq_(rope_inv_freq(spec_)) {
   QS_THROW_IF_NOT(int(weights_.layers.size()) == spec_.num_layers, "model has ",
                   weights_.layers.size(), " layers of weights but the spec says ",
                   spec_.num_layers);
+  for (const LayerWeights& L : weights_.layers) {
+    const int64_t want = spec_.qk_norm ? spec_.head_dim : 0;
+    QS_THROW_IF_NOT(L.q_norm.size() == want && L.k_norm.size() == want,
+                    "model has q_norm/k_norm of ", L.q_norm.size(), "/", L.k_norm.size(),
+                    " values but the spec implies ", want);
+  }
 }
 
 void Transformer::check_tokens(const std::vector<std::vector<int>>& sequences) const {
@@ -122,8 +136,10 @@ void Transformer::layer_impl(int layer, MatrixRM& hidden, const std::vector<int>
         off += n;
       }
     }
-    apply_rope(q, spec_.num_heads, spec_.head_dim, spec_.rope_theta, pos);
-    apply_rope(k, spec_.num_kv_heads, spec_.head_dim, spec_.rope_theta, pos);
+    head_rms_norm(q, L.q_norm, spec_.head_dim, spec_.rms_norm_eps);
+    head_rms_norm(k, L.k_norm, spec_.head_dim, spec_.rms_norm_eps);
+    apply_rope(q, spec_.num_heads, spec_.head_dim, inv_freq_, pos);
+    apply_rope(k, spec_.num_kv_heads, spec_.head_dim, inv_freq_, pos);
     MatrixRM a;
     if (cache) {
       KvCache::Layer& c = cache->layers_[size_t(layer)];

@@ -89,6 +89,7 @@ class Transformer {
                   const LinearInputHook& hook, std::optional<LinearRole> stop_after) const;
   ModelSpec spec_;
   ModelWeights weights_;
+  std::vector<float> inv_freq_;  ///< rope_inv_freq(spec_)
 };
 
 /// In place: each row becomes log-softmax of itself (computed in double for the sum).

@@ -38,18 +38,17 @@ void cpu_rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_
 // The angle table covers only [min, max] of the positions, so a decode step at position 200
 // does not recompute 200 rows of angles (each entry depends on its position only, so a
 // prefill and a decode step agree exactly).
-void cpu_rope(float* x, int64_t rows, int n_heads, int head_dim, double theta,
+void cpu_rope(float* x, int64_t rows, int n_heads, int head_dim, const std::vector<float>& inv_freq,
               const std::vector<int64_t>& row_pos) {
-  QS_ASSERT(int64_t(row_pos.size()) == rows);
+  QS_ASSERT(int64_t(row_pos.size()) == rows && int64_t(inv_freq.size()) == head_dim / 2);
   if (rows == 0) return;
   const int half = head_dim / 2;
   const auto [min_it, max_it] = std::minmax_element(row_pos.begin(), row_pos.end());
   const int64_t p0 = *min_it, n_pos = *max_it - p0 + 1;
   std::vector<float> cos_t(size_t(n_pos * half)), sin_t(size_t(n_pos * half));
   for (int i = 0; i < half; ++i) {
-    const float inv_freq = 1.0f / float(std::pow(theta, double(float(2 * i) / float(head_dim))));
     for (int64_t p = 0; p < n_pos; ++p) {
-      const float angle = float(p0 + p) * inv_freq;
+      const float angle = float(p0 + p) * inv_freq[size_t(i)];
       cos_t[size_t(p) * half + i] = float(std::cos(double(angle)));
       sin_t[size_t(p) * half + i] = float(std::sin(double(angle)));
     }

@@ -12,9 +12,10 @@ namespace qsweep {
 void cpu_rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps);
 
 /// Rotary embedding in place, Hugging Face "rotate half" convention: within each of the
-/// `n_heads` heads of row r the pair (i, i + head_dim/2) is rotated by row_pos[r] · θ^(−2i/d).
+/// `n_heads` heads of row r the pair (i, i + head_dim/2) is rotated by the fp32 angle
+/// row_pos[r] · inv_freq[i] (inv_freq: head_dim/2 entries, model/rope.h's rope_inv_freq).
 /// x: [rows, n_heads · head_dim]; row_pos has `rows` entries.
-void cpu_rope(float* x, int64_t rows, int n_heads, int head_dim, double theta,
+void cpu_rope(float* x, int64_t rows, int n_heads, int head_dim, const std::vector<float>& inv_freq,
               const std::vector<int64_t>& row_pos);
 
 /// One causal attention problem: `n` query rows from row q_off of q (output rows likewise) at

@@ -101,17 +101,16 @@ __global__ void rms_norm_kernel(const float* x, const float* w, float* y, int64_
     y[blockIdx.x * dim + j] = xr[j] * r * w[j];
 }
 
-// One thread per (row, head, i < half): the CPU twin's angle arithmetic (fp32 angle from a
-// double-precision θ power, cos/sin in double).
-__global__ void rope_kernel(float* x, const int64_t* pos, int64_t rows, int n_heads, int head_dim,
-                            double theta) {
+// One thread per (row, head, i < half): the CPU twin's angle arithmetic (fp32 angle from the
+// host's fp32 inv_freq table, cos/sin in double).
+__global__ void rope_kernel(float* x, const int64_t* pos, const float* inv_freq, int64_t rows,
+                            int n_heads, int head_dim) {
   const int half = head_dim / 2;
   const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= rows * n_heads * half) return;
   const int i = int(t % half);
   const int64_t h = (t / half) % n_heads, row = t / (int64_t(half) * n_heads);
-  const float inv_freq = 1.0f / float(pow(theta, double(float(2 * i) / float(head_dim))));
-  const float angle = float(pos[row]) * inv_freq;
+  const float angle = float(pos[row]) * inv_freq[i];
   const float c = float(cos(double(angle))), s = float(sin(double(angle)));
   float* v = x + row * int64_t(n_heads) * head_dim + h * head_dim;
   const float a = v[i], b = v[i + half];
@@ -282,16 +281,17 @@ class CudaBackend final : public Backend {
     rms_norm_kernel<<<unsigned(rows), kThreads, 0, stream_>>>(x, w, y, dim, eps);
     QS_KERNEL_CHECK(rms_norm_kernel);
   }
-  void rope(float* x, int64_t rows, int n_heads, int head_dim, double theta,
+  void rope(float* x, int64_t rows, int n_heads, int head_dim, const std::vector<float>& inv_freq,
             const std::vector<int64_t>& row_pos) override {
-    QS_ASSERT(int64_t(row_pos.size()) == rows);
+    QS_ASSERT(int64_t(row_pos.size()) == rows && int64_t(inv_freq.size()) == head_dim / 2);
     if (rows == 0) return;
     BackendArray<int64_t> pos(*this, row_pos);
+    BackendArray<float> freq(*this, inv_freq);
     const int64_t n = rows * n_heads * (head_dim / 2);
-    rope_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(x, pos.get(), rows, n_heads, head_dim,
-                                                         theta);
+    rope_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(x, pos.get(), freq.get(), rows, n_heads,
+                                                         head_dim);
     QS_KERNEL_CHECK(rope_kernel);
-    synchronize();  // `pos` is freed on return
+    synchronize();  // `pos` and `freq` are freed on return
   }
   void attention(const float* q, const float* k, const float* v, float* out,
                  const std::vector<AttentionSpan>& spans, const AttentionShape& s) override {

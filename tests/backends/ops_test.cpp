@@ -92,20 +92,25 @@ TEST_P(BackendOps, RopeRotatesEachHalfPairByItsPositionsAngle) {
   const int heads = 3, hd = 16, half = hd / 2;
   const std::vector<int64_t> pos = {0, 1, 2, 250, 7, 0};
   const int64_t rows = int64_t(pos.size()), width = int64_t(heads) * hd;
+  // θ^(−2i/d) with the low frequencies divided by 8 (as a llama3 rope_scaling does): the op
+  // must use the table it is given, pair by pair.
   const double theta = 10000.0;
+  std::vector<float> inv_freq(static_cast<size_t>(half));
+  for (int i = 0; i < half; ++i)
+    inv_freq[size_t(i)] = float(std::pow(theta, -2.0 * i / hd) / (i >= half / 2 ? 8.0 : 1.0));
   const auto x = randn(size_t(rows * width));
   std::vector<double> ref(x.size());
   for (int64_t r = 0; r < rows; ++r)
     for (int h = 0; h < heads; ++h)
       for (int i = 0; i < half; ++i) {
-        const double ang = double(pos[size_t(r)]) * std::pow(theta, -2.0 * i / hd);
+        const double ang = double(pos[size_t(r)]) * double(inv_freq[size_t(i)]);
         const size_t o = size_t(r * width + h * hd);
         const double a = x[o + size_t(i)], c = x[o + size_t(i + half)];
         ref[o + size_t(i)] = a * std::cos(ang) - c * std::sin(ang);
         ref[o + size_t(i + half)] = c * std::cos(ang) + a * std::sin(ang);
       }
   BackendArray<float> xd(b(), x);
-  b().rope(xd.get(), rows, heads, hd, theta, pos);
+  b().rope(xd.get(), rows, heads, hd, inv_freq, pos);
   // fp32 angles at position 250: ~250 · 2⁻²⁴ rad of rounding.
   EXPECT_LT(max_rel(xd.download(), ref), 1e-4);
 }
