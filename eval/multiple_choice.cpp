@@ -340,8 +340,14 @@ PairTokens encode_pair(const Tokenizer& tok, bool add_bos, std::string context,
   p.context = tok.encode(context, add_bos);
   const std::vector<int> whole = tok.encode(context + continuation, add_bos);
   if (p.context.empty()) {
-    QS_THROW_IF_NOT(tok.bos_id() >= 0, "loglikelihood: empty context and the model has no BOS");
-    p.context = {tok.bos_id()};
+    // The harness's prefix_token_id: BOS when the tokenizer has one (added or not), else
+    // EOS (Qwen tokenizers have no BOS).
+    const int prefix = tok.bos_id() >= 0 ? tok.bos_id() : tok.eos_id();
+    QS_THROW_IF_NOT(
+        prefix >= 0,
+        "loglikelihood: the context is empty and the tokenizer has neither a BOS nor an "
+        "EOS token to stand for it");
+    p.context = {prefix};
     p.continuation = whole;
   } else {
     QS_THROW_IF_NOT(whole.size() > p.context.size(), "loglikelihood: continuation '", continuation,

@@ -105,7 +105,9 @@ struct LoglikelihoodScorer {
 /// The Transformer-based scorer, tokenized like lm-evaluation-harness: trailing
 /// spaces of the context move to the continuation; the context is encoded (BOS
 /// when `add_bos`), the whole string context+continuation is encoded, and the
-/// continuation tokens are the whole encoding's tokens after the context's count;
+/// continuation tokens are the whole encoding's tokens after the context's count (a
+/// context that encodes to nothing becomes the harness's prefix_token_id: the BOS
+/// token, else the EOS token, as for tokenizers that add no BOS);
 /// the model sees (context tokens + continuation tokens) with the last token
 /// dropped, left-truncated to the window. Continuations whose model input is the
 /// same (e.g. four single-token letters) share one sequence; the distinct

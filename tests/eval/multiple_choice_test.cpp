@@ -328,5 +328,34 @@ TEST(TinycodeLoglikelihood, MatchesNaiveForward) {
               r.micro_accuracy, r.macro_accuracy, (long long)r.items_fewer_shots);
 }
 
+// An empty context with a tokenizer that adds no BOS: lm-evaluation-harness scores the
+// continuation after its prefix_token_id, the BOS when the tokenizer has one (Llama-3's
+// <|begin_of_text|> 128000), else the EOS (Qwen3's <|im_end|> 151645).
+TEST(BpeLoglikelihood, EmptyContextUsesTheHarnessPrefixToken) {
+  for (const auto& [name, prefix] : std::vector<std::pair<std::string, int>>{
+           {"qwen3-tiny-random", 151645}, {"llama31-tiny-random", 128000}}) {
+    const std::string dir = test::shared_dir() + "/models/" + name;
+    const ModelSpec spec = load_model_spec(dir);
+    const Transformer model(spec, load_weights(dir, spec));
+    const auto tok = load_tokenizer(dir);
+    ASSERT_FALSE(tok->add_bos_token()) << name;
+    const LoglikelihoodScorer scorer = make_transformer_scorer(model, *tok);
+    const std::vector<std::string> conts = {"The answer is 42.", " B"};
+    const std::vector<double> got = scorer.loglikelihood("", conts);
+    ASSERT_EQ(got.size(), conts.size());
+    for (size_t c = 0; c < conts.size(); ++c) {
+      const std::vector<int> cont = tok->encode(conts[c], false);
+      std::vector<int> input = {prefix};
+      input.insert(input.end(), cont.begin(), cont.end() - 1);
+      EXPECT_EQ(scorer.input_tokens("", conts[c]), int64_t(input.size()));
+      MatrixRM logits = model.forward(input);
+      log_softmax_rows(logits);
+      double want = 0;
+      for (size_t j = 0; j < cont.size(); ++j) want += logits(int64_t(j), cont[j]);
+      EXPECT_NEAR(got[c], want, 1e-4) << name << " '" << conts[c] << "'";
+    }
+  }
+}
+
 }  // namespace
 }  // namespace qsweep
