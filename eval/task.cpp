@@ -27,7 +27,7 @@ const std::vector<TaskInfo>& task_table() {
       {Task::LineCompletion,
        "line_completion",
        "linecomp",
-       {"dataset", "limit", "max_new_tokens", "seed"},
+       {"dataset", "ctx", "limit", "max_new_tokens", "seed"},
        "code-heldout",
        "exact_match_pct",
        true,

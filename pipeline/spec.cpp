@@ -256,6 +256,8 @@ std::string eval_id(const EvalConfig& e) {
   if (e.task == Task::Perplexity) id += cat("-", e.protocol);
   if (e.task == Task::Perplexity || e.task == Task::Kld)
     id += cat("-ctx", e.ctx == 0 ? std::string("max") : std::to_string(e.ctx));
+  else if (e.task == Task::LineCompletion && e.ctx > 0)
+    id += cat("-ctx", e.ctx);
   if (e.protocol == "strided" && e.stride > 0) id += cat("-s", e.stride);
   if (e.max_tokens > 0) id += cat("-n", e.max_tokens);
   if (e.top_k != d.top_k) id += cat("-k", e.top_k);

@@ -502,12 +502,15 @@ TEST(SweepEval, TaskIdsDefaultsAndOptions) {
                            "  - {task: humaneval}\n"
                            "  - {task: humaneval, samples: 10, temperature: 0.8, limit: 20}\n"
                            "  - {task: mmlu, subjects: 'anatomy,astronomy', shots: 0, limit: 10}\n"
-                           "  - {task: gsm8k, limit: 50, max_new_tokens: 96}\n",
+                           "  - {task: gsm8k, limit: 50, max_new_tokens: 96}\n"
+                           "  - {task: line_completion, limit: 100, ctx: 512}\n",
                        "s.yaml");
-  EXPECT_EQ(eval_ids(s), (std::vector<std::string>{
-                             "kld-code-heldout-ctx256-n8192", "linecomp-code-heldout-l100",
-                             "humaneval-humaneval", "humaneval-humaneval-l20-x10-t0.8",
-                             "mmlu-mmlu-l10-anatomy_astronomy-shot0", "gsm8k-gsm8k-l50-m96"}));
+  EXPECT_EQ(eval_ids(s),
+            (std::vector<std::string>{"kld-code-heldout-ctx256-n8192", "linecomp-code-heldout-l100",
+                                      "humaneval-humaneval", "humaneval-humaneval-l20-x10-t0.8",
+                                      "mmlu-mmlu-l10-anatomy_astronomy-shot0",
+                                      "gsm8k-gsm8k-l50-m96", "linecomp-code-heldout-ctx512-l100"}));
+  EXPECT_EQ(s.evals[6].ctx, 512);                 // line_completion's window (prompt + generation)
   EXPECT_EQ(s.evals[1].dataset, "code-heldout");  // the task's default data
   EXPECT_EQ(s.evals[3].samples, 10);
   EXPECT_DOUBLE_EQ(s.evals[3].temperature, 0.8);
