@@ -65,6 +65,7 @@ Transformer::Transformer(ModelSpec spec, ModelWeights weights)
                   weights_.layers.size(), " layers of weights but the spec says ",
                   spec_.num_layers);
   for (const LayerWeights& L : weights_.layers) {
+    if (L.wq.size() == 0) continue;  // a weightless shell (a K-quant mix's QuantizedModel)
     const int64_t want = spec_.qk_norm ? spec_.head_dim : 0;
     QS_THROW_IF_NOT(L.q_norm.size() == want && L.k_norm.size() == want,
                     "model has q_norm/k_norm of ", L.q_norm.size(), "/", L.k_norm.size(),
