@@ -15,7 +15,8 @@
 using namespace qsweep;
 
 int main(int argc, char** argv) {
-  if (argc < 3) return std::fprintf(stderr, "usage: %s MODEL.gguf MODEL_DIR [write-f32]\n", argv[0]), 2;
+  if (argc < 3)
+    return std::fprintf(stderr, "usage: %s MODEL.gguf MODEL_DIR [write-f32]\n", argv[0]), 2;
   const std::string gguf = argv[1], dir = argv[2];
   if (argc > 3 && std::string(argv[3]) == "write-f32") {
     const LoadedModel hf = load_model(dir);
@@ -29,8 +30,7 @@ int main(int argc, char** argv) {
   const Transformer t(m.spec, std::move(m.weights));
   std::vector<MatrixRM> logits;
   for (const auto& q : prompts) logits.push_back(t.forward(q.ids));
-  ref_logits::report("qsweep", prompts, vocab, [&](size_t p, size_t r) {
-    return logits[p].row(prompts[p].rows[r]).data();
-  });
+  ref_logits::report("qsweep", prompts, vocab,
+                     [&](size_t p, size_t r) { return logits[p].row(prompts[p].rows[r]).data(); });
   return 0;
 }

@@ -42,8 +42,8 @@ inline std::vector<Prompt> load(const std::string& model_dir, int64_t* vocab) {
   const json h = json::parse(st.substr(8, n));
   std::vector<Prompt> out;
   for (const json& q : p["prompts"]) {
-    Prompt r{q["name"], q["token_ids"].get<std::vector<int>>(), q["rows"].get<std::vector<int>>(),
-             {}};
+    Prompt r{
+        q["name"], q["token_ids"].get<std::vector<int>>(), q["rows"].get<std::vector<int>>(), {}};
     const json& t = h[r.name];
     *vocab = t["shape"][1].get<int64_t>();
     const uint64_t b = t["data_offsets"][0], e = t["data_offsets"][1];
@@ -85,9 +85,10 @@ inline double report(const char* who, const std::vector<Prompt>& prompts, int64_
                 q.name.c_str(), q.ids.size(), q.rows.size(), dl, dn);
     worst_nll = std::max(worst_nll, dn), worst_logit = std::max(worst_logit, dl);
   }
-  std::printf("%-10s all: %d scored rows, mean NLL %.6f (reference %.6f), max |dNLL| %.2e, "
-              "max |dlogit| %.2e\n",
-              who, scored, sum_got / scored, sum_ref / scored, worst_nll, worst_logit);
+  std::printf(
+      "%-10s all: %d scored rows, mean NLL %.6f (reference %.6f), max |dNLL| %.2e, "
+      "max |dlogit| %.2e\n",
+      who, scored, sum_got / scored, sum_ref / scored, worst_nll, worst_logit);
   return worst_nll;
 }
 
