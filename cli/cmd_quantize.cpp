@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -13,7 +14,9 @@
 #include "formats/formats.h"
 #include "model/tokenizer.h"
 #include "quantize/export.h"
+#include "quantize/kquant_mix.h"
 #include "quantize/quantize.h"
+#include "quantizers/kquants/kquants.h"
 
 namespace qsweep::cli {
 
@@ -105,6 +108,53 @@ std::string short_label(const QuantMethodConfig& c) {
   return s;
 }
 
+/// --method f32|f16|bf16: the unquantized GGUF, llama.cpp's convert_hf_to_gguf.py --outtype
+/// step (2-D tensors in that type, norms and rope_freqs F32). Not quantization methods, so not
+/// rows of quantize/method.h's table: a sweep has nothing to quantize, calibrate or compare
+/// for them (its baseline is the checkpoint itself).
+std::optional<int32_t> float_gguf_type(const std::string& method) {
+  namespace gt = kquants::ggml_type;
+  if (method == "f32") return gt::F32;
+  if (method == "f16") return gt::F16;
+  if (method == "bf16") return gt::BF16;
+  return std::nullopt;
+}
+
+int write_float_gguf(const Args& args, int32_t type) {
+  const std::string method = args.get("method");
+  for (const MethodFlag& f : method_flags())
+    QS_THROW_IF_NOT(!args.has(f.flag), "--", f.flag, " does not apply to method ", method,
+                    " (an unquantized GGUF)");
+  for (const char* flag : {"calib", "calib-domain", "n-samples", "seqlen", "seed", "sampling"})
+    QS_THROW_IF_NOT(!args.has(flag), "--", flag, " does not apply to method ", method,
+                    " (an unquantized GGUF uses no calibration data)");
+  const std::string out = args.require("out");
+  QS_THROW_IF_NOT(out.ends_with(".gguf"), "--out ", out, ": method ", method,
+                  " writes a GGUF file; name it FILE.gguf");
+  const std::string model_dir = resolve_model_dir(args.require("model"), args.get("data-dir"));
+  const auto t0 = Clock::now();
+  const LoadedModel loaded = load_model(model_dir);
+  QS_THROW_IF_NOT(loaded.format == "hf", model_dir, " is already quantized (", loaded.description,
+                  "); convert the original checkpoint");
+  GgufTypePlan plan;
+  plan.weights = type;
+  write_gguf(out, loaded.spec, loaded.weights, model_dir, plan);
+  const double secs = since(t0);
+  const auto bytes = int64_t(std::filesystem::file_size(out));
+  if (args.has("json")) {
+    nlohmann::json j;
+    j["out"] = out;
+    j["method"] = method;
+    j["file_bytes"] = bytes;
+    j["seconds"] = secs;
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("wrote %s: unquantized GGUF (%s weights), %.2f MB, %.2fs\n", out.c_str(),
+                method.c_str(), double(bytes) / 1e6, secs);
+  }
+  return 0;
+}
+
 }  // namespace
 
 const CommandSpec& quantize_command() {
@@ -117,8 +167,11 @@ const CommandSpec& quantize_command() {
         "peers do: GPTQ layout (gptq, rtn), AutoAWQ gemm layout (awq), or a GGUF file\n"
         "(llama.cpp mixes, with an importance matrix when --calib is given).";
     c.options = {{"model", "MODEL", "", "the checkpoint to quantize (required)"},
-                 {"method", "METHOD", "gptq", "one of " + method_names_text()},
-                 {"out", "PATH", "", "output directory, or .gguf file for a mix (required)"}};
+                 {"method", "METHOD", "gptq",
+                  "one of " + method_names_text() + "; or f32, f16, bf16: the unquantized GGUF"},
+                 {"out", "PATH", "",
+                  "output directory, or .gguf file for a mix / f32 / f16 / "
+                  "bf16 (required)"}};
     const SamplingOptions so;
     for (const MethodFlag& f : method_flags()) {
       const bool sw = f.fallback.is_boolean();
@@ -148,6 +201,7 @@ int cmd_quantize(const std::vector<std::string>& argv) {
   const Args args(argv, quantize_command());
   QS_THROW_IF_NOT(args.positional().empty(), "qsweep quantize: unexpected argument '",
                   args.positional()[0], "'");
+  if (const auto type = float_gguf_type(args.get("method"))) return write_float_gguf(args, *type);
   const QuantMethodConfig cfg = config_from_args(args);
   const MethodInfo& info = cfg.info();
   const bool is_mix = info.family == MethodFamily::KQuantMix;

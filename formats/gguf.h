@@ -1,5 +1,7 @@
-// GGUF v3 (llama.cpp / ggml) writer and reader for Llama-architecture models
-// (gguf_writer.cpp, gguf_reader.cpp, gguf_tokenizer.cpp, gguf_common.cpp).
+// GGUF v3 (llama.cpp / ggml) writer and reader for general.architecture "llama" (Llama incl.
+// Llama-3.1 rope_freqs, Mistral) and "qwen3" (gguf_writer.cpp, gguf_reader.cpp,
+// gguf_tokenizer.cpp: sentencepiece vocabularies, gguf_bpe_vocab.cpp: byte-level BPE,
+// gguf_common.cpp).
 //
 // Layout (little-endian), as ggml/src/gguf.cpp reads it:
 //   u32 magic "GGUF" (bytes 47 47 55 46) | u32 version (3) | u64 tensor_count | u64 kv_count
@@ -53,10 +55,11 @@ struct GgufSourceTensor {
   bool two_d() const { return ne.size() == 2; }
 };
 
-/// Every tensor write_gguf writes for `spec`, in file order: token_embd, per layer attn_norm,
-/// attn_q(+bias), attn_k(+bias), attn_v(+bias), attn_output(+bias), ffn_norm, ffn_gate,
-/// ffn_up, ffn_down, then output_norm and output (absent when embeddings are tied). The data
-/// points into `w` (keep it alive) except for permuted q/k rows.
+/// Every tensor write_gguf writes for `spec`, in file order: rope_freqs (llama3 rope scaling),
+/// token_embd, per layer attn_norm, attn_q(+bias), attn_k(+bias), attn_v(+bias),
+/// attn_output(+bias), attn_q_norm and attn_k_norm (Qwen3), ffn_norm, ffn_gate, ffn_up,
+/// ffn_down, then output_norm and output (absent when embeddings are tied). The data points
+/// into `w` (keep it alive) except for permuted q/k rows (llama only) and rope_freqs.
 std::vector<GgufSourceTensor> gguf_source_tensors(const ModelSpec& spec, const ModelWeights& w);
 /// The 2-D tensors of gguf_source_tensors (GGUF names, row length ne[0]), in file order.
 std::vector<kquants::MixTensor> gguf_weight_tensors(const ModelSpec& spec);
@@ -80,9 +83,10 @@ struct GgufWriteOptions {
 /// Writes encoded tensors as a GGUF v3 file at `path` (atomically), with the llama.* metadata
 /// of `spec`. `tensors` must be the model's tensors in gguf_source_tensors order (the 2-D
 /// ones exactly gguf_weight_tensors(spec)), each holding as many bytes as its type and shape
-/// take. `model_dir_for_tokenizer` is an HF directory whose sentencepiece tokenizer.model (and
-/// tokenizer_config.json) become the tokenizer.ggml.* keys; empty writes no tokenizer keys.
-/// Architectures Llama and Mistral without sliding window (general.architecture "llama");
+/// take. `model_dir_for_tokenizer` is an HF directory whose sentencepiece tokenizer.model, or
+/// else byte-level BPE tokenizer.json (+ tokenizer_config.json, config.json), becomes the
+/// tokenizer.ggml.* keys as convert_hf_to_gguf.py writes them; empty writes no tokenizer keys.
+/// Architectures Llama and Mistral without sliding window ("llama") and Qwen3 ("qwen3");
 /// anything else throws. The whole file is assembled in memory before it is written.
 void write_gguf(const std::string& path, const ModelSpec& spec,
                 const std::vector<GgufTensorData>& tensors,
@@ -173,13 +177,16 @@ class GgufFile {
   std::map<std::string, size_t> tensor_index_;
 };
 
-/// Loads a Llama-architecture GGUF into fp32 HF-layout weights (q/k rows un-permuted).
+/// Loads a "llama" or "qwen3" GGUF into fp32 HF-layout weights (llama q/k rows un-permuted;
+/// rope_freqs → RopeScaling::Type::Factors; qwen3 → qk_norm).
 /// format = "gguf", description = "gguf <file type>: <n> x <type>, ..." and `quantized` empty.
 LoadedModel load_gguf(const std::string& path);
 
-/// The tokenizer stored in a GGUF (tokenizer.ggml.model "llama", i.e. sentencepiece): a
-/// sentencepiece model rebuilt from tokens / scores / token_type (BPE, byte fallback, identity
-/// normalization with a dummy "▁" prefix — what llama.cpp's SPM tokenizer does).
+/// The tokenizer stored in a GGUF: for tokenizer.ggml.model "llama" a sentencepiece model
+/// rebuilt from tokens / scores / token_type (BPE, byte fallback, identity normalization with
+/// a dummy "▁" prefix — what llama.cpp's SPM tokenizer does); for "gpt2" the byte-level BPE
+/// tokenizer of the vocabulary, merges and tokenizer.ggml.pre (llama-bpe, qwen2; others
+/// refused).
 std::unique_ptr<Tokenizer> load_gguf_tokenizer(const std::string& path);
 
 /// True for a path to a regular file (rather than a model directory) whose first bytes are

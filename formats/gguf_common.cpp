@@ -136,6 +136,30 @@ MatrixRM gguf_unpermute_qk(const MatrixRM& gguf, int n_head) {
   return out;
 }
 
+namespace gguf_detail {
+
+std::string gguf_arch(const ModelSpec& spec) {
+  switch (spec.arch) {
+    case Architecture::Llama:
+    case Architecture::Mistral:
+      QS_THROW_IF_NOT(!spec.qk_norm,
+                      "GGUF export: a Llama model with q_norm/k_norm has no "
+                      "llama.cpp architecture");
+      return "llama";
+    case Architecture::Qwen3:
+      QS_THROW_IF_NOT(spec.qk_norm && !spec.qkv_bias && !spec.o_bias,
+                      "GGUF export: llama.cpp's qwen3 has q_norm/k_norm and no attention biases");
+      QS_THROW_IF_NOT(spec.rope_scaling.type == RopeScaling::Type::None,
+                      "GGUF export: qwen3 with rope_scaling is not supported");
+      return "qwen3";
+    case Architecture::Qwen2:
+      break;
+  }
+  throw Error(cat("GGUF export supports Llama, Mistral and Qwen3 models, not ", spec.arch_name));
+}
+
+}  // namespace gguf_detail
+
 std::string gguf_linear_name(int layer, LinearRole role) {
   const char* n = "";
   switch (role) {

@@ -325,50 +325,53 @@ LoadedModel load_gguf(const std::string& path) {
   const GgufFile f(path);
   const std::string arch = f.get_string("general.architecture").value_or("");
   QS_THROW_IF_NOT(!arch.empty(), path, ": key 'general.architecture' is missing");
-  QS_THROW_IF_NOT(arch == "llama", path, ": general.architecture '", arch,
-                  "' is not supported (qsweep reads 'llama' GGUF files)");
+  QS_THROW_IF_NOT(arch == "llama" || arch == "qwen3", path, ": general.architecture '", arch,
+                  "' is not supported (qsweep reads 'llama' and 'qwen3' GGUF files)");
+  const bool qwen3 = arch == "qwen3";
+  const std::string a = arch + ".";
   LoadedModel out;
   ModelSpec& s = out.spec;
-  s.arch = Architecture::Llama;
-  s.arch_name = "LlamaForCausalLM";
-  s.hidden_size = int_key(f, "llama.embedding_length");
-  s.num_layers = int_key(f, "llama.block_count");
-  s.intermediate_size = int_key(f, "llama.feed_forward_length");
-  s.num_heads = int_key(f, "llama.attention.head_count");
-  s.num_kv_heads = int_key(f, "llama.attention.head_count_kv", s.num_heads);
-  s.max_position_embeddings = int_key(f, "llama.context_length");
+  s.arch = qwen3 ? Architecture::Qwen3 : Architecture::Llama;
+  s.arch_name = qwen3 ? "Qwen3ForCausalLM" : "LlamaForCausalLM";
+  s.qk_norm = qwen3;  // llama.cpp's qwen3 requires attn_q_norm / attn_k_norm
+  s.hidden_size = int_key(f, a + "embedding_length");
+  s.num_layers = int_key(f, a + "block_count");
+  s.intermediate_size = int_key(f, a + "feed_forward_length");
+  s.num_heads = int_key(f, a + "attention.head_count");
+  s.num_kv_heads = int_key(f, a + "attention.head_count_kv", s.num_heads);
+  s.max_position_embeddings = int_key(f, a + "context_length");
   QS_THROW_IF_NOT(s.num_heads > 0 && s.num_kv_heads > 0 && s.num_heads % s.num_kv_heads == 0, path,
                   ": head_count ", s.num_heads, " / head_count_kv ", s.num_kv_heads,
                   " is not a valid grouping");
   QS_THROW_IF_NOT(s.hidden_size > 0 && s.num_layers > 0 && s.intermediate_size > 0, path,
                   ": embedding_length, block_count and feed_forward_length must be positive");
-  s.head_dim = int_key(f, "llama.attention.key_length", s.hidden_size / s.num_heads);
-  QS_THROW_IF_NOT(int_key(f, "llama.attention.value_length", s.head_dim) == s.head_dim, path,
-                  ": key 'llama.attention.value_length' differs from key_length (unsupported)");
-  QS_THROW_IF_NOT(int_key(f, "llama.rope.dimension_count", s.head_dim) == s.head_dim, path,
-                  ": key 'llama.rope.dimension_count' differs from the head size ", s.head_dim,
+  s.head_dim = int_key(f, a + "attention.key_length", s.hidden_size / s.num_heads);
+  QS_THROW_IF_NOT(int_key(f, a + "attention.value_length", s.head_dim) == s.head_dim, path,
+                  ": key '", a, "attention.value_length' differs from key_length (unsupported)");
+  QS_THROW_IF_NOT(int_key(f, a + "rope.dimension_count", s.head_dim) == s.head_dim, path, ": key '",
+                  a, "rope.dimension_count' differs from the head size ", s.head_dim,
                   " (partial rotary embeddings are not supported)");
-  const auto eps = f.get_float("llama.attention.layer_norm_rms_epsilon");
-  QS_THROW_IF_NOT(eps.has_value(), path,
-                  ": required key 'llama.attention.layer_norm_rms_epsilon' is missing");
-  QS_THROW_IF_NOT(std::isfinite(*eps) && *eps > 0 && *eps < 1, path,
-                  ": key 'llama.attention.layer_norm_rms_epsilon' = ", *eps,
+  const auto eps = f.get_float(a + "attention.layer_norm_rms_epsilon");
+  QS_THROW_IF_NOT(eps.has_value(), path, ": required key '", a,
+                  "attention.layer_norm_rms_epsilon' is missing");
+  QS_THROW_IF_NOT(std::isfinite(*eps) && *eps > 0 && *eps < 1, path, ": key '", a,
+                  "attention.layer_norm_rms_epsilon' = ", *eps,
                   " must be a finite number in (0, 1)");
   s.rms_norm_eps = float(*eps);
-  s.rope_theta = f.get_float("llama.rope.freq_base").value_or(10000.0);
+  s.rope_theta = f.get_float(a + "rope.freq_base").value_or(10000.0);
   QS_THROW_IF_NOT(std::isfinite(s.rope_theta) && s.rope_theta >= 1 && s.rope_theta <= 1e12, path,
-                  ": key 'llama.rope.freq_base' = ", s.rope_theta,
+                  ": key '", a, "rope.freq_base' = ", s.rope_theta,
                   " must be a finite number in [1, 1e12]");
   // Every block holds at least 9 tensors: a block count the file cannot hold is refused
   // before anything is allocated per block.
-  QS_THROW_IF_NOT(uint64_t(s.num_layers) * 9 <= f.tensors().size(), path,
-                  ": key 'llama.block_count' = ", s.num_layers, " needs at least ",
-                  uint64_t(s.num_layers) * 9, " tensors but the file has ", f.tensors().size());
-  if (auto scaling = f.get_string("llama.rope.scaling.type"))
-    QS_THROW_IF_NOT(*scaling == "none", path, ": key 'llama.rope.scaling.type' = '", *scaling,
+  QS_THROW_IF_NOT(uint64_t(s.num_layers) * 9 <= f.tensors().size(), path, ": key '", a,
+                  "block_count' = ", s.num_layers, " needs at least ", uint64_t(s.num_layers) * 9,
+                  " tensors but the file has ", f.tensors().size());
+  if (auto scaling = f.get_string(a + "rope.scaling.type"))
+    QS_THROW_IF_NOT(*scaling == "none", path, ": key '", a, "rope.scaling.type' = '", *scaling,
                     "': RoPE scaling is not supported");
-  QS_THROW_IF_NOT(f.get_int("llama.expert_count").value_or(0) == 0, path,
-                  ": key 'llama.expert_count': mixture-of-experts models are not supported");
+  QS_THROW_IF_NOT(f.get_int(a + "expert_count").value_or(0) == 0, path, ": key '", a,
+                  "expert_count': mixture-of-experts models are not supported");
   if (auto b = f.get_int("tokenizer.ggml.bos_token_id")) s.bos_token_id = int(*b);
   if (auto e = f.get_int("tokenizer.ggml.eos_token_id")) s.eos_token_id = int(*e);
 
@@ -382,6 +385,8 @@ LoadedModel load_gguf(const std::string& path) {
   s.tie_word_embeddings = f.find_tensor("output.weight") == nullptr;
   s.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
   s.o_bias = f.find_tensor("blk.0.attn_output.bias") != nullptr;
+  QS_THROW_IF_NOT(!qwen3 || (!s.qkv_bias && !s.o_bias), path,
+                  ": a qwen3 model has no attention biases");
   validate_model_spec(s, path);  // the same ranges as config.json (model/model_spec.h)
 
   std::set<std::string> used;
@@ -416,22 +421,42 @@ LoadedModel load_gguf(const std::string& path) {
   const int64_t q_rows = int64_t(s.num_heads) * s.head_dim;
   const int64_t kv_rows = int64_t(s.num_kv_heads) * s.head_dim;
   ModelWeights& w = out.weights;
+  if (f.find_tensor("rope_freqs.weight")) {
+    // llama.cpp divides each rotary pair's frequency by rope_freqs (Llama-3.1's llama3
+    // scaling, written by convert_hf_to_gguf.py): the factors are the whole scaling.
+    const VectorF v = vec("rope_freqs.weight", s.head_dim / 2);
+    s.rope_scaling.type = RopeScaling::Type::Factors;
+    s.rope_scaling.freq_factors.assign(v.data(), v.data() + v.size());
+    for (float x : s.rope_scaling.freq_factors)
+      QS_THROW_IF_NOT(x > 0, path, ": tensor 'rope_freqs.weight' holds ", x,
+                      " (frequency factors must be positive)");
+  }
+  // Llama: q/k rows are in llama.cpp's pair order (convert_hf_to_gguf permutes them); qwen3
+  // keeps HF's order.
+  const int q_heads = qwen3 ? 0 : s.num_heads, k_heads = qwen3 ? 0 : s.num_kv_heads;
+  auto unpermute = [](MatrixRM m, int heads) {
+    return heads > 0 ? gguf_unpermute_qk(m, heads) : m;
+  };
   w.embed = mat("token_embd.weight", s.vocab_size, H);
   w.layers.resize(size_t(s.num_layers));
   for (int l = 0; l < s.num_layers; ++l) {
     LayerWeights& L = w.layers[size_t(l)];
     const std::string b = cat("blk.", l, ".");
     L.attn_norm = vec(b + "attn_norm.weight", H);
-    L.wq = gguf_unpermute_qk(mat(b + "attn_q.weight", q_rows, H), s.num_heads);
-    L.wk = gguf_unpermute_qk(mat(b + "attn_k.weight", kv_rows, H), s.num_kv_heads);
+    L.wq = unpermute(mat(b + "attn_q.weight", q_rows, H), q_heads);
+    L.wk = unpermute(mat(b + "attn_k.weight", kv_rows, H), k_heads);
     L.wv = mat(b + "attn_v.weight", kv_rows, H);
     L.wo = mat(b + "attn_output.weight", H, q_rows);
     if (s.qkv_bias) {
-      L.bq = gguf_unpermute_qk(vec(b + "attn_q.bias", q_rows), s.num_heads);
-      L.bk = gguf_unpermute_qk(vec(b + "attn_k.bias", kv_rows), s.num_kv_heads);
+      L.bq = unpermute(vec(b + "attn_q.bias", q_rows), q_heads);
+      L.bk = unpermute(vec(b + "attn_k.bias", kv_rows), k_heads);
       L.bv = vec(b + "attn_v.bias", kv_rows);
     }
     if (s.o_bias) L.bo = vec(b + "attn_output.bias", H);
+    if (s.qk_norm) {
+      L.q_norm = vec(b + "attn_q_norm.weight", s.head_dim);
+      L.k_norm = vec(b + "attn_k_norm.weight", s.head_dim);
+    }
     L.mlp_norm = vec(b + "ffn_norm.weight", H);
     L.w_gate = mat(b + "ffn_gate.weight", I, H);
     L.w_up = mat(b + "ffn_up.weight", I, H);
@@ -441,7 +466,7 @@ LoadedModel load_gguf(const std::string& path) {
   w.lm_head = s.tie_word_embeddings ? w.embed : mat("output.weight", s.vocab_size, H);
   for (const GgufTensorInfo& t : f.tensors())
     QS_THROW_IF_NOT(used.count(t.name), path, ": byte ", t.info_pos, ": tensor '", t.name,
-                    "' is not part of a Llama model qsweep can run (unsupported feature)");
+                    "' is not part of a ", arch, " model qsweep can run (unsupported feature)");
 
   out.format = "gguf";
   const int64_t ft = f.get_int("general.file_type").value_or(-1);

@@ -59,8 +59,10 @@ namespace gguf_detail {
 
 void write_tokenizer_kv(KvWriter& kv, const std::string& dir, const ModelSpec& spec) {
   const std::string model_file = (fs::path(dir) / "tokenizer.model").string();
+  if (!fs::exists(model_file) && fs::exists(fs::path(dir) / "tokenizer.json"))
+    return write_bpe_tokenizer_kv(kv, dir, spec);
   QS_THROW_IF_NOT(fs::exists(model_file), model_file,
-                  ": not found; GGUF export writes a sentencepiece tokenizer (tokenizer.model)");
+                  ": not found (nor tokenizer.json); GGUF export writes the model's tokenizer");
   sentencepiece::SentencePieceProcessor sp;
   const auto st = sp.LoadFromSerializedProto(read_text_file(model_file));  // regular file
   QS_THROW_IF_NOT(st.ok(), model_file, ": cannot load the sentencepiece model (", st.ToString(),
@@ -115,9 +117,10 @@ void write_tokenizer_kv(KvWriter& kv, const std::string& dir, const ModelSpec& s
 std::unique_ptr<Tokenizer> load_gguf_tokenizer(const std::string& path) {
   const GgufFile f(path);
   const std::string model = f.get_string("tokenizer.ggml.model").value_or("");
+  if (model == "gpt2") return make_bpe_tokenizer_from_gguf(f);
   QS_THROW_IF_NOT(model == "llama", path, ": tokenizer.ggml.model '", model,
-                  "' is not supported (qsweep rebuilds sentencepiece 'llama' vocabularies); "
-                  "pass a tokenizer directory instead");
+                  "' is not supported (qsweep rebuilds sentencepiece 'llama' and byte-level BPE "
+                  "'gpt2' vocabularies); pass a tokenizer directory instead");
   const GgufValue* tokens = f.find("tokenizer.ggml.tokens");
   const GgufValue* scores = f.find("tokenizer.ggml.scores");
   const GgufValue* types = f.find("tokenizer.ggml.token_type");

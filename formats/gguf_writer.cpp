@@ -9,6 +9,7 @@
 #include "common/half.h"
 #include "common/mapped_file.h"
 #include "formats/detail/gguf_internal.h"
+#include "model/rope.h"
 #include "quantizers/kquants/kquants.h"
 
 namespace qsweep {
@@ -53,19 +54,38 @@ std::vector<GgufSourceTensor> gguf_source_tensors(const ModelSpec& spec, const M
     if (permute_heads > 0) t.owned = permuted_rows(v.data(), v.size(), 1, permute_heads);
     ts.push_back(std::move(t));
   };
+  // llama.cpp's Llama graph rotates adjacent pairs (rope type NORM): convert_hf_to_gguf permutes
+  // the q/k rows. Qwen2/3 rotate halves (NEOX) as HF does: rows stay as they are.
+  const bool permute = gguf_arch(spec) == "llama";
+  const int q_heads = permute ? spec.num_heads : 0, k_heads = permute ? spec.num_kv_heads : 0;
+  if (std::vector<float> f = rope_freq_factors(spec); !f.empty()) {
+    // LlamaModel.generate_extra_tensors: rope_freqs.weight, F32 [head_dim / 2].
+    GgufSourceTensor t;
+    t.name = "rope_freqs.weight";
+    t.ne = {int64_t(f.size())};
+    t.owned = std::move(f);
+    ts.push_back(std::move(t));
+  }
   add2("token_embd.weight", w.embed, 0);
   for (int l = 0; l < spec.num_layers; ++l) {
     const LayerWeights& L = w.layers[size_t(l)];
     const std::string b = cat("blk.", l, ".");
     add1(b + "attn_norm.weight", L.attn_norm, 0);
-    add2(b + "attn_q.weight", L.wq, spec.num_heads);
-    add1(b + "attn_q.bias", L.bq, spec.num_heads);
-    add2(b + "attn_k.weight", L.wk, spec.num_kv_heads);
-    add1(b + "attn_k.bias", L.bk, spec.num_kv_heads);
+    add2(b + "attn_q.weight", L.wq, q_heads);
+    add1(b + "attn_q.bias", L.bq, q_heads);
+    add2(b + "attn_k.weight", L.wk, k_heads);
+    add1(b + "attn_k.bias", L.bk, k_heads);
     add2(b + "attn_v.weight", L.wv, 0);
     add1(b + "attn_v.bias", L.bv, 0);
     add2(b + "attn_output.weight", L.wo, 0);
     add1(b + "attn_output.bias", L.bo, 0);
+    if (spec.qk_norm) {
+      QS_THROW_IF_NOT(L.q_norm.size() == spec.head_dim && L.k_norm.size() == spec.head_dim,
+                      "GGUF export: layer ", l, ": q_norm/k_norm must hold head_dim ",
+                      spec.head_dim, " values");
+      add1(b + "attn_q_norm.weight", L.q_norm, 0);
+      add1(b + "attn_k_norm.weight", L.k_norm, 0);
+    }
     add1(b + "ffn_norm.weight", L.mlp_norm, 0);
     add2(b + "ffn_gate.weight", L.w_gate, 0);
     add2(b + "ffn_up.weight", L.w_up, 0);
@@ -96,8 +116,12 @@ std::vector<uint8_t> gguf_encode_float(int32_t ggml_type, const float* x, int64_
 void write_gguf(const std::string& path, const ModelSpec& spec,
                 const std::vector<GgufTensorData>& ts, const std::string& model_dir_for_tokenizer,
                 const GgufWriteOptions& opt) {
-  QS_THROW_IF_NOT(spec.arch == Architecture::Llama || spec.arch == Architecture::Mistral, path,
-                  ": GGUF export supports Llama and Mistral models, not ", spec.arch_name);
+  std::string arch;
+  try {
+    arch = gguf_arch(spec);  // refuses what llama.cpp cannot run
+  } catch (const Error& e) {
+    throw Error(cat(path, ": ", e.what()));
+  }
   QS_THROW_IF_NOT(spec.sliding_window == 0, path,
                   ": GGUF architecture 'llama' has no sliding window; this model uses ",
                   spec.sliding_window);
@@ -139,29 +163,32 @@ void write_gguf(const std::string& path, const ModelSpec& spec,
     file_type = ftype_of(best);
   }
 
+  // Keys as convert_hf_to_gguf.py writes them (TextModel.set_gguf_parameters; LlamaModel adds
+  // vocab_size and rope.dimension_count) under gguf-py/gguf/constants.py's names.
   KvWriter kv;
   const int head_dim = spec.head_dim;
-  kv.str("general.architecture", "llama");
+  const std::string a = arch + ".";
+  kv.str("general.architecture", arch);
   std::string name = opt.name;
   if (name.empty() && !model_dir_for_tokenizer.empty())
     name = fs::path(model_dir_for_tokenizer).lexically_normal().filename().string();
   if (name.empty()) name = "qsweep";
   kv.str("general.name", name);
   if (opt.alignment != kDefaultAlignment) kv.u32("general.alignment", opt.alignment);
-  kv.u32("llama.vocab_size", uint32_t(spec.vocab_size));
-  kv.u32("llama.context_length", uint32_t(spec.max_position_embeddings));
-  kv.u32("llama.embedding_length", uint32_t(spec.hidden_size));
-  kv.u32("llama.block_count", uint32_t(spec.num_layers));
-  kv.u32("llama.feed_forward_length", uint32_t(spec.intermediate_size));
-  kv.u32("llama.attention.head_count", uint32_t(spec.num_heads));
-  kv.u32("llama.attention.head_count_kv", uint32_t(spec.num_kv_heads));
-  kv.f32("llama.rope.freq_base", float(spec.rope_theta));
-  kv.f32("llama.attention.layer_norm_rms_epsilon", spec.rms_norm_eps);
+  if (arch == "llama") kv.u32(a + "vocab_size", uint32_t(spec.vocab_size));
+  kv.u32(a + "context_length", uint32_t(spec.max_position_embeddings));
+  kv.u32(a + "embedding_length", uint32_t(spec.hidden_size));
+  kv.u32(a + "block_count", uint32_t(spec.num_layers));
+  kv.u32(a + "feed_forward_length", uint32_t(spec.intermediate_size));
+  kv.u32(a + "attention.head_count", uint32_t(spec.num_heads));
+  kv.u32(a + "attention.head_count_kv", uint32_t(spec.num_kv_heads));
+  kv.f32(a + "rope.freq_base", float(spec.rope_theta));
+  kv.f32(a + "attention.layer_norm_rms_epsilon", spec.rms_norm_eps);
   if (head_dim * spec.num_heads != spec.hidden_size) {
-    kv.u32("llama.attention.key_length", uint32_t(head_dim));
-    kv.u32("llama.attention.value_length", uint32_t(head_dim));
+    kv.u32(a + "attention.key_length", uint32_t(head_dim));
+    kv.u32(a + "attention.value_length", uint32_t(head_dim));
   }
-  kv.u32("llama.rope.dimension_count", uint32_t(head_dim));
+  if (arch == "llama") kv.u32(a + "rope.dimension_count", uint32_t(head_dim));
   kv.u32("general.file_type", uint32_t(file_type));
   bool any_quant = false;
   for (const auto& t : ts) any_quant |= !is_float_type(t.ggml_type);

@@ -50,8 +50,18 @@ class KvWriter {
   }
 };
 
-/// The tokenizer.ggml.* keys from the sentencepiece tokenizer.model in `dir`
-/// (convert_hf_to_gguf's _create_vocab_sentencepiece).
+/// The tokenizer.ggml.* keys from the tokenizer of `dir`: sentencepiece tokenizer.model when
+/// present (convert_hf_to_gguf's _create_vocab_sentencepiece), else byte-level BPE
+/// tokenizer.json (write_bpe_tokenizer_kv).
 void write_tokenizer_kv(KvWriter& kv, const std::string& dir, const ModelSpec& spec);
+/// tokenizer.json → tokenizer.ggml.model "gpt2", pre, tokens, token_type, merges, special ids,
+/// add_*_token, chat_template (convert_hf_to_gguf's _set_vocab_gpt2); Error when the
+/// pre-tokenizer is not one llama.cpp names (llama-bpe, qwen2).
+void write_bpe_tokenizer_kv(KvWriter& kv, const std::string& dir, const ModelSpec& spec);
+/// The tokenizer of a "gpt2" GGUF vocabulary (gguf_bpe_vocab.cpp); Error naming the key for an
+/// unknown tokenizer.ggml.pre.
+std::unique_ptr<Tokenizer> make_bpe_tokenizer_from_gguf(const GgufFile& f);
+/// "llama" or "qwen3": general.architecture and the metadata key prefix of `spec`.
+std::string gguf_arch(const ModelSpec& spec);
 
 }  // namespace qsweep::gguf_detail
