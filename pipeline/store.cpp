@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -49,8 +50,28 @@ std::string hash_hex(const std::string& bytes) {
 }
 
 std::string hash_file(const std::string& path) {
-  MappedFile m(path);
-  return hex128(XXH3_128bits(m.data(), m.size()));
+  // Streamed through one buffer with read(2): faster than mapping (no page fault per 4 KiB)
+  // and the same hash (XXH3's streaming and one-shot forms agree).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  QS_THROW_IF_NOT(fd >= 0, path, ": cannot open for hashing (", std::strerror(errno), ")");
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> st(XXH3_createState(),
+                                                                     XXH3_freeState);
+  XXH3_128bits_reset(st.get());
+  std::vector<char> buf(size_t(4) << 20);
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      throw Error(cat(path, ": read failed while hashing (", std::strerror(err), ")"));
+    }
+    if (n == 0) break;
+    XXH3_128bits_update(st.get(), buf.data(), size_t(n));
+  }
+  ::close(fd);
+  return hex128(XXH3_128bits_digest(st.get()));
 }
 
 std::string hash_files(const std::vector<std::string>& files, const std::string& cache_file) {
