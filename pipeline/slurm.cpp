@@ -65,11 +65,16 @@ const char* kind_name(SweepNodeKind k) {
                                         : "eval";
 }
 
+std::atomic<bool> g_interrupted{false};
+extern "C" void on_sigint(int) {
+  g_interrupted = true;
+}
+
 /// Job id → Slurm state of every job squeue still knows (pending, running and recently ended).
 std::map<std::string, std::string> squeue_states() {
   std::map<std::string, std::string> out;
   const auto [rc, text] = shell("squeue -h -t all -o '%i|%T'", false);
-  QS_THROW_IF_NOT(rc == 0, "squeue failed (exit ", rc,
+  QS_THROW_IF_NOT(rc == 0 || g_interrupted, "squeue failed (exit ", rc,
                   "): is this a Slurm login node? (SLURM_CONF, slurmctld reachable)");
   std::istringstream in(text);
   for (std::string line; std::getline(in, line);) {
@@ -108,11 +113,6 @@ void append_event(const std::string& out_dir, json j) {
   j["time"] =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   std::ofstream(out_dir + "/events.jsonl", std::ios::app) << j.dump() << "\n";
-}
-
-std::atomic<bool> g_interrupted{false};
-extern "C" void on_sigint(int) {
-  g_interrupted = true;
 }
 
 /// The record of DIR's latest submission.
@@ -298,7 +298,8 @@ SlurmRunSummary run_sweep_slurm(const SweepPlan& plan, const SweepRunOptions& op
         r.status = state == "PENDING" ? NodeStatus::Pending : NodeStatus::Running;
         continue;
       }
-      // Ended without its artifact.
+      // Ended without its artifact (unless Ctrl-C killed the squeue or sacct that said so).
+      if (g_interrupted) break;
       if (state.empty())
         state = last_seen[i].empty() ? "unknown (not in squeue, no sacct record)"
                                      : "last seen " + last_seen[i];
@@ -323,7 +324,7 @@ SlurmRunSummary run_sweep_slurm(const SweepPlan& plan, const SweepRunOptions& op
       }
       ++finished;
     }
-    if (finished == int(n)) break;
+    if (finished == int(n) && !g_interrupted) break;
     if (tty)
       std::fprintf(stderr, "\r\x1b[K[%d/%zu nodes, %d running, %d queued, %.0fs]", finished, n,
                    running, pending,

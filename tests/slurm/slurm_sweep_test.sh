@@ -5,7 +5,8 @@
 #      descendants (--kill-on-invalid-dep): "0 ran, 7 cached, 1 failed, 2 skipped";
 #   3. two --detach runs on one DIR submit each node once; `cancel` then `run` completes the
 #      sweep, submitting only what was missing (nothing done is recomputed);
-#   4. a job killed with scancel mid-run is a failed node, and the next run re-runs it.
+#   4. a job killed with scancel mid-run is a failed node, and the next run re-runs it;
+#   5. Ctrl-C (SIGINT) while waiting exits 130, leaves the jobs alone and names `qsweep cancel`.
 # Needs a cluster (scripts/start_local_slurm.sh) and QSWEEP_SLURM_TEST=1; without the variable
 # it skips (exit 77) with a message; with it, a cluster that does not answer fails the test.
 # usage: slurm_sweep_test.sh QSWEEP_BINARY SHARED_DIR
@@ -152,4 +153,25 @@ run_slurm "$work/s4" "$work/good.yaml"
 [ $rc -eq 0 ] || fail "resume after scancel: exit $rc"
 grep -qE "^[1-9][0-9]* jobs submitted" "$work/last.txt" || fail "nothing resubmitted"
 same_values "$work/s4"
+
+echo "== 5. Ctrl-C while waiting leaves the jobs running and says how to cancel them"
+"$qsweep" run "$work/good.yaml" --out "$work/s5" "$data" --executor slurm --no-progress \
+  > "$work/int.txt" 2>&1 &
+pid=$!
+for _ in $(seq 1 200); do
+  [ "$(grep -c '"event":"submitted"' "$work/s5/events.jsonl" 2>/dev/null)" = "$nodes" ] && break
+  sleep 0.05
+done
+sleep 0.3
+kill -INT $pid
+set +e
+wait $pid
+rc=$?
+set -e
+cat "$work/int.txt"
+[ $rc -eq 130 ] || fail "Ctrl-C: exit $rc, expected 130"
+grep -q "^interrupted: jobs keep running; .*qsweep cancel $work/s5" "$work/int.txt" ||
+  fail "Ctrl-C: no cancel hint"
+! grep -q '"event":"failed"' "$work/s5/events.jsonl" || fail "Ctrl-C recorded a failure"
+"$qsweep" cancel "$work/s5"
 echo "PASS"
