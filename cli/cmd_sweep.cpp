@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/args.h"
+#include "cli/cmd_slurm.h"
 #include "cli/commands.h"
 #include "cli/data_dir.h"
 #include "common/errors.h"
@@ -46,7 +47,7 @@ const CommandSpec& plan_command() {
 const CommandSpec& run_command() {
   static const CommandSpec cmd = {
       "run",
-      "qsweep run SWEEP.yaml [--out DIR] [--jobs N] [--max-memory GiB]",
+      "qsweep run SWEEP.yaml [--out DIR] [--jobs N] [--max-memory GiB] [--executor slurm]",
       "Runs a sweep: calibration, quantization and evaluation nodes in dependency order,\n"
       "each cached in DIR/store (a second run recomputes nothing), then results.json,\n"
       "table.md, table.csv and report.html in DIR.",
@@ -55,7 +56,13 @@ const CommandSpec& run_command() {
        {"max-memory", "GiB", "75% of physical memory",
         "memory budget; nodes whose estimates exceed it wait"},
        {"data-dir", "DIR", "", "where datasets live (else $QSWEEP_DATA, else ../shared/data)"},
-       {"no-progress", "", "", "no live status line on stderr"}},
+       {"no-progress", "", "", "no live status line on stderr"},
+       {"executor", "NAME", "local", "local (threads here) or slurm (one sbatch job per node)"},
+       {"detach", "", "", "slurm: return after submission (follow with qsweep status DIR)"},
+       {"slurm-partition", "NAME", "", "slurm: sbatch --partition"},
+       {"slurm-account", "NAME", "", "slurm: sbatch --account"},
+       {"slurm-qos", "NAME", "", "slurm: sbatch --qos"},
+       {"sbatch-arg", "'ARGS'", "", "slurm: further sbatch arguments (split at spaces)"}},
       "One run at a time per DIR: a second run on it waits for the first (DIR/.lock).\n"
       "Exit status 3 when the sweep finished with failed nodes (the report lists them).\n"
       "The sweep syntax is in docs/sweep-format.md."};
@@ -91,6 +98,11 @@ int cmd_run(const std::vector<std::string>& argv) {
     opt.max_memory_bytes = int64_t(gb * double(int64_t(1) << 30));
   }
   opt.progress = !args.has("no-progress");
+  const std::string executor = args.get("executor", "local");
+  QS_THROW_IF_NOT(executor == "local" || executor == "slurm",
+                  "--executor must be local or slurm, got '", executor, "'");
+  for (const char* f : {"detach", "slurm-partition", "slurm-account", "slurm-qos", "sbatch-arg"})
+    QS_THROW_IF_NOT(executor == "slurm" || !args.has(f), "--", f, " needs --executor slurm");
   const SweepSpec spec = parse_sweep(
       sweep_file(args, "qsweep run SWEEP.yaml [--out DIR] [--jobs N] [--max-memory GiB]"));
   opt.out_dir = args.get("out", default_out(spec));
@@ -98,6 +110,7 @@ int cmd_run(const std::vector<std::string>& argv) {
   const SweepPlan plan = plan_from_args(spec, args);
   std::fprintf(stderr, "sweep %s: %zu nodes, output in %s (events: %s/events.jsonl)\n",
                spec.name.c_str(), plan.nodes.size(), opt.out_dir.c_str(), opt.out_dir.c_str());
+  if (executor == "slurm") return run_on_slurm(args, plan, opt);
   const SweepRunSummary s = run_sweep(plan, opt);
   std::printf("%d ran, %d cached, %d failed, %d skipped\n", s.ran, s.cached, s.failed, s.skipped);
   const std::string table = opt.out_dir + "/table.md";

@@ -18,6 +18,9 @@ int cmd_plan(const std::vector<std::string>& args);
 int cmd_run(const std::vector<std::string>& args);
 int cmd_report(const std::vector<std::string>& args);
 int cmd_tokenize(const std::vector<std::string>& args);
+int cmd_run_node(const std::vector<std::string>& args);
+int cmd_status(const std::vector<std::string>& args);
+int cmd_cancel(const std::vector<std::string>& args);
 
 const CommandSpec& inspect_command();
 const CommandSpec& eval_command();
@@ -26,11 +29,15 @@ const CommandSpec& plan_command();
 const CommandSpec& run_command();
 const CommandSpec& report_command();
 const CommandSpec& tokenize_command();
+const CommandSpec& run_node_command();
+const CommandSpec& status_command();
+const CommandSpec& cancel_command();
 
 /// A subcommand: its option table and its main.
 struct Command {
   const CommandSpec& (*spec)();
   int (*run)(const std::vector<std::string>&);
+  bool hidden = false;  ///< not in `qsweep --help` (run-node: what Slurm jobs run)
 };
 /// Every subcommand, in the order `qsweep --help` lists them.
 const std::vector<Command>& all_commands();

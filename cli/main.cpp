@@ -11,9 +11,11 @@ namespace qsweep::cli {
 
 const std::vector<Command>& all_commands() {
   static const std::vector<Command> commands = {
-      {run_command, cmd_run},           {plan_command, cmd_plan}, {report_command, cmd_report},
-      {quantize_command, cmd_quantize}, {eval_command, cmd_eval}, {inspect_command, cmd_inspect},
-      {tokenize_command, cmd_tokenize},
+      {run_command, cmd_run},           {plan_command, cmd_plan},
+      {report_command, cmd_report},     {quantize_command, cmd_quantize},
+      {eval_command, cmd_eval},         {inspect_command, cmd_inspect},
+      {tokenize_command, cmd_tokenize}, {status_command, cmd_status},
+      {cancel_command, cmd_cancel},     {run_node_command, cmd_run_node, true},
   };
   return commands;
 }
@@ -26,7 +28,8 @@ using qsweep::cli::all_commands;
 
 std::string usage() {
   std::string s = "qsweep — quantization sweeps for Llama-family models\n\nusage:\n";
-  for (const auto& c : all_commands()) s += "  " + c.spec().usage + "\n";
+  for (const auto& c : all_commands())
+    if (!c.hidden) s += "  " + c.spec().usage + "\n";
   s += R"(
 `qsweep COMMAND --help` lists a command's options with their defaults.
 MODEL is a Hugging Face directory, a .gguf file (eval) or a model name under

@@ -72,13 +72,18 @@ SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt, Nod
     sum.failed += r.status == NodeStatus::Failed;
     sum.skipped += r.status == NodeStatus::Skipped;
   }
-  const json res = collect_results(plan, opt.out_dir, &results);
+  finish_sweep(plan, opt.out_dir, results, sum);
+  return sum;
+}
+
+void finish_sweep(const SweepPlan& plan, const std::string& out_dir,
+                  const std::vector<NodeResult>& results, SweepRunSummary& sum) {
+  const json res = collect_results(plan, out_dir, &results);
   const std::vector<std::string>& formats = plan.spec.report.formats;
-  render_reports(res, opt.out_dir, formats);
-  sum.results_file = opt.out_dir + "/results.json";
+  render_reports(res, out_dir, formats);
+  sum.results_file = out_dir + "/results.json";
   if (std::find(formats.begin(), formats.end(), "json") == formats.end())
     detail::write_json(sum.results_file, res);  // always kept: `qsweep report` re-renders from it
-  return sum;
 }
 
 }  // namespace qsweep

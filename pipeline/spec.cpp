@@ -14,6 +14,7 @@
 #include "common/errors.h"
 #include "common/mapped_file.h"
 #include "pipeline/detail/matrix.h"
+#include "pipeline/detail/resources.h"
 #include "pipeline/detail/yaml_fields.h"
 
 namespace qsweep {
@@ -447,9 +448,10 @@ SweepSpec parse_sweep_text(const std::string& yaml, const std::string& file) {
   SweepSpec spec;
   spec.file = file;
   try {
-    const MapView top(src, root,
-                      {"name", "model", "baseline", "calibration", "variants", "eval", "report"},
-                      "the sweep file");
+    const MapView top(
+        src, root,
+        {"name", "model", "baseline", "calibration", "variants", "eval", "report", "resources"},
+        "the sweep file");
     if (const Entry* name = top.find("name")) {
       spec.name = read_string(src, *name, "a name");
       if (!is_safe_name(spec.name))
@@ -472,6 +474,7 @@ SweepSpec parse_sweep_text(const std::string& yaml, const std::string& file) {
       spec.variants = read_variants(src, *v, spec.calibration);
     if (const Entry* e = top.find("eval")) spec.evals = read_evals(src, *e);
     if (const Entry* r = top.find("report")) spec.report = read_report(src, *r);
+    if (const Entry* r = top.find("resources")) spec.resources = read_resources(src, *r);
     if (const Entry* e = top.find("eval");
         e && (spec.variants.size() + 1) * spec.evals.size() > kMaxEvalNodes)
       src.fail(e->key,

@@ -58,6 +58,15 @@ struct ReportSpec {
   double yes = 1.05, usually = 1.12, marginal = 1.20;
 };
 
+/// What a Slurm job of one node kind asks for (`resources:` section; docs/sweep-format.md).
+/// Unset fields (0 or "") are not passed to sbatch: the cluster's defaults apply.
+struct SlurmResources {
+  int gpus = 0;      ///< --gpus
+  int cpus = 0;      ///< --cpus-per-task
+  std::string mem;   ///< --mem, e.g. "64G"
+  std::string time;  ///< --time, e.g. "4:00:00" or "1-00:00:00"
+};
+
 struct SweepSpec {
   std::string file;  ///< the YAML file it was read from
   std::string name;
@@ -67,7 +76,13 @@ struct SweepSpec {
   std::vector<VariantSpec> variants;  ///< expanded, in file order, ids unique
   std::vector<EvalConfig> evals;      ///< `eval:` entries, in file order, ids unique (unresolved)
   ReportSpec report;
+  /// `resources:` entries by kind: "default", "calibrate", "quantize", "eval".
+  std::map<std::string, SlurmResources> resources;
 };
+
+/// The resources of a node kind ("calibrate", "quantize", "eval"): `default`'s fields, then
+/// the kind's own over them.
+SlurmResources resources_for(const SweepSpec& spec, const std::string& kind);
 
 /// Parses and validates a sweep file. Throws qsweep::Error with
 /// "FILE:LINE:COL: message" (one line; a suggestion for typos) on the first problem.

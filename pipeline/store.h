@@ -21,11 +21,16 @@
 
 namespace qsweep {
 
-/// 64-bit content hash (FNV-1a over bytes, then a final avalanche), as 16 hex digits.
+/// 128-bit content hash (XXH3-128, Debian's libxxhash), as 32 hex digits (high 64 bits first).
 std::string hash_hex(const std::string& bytes);
+/// XXH3-128 of a file's contents (memory-mapped), as 32 hex digits.
+std::string hash_file(const std::string& path);
 
-/// Hash of a set of files' contents (in the given order), cached by (path, size,
-/// mtime) in `cache_file` so that a multi-gigabyte checkpoint is read once.
+/// Hash of a set of files' contents (in the given order): hash_hex of their hash_file values
+/// concatenated. Each file's hash is cached in `cache_file` under its canonical path with a
+/// stamp of (device, inode, size, mtime, ctime — times to the nanosecond): a file rewritten
+/// in place with its mtime restored still gets a new ctime and is rehashed. What is trusted:
+/// that a file whose stamp is unchanged has unchanged content.
 std::string hash_files(const std::vector<std::string>& files, const std::string& cache_file);
 
 /// Makes `dir` an existing, writable directory (creating it and its parents), or throws
@@ -61,8 +66,12 @@ class ArtifactStore {
  public:
   /// Read: only looks (`qsweep plan`: creates and deletes nothing). Write: creates <root>
   /// and removes the temporaries whose writer is gone (killed runs); a live writer's are
-  /// kept. A run opens it for writing under its OutDirLock.
-  enum class Access { Write, Read };
+  /// kept. A run opens it for writing under its OutDirLock. Node: writes artifacts but
+  /// removes no temporaries (a Slurm job on another machine cannot tell whether a writer on
+  /// a third machine is alive). Every access refuses a store of another format: <root>/FORMAT
+  /// names it (detail::kStoreFormat); a non-empty store without it is from before v3. The
+  /// Error names the directory and the fix (remove it, or use another --out).
+  enum class Access { Write, Read, Node };
   explicit ArtifactStore(std::string root, Access access = Access::Write);
   const std::string& root() const { return root_; }
   /// The final directory of `key` (exists only when complete).

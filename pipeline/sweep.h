@@ -117,6 +117,11 @@ SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt);
 /// The same with another runner (tests: a fake that counts work).
 SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt, NodeRunner& runner);
 
+/// results.json and the reports in `out_dir` from the store and the nodes' results (the end of
+/// run_sweep, and of a waited-for Slurm run); sets sum.results_file.
+void finish_sweep(const SweepPlan& plan, const std::string& out_dir,
+                  const std::vector<NodeResult>& results, SweepRunSummary& sum);
+
 /// results.json content from what the store holds now (used by run and by
 /// `qsweep report`). Variants without artifacts appear with status "pending".
 nlohmann::json collect_results(const SweepPlan& plan, const std::string& out_dir,

@@ -10,8 +10,9 @@
 
 namespace qsweep::detail {
 
-// Bump when an artifact's content or meaning changes: every key changes with it.
-inline constexpr const char* kStoreFormat = "qsweep-store-v2";
+// Bump when an artifact's content or meaning changes: every key changes with it. <store>/FORMAT
+// holds it; a store of another format is refused (ArtifactStore). v3: XXH3-128 keys.
+inline constexpr const char* kStoreFormat = "qsweep-store-v3";
 inline constexpr const char* kVersion = "0.1.0";
 /// The FP16 baseline's stored top-k log-probs, written by its kld eval node.
 inline constexpr const char* kKldBaselineFile = "baseline.kld";

@@ -1,7 +1,7 @@
-// pipeline/store: the content hash (golden values computed independently, in Python, from
-// the documented construction: FNV-1a 64 then the splitmix64 finaliser), the file-hash cache
-// keyed by (path, size, mtime), and the artifact store's atomic begin/commit/abort and its
-// clean-up of temporaries left by killed runs.
+// pipeline/store: the content hash (golden values computed independently with the xxhash
+// package's CLI, `xxhsum -H2`: XXH3-128, canonical hex), the file-hash cache keyed by
+// (path, device, inode, size, mtime, ctime), the store's format check, and the artifact store's
+// atomic begin/commit/abort and its clean-up of temporaries left by killed runs.
 #include "pipeline/store.h"
 
 #include <gtest/gtest.h>
@@ -15,6 +15,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <thread>
@@ -49,15 +50,16 @@ ino_t inode(const std::string& path) {
 
 TEST(StoreHash, HashHexMatchesGoldenValues) {
   // Keys name artifacts on disk: a change here silently invalidates every store.
-  EXPECT_EQ(hash_hex(""), "552d3fb62b3c344f");
-  EXPECT_EQ(hash_hex("qsweep"), "b89917909eabec38");
-  EXPECT_EQ(hash_hex("qsweeq"), "915fb81e23a7ec6d");
+  // printf '' | xxhsum -H2, printf qsweep | xxhsum -H2, ...
+  EXPECT_EQ(hash_hex(""), "99aa06d3014798d86001c324468d497f");
+  EXPECT_EQ(hash_hex("qsweep"), "5113d8b60d62c56572cf6c4903ee4827");
+  EXPECT_EQ(hash_hex("qsweeq"), "4eefc295567c523063f3519500035ae0");
 }
 
 TEST(StoreHash, HashHexIsSensitiveToEveryByteAndToLength) {
   const std::string base = "quantize:gptq-b4-g128-code {\"bits\":4}";
   const std::string h = hash_hex(base);
-  EXPECT_EQ(h.size(), 16u);
+  EXPECT_EQ(h.size(), 32u);
   EXPECT_EQ(h.find_first_not_of("0123456789abcdef"), std::string::npos);
   for (size_t i = 0; i < base.size(); ++i) {
     std::string s = base;
@@ -72,15 +74,18 @@ TEST(StoreHash, HashHexIsSensitiveToEveryByteAndToLength) {
 
 TEST(StoreHashFiles, MatchesGoldenValueAndDependsOnOrder) {
   const std::string dir = test::make_temp_dir("store-hf-golden");
-  write(dir + "/a", "hello, world\n");  // one 8-byte word + a 5-byte tail
+  // xxhsum -H2 a b: aef7d733..., 2d974a6d...; the set's hash is xxhsum -H2 of the two hex
+  // digests concatenated (a's, then b's).
+  write(dir + "/a", "hello, world\n");
   write(dir + "/b", "second file");
   const std::string cache = dir + "/cache.json";
-  EXPECT_EQ(hash_files({dir + "/a", dir + "/b"}, cache), "f4e91a9557692cbb");
-  EXPECT_EQ(hash_files({dir + "/a"}, cache), "5014d5f5725401b2");
-  EXPECT_NE(hash_files({dir + "/b", dir + "/a"}, cache), "f4e91a9557692cbb");
+  EXPECT_EQ(hash_files({dir + "/a", dir + "/b"}, cache), "4f75ef2980f6051182ba60cd84319f1c");
+  EXPECT_EQ(hash_files({dir + "/a"}, cache), "3bdf9cb16b46d697428d4f15deed8f2d");
+  EXPECT_NE(hash_files({dir + "/b", dir + "/a"}, cache), "4f75ef2980f6051182ba60cd84319f1c");
   // The same answers with a cold cache and with the cache file gone.
   fs::remove(cache);
-  EXPECT_EQ(hash_files({dir + "/a", dir + "/b"}, dir + "/other-cache.json"), "f4e91a9557692cbb");
+  EXPECT_EQ(hash_files({dir + "/a", dir + "/b"}, dir + "/other-cache.json"),
+            "4f75ef2980f6051182ba60cd84319f1c");
   EXPECT_THROW(hash_files({dir + "/missing"}, cache), Error);
 }
 
@@ -114,17 +119,39 @@ TEST(StoreHashFiles, ACacheHitDoesNotReadTheFile) {
   write(f, "weights v1");
   const std::string h1 = hash_files({f}, cache);
   ASSERT_TRUE(fs::exists(cache));
+  // A hit takes the cached hash without reading the file (the point of the cache for
+  // multi-gigabyte checkpoints): plant another hash under the same stamp and get it back.
+  nlohmann::json c = nlohmann::json::parse(read_text_file(cache));
+  const std::string planted = "0123456789abcdef0123456789abcdef";
+  for (auto& [path, entry] : c.items()) entry["hash"] = planted;
+  write(cache, c.dump());
   const ino_t cache_inode = inode(cache);
-  // Same size, same mtime, other bytes: only a read could notice. A hit must not read
-  // (that is the point of the cache for multi-gigabyte checkpoints) ...
+  EXPECT_EQ(hash_files({f}, cache), hash_files({f}, cache));
+  EXPECT_NE(hash_files({f}, cache), h1);  // the planted entry was used: nothing was read
+  EXPECT_EQ(inode(cache), cache_inode);   // nor was the cache rewritten
+  EXPECT_EQ(hash_files({f}, dir + "/fresh-cache.json"), h1);
+}
+
+TEST(StoreHashFiles, AFileRewrittenInPlaceWithSizeAndMtimeRestoredIsRehashed) {
+  // Same path, same size, same mtime (to the nanosecond), other bytes: what a careless copy
+  // tool or `touch -r` leaves. The stamp's ctime (which utimensat cannot set) catches it.
+  const std::string dir = test::make_temp_dir("store-hf-inplace");
+  const std::string f = dir + "/model.safetensors", cache = dir + "/cache.json";
+  write(f, "weights v1");
+  const std::string h1 = hash_files({f}, cache);
   const auto mtime = fs::last_write_time(f);
-  write(f, "weights v2");
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a later ctime
+  {
+    std::fstream io(f, std::ios::in | std::ios::out | std::ios::binary);  // in place: same inode
+    io.seekp(9);
+    io << '2';
+  }
   fs::last_write_time(f, mtime);
-  EXPECT_EQ(hash_files({f}, cache), h1);
-  // ... nor rewrite the cache (write_file_atomic would replace its inode).
-  EXPECT_EQ(inode(cache), cache_inode);
-  // Without the cache the file is read and the new content shows.
-  EXPECT_NE(hash_files({f}, dir + "/fresh-cache.json"), h1);
+  ASSERT_EQ(fs::file_size(f), 10u);
+  ASSERT_EQ(read_text_file(f), "weights v2");
+  const std::string h2 = hash_files({f}, cache);
+  EXPECT_NE(h2, h1);
+  EXPECT_EQ(h2, hash_files({f}, dir + "/fresh-cache.json"));
 }
 
 TEST(StoreHashFiles, ATornCacheIsOnlyACache) {
@@ -132,7 +159,7 @@ TEST(StoreHashFiles, ATornCacheIsOnlyACache) {
   const std::string f = dir + "/a", cache = dir + "/cache.json";
   write(f, "hello, world\n");
   write(cache, "{\"truncated");
-  EXPECT_EQ(hash_files({f}, cache), "5014d5f5725401b2");
+  EXPECT_EQ(hash_files({f}, cache), "3bdf9cb16b46d697428d4f15deed8f2d");
 }
 
 // ---- ArtifactStore --------------------------------------------------------------------
@@ -302,6 +329,34 @@ TEST(ArtifactStore, ReadAccessCreatesAndDeletesNothing) {
   EXPECT_EQ(temporaries(dir + "/store").size(), 1u);
   const ArtifactStore write(dir + "/store");
   EXPECT_EQ(temporaries(dir + "/store").size(), 0u);
+}
+
+TEST(ArtifactStore, ANewStoreRecordsItsFormatAndAnOlderStoreIsRefused) {
+  const std::string dir = test::make_temp_dir("store-format");
+  {
+    const ArtifactStore fresh(dir + "/store");
+    EXPECT_EQ(read_text_file(dir + "/store/FORMAT"), "qsweep-store-v3\n");
+  }
+  EXPECT_NO_THROW(ArtifactStore(dir + "/store"));
+  // A v2 store: artifacts, no FORMAT file. Refused by every access, the message naming the
+  // directory and the fix; nothing in it is touched.
+  fs::create_directories(dir + "/old/store/calib-552d3fb62b3c344f");
+  for (auto access :
+       {ArtifactStore::Access::Write, ArtifactStore::Access::Read, ArtifactStore::Access::Node}) {
+    try {
+      ArtifactStore old(dir + "/old/store", access);
+      ADD_FAILURE() << "an old store was accepted";
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find(dir + "/old/store"), std::string::npos) << m;
+      EXPECT_NE(m.find("qsweep-store-v2"), std::string::npos) << m;
+      EXPECT_NE(m.find("Remove that directory"), std::string::npos) << m;
+    }
+  }
+  EXPECT_FALSE(fs::exists(dir + "/old/store/FORMAT"));
+  // Another format named in FORMAT: refused the same way.
+  write(dir + "/store/FORMAT", "qsweep-store-v9\n");
+  EXPECT_THROW(ArtifactStore(dir + "/store", ArtifactStore::Access::Read), Error);
 }
 
 TEST(OutDirLock, ASecondHolderWaitsNamingTheFirstsPid) {
