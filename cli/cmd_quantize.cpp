@@ -137,6 +137,7 @@ const CommandSpec& quantize_command() {
          {"seed", "N", std::to_string(so.seed), "window sampling seed"},
          {"sampling", "random|contiguous", "random", "how windows are drawn"},
          {"data-dir", "DIR", "", "where datasets live (else $QSWEEP_DATA, else ../shared/data)"},
+         threads_option(),
          {"json", "", "", "machine-readable summary"},
          {"quiet", "", "", "no progress on stderr"}});
     return c;
@@ -146,6 +147,7 @@ const CommandSpec& quantize_command() {
 
 int cmd_quantize(const std::vector<std::string>& argv) {
   const Args args(argv, quantize_command());
+  apply_threads(args);
   QS_THROW_IF_NOT(args.positional().empty(), "qsweep quantize: unexpected argument '",
                   args.positional()[0], "'");
   const QuantMethodConfig cfg = config_from_args(args);

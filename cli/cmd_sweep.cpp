@@ -55,6 +55,7 @@ const CommandSpec& run_command() {
        {"max-memory", "GiB", "75% of physical memory",
         "memory budget; nodes whose estimates exceed it wait"},
        {"data-dir", "DIR", "", "where datasets live (else $QSWEEP_DATA, else ../shared/data)"},
+       threads_option(),
        {"no-progress", "", "", "no live status line on stderr"}},
       "One run at a time per DIR: a second run on it waits for the first (DIR/.lock).\n"
       "Exit status 3 when the sweep finished with failed nodes (the report lists them).\n"
@@ -82,6 +83,7 @@ int cmd_plan(const std::vector<std::string>& argv) {
 
 int cmd_run(const std::vector<std::string>& argv) {
   Args args(argv, run_command());
+  apply_threads(args);
   SweepRunOptions opt;
   opt.jobs = int(args.get_int("jobs", 1));
   QS_THROW_IF_NOT(opt.jobs >= 1, "--jobs must be >= 1");
