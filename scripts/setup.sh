@@ -11,7 +11,8 @@ PACKAGES=(build-essential cmake ninja-build pkg-config git
           libsentencepiece-dev libpcre2-dev libutf8proc-dev libgtest-dev libgmock-dev
           libbenchmark-dev clang-format
           chromium fonts-dejavu-core
-          python3 zlib1g-dev libseccomp-dev)
+          python3 zlib1g-dev libseccomp-dev
+          libopenblas-dev)  # bench/peers: cblas_ssyrk, the Hessian row's peer
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -33,10 +33,11 @@ for f in "$PEER/peer_ppl" "$PEER/peer_quantize" "$PEER/build/libllama.a"; do
 done
 [ -x "$BP" ] && [ -x "$QS" ] || die "$BP or $QS missing: /work/devbuild.sh build qsweep bench_peer"
 mkdir -p "$W"
-if [ ! -x "$W/peer_decode" ] || [ bench/peers/peer_decode.cpp -nt "$W/peer_decode" ]; then
+PD=$W/peer_decode-$(echo "$PEER" | md5sum | cut -c1-8)
+if [ ! -x "$PD" ] || [ bench/peers/peer_decode.cpp -nt "$PD" ]; then
   L="$PEER/build/libllama.a $PEER/build/libggml.a $PEER/build/libggml-cpu.a $PEER/build/libggml-base.a"
   g++ -std=c++17 -O2 -I"$PEER/src/include" -I"$PEER/src/ggml/include" bench/peers/peer_decode.cpp \
-    -o "$W/peer_decode" $L -fopenmp -lpthread -ldl -lm
+    -o "$PD" $L -fopenmp -lpthread -ldl -lm
 fi
 export QSWEEP_THREADS=$T OPENBLAS_NUM_THREADS=$T OMP_NUM_THREADS=$T
 TC=$SHARED/models/tinycode
@@ -66,8 +67,13 @@ for spec in $MODELS; do
   [ -e "$W/$m-q4_k_m.gguf" ] || "$QS" quantize --model "$(dir_of "$m")" --method q4_k_m \
     --out "$W/$m-q4_k_m.gguf" --quiet > /dev/null
 done
+# ggml's AMX kernels (built in by -march=native on Sapphire Rapids and later) die with SIGILL
+# in some VMs; then rebuild ggml-cpu with -mno-amx-tile -mno-amx-int8 -mno-amx-bf16 added to
+# build.ninja's -march=native (a copy of the peer's build dir; ~5 min) and point
+# QSWEEP_PEER_DIR at it.
 head -n 512 "$W/ids.txt" > "$W/ids512.txt"
-head -n 1024 "$W/ids.txt" > "$W/ids1024.txt"
+"$PEER/peer_ppl" "$W/tinycode-q4_k_m.gguf" "$W/ids512.txt" 256 "$T" > /dev/null 2>&1 ||
+  die "$PEER/peer_ppl fails on a Q4_K_M file (status $?; 132 = SIGILL: see the AMX note above)"
 
 for rep in $(seq "$REPS"); do
   echo "run_peers: repetition $rep of $REPS" >&2
@@ -100,7 +106,7 @@ for rep in $(seq "$REPS"); do
           if [ $side = q ]; then
             record "$row" q "$("$BP" decode "$W/$m-$ty.gguf" "$W/ids.txt" 64 128 | json_field tokens_per_second)"
           else
-            record "$row" p "$("$W/peer_decode" "$W/$m-$ty.gguf" "$W/ids.txt" 64 128 "$T" | json_field tokens_per_second)"
+            record "$row" p "$("$PD" "$W/$m-$ty.gguf" "$W/ids.txt" 64 128 "$T" | json_field tokens_per_second)"
           fi
         done
       done
