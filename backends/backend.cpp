@@ -1,11 +1,13 @@
 #include "backends/backend.h"
 
+#include <tbb/global_control.h>
 #include <tbb/info.h>
 #include <tbb/parallel_for.h>
 
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -154,8 +156,37 @@ std::unique_ptr<Backend> make_backend(const std::string& device) {
   throw Error(cat("unknown device '", device, "': expected auto, cpu or cuda"));
 }
 
+namespace {
+std::unique_ptr<tbb::global_control>& thread_limit() {
+  static std::unique_ptr<tbb::global_control> limit;
+  return limit;
+}
+}  // namespace
+
 int backend_threads() {
-  return tbb::info::default_concurrency();
+  return std::min<int>(
+      tbb::info::default_concurrency(),
+      int(tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism)));
+}
+
+void set_backend_threads(int n, const std::string& origin) {
+  QS_THROW_IF_NOT(n >= 0, origin, " ", n, ": expected a positive number of threads");
+  // Two live controls take the minimum, so drop the old one before setting the new one.
+  thread_limit().reset();
+  if (n > 0)
+    thread_limit() = std::make_unique<tbb::global_control>(
+        tbb::global_control::max_allowed_parallelism, size_t(n));
+}
+
+void apply_thread_env() {
+  const char* env = std::getenv("QSWEEP_THREADS");
+  if (!env || !*env) return;
+  char* end = nullptr;
+  errno = 0;
+  const long n = std::strtol(env, &end, 10);
+  QS_THROW_IF_NOT(*end == '\0' && errno == 0 && n >= 1 && n <= 4096, "QSWEEP_THREADS='", env,
+                  "': expected a positive integer (unset it to use every core)");
+  set_backend_threads(int(n), "QSWEEP_THREADS");
 }
 
 }  // namespace qsweep

@@ -118,7 +118,20 @@ std::string cuda_unavailable_reason();
 /// "cuda" when no device is usable, saying why.
 std::unique_ptr<Backend> make_backend(const std::string& device);
 
-/// Number of worker threads TBB will use (respects QSWEEP_THREADS when set).
+/// Number of worker threads the process's parallel work uses: the limit set by
+/// set_backend_threads (else QSWEEP_THREADS, once apply_thread_env has run), else every core
+/// oneTBB sees.
 int backend_threads();
+
+/// Limits oneTBB's parallelism for the whole process to `n` threads (a process-wide
+/// tbb::global_control, replacing any earlier limit); n = 0 lifts the limit. Work is split the
+/// same way whatever the limit, so results are bit-identical across thread counts.
+/// Throws Error for n < 0, naming `origin` ("--threads", "QSWEEP_THREADS").
+void set_backend_threads(int n, const std::string& origin = "--threads");
+
+/// The environment variable QSWEEP_THREADS=N (a positive integer) limits every command to N
+/// threads, as --threads N does (the flag wins). Applies it when set; Error when it is not a
+/// positive integer.
+void apply_thread_env();
 
 }  // namespace qsweep

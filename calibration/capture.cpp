@@ -57,22 +57,28 @@ void ActivationStats::add(const MatrixRM& x, bool with_xtx) {
     if (with_xtx) xtx = MatrixD::Zero(d, d);
   }
   QS_ASSERT(sum_abs.size() == d, "input width changed between batches");
-  for (int64_t t = 0; t < x.rows(); ++t)
-    for (int64_t j = 0; j < d; ++j) {
-      const double v = x(t, j);
-      sum_abs[j] += std::abs(v);
-      sum_sq[j] += v * v;
-    }
+  // Per-channel sums: columns in parallel, tokens in order (the same sums for any thread count).
+  tbb::parallel_for(
+      tbb::blocked_range<int64_t>(0, d, 64),
+      [&](const tbb::blocked_range<int64_t>& cols) {
+        for (int64_t t = 0; t < x.rows(); ++t)
+          for (int64_t j = cols.begin(); j < cols.end(); ++j) {
+            const double v = x(t, j);
+            sum_abs[j] += std::abs(v);
+            sum_sq[j] += v * v;
+          }
+      },
+      tbb::simple_partitioner());
   if (with_xtx) {
     // xᵀx in fp32 GEMMs over slabs of ≤ 512 tokens (fast, error ~1e-7 relative per
-    // slab), summed into the double accumulator so long runs do not drift.
+    // slab), each tile summed into the double accumulator by the task that computed it, so
+    // long runs do not drift.
     constexpr int64_t kSlab = 512;
-    MatrixRM xt(d, 0), part(d, d);
+    MatrixRM xt(d, 0);
     for (int64_t t0 = 0; t0 < x.rows(); t0 += kSlab) {
       const int64_t n = std::min(kSlab, x.rows() - t0);
       xt = x.middleRows(t0, n).transpose();  // [d, n] row-major
-      cpu_gemm_nt(xt.data(), xt.data(), part.data(), d, d, n);
-      xtx += part.cast<double>();
+      cpu_gemm_nt_accumulate_f64(xt.data(), xt.data(), xtx.data(), d, d, n);
     }
   }
   n_tokens += x.rows();

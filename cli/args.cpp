@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "backends/backend.h"
 #include "common/errors.h"
 
 namespace qsweep::cli {
@@ -149,6 +150,20 @@ double Args::get_double(const std::string& flag) const {
   QS_THROW_IF_NOT(!text.empty() && end && *end == '\0' && std::isfinite(v), "--", flag,
                   " expects a number, got '", text, "'");
   return v;
+}
+
+const OptionSpec& threads_option() {
+  static const OptionSpec o{"threads", "N", "all cores",
+                            "worker threads for the whole process (else $QSWEEP_THREADS)"};
+  return o;
+}
+
+void apply_threads(const Args& args) {
+  if (!args.has("threads")) return;
+  const long long n = args.get_int("threads");
+  QS_THROW_IF_NOT(n >= 1 && n <= 4096, "--threads ", n,
+                  ": expected a positive number of threads (omit it to use every core)");
+  set_backend_threads(int(n), "--threads");
 }
 
 }  // namespace qsweep::cli

@@ -65,6 +65,12 @@ class Args {
   std::vector<std::string> positional_;
 };
 
+/// `--threads N`, shared by run, eval and quantize: limits the whole process to N threads.
+const OptionSpec& threads_option();
+/// Applies --threads when given (it overrides QSWEEP_THREADS, applied by main); Error unless
+/// it is a positive integer.
+void apply_threads(const Args& args);
+
 /// The known name closest to `word` by edit distance (for "did you mean").
 std::string closest(const std::string& word, const std::set<std::string>& known);
 

@@ -200,6 +200,7 @@ const CommandSpec& eval_command() {
     c.options.push_back({"device", "auto|cpu|cuda", "auto",
                          "where perplexity runs (auto: a usable CUDA device, else the CPU); the "
                          "other tasks run on the CPU"});
+    c.options.push_back(threads_option());
     c.options.push_back({"json", "", "", "machine-readable output"});
     c.options.push_back({"no-progress", "", "", "no progress line on stderr"});
     return c;
@@ -211,6 +212,7 @@ const CommandSpec& eval_command() {
 // (parse_eval_options), resolved for the model once, and run by the sweep's run_eval.
 int cmd_eval(const std::vector<std::string>& argv) {
   const Args args(argv, eval_command());
+  apply_threads(args);
   QS_THROW_IF_NOT(args.positional().empty(), "qsweep eval: unexpected argument '",
                   args.positional()[0], "'");
   const std::string task = args.get("task");

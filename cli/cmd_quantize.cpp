@@ -190,6 +190,7 @@ const CommandSpec& quantize_command() {
          {"seed", "N", std::to_string(so.seed), "window sampling seed"},
          {"sampling", "random|contiguous", "random", "how windows are drawn"},
          {"data-dir", "DIR", "", "where datasets live (else $QSWEEP_DATA, else ../shared/data)"},
+         threads_option(),
          {"json", "", "", "machine-readable summary"},
          {"quiet", "", "", "no progress on stderr"}});
     return c;
@@ -199,6 +200,7 @@ const CommandSpec& quantize_command() {
 
 int cmd_quantize(const std::vector<std::string>& argv) {
   const Args args(argv, quantize_command());
+  apply_threads(args);
   QS_THROW_IF_NOT(args.positional().empty(), "qsweep quantize: unexpected argument '",
                   args.positional()[0], "'");
   if (const auto type = float_gguf_type(args.get("method"))) return write_float_gguf(args, *type);

@@ -56,6 +56,7 @@ const CommandSpec& run_command() {
        {"max-memory", "GiB", "75% of physical memory",
         "memory budget; nodes whose estimates exceed it wait"},
        {"data-dir", "DIR", "", "where datasets live (else $QSWEEP_DATA, else ../shared/data)"},
+       threads_option(),
        {"no-progress", "", "", "no live status line on stderr"},
        {"executor", "NAME", "local", "local (threads here) or slurm (one sbatch job per node)"},
        {"detach", "", "", "slurm: return after submission (follow with qsweep status DIR)"},
@@ -89,6 +90,7 @@ int cmd_plan(const std::vector<std::string>& argv) {
 
 int cmd_run(const std::vector<std::string>& argv) {
   Args args(argv, run_command());
+  apply_threads(args);
   SweepRunOptions opt;
   opt.jobs = int(args.get_int("jobs", 1));
   QS_THROW_IF_NOT(opt.jobs >= 1, "--jobs must be >= 1");

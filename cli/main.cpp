@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/backend.h"
 #include "cli/commands.h"
 #include "common/errors.h"
 
@@ -56,6 +57,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   try {
+    qsweep::apply_thread_env();
     for (const auto& c : all_commands()) {
       if (c.spec().name != cmd) continue;
       if (qsweep::cli::wants_help(args)) {

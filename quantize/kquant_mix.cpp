@@ -1,8 +1,11 @@
 #include "quantize/kquant_mix.h"
 
+#include <tbb/parallel_for.h>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 
 #include "common/errors.h"
 #include "quantizers/kquants/kquants.h"
@@ -73,25 +76,34 @@ std::vector<GgufTensorData> encode_gguf_tensors(const std::string& where, const 
       QS_THROW_IF_NOT(std::isfinite(imp[j]) && imp[j] >= 0, where, ": importance matrix for '",
                       name, "' has value ", imp[j], " at column ", j, " (must be finite and >= 0)");
   }
-  std::vector<GgufTensorData> out;
-  out.reserve(src.size());
-  for (const GgufSourceTensor& t : src) {
+  // Types and block sizes are checked in order first (the first bad tensor is the one named);
+  // then the tensors are encoded in parallel, each into its own slot (rows in parallel too,
+  // inside quantize_tensor), so the bytes do not depend on the thread count.
+  std::vector<GgufTensorData> out(src.size());
+  std::vector<std::optional<kquants::QuantType>> types(src.size());
+  for (size_t i = 0; i < src.size(); ++i) {
+    const GgufSourceTensor& t = src[i];
     const int32_t type = plan.type_for(t.name, t.two_d());
     const std::string at = cat(where, ": tensor '", t.name, "'");
-    GgufTensorData d{t.name, t.ne, type, {}};
-    if (const auto q = block_type(type, at)) {
+    out[i] = GgufTensorData{t.name, t.ne, type, {}};
+    types[i] = block_type(type, at);
+    if (const auto q = types[i]) {
       const auto& tr = kquants::traits(*q);
       QS_THROW_IF_NOT(t.ne[0] % tr.block_size == 0, at, ": row length ", t.ne[0],
                       " is not a multiple of ", tr.name, "'s block size ", tr.block_size);
+    }
+  }
+  tbb::parallel_for(size_t(0), src.size(), [&](size_t i) {
+    const GgufSourceTensor& t = src[i];
+    if (const auto q = types[i]) {
       auto imp = plan.importance.find(t.name);
-      d.bytes =
+      out[i].bytes =
           kquants::quantize_tensor(*q, t.ptr(), t.rows(), t.ne[0],
                                    imp == plan.importance.end() ? nullptr : imp->second.data());
     } else {
-      d.bytes = gguf_encode_float(type, t.ptr(), t.rows() * t.ne[0]);
+      out[i].bytes = gguf_encode_float(out[i].ggml_type, t.ptr(), t.rows() * t.ne[0]);
     }
-    out.push_back(std::move(d));
-  }
+  });
   return out;
 }
 

@@ -12,7 +12,8 @@ PACKAGES=(build-essential cmake ninja-build pkg-config git
           libbenchmark-dev clang-format
           chromium fonts-dejavu-core
           python3 zlib1g-dev libseccomp-dev libxxhash-dev
-          slurm-wlm munge)
+          slurm-wlm munge
+          libopenblas-dev)  # bench/peers: cblas_ssyrk, the Hessian row's peer
 
 missing=()
 for p in "${PACKAGES[@]}"; do

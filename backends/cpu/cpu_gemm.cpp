@@ -55,6 +55,22 @@ void cpu_gemm_nt(const float* A, const float* B, float* C, int64_t m, int64_t n,
   });
 }
 
+void cpu_gemm_nt_accumulate_f64(const float* A, const float* B, double* C, int64_t m, int64_t n,
+                                int64_t k) {
+  if (m == 0 || n == 0) return;
+  tiled(m, n, k, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    thread_local RowMat tile;
+    tile.resize(r1 - r0, c1 - c0);
+    ConstMap a(A + r0 * k, r1 - r0, k);
+    ConstMap b(B + c0 * k, c1 - c0, k);
+    tile.noalias() = a * b.transpose();
+    for (int64_t j = c0; j < c1; ++j) {
+      double* c = C + j * m;
+      for (int64_t r = r0; r < r1; ++r) c[r] += double(tile(r - r0, j - c0));
+    }
+  });
+}
+
 void cpu_gemm_nn(const float* A, const float* B, float* C, int64_t m, int64_t n, int64_t k) {
   if (m == 0 || n == 0) return;
   tiled(m, n, k, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {

@@ -57,6 +57,28 @@ TEST_P(GemmShapes, NtAndNnMatchNaiveLoop) {
   EXPECT_LT(rel_err(C, ref_nn), kF32MaxRelErr);
 }
 
+// The fp64-accumulating variant (GPTQ's Hessian) is the old two-step path bit for bit:
+// cpu_gemm_nt into fp32, then C += double(part), with C column-major; for 1 and 2 threads.
+TEST_P(GemmShapes, NtAccumulateF64EqualsGemmThenAdd) {
+  const auto [m, n, k] = GetParam();
+  std::mt19937 rng(uint32_t(test::test_seed(12) + m * 7 + n * 13 + k));
+  const auto A = random_vec(size_t(m) * k, rng), B = random_vec(size_t(n) * k, rng);
+  const auto C0 = random_vec(size_t(m) * n, rng);
+  std::vector<float> part(size_t(m) * n);
+  cpu_gemm_nt(A.data(), B.data(), part.data(), m, n, k);
+  std::vector<double> want(size_t(m) * n);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j)
+      want[size_t(j) * m + i] = double(C0[size_t(j) * m + i]) + double(part[size_t(i) * n + j]);
+  for (int threads : {1, 2}) {
+    set_backend_threads(threads);
+    std::vector<double> C(C0.begin(), C0.end());
+    cpu_gemm_nt_accumulate_f64(A.data(), B.data(), C.data(), m, n, k);
+    EXPECT_EQ(C, want) << threads << " threads";
+  }
+  set_backend_threads(0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Awkward, GemmShapes,
                          ::testing::Values(std::make_tuple(1, 1, 1), std::make_tuple(1, 257, 33),
                                            std::make_tuple(129, 3, 65),

@@ -88,6 +88,22 @@ TEST(Cli, EvalJsonCarriesProvenance) {
   EXPECT_GT(j["perplexity"].get<double>(), 1.0);
 }
 
+TEST(Cli, ThreadsFlagAndEnvironmentLimitTheProcess) {
+  const std::string eval = "eval --model " + test::tinycode_dir() + " --data-dir " +
+                           test::data_dir() + " --dataset code-heldout --ctx 64 --max-tokens 128" +
+                           " --json --no-progress";
+  CliRun r = run(eval + " --threads 1");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["threads"], 1);
+  r = run(eval, "QSWEEP_THREADS=1");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["threads"], 1);
+  expect_clean_failure(run(eval + " --threads 0"), {"--threads 0", "positive"});
+  expect_clean_failure(run(eval, "QSWEEP_THREADS=lots"), {"QSWEEP_THREADS='lots'"});
+  expect_clean_failure(run("quantize --threads -3 --model x --out y"), {"--threads -3"});
+  EXPECT_EQ(run("run --help").out.find("--threads N") != std::string::npos, true);
+}
+
 TEST(Cli, BadInputsExitWithStatus2AndOneLine) {
   const std::string data = " --data-dir " + test::data_dir();
   expect_clean_failure(run("eval --model /no/such/model --dataset wikitext2" + data),

@@ -1,0 +1,134 @@
+// The thread limit (set_backend_threads, QSWEEP_THREADS) is honoured, and results do not
+// depend on it (the limit is observed as the number of distinct threads a
+// parallel loop runs on): logits, GPTQ codes and K-quant bytes are bit-identical for 1 and 2
+// threads.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <tbb/info.h>
+#include <tbb/parallel_for.h>
+
+#include <chrono>
+#include <cstring>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "backends/backend.h"
+#include "common/errors.h"
+#include "model/transformer.h"
+#include "model/weights.h"
+#include "quantize/kquant_mix.h"
+#include "quantizers/quantizers.h"
+#include "tests/quantizers/quantizer_test_util.h"
+#include "tests/support/test_support.h"
+
+namespace qsweep {
+namespace {
+
+// Runs `f` once limited to 1 thread and once to 2; returns both results.
+template <class F>
+auto one_and_two(F f) {
+  set_backend_threads(1);
+  auto one = f();
+  set_backend_threads(2);
+  auto two = f();
+  set_backend_threads(0);
+  return std::make_pair(std::move(one), std::move(two));
+}
+
+// How many distinct threads run the iterations of a parallel loop of small sleeps.
+int threads_seen() {
+  std::mutex m;
+  std::set<std::thread::id> ids;
+  tbb::parallel_for(0, 200, [&](int) {
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+    std::lock_guard<std::mutex> lock(m);
+    ids.insert(std::this_thread::get_id());
+  });
+  return int(ids.size());
+}
+
+ModelSpec wide_spec() {
+  ModelSpec s;
+  s.arch_name = "LlamaForCausalLM";
+  s.vocab_size = 300;
+  s.hidden_size = 256;
+  s.intermediate_size = 512;
+  s.num_layers = 2;
+  s.num_heads = 4;
+  s.num_kv_heads = 2;
+  s.head_dim = 64;
+  s.max_position_embeddings = 128;
+  return s;
+}
+
+TEST(Threads, LimitIsHonouredAndReplaced) {
+  const int cores = tbb::info::default_concurrency();
+  set_backend_threads(1);
+  EXPECT_EQ(threads_seen(), 1);
+  EXPECT_EQ(backend_threads(), 1);
+  // A later limit replaces the earlier one (two live global_controls would take the minimum).
+  set_backend_threads(2);
+  EXPECT_EQ(threads_seen(), std::min(2, cores));
+  EXPECT_EQ(backend_threads(), std::min(2, cores));
+  set_backend_threads(0);
+  EXPECT_EQ(backend_threads(), cores);
+  EXPECT_THROW(set_backend_threads(-1), Error);
+}
+
+TEST(Threads, EnvironmentVariable) {
+  ::setenv("QSWEEP_THREADS", "1", 1);
+  apply_thread_env();
+  EXPECT_EQ(threads_seen(), 1);
+  for (const char* bad : {"0", "-2", "two", "3x", "99999"}) {
+    ::setenv("QSWEEP_THREADS", bad, 1);
+    try {
+      apply_thread_env();
+      ADD_FAILURE() << "QSWEEP_THREADS=" << bad << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("QSWEEP_THREADS"), std::string::npos) << e.what();
+    }
+  }
+  ::unsetenv("QSWEEP_THREADS");
+  set_backend_threads(0);
+}
+
+TEST(Threads, LogitsBitIdentical) {
+  const ModelSpec s = wide_spec();
+  const Transformer model(s, random_weights(s, 7));
+  std::mt19937 rng(test::test_seed(3));
+  std::vector<std::vector<int>> seqs(3, std::vector<int>(96));
+  for (auto& q : seqs)
+    for (int& t : q) t = int(rng() % uint32_t(s.vocab_size));
+  const auto [one, two] = one_and_two([&] { return model.forward(seqs); });
+  ASSERT_EQ(one.size(), two.size());
+  EXPECT_EQ(std::memcmp(one.data(), two.data(), sizeof(float) * size_t(one.size())), 0);
+}
+
+TEST(Threads, GptqCodesBitIdentical) {
+  std::mt19937_64 rng(test::test_seed(29));
+  const MatrixRM W = test::random_weight(256, 512, rng);
+  const MatrixD H = test::hessian_of(test::random_activations(600, 512, rng));
+  GptqConfig cfg;
+  cfg.group_size = 128;
+  cfg.desc_act = true;
+  const auto [one, two] = one_and_two([&] { return gptq_quantize(W, H, cfg); });
+  EXPECT_EQ(one.q.codes, two.q.codes);
+  EXPECT_EQ(one.q.scales, two.q.scales);
+  EXPECT_EQ(one.loss, two.loss);
+}
+
+TEST(Threads, KQuantBytesBitIdentical) {
+  const ModelSpec s = wide_spec();
+  const Transformer model(s, random_weights(s, 11));
+  for (kquants::Mix mix : {kquants::Mix::Q4_K_M, kquants::Mix::Q2_K}) {
+    const auto [one, two] = one_and_two([&] { return quantize_kquant_mix(model, mix, nullptr); });
+    ASSERT_EQ(one.tensors.size(), two.tensors.size());
+    for (size_t i = 0; i < one.tensors.size(); ++i)
+      EXPECT_EQ(one.tensors[i].bytes, two.tensors[i].bytes) << one.tensors[i].name;
+  }
+}
+
+}  // namespace
+}  // namespace qsweep
