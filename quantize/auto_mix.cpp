@@ -34,6 +34,14 @@ LinearRole linear_role_of(const std::string& role) {
 
 }  // namespace
 
+std::string ggml_type_label(int32_t type) {
+  if (type == gt::F32) return "F32";
+  if (type == gt::F16) return "F16";
+  if (type == gt::BF16) return "BF16";
+  const auto q = kquants::type_from_ggml(type);
+  return q ? std::string(kquants::traits(*q).name) : cat("type ", type);
+}
+
 std::vector<TensorGroup> tensor_groups(const ModelSpec& spec) {
   std::vector<TensorGroup> out;
   for (const auto& t : gguf_weight_tensors(spec)) {

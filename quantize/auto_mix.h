@@ -26,6 +26,9 @@ struct TensorGroup {
   int64_t params() const { return rows * row_length; }
 };
 
+/// "Q4_K", "F16", "F32", "BF16" (llama.cpp's spelling), or "type N".
+std::string ggml_type_label(int32_t ggml_type);
+
 /// Every group of `spec`, in GGUF file order (gguf_weight_tensors).
 std::vector<TensorGroup> tensor_groups(const ModelSpec& spec);
 
