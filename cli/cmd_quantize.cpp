@@ -69,6 +69,8 @@ const std::map<std::string, std::string>& method_flag_help() {
       {"true_sequential", "quantize q/k/v, o, gate/up, down as one group each, not in order"},
       {"damp_percent", "Hessian damping as a fraction of its mean diagonal"},
       {"block_size", "columns per lazy-batch block"},
+      {"budget", "auto_mix: at most the size of this llama.cpp mix (q3_k_m, ...)"},
+      {"budget_bpw", "auto_mix: at most this many bits per weight over the weight tensors"},
   };
   return help;
 }
@@ -88,6 +90,8 @@ QuantMethodConfig config_from_args(const Args& args) {
       j[f.key] = !f.fallback.get<bool>();
     else if (f.fallback.is_number_integer())
       j[f.key] = int(args.get_int(f.flag));
+    else if (f.fallback.is_string())
+      j[f.key] = args.get(f.flag);
     else
       j[f.key] = args.get_double(f.flag);
   }
@@ -175,8 +179,12 @@ const CommandSpec& quantize_command() {
     const SamplingOptions so;
     for (const MethodFlag& f : method_flags()) {
       const bool sw = f.fallback.is_boolean();
-      c.options.push_back({f.flag, sw ? "" : (f.fallback.is_number_integer() ? "N" : "F"),
-                           sw ? "" : f.fallback.dump(),
+      const bool text = f.fallback.is_string();
+      c.options.push_back({f.flag,
+                           sw     ? ""
+                           : text ? "MIX"
+                                  : (f.fallback.is_number_integer() ? "N" : "F"),
+                           sw || text ? "" : f.fallback.dump(),
                            method_flag_help().at(f.key) + " [" + join(f.methods) + "]"});
     }
     c.options.insert(

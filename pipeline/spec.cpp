@@ -184,6 +184,9 @@ std::vector<Field> variant_fields(const std::map<std::string, CalibrationSpec>& 
       number_field(
           "damp_percent", [](double d) { return d > 0 && d <= 1; }, "a number in (0, 1]"),
       cal,
+      string_field("budget", "a llama.cpp mix name such as q3_k_m"),
+      number_field(
+          "budget_bpw", [](double d) { return d >= 2 && d <= 16; }, "a number of bits 2..16"),
   };
 }
 

@@ -148,7 +148,10 @@ class StageRunner final : public NodeRunner {
                  {"config", t.node.config}};
     if (ex.layout == CheckpointLayout::Gguf) {
       meta["file_bits_per_weight"] = *ex.file_bits_per_weight;
-      meta["imatrix"] = calib ? json(calib->source) : json();
+      meta["imatrix"] = calib && v.config.info().calibration == CalibrationUse::Optional
+                            ? json(calib->source)
+                            : json();
+      if (!qm.method_meta.is_null()) meta["auto_mix"] = qm.method_meta;
       meta["tensors"] = ex.records;
     } else {
       meta["max_layer_loss"] = ex.max_layer_loss;

@@ -262,10 +262,15 @@ QuantizedModel awq_quantize_model(const Transformer& source, const QuantMethodCo
                   "AwqSearchOptions: grids and the token subsample must be >= 1");
   const auto t0 = Clock::now();
   const ModelSpec& spec = source.spec();
-  QuantizedModel out{config,       calib.source,
-                     calib.domain, calib.options,
-                     {},           Transformer(spec, source.weights()),
-                     {},           0};
+  QuantizedModel out{config,
+                     calib.source,
+                     calib.domain,
+                     calib.options,
+                     {},
+                     Transformer(spec, source.weights()),
+                     {},
+                     0,
+                     {}};
   ModelWeights& w = out.model.mutable_weights();
   const RtnConfig rtn{cfg.bits, cfg.group_size, cfg.sym};
   std::vector<int> lengths;

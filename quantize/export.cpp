@@ -5,6 +5,7 @@
 #include "common/errors.h"
 #include "formats/formats.h"
 #include "formats/gguf.h"
+#include "quantize/auto_mix.h"
 #include "quantizers/kquants/kquants.h"
 
 namespace qsweep {
@@ -74,9 +75,8 @@ ExportSummary write_quantized(const QuantizedModel& qm, const std::string& sourc
       s.file_bytes = int64_t(fs::file_size(out));
       s.file_bits_per_weight = 8.0 * double(s.file_bytes) / double(spec.parameter_count());
       for (const auto& c : m.choices)
-        s.records.push_back({{"name", c.name},
-                             {"type", kquants::traits(*kquants::type_from_ggml(c.ggml_type)).name},
-                             {"rule", c.rule}});
+        s.records.push_back(
+            {{"name", c.name}, {"type", ggml_type_label(c.ggml_type)}, {"rule", c.rule}});
       return s;
     }
     case CheckpointLayout::GptqSafetensors: {

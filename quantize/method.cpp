@@ -59,6 +59,15 @@ const std::vector<MethodInfo>& table() {
       mix_row(Method::Q5_K_M, "q5_k_m", "Q5_K_M", 5, Mix::Q5_K_M),
       mix_row(Method::Q6_K, "q6_k", "Q6_K", 6, Mix::Q6_K),
       mix_row(Method::Q8_0, "q8_0", "Q8_0", 8, Mix::Q8_0),
+      {Method::AutoMix,
+       "auto_mix",
+       "auto mix",
+       F::AutoMix,
+       C::Required,
+       {"budget", "budget_bpw", "calibration"},
+       0,
+       L::Gguf,
+       std::nullopt},
   };
   return t;
 }
@@ -149,6 +158,9 @@ QuantMethodConfig QuantMethodConfig::defaults(Method m) {
     case MethodFamily::KQuantMix:
       c.options = MixOptions{};
       break;
+    case MethodFamily::AutoMix:
+      c.options = AutoMixOptions{};
+      break;
   }
   return c;
 }
@@ -201,6 +213,8 @@ nlohmann::json QuantMethodConfig::to_json() const {
               {"block_size", g->block_size}});
   } else if (const auto* a = awq()) {
     j.update({{"bits", a->bits}, {"group_size", a->group_size}, {"sym", a->sym}});
+  } else if (const auto* m = auto_mix()) {
+    j.update({{"budget", m->budget}, {"budget_bpw", m->budget_bpw}});
   }
   return j;
 }
@@ -228,6 +242,14 @@ QuantMethodConfig QuantMethodConfig::from_json(const nlohmann::json& j) {
           read_int(j, "group_size", o.group_size);
           read_bool(j, "sym", o.sym);
         }
+        if constexpr (requires { o.budget_bpw; }) {
+          if (j.contains("budget")) {
+            QS_THROW_IF_NOT(j.at("budget").is_string(), "quantization config: 'budget' must be ",
+                            "a llama.cpp mix name such as q3_k_m, got ", j.at("budget").dump());
+            o.budget = j.at("budget").get<std::string>();
+          }
+          read_double(j, "budget_bpw", o.budget_bpw);
+        }
         if constexpr (requires { o.desc_act; }) {
           read_bool(j, "desc_act", o.desc_act);
           read_bool(j, "static_groups", o.static_groups);
@@ -242,6 +264,21 @@ QuantMethodConfig QuantMethodConfig::from_json(const nlohmann::json& j) {
 
 std::optional<ConfigProblem> QuantMethodConfig::problem(bool for_export) const {
   if (family() == MethodFamily::KQuantMix) return std::nullopt;
+  if (const auto* m = auto_mix()) {
+    if (m->budget.empty() == (m->budget_bpw == 0))
+      return ConfigProblem{"",
+                           "auto_mix needs exactly one of 'budget: <llama.cpp mix such as "
+                           "q3_k_m>' and 'budget_bpw: <bits per weight>'"};
+    if (!m->budget.empty() && !kquants::mix_from_name(m->budget))
+      return ConfigProblem{"budget", cat("budget '", m->budget,
+                                         "' is not a llama.cpp mix (use q2_k, q3_k_s, q3_k_m, "
+                                         "q3_k_l, q4_0, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, "
+                                         "q8_0)")};
+    if (m->budget.empty() && !(m->budget_bpw >= 2 && m->budget_bpw <= 16))
+      return ConfigProblem{"budget_bpw", cat("budget_bpw ", m->budget_bpw,
+                                             " is out of range: use 2 to 16 bits per weight")};
+    return std::nullopt;
+  }
   const int b = bits(), gs = group_size();
   if (b < 2 || b > 8) return ConfigProblem{"bits", cat("bits ", b, " is out of range: use 2 to 8")};
   if (!(gs == -1 || gs >= 1))
@@ -277,6 +314,9 @@ void QuantMethodConfig::validate(bool for_export) const {
 
 std::string QuantMethodConfig::label() const {
   if (family() == MethodFamily::KQuantMix) return info().display;
+  if (const auto* m = auto_mix())
+    return m->budget.empty() ? cat("auto mix ", number_text(m->budget_bpw), " bpw")
+                             : cat("auto mix @", m->budget);
   const int gs = group_size();
   std::string s = cat(info().display, " ", bits(), "-bit ", gs > 0 ? cat("g", gs) : "per-channel");
   if (sym()) s += " sym";
@@ -290,6 +330,9 @@ std::string QuantMethodConfig::label() const {
 
 std::string QuantMethodConfig::id() const {
   if (family() == MethodFamily::KQuantMix) return info().name;
+  if (const auto* m = auto_mix())
+    return m->budget.empty() ? cat("auto_mix-bpw", number_text(m->budget_bpw))
+                             : cat("auto_mix-", m->budget);
   const int gs = group_size();
   std::string id =
       cat(info().name, "-b", bits(), "-g", gs == -1 ? std::string("ch") : std::to_string(gs));

@@ -31,11 +31,14 @@ enum class Method {
   Q5_K_M,
   Q6_K,
   Q8_0,
+  AutoMix,
 };
-inline constexpr int kMethodCount = 14;
+inline constexpr int kMethodCount = 15;
 
 /// How a method quantizes (what quantize_model dispatches on).
-enum class MethodFamily { Rtn, Gptq, Awq, KQuantMix };
+/// AutoMix: a GGUF type per tensor group chosen from a measured sensitivity table under a
+/// byte budget (quantize/auto_mix.h).
+enum class MethodFamily { Rtn, Gptq, Awq, KQuantMix, AutoMix };
 /// Whether a method takes a calibration set: never, always, or optionally (a mix's imatrix).
 enum class CalibrationUse { None, Required, Optional };
 /// The checkpoint layout a method's result is written in (quantize/export.h).
@@ -95,6 +98,14 @@ struct MixOptions {
   bool operator==(const MixOptions&) const = default;
 };
 
+/// auto_mix: exactly one of `budget` (a llama.cpp mix whose size for this model is the byte
+/// budget of the 2-D weight tensors) and `budget_bpw` (bits per weight over those tensors).
+struct AutoMixOptions {
+  std::string budget;     ///< "q3_k_m"; empty when budget_bpw is given
+  double budget_bpw = 0;  ///< 0 when budget is given
+  bool operator==(const AutoMixOptions&) const = default;
+};
+
 /// A problem with a configuration: the option it concerns ("" = the method) and the message.
 struct ConfigProblem {
   std::string key;
@@ -104,7 +115,8 @@ struct ConfigProblem {
 /// One variant's quantization: the method and its typed options (results depend on all of it).
 struct QuantMethodConfig {
   Method method = Method::Gptq;
-  std::variant<RtnOptions, GptqOptions, AwqOptions, MixOptions> options = GptqOptions{};
+  std::variant<RtnOptions, GptqOptions, AwqOptions, MixOptions, AutoMixOptions> options =
+      GptqOptions{};
 
   /// The method with its default options.
   static QuantMethodConfig defaults(Method m);
@@ -114,6 +126,7 @@ struct QuantMethodConfig {
   const RtnOptions* rtn() const { return std::get_if<RtnOptions>(&options); }
   const GptqOptions* gptq() const { return std::get_if<GptqOptions>(&options); }
   const AwqOptions* awq() const { return std::get_if<AwqOptions>(&options); }
+  const AutoMixOptions* auto_mix() const { return std::get_if<AutoMixOptions>(&options); }
   /// The integer grid's width; a mix's nominal width.
   int bits() const;
   /// Columns per group (-1 per output channel); 0 for a mix (no single group size).

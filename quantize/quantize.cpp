@@ -6,6 +6,7 @@
 #include "common/errors.h"
 #include "formats/awq_packing.h"
 #include "formats/gptq_packing.h"
+#include "quantize/auto_mix_model.h"
 #include "quantize/awq.h"
 
 namespace qsweep {
@@ -52,7 +53,7 @@ QuantizedModel quantize_rtn_model(const Transformer& source, const QuantMethodCo
   const auto t0 = Clock::now();
   const RtnOptions& o = *config.rtn();
   const ModelSpec& spec = source.spec();
-  QuantizedModel out{config, "", "", {}, {}, Transformer(spec, source.weights()), {}, 0};
+  QuantizedModel out{config, "", "", {}, {}, Transformer(spec, source.weights()), {}, 0, {}};
   ModelWeights& w = out.model.mutable_weights();
   for (int l = 0; l < spec.num_layers; ++l) {
     for (LinearRole r : kAllLinearRoles) {
@@ -77,7 +78,7 @@ QuantizedModel quantize_gptq_model(const Transformer& source, const QuantMethodC
   const auto t0 = Clock::now();
   const GptqOptions& cfg = *config.gptq();
   const ModelSpec& spec = source.spec();
-  QuantizedModel out{config, "", "", {}, {}, Transformer(spec, source.weights()), {}, 0};
+  QuantizedModel out{config, "", "", {}, {}, Transformer(spec, source.weights()), {}, 0, {}};
   ModelWeights& w = out.model.mutable_weights();
   out.calibration_source = calib->source;
   out.calibration_domain = calib->domain;
@@ -129,7 +130,7 @@ QuantizedModel quantize_mix_model(const Transformer& source, const QuantMethodCo
   const ModelSpec& spec = source.spec();
   ModelWeights none;
   none.layers.resize(size_t(spec.num_layers));
-  QuantizedModel out{config, "", "", {}, {}, Transformer(spec, std::move(none)), {}, 0};
+  QuantizedModel out{config, "", "", {}, {}, Transformer(spec, std::move(none)), {}, 0, {}};
   if (calib) {
     out.calibration_source = calib->source;
     out.calibration_domain = calib->domain;
@@ -189,6 +190,10 @@ QuantizedModel quantize_model(const Transformer& source, const QuantMethodConfig
       return awq_quantize_model(source, config, *calib, progress, run);
     case MethodFamily::KQuantMix:
       return quantize_mix_model(source, config, calib, progress, run);
+    case MethodFamily::AutoMix:
+      QS_THROW_IF_NOT(calib && !calib->windows.empty(),
+                      "auto_mix needs a calibration set (--calib NAME); none was given");
+      return quantize_auto_mix_model(source, config, *calib, progress, run);
   }
   QS_ASSERT(false, "unknown method family");
   return quantize_rtn_model(source, config, progress);

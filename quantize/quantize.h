@@ -42,6 +42,8 @@ struct QuantizedModel {
   /// A K-quant mix: every tensor's type, rule and encoded ggml blocks.
   std::shared_ptr<const KQuantMixResult> mix;
   double seconds = 0;  ///< wall time of the whole quantization
+  /// auto_mix: the budget, every measurement and choice (meta.json's "auto_mix").
+  nlohmann::json method_meta;
 
   /// Bits per weight over all quantized linears as the method's checkpoint layout stores them
   /// (GPTQ: codes + scales + zeros + g_idx; AWQ gemm: no g_idx; GGUF: the mix's block bpw).

@@ -346,10 +346,36 @@ TEST(SweepErrors, ImpossibleCombinations) {
             "s.yaml:9:70: 'static_groups' needs groups: it means nothing with group_size -1");
 }
 
+// Issue #19's variant syntax, exactly; each mistake names its place.
+TEST(SweepSpec, AutoMixTakesABudgetMixOrBitsPerWeight) {
+  const SweepSpec s =
+      parse_sweep_text(kHead +
+                           "  - {method: auto_mix, budget: q3_k_m, calibration: code}\n"
+                           "  - {method: auto_mix, budget_bpw: 3.9, calibration: code}\n",
+                       "s.yaml");
+  ASSERT_EQ(s.variants.size(), 2u);
+  ASSERT_NE(s.variants[0].config.auto_mix(), nullptr);
+  EXPECT_EQ(s.variants[0].config.auto_mix()->budget, "q3_k_m");
+  EXPECT_EQ(s.variants[0].id, "auto_mix-q3_k_m-code");
+  EXPECT_EQ(s.variants[1].config.auto_mix()->budget_bpw, 3.9);
+  EXPECT_EQ(s.variants[1].id, "auto_mix-bpw3.9-code");
+  EXPECT_EQ(error_of(kHead + "  - {method: auto_mix, budget: q3_k_x, calibration: code}\n"),
+            "s.yaml:9:32: budget 'q3_k_x' is not a llama.cpp mix (use q2_k, q3_k_s, q3_k_m, "
+            "q3_k_l, q4_0, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, q8_0)");
+  EXPECT_EQ(error_of(kHead + "  - {method: auto_mix, calibration: code}\n"),
+            "s.yaml:9:14: auto_mix needs exactly one of 'budget: <llama.cpp mix such as q3_k_m>' "
+            "and 'budget_bpw: <bits per weight>'");
+  EXPECT_EQ(error_of(kHead + "  - {method: auto_mix, budget_bpw: 1, calibration: code}\n"),
+            "s.yaml:9:36: 'budget_bpw' must be a number of bits 2..16 or a list of them, got '1'");
+  EXPECT_EQ(error_of(kHead + "  - {method: q4_k_m, budget: q3_k_m}\n"),
+            "s.yaml:9:30: 'budget' does not apply to method 'q4_k_m' (it uses calibration)");
+}
+
 TEST(SweepErrors, UnknownAndUnimplementedMethods) {
   EXPECT_EQ(error_of(kHead + "  - {method: gtpq}\n"),
             "s.yaml:9:14: unknown method 'gtpq'; did you mean 'gptq'? (methods: rtn, gptq, awq, "
-            "q2_k, q3_k_s, q3_k_m, q3_k_l, q4_0, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, q8_0)");
+            "q2_k, q3_k_s, q3_k_m, q3_k_l, q4_0, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, q8_0, "
+            "auto_mix)");
   // AWQ is available (issue #5); its checkpoint layout holds 4-bit zero-point grids only.
   EXPECT_EQ(error_of(kHead + "  - {method: awq, bits: 3, calibration: code}\n"),
             "s.yaml:9:25: method 'awq' writes AutoAWQ gemm checkpoints, which hold 4-bit codes "
@@ -361,7 +387,8 @@ TEST(SweepErrors, UnknownAndUnimplementedMethods) {
             "s.yaml:9:35: 'bits' does not apply to method 'q4_k_m' (it uses calibration)");
   EXPECT_EQ(error_of(kHead + "  - {method: q4_k_x}\n"),
             "s.yaml:9:14: unknown method 'q4_k_x'; did you mean 'q4_k_s'? (methods: rtn, gptq, "
-            "awq, q2_k, q3_k_s, q3_k_m, q3_k_l, q4_0, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, q8_0)");
+            "awq, q2_k, q3_k_s, q3_k_m, q3_k_l, q4_0, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, q8_0, "
+            "auto_mix)");
   for (const std::string& m : method_names()) EXPECT_TRUE(method_from_name(m).has_value()) << m;
   EXPECT_FALSE(method_from_name("nonsense").has_value());
 }

@@ -9,8 +9,9 @@
 namespace qsweep {
 namespace {
 
-const char* const kAllNames[] = {"rtn",  "gptq",   "awq",    "q2_k",   "q3_k_s", "q3_k_m", "q3_k_l",
-                                 "q4_0", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k",   "q8_0"};
+const char* const kAllNames[] = {"rtn",    "gptq",   "awq",  "q2_k",   "q3_k_s",
+                                 "q3_k_m", "q3_k_l", "q4_0", "q4_k_s", "q4_k_m",
+                                 "q5_k_s", "q5_k_m", "q6_k", "q8_0",   "auto_mix"};
 
 std::set<std::string> keys_of(const nlohmann::json& j) {
   std::set<std::string> k;
@@ -59,7 +60,7 @@ TEST(MethodTable, AnUnknownNameListsEveryMethod) {
   } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()),
               "unknown method 'f16' (methods: rtn, gptq, awq, q2_k, q3_k_s, q3_k_m, q3_k_l, q4_0, "
-              "q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, q8_0)");
+              "q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, q8_0, auto_mix)");
   }
 }
 
@@ -93,6 +94,9 @@ TEST(QuantMethodConfig, JsonRoundTripForEveryMethod) {
         break;
       case MethodFamily::KQuantMix:
         want = {"method"};
+        break;
+      case MethodFamily::AutoMix:
+        want = {"method", "budget", "budget_bpw"};
         break;
     }
     EXPECT_EQ(keys_of(j), want);

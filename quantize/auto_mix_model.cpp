@@ -1,0 +1,141 @@
+#include "quantize/auto_mix_model.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "common/errors.h"
+#include "quantize/auto_mix.h"
+#include "quantize/sensitivity.h"
+#include "quantizers/kquants/kquants.h"
+
+namespace qsweep {
+namespace gt = kquants::ggml_type;
+using nlohmann::json;
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+}  // namespace
+
+int64_t mix_weight_bytes(const ModelSpec& spec, kquants::Mix mix) {
+  std::vector<kquants::MixChoice> choices;
+  gguf_mix_plan(mix, spec, false, &choices);
+  const std::vector<TensorGroup> groups = tensor_groups(spec);
+  QS_ASSERT(choices.size() == groups.size(), "mix plan and groups differ");
+  int64_t bytes = 0;
+  for (size_t i = 0; i < groups.size(); ++i) bytes += group_bytes(groups[i], choices[i].ggml_type);
+  return bytes;
+}
+
+QuantizedModel quantize_auto_mix_model(const Transformer& source, const QuantMethodConfig& config,
+                                       const CalibrationSet& calib, const QuantProgress& progress,
+                                       const QuantRunOptions& run) {
+  const auto t0 = Clock::now();
+  const AutoMixOptions* opt = config.auto_mix();
+  QS_ASSERT(opt != nullptr, "quantize_auto_mix_model: not an auto_mix config");
+  const ModelSpec& spec = source.spec();
+  const std::vector<TensorGroup> groups = tensor_groups(spec);
+  int64_t params = 0;
+  for (const auto& g : groups) params += g.params();
+  const int64_t budget = opt->budget.empty()
+                             ? int64_t(std::floor(opt->budget_bpw * double(params) / 8.0))
+                             : mix_weight_bytes(spec, *kquants::mix_from_name(opt->budget));
+
+  // The study: every group at every candidate type its rows split into.
+  SensitivityStudy study(source, calib.windows, run.batch_windows);
+  std::vector<std::vector<MixOption>> options(groups.size());
+  std::vector<std::vector<SensitivityMeasurement>> measured(groups.size());
+  const std::vector<int32_t> types = default_sensitivity_types();
+  for (size_t gi = 0; gi < groups.size(); ++gi) {
+    const TensorGroup& g = groups[gi];
+    options[gi].push_back({group_bytes(g, gt::F16), 0.0});
+    measured[gi].push_back({g.name, g.role, g.layer, gt::F16, 0, 0, group_bytes(g, gt::F16),
+                            group_bytes(g, gt::F16), 0});
+    for (int32_t t : types) {
+      const auto& tr = kquants::traits(*kquants::type_from_ggml(t));
+      if (g.row_length % tr.block_size != 0) continue;
+      measured[gi].push_back(study.measure(g, t));
+      options[gi].push_back({measured[gi].back().bytes, measured[gi].back().kl});
+    }
+    if (progress)
+      progress(int(gi + 1), int(groups.size()), cat("sensitivity ", g.name, " ", since(t0), "s"));
+  }
+  const double study_seconds = since(t0);
+  const MixSolution sol = solve_mix(options, budget);
+
+  std::map<std::string, int32_t> chosen;
+  json rows = json::array(), table = json::array();
+  KQuantMixResult r;
+  r.imatrix = false;
+  double linear_bits = 0, linear_params = 0;
+  for (size_t gi = 0; gi < groups.size(); ++gi) {
+    const SensitivityMeasurement& m = measured[gi][size_t(sol.choice[gi])];
+    chosen[m.group] = m.type;
+    r.choices.push_back({m.group, m.type,
+                         cat("auto_mix: KL ", m.kl, " saves ", m.bytes_f16 - m.bytes, " bytes"),
+                         false});
+    rows.push_back({{"name", m.group},
+                    {"type", ggml_type_label(m.type)},
+                    {"kl", m.kl},
+                    {"kl_se", m.kl_se},
+                    {"bytes", m.bytes}});
+    for (const auto& x : measured[gi])
+      table.push_back({{"name", x.group},
+                       {"role", x.role},
+                       {"layer", x.layer},
+                       {"type", ggml_type_label(x.type)},
+                       {"kl", x.kl},
+                       {"kl_se", x.kl_se},
+                       {"bytes", x.bytes},
+                       {"bytes_saved", x.bytes_f16 - x.bytes},
+                       {"seconds", x.seconds}});
+    if (groups[gi].layer >= 0) {
+      linear_bits += 8.0 * double(m.bytes);
+      linear_params += double(groups[gi].params());
+    }
+  }
+  const SensitivityMeasurement whole = study.measure_mix(chosen);
+  const GgufTypePlan plan = group_type_plan(spec, chosen);
+  r.tensors = encode_gguf_tensors("auto_mix", spec, source.weights(), plan);
+  r.write_options = plan.write_options();
+  r.linear_bits_per_weight = linear_params > 0 ? linear_bits / linear_params : 0;
+
+  ModelWeights none;
+  none.layers.resize(size_t(spec.num_layers));
+  QuantizedModel out{config,
+                     calib.source,
+                     calib.domain,
+                     calib.options,
+                     {},
+                     Transformer(spec, std::move(none)),
+                     {},
+                     0,
+                     {}};
+  out.mix = std::make_shared<const KQuantMixResult>(std::move(r));
+  out.method_meta = {{"budget", opt->budget.empty() ? json() : json(opt->budget)},
+                     {"budget_bpw", opt->budget.empty() ? json(opt->budget_bpw) : json()},
+                     {"budget_bytes", budget},
+                     {"weight_bytes", sol.bytes},
+                     {"weight_bits_per_weight", 8.0 * double(sol.bytes) / double(params)},
+                     {"solver", sol.exact ? "dynamic programming (exact)" : "Lagrangian"},
+                     {"predicted_kl", sol.cost},
+                     {"measured_kl", whole.kl},
+                     {"measured_kl_se", whole.kl_se},
+                     {"study_tokens", study.tokens()},
+                     {"study_setup_seconds", study.setup_seconds()},
+                     {"study_seconds", study_seconds},
+                     {"candidate_types",
+                      [&] {
+                        json a = json::array({"F16"});
+                        for (int32_t t : types) a.push_back(ggml_type_label(t));
+                        return a;
+                      }()},
+                     {"choices", rows},
+                     {"measurements", table}};
+  out.seconds = since(t0);
+  return out;
+}
+
+}  // namespace qsweep
