@@ -105,7 +105,7 @@ bool is_text_task(Task t) {
 
 EvalConfig EvalConfig::resolved(int model_ctx) const {
   EvalConfig e = *this;
-  if (e.ctx == 0) e.ctx = model_ctx;
+  if (e.ctx == 0) e.ctx = std::min(model_ctx, kDefaultMaxCtx);
   if (e.protocol == "strided" && e.stride == 0) e.stride = e.ctx / 2;
   auto cap = [&](int want) { return std::max(1, std::min(want, e.ctx / 2)); };
   switch (e.task) {

@@ -38,6 +38,11 @@ std::vector<std::string> task_names();
 /// perplexity, kld and line_completion read a text dataset; the others a benchmark file/folder.
 bool is_text_task(Task t);
 
+/// The longest context an eval uses when the sweep names none: Llama-3.1 declares 131072
+/// positions and Qwen3 40960, and one window's logits alone (ctx × vocab fp32) would then
+/// take 67 GB and 25 GB. Pass ctx: explicitly to evaluate longer windows.
+constexpr int kDefaultMaxCtx = 4096;
+
 /// One evaluation. Which keys a task takes is in its TaskInfo (and docs/sweep-format.md,
 /// "Tasks"); keys a task does not use keep their defaults. 0 / -1 mean "the default" until
 /// `resolved()` fills them in for a model.
@@ -48,19 +53,20 @@ struct EvalConfig {
   /// mmlu, ceval: the benchmark's file/folder, defaulting to its place in the data directory.
   std::string dataset;
   std::string protocol = "chunks";  ///< perplexity: "chunks" or "strided"
-  int ctx = 0;                      ///< perplexity, kld: 0 = the model's max_position_embeddings
-  int stride = 0;                   ///< strided only; 0 = ctx / 2
-  int64_t max_tokens = 0;           ///< perplexity, kld: 0 = all
-  int top_k = 32;                   ///< kld: baseline top-k stored per position
-  int64_t limit = 0;                ///< items (mmlu/ceval: per subject); 0 = the task's default
-  std::string subjects;             ///< mmlu/ceval: comma-separated subject names; "" = all
-  int shots = -1;                   ///< mmlu/ceval/gsm8k/mbpp; -1 = the task's default
-  int samples = 1;                  ///< humaneval/mbpp: completions per problem (pass@k)
-  double temperature = 0;           ///< humaneval/mbpp: 0 = greedy
-  int max_new_tokens = 0;           ///< generative tasks; 0 = the task's default
-  uint64_t seed = 0;                ///< line_completion positions, sampling seeds
+  int ctx = 0;     ///< perplexity, kld: 0 = the model's max_position_embeddings, ≤ kDefaultMaxCtx
+  int stride = 0;  ///< strided only; 0 = ctx / 2
+  int64_t max_tokens = 0;  ///< perplexity, kld: 0 = all
+  int top_k = 32;          ///< kld: baseline top-k stored per position
+  int64_t limit = 0;       ///< items (mmlu/ceval: per subject); 0 = the task's default
+  std::string subjects;    ///< mmlu/ceval: comma-separated subject names; "" = all
+  int shots = -1;          ///< mmlu/ceval/gsm8k/mbpp; -1 = the task's default
+  int samples = 1;         ///< humaneval/mbpp: completions per problem (pass@k)
+  double temperature = 0;  ///< humaneval/mbpp: 0 = greedy
+  int max_new_tokens = 0;  ///< generative tasks; 0 = the task's default
+  uint64_t seed = 0;       ///< line_completion positions, sampling seeds
 
-  /// Every default resolved for a model whose context is `model_ctx`: ctx 0 → model_ctx;
+  /// Every default resolved for a model whose context is `model_ctx`: ctx 0 →
+  /// min(model_ctx, kDefaultMaxCtx);
   /// strided stride 0 → ctx / 2; line_completion limit 200; shots mbpp 3, gsm8k 8, mmlu/ceval
   /// 5; max_new_tokens line_completion 48, humaneval/mbpp 512, gsm8k 256, each capped at
   /// ctx / 2 (at least 1). Explicit values are kept; resolving twice changes nothing.

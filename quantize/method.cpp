@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
+#include <type_traits>
 
 #include "common/errors.h"
 
@@ -168,10 +170,17 @@ QuantMethodConfig QuantMethodConfig::defaults(Method m) {
 int QuantMethodConfig::bits() const {
   return std::visit(
       [&](const auto& o) -> int {
-        if constexpr (requires { o.bits; })
+        if constexpr (requires { o.bits; }) {
           return o.bits;
-        else
+        } else if constexpr (std::is_same_v<std::decay_t<decltype(o)>, AutoMixOptions>) {
+          // The width class of its budget, as a hand mix of that size is counted (q3_k_m → 3;
+          // 3.9 bits/weight → 3), so the tables group an auto mix beside its hand-made peer.
+          if (!o.budget.empty())
+            if (const auto m = method_from_name(o.budget)) return method_info(*m).nominal_bits;
+          return int(std::floor(o.budget_bpw));
+        } else {
           return info().nominal_bits;
+        }
       },
       options);
 }

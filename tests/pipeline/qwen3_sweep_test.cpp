@@ -48,8 +48,8 @@ TEST(Qwen3Sweep, ConfigRunsEndToEnd) {
   const SweepRunSummary sum = run_sweep(plan, opt);
   EXPECT_EQ(sum.failed, 0);
   EXPECT_EQ(sum.skipped, 0);
-  // calibration + 2 quantize + 3 models x 2 evals
-  EXPECT_EQ(sum.ran, 9);
+  // calibration + 3 quantize + 4 models x 2 evals
+  EXPECT_EQ(sum.ran, 12);
 
   const json r = json::parse(read_text_file(sum.results_file));
   std::map<std::string, json> by_method;
@@ -57,7 +57,7 @@ TEST(Qwen3Sweep, ConfigRunsEndToEnd) {
     EXPECT_EQ(v["status"], "ok") << v["id"] << ": " << v["error"];
     by_method[v["method"].get<std::string>()] = v;
   }
-  ASSERT_EQ(by_method.size(), 3u);
+  ASSERT_EQ(by_method.size(), 4u);
   for (const char* m : {"gptq", "awq"}) {
     EXPECT_EQ(by_method[m]["bits"], 4) << m;
     EXPECT_EQ(by_method[m]["group_size"], 64) << m;
@@ -76,14 +76,23 @@ TEST(Qwen3Sweep, ConfigRunsEndToEnd) {
   const LoadedModel base = load_model(model_dir);
   EXPECT_NEAR(by_method["fp16"]["metrics"][ppl_id]["mean_nll"].get<double>(),
               naive_mean_nll(Transformer(base.spec, base.weights), tokens, 128, 512), 1e-4);
-  std::string gptq_dir;
-  for (const auto& e : fs::recursive_directory_iterator(opt.out_dir + "/store"))
+  std::string gptq_dir, gguf_file;
+  for (const auto& e : fs::recursive_directory_iterator(opt.out_dir + "/store")) {
     if (e.path().filename() == "quantize_config.json") gptq_dir = e.path().parent_path();
+    if (e.path().extension() == ".gguf") gguf_file = e.path();
+  }
   ASSERT_FALSE(gptq_dir.empty());
   const LoadedModel q = load_model(gptq_dir);
   EXPECT_EQ(q.format, "gptq");
   EXPECT_NEAR(by_method["gptq"]["metrics"][ppl_id]["mean_nll"].get<double>(),
               naive_mean_nll(Transformer(q.spec, q.weights), tokens, 128, 512), 1e-4);
+  // Q4_K_M: the GGUF the sweep wrote (q_norm/k_norm, tied embeddings, BPE vocabulary) read
+  // back gives the number the sweep reported.
+  ASSERT_FALSE(gguf_file.empty());
+  const LoadedModel g = load_model(gguf_file);
+  EXPECT_TRUE(g.spec.qk_norm);
+  EXPECT_NEAR(by_method["q4_k_m"]["metrics"][ppl_id]["mean_nll"].get<double>(),
+              naive_mean_nll(Transformer(g.spec, g.weights), tokens, 128, 512), 1e-4);
   fs::remove_all(opt.out_dir);
 }
 

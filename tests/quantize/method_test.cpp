@@ -165,3 +165,18 @@ TEST(QuantMethodConfig, ValidateKeepsTheOldRulesAndTheAwqLayoutsRestriction) {
 
 }  // namespace
 }  // namespace qsweep
+
+namespace qsweep {
+namespace {
+
+// An auto mix counts in the width class of its budget, like the hand mix of that size
+// (the tables group variants by bits; 0 would put it beside FP16).
+TEST(QuantMethodConfig, AutoMixBitsAreItsBudgetsWidthClass) {
+  EXPECT_EQ(QuantMethodConfig::from_json({{"method", "auto_mix"}, {"budget", "q3_k_m"}}).bits(), 3);
+  EXPECT_EQ(QuantMethodConfig::from_json({{"method", "auto_mix"}, {"budget", "q2_k"}}).bits(), 2);
+  EXPECT_EQ(QuantMethodConfig::from_json({{"method", "auto_mix"}, {"budget_bpw", 3.9}}).bits(), 3);
+  EXPECT_EQ(QuantMethodConfig::from_json({{"method", "auto_mix"}, {"budget_bpw", 5.5}}).bits(), 5);
+}
+
+}  // namespace
+}  // namespace qsweep
