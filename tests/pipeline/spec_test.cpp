@@ -595,7 +595,3 @@ TEST(SweepReport, FormatsAndBounds) {
 
 }  // namespace
 }  // namespace qsweep
-
-namespace qsweep {
-namespace {}  // namespace
-}  // namespace qsweep
