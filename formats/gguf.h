@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -43,23 +44,26 @@ struct GgufTensorData {
   std::vector<uint8_t> bytes;
 };
 
-/// A tensor of a model in GGUF naming and row order (attn_q / attn_k rows permuted), as fp32,
-/// before it is encoded.
+/// A tensor of a model in GGUF naming and row order (attn_q / attn_k rows permuted), read as
+/// fp32 rows on demand: the seam through which writers see a model's weights, so that they
+/// hold one tensor (or a chunk of its rows) at a time whatever the weights' stored form.
 struct GgufSourceTensor {
   std::string name;
-  std::vector<int64_t> ne;      ///< ggml order
-  const float* data = nullptr;  ///< row-major [ne[1], ne[0]] (or [ne[0]]) in the weights
-  std::vector<float> owned;     ///< the permuted copy, when the rows had to be permuted
-  const float* ptr() const { return owned.empty() ? data : owned.data(); }
+  std::vector<int64_t> ne;  ///< ggml order
+  /// Writes rows [r0, r0 + n) in GGUF row order as fp32 to out (n × ne[0] values, row-major).
+  /// Safe to call from several threads at once.
+  std::function<void(int64_t r0, int64_t n, float* out)> read_rows;
   int64_t rows() const { return ne.size() == 2 ? ne[1] : 1; }
   bool two_d() const { return ne.size() == 2; }
+  /// The whole tensor as fp32 (rows() × ne[0]).
+  std::vector<float> to_vector() const;
 };
 
 /// Every tensor write_gguf writes for `spec`, in file order: rope_freqs (llama3 rope scaling),
 /// token_embd, per layer attn_norm, attn_q(+bias), attn_k(+bias), attn_v(+bias),
 /// attn_output(+bias), attn_q_norm and attn_k_norm (Qwen3), ffn_norm, ffn_gate, ffn_up,
-/// ffn_down, then output_norm and output (absent when embeddings are tied). The data points
-/// into `w` (keep it alive) except for permuted q/k rows (llama only) and rope_freqs.
+/// ffn_down, then output_norm and output (absent when embeddings are tied). The readers point
+/// into `w` (keep it alive); nothing is copied until rows are read.
 std::vector<GgufSourceTensor> gguf_source_tensors(const ModelSpec& spec, const ModelWeights& w);
 /// The 2-D tensors of gguf_source_tensors (GGUF names, row length ne[0]), in file order.
 std::vector<kquants::MixTensor> gguf_weight_tensors(const ModelSpec& spec);
@@ -87,10 +91,33 @@ struct GgufWriteOptions {
 /// else byte-level BPE tokenizer.json (+ tokenizer_config.json, config.json), becomes the
 /// tokenizer.ggml.* keys as convert_hf_to_gguf.py writes them; empty writes no tokenizer keys.
 /// Architectures Llama and Mistral without sliding window ("llama") and Qwen3 ("qwen3");
-/// anything else throws. The whole file is assembled in memory before it is written.
+/// anything else throws. write_gguf_streamed writes the same bytes.
 void write_gguf(const std::string& path, const ModelSpec& spec,
                 const std::vector<GgufTensorData>& tensors,
                 const std::string& model_dir_for_tokenizer, const GgufWriteOptions& options = {});
+
+/// A tensor of a streamed GGUF: name, shape and type (its byte count follows from them).
+struct GgufTensorSpec {
+  std::string name;
+  std::vector<int64_t> ne;  ///< ggml order: ne[0] innermost
+  int32_t ggml_type = 0;
+};
+
+/// Tensor i's encoded bytes (exactly as many as its type and shape take). Called for
+/// different i from several threads at once.
+using GgufTensorEncoder = std::function<std::vector<uint8_t>(size_t i)>;
+
+/// write_gguf without holding the tensors: checks every type and shape, writes the header and
+/// tensor infos (offsets follow from type × shape), then each tensor's bytes as `encode`
+/// yields them, in file order, into `path`.tmp.<pid>, renamed onto `path` at the end (removed
+/// on any error). At most `max_in_flight` tensors are encoded (in parallel) or waiting to be
+/// written at once. An encoder that returns the wrong byte count throws Error naming the
+/// tensor; an encoder's Error propagates.
+void write_gguf_streamed(const std::string& path, const ModelSpec& spec,
+                         const std::vector<GgufTensorSpec>& tensors,
+                         const GgufTensorEncoder& encode,
+                         const std::string& model_dir_for_tokenizer,
+                         const GgufWriteOptions& options = {}, int max_in_flight = 4);
 
 /// GGUF metadata value types (gguf_type).
 enum class GgufType : uint32_t {

@@ -1,9 +1,16 @@
 // GGUF writer: the model's tensors in llama.cpp's names and row order (q/k permuted), float
 // encodings, and the file (header, metadata from the ModelSpec, tokenizer keys, aligned data).
-// Block-quantized tensors arrive encoded (quantize/kquant_mix.h encodes them).
+// Block-quantized tensors arrive encoded (quantize/kquant_mix.h encodes them), either all at
+// once (write_gguf) or one by one from an encoder (write_gguf_streamed, which both use).
+#include <fcntl.h>
+#include <tbb/parallel_pipeline.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <memory>
 
 #include "common/errors.h"
 #include "common/half.h"
@@ -19,12 +26,85 @@ using namespace gguf_detail;
 
 namespace {
 
-std::vector<float> permuted_rows(const float* src, int64_t rows, int64_t cols, int n_head) {
-  const std::vector<int64_t> from = gguf_qk_row_source(rows, n_head);
-  std::vector<float> out(size_t(rows * cols));
-  for (int64_t r = 0; r < rows; ++r)
-    std::memcpy(out.data() + r * cols, src + from[size_t(r)] * cols, sizeof(float) * cols);
-  return out;
+/// A file written front to back into `path`.tmp.<pid> and renamed onto `path` by commit();
+/// removed when destroyed uncommitted (an error on the way).
+class AtomicFileWriter {
+ public:
+  explicit AtomicFileWriter(std::string path)
+      : path_(std::move(path)), tmp_(path_ + ".tmp." + std::to_string(::getpid())) {
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw Error(cat(tmp_, ": cannot create (", std::strerror(errno), ")"));
+  }
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+  ~AtomicFileWriter() {
+    if (fd_ >= 0) {
+      ::close(fd_);
+      ::unlink(tmp_.c_str());
+    }
+  }
+  void write(const void* data, size_t size) {
+    const auto* p = static_cast<const uint8_t*>(data);
+    while (size > 0) {
+      const ssize_t n = ::write(fd_, p, size);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        throw Error(cat(tmp_, ": write failed (", std::strerror(errno), ")"));
+      }
+      p += n;
+      size -= size_t(n);
+      written_ += uint64_t(n);
+    }
+  }
+  void pad_to(uint64_t alignment) {
+    static const uint8_t zeros[256] = {};
+    uint64_t pad = align_up(written_, alignment) - written_;
+    while (pad > 0) {
+      const size_t n = size_t(std::min<uint64_t>(pad, sizeof(zeros)));
+      write(zeros, n);
+      pad -= n;
+    }
+  }
+  void commit() {
+    ::fsync(fd_);
+    ::close(fd_);
+    fd_ = -1;
+    if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+      const int e = errno;
+      ::unlink(tmp_.c_str());
+      throw Error(cat(path_, ": rename failed (", std::strerror(e), ")"));
+    }
+  }
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+  uint64_t written_ = 0;
+};
+
+/// The byte count of a tensor, or Error for a type the writer cannot hold / a bad row length.
+uint64_t checked_nbytes(const std::string& path, const std::string& name,
+                        const std::vector<int64_t>& ne, int32_t type) {
+  QS_THROW_IF_NOT(supported_type(type), path, ": tensor '", name, "': ggml type ",
+                  ggml_type_name(type), " cannot be written (supported: F32, F16, BF16, ",
+                  "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K ... Q6_K)");
+  const int64_t rows = ne.size() == 2 ? ne[1] : 1;
+  return uint64_t(tensor_bytes(type, ne[0], rows, cat(path, ": tensor '", name, "'")));
+}
+
+/// Reads rows of a row-major [rows, cols] fp32 matrix, through a row permutation when given
+/// (gguf_row[r] = src[perm[r]]).
+std::function<void(int64_t, int64_t, float*)> row_reader(
+    const float* data, int64_t cols, std::shared_ptr<const std::vector<int64_t>> perm) {
+  return [data, cols, perm = std::move(perm)](int64_t r0, int64_t n, float* out) {
+    if (!perm) {
+      std::memcpy(out, data + r0 * cols, sizeof(float) * size_t(n * cols));
+      return;
+    }
+    for (int64_t r = 0; r < n; ++r)
+      std::memcpy(out + r * cols, data + (*perm)[size_t(r0 + r)] * cols,
+                  sizeof(float) * size_t(cols));
+  };
 }
 
 }  // namespace
@@ -37,12 +117,16 @@ std::vector<GgufSourceTensor> gguf_source_tensors(const ModelSpec& spec, const M
   QS_THROW_IF_NOT(int(w.layers.size()) == spec.num_layers, "GGUF export: weights have ",
                   w.layers.size(), " layers, the spec ", spec.num_layers);
   std::vector<GgufSourceTensor> ts;
+  auto perm_of = [](int64_t rows, int permute_heads) {
+    return permute_heads > 0 ? std::make_shared<const std::vector<int64_t>>(
+                                   gguf_qk_row_source(rows, permute_heads))
+                             : nullptr;
+  };
   auto add2 = [&](std::string name, const MatrixRM& m, int permute_heads) {
     GgufSourceTensor t;
     t.name = std::move(name);
     t.ne = {m.cols(), m.rows()};
-    t.data = m.data();
-    if (permute_heads > 0) t.owned = permuted_rows(m.data(), m.rows(), m.cols(), permute_heads);
+    t.read_rows = row_reader(m.data(), m.cols(), perm_of(m.rows(), permute_heads));
     ts.push_back(std::move(t));
   };
   auto add1 = [&](std::string name, const VectorF& v, int permute_heads) {
@@ -50,8 +134,13 @@ std::vector<GgufSourceTensor> gguf_source_tensors(const ModelSpec& spec, const M
     GgufSourceTensor t;
     t.name = std::move(name);
     t.ne = {v.size()};
-    t.data = v.data();
-    if (permute_heads > 0) t.owned = permuted_rows(v.data(), v.size(), 1, permute_heads);
+    // A 1-D tensor is one row of ne[0] values; its permutation moves single values.
+    auto perm = perm_of(v.size(), permute_heads);
+    const float* data = v.data();
+    const int64_t n = v.size();
+    t.read_rows = [data, n, perm](int64_t, int64_t, float* out) {
+      for (int64_t i = 0; i < n; ++i) out[i] = data[perm ? (*perm)[size_t(i)] : i];
+    };
     ts.push_back(std::move(t));
   };
   // llama.cpp's Llama graph rotates adjacent pairs (rope type NORM): convert_hf_to_gguf permutes
@@ -63,7 +152,10 @@ std::vector<GgufSourceTensor> gguf_source_tensors(const ModelSpec& spec, const M
     GgufSourceTensor t;
     t.name = "rope_freqs.weight";
     t.ne = {int64_t(f.size())};
-    t.owned = std::move(f);
+    auto v = std::make_shared<const std::vector<float>>(std::move(f));
+    t.read_rows = [v](int64_t, int64_t, float* out) {
+      std::memcpy(out, v->data(), sizeof(float) * v->size());
+    };
     ts.push_back(std::move(t));
   }
   add2("token_embd.weight", w.embed, 0);
@@ -96,6 +188,12 @@ std::vector<GgufSourceTensor> gguf_source_tensors(const ModelSpec& spec, const M
   return ts;
 }
 
+std::vector<float> GgufSourceTensor::to_vector() const {
+  std::vector<float> out(size_t(rows() * ne[0]));
+  if (!out.empty()) read_rows(0, rows(), out.data());
+  return out;
+}
+
 std::vector<uint8_t> gguf_encode_float(int32_t ggml_type, const float* x, int64_t n) {
   ByteWriter out;
   if (ggml_type == gt::F32) {
@@ -113,9 +211,10 @@ std::vector<uint8_t> gguf_encode_float(int32_t ggml_type, const float* x, int64_
   return std::move(out.buf);
 }
 
-void write_gguf(const std::string& path, const ModelSpec& spec,
-                const std::vector<GgufTensorData>& ts, const std::string& model_dir_for_tokenizer,
-                const GgufWriteOptions& opt) {
+void write_gguf_streamed(const std::string& path, const ModelSpec& spec,
+                         const std::vector<GgufTensorSpec>& ts, const GgufTensorEncoder& encode,
+                         const std::string& model_dir_for_tokenizer, const GgufWriteOptions& opt,
+                         int max_in_flight) {
   std::string arch;
   try {
     arch = gguf_arch(spec);  // refuses what llama.cpp cannot run
@@ -131,7 +230,7 @@ void write_gguf(const std::string& path, const ModelSpec& spec,
     // gguf_weight_tensors() is what mix plans are made from: it must list exactly these.
     const std::vector<kquants::MixTensor> listed = gguf_weight_tensors(spec);
     size_t k = 0;
-    for (const GgufTensorData& t : ts)
+    for (const GgufTensorSpec& t : ts)
       if (t.ne.size() == 2) {
         QS_THROW_IF_NOT(k < listed.size() && listed[k].name == t.name &&
                             listed[k].row_length == t.ne[0] && listed[k].rows == t.ne[1],
@@ -143,16 +242,10 @@ void write_gguf(const std::string& path, const ModelSpec& spec,
   }
 
   std::map<int32_t, int> two_d_types;
-  for (const GgufTensorData& t : ts) {
-    QS_THROW_IF_NOT(supported_type(t.ggml_type), path, ": tensor '", t.name, "': ggml type ",
-                    ggml_type_name(t.ggml_type), " cannot be written (supported: F32, F16, BF16, ",
-                    "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K ... Q6_K)");
-    const int64_t rows = t.ne.size() == 2 ? t.ne[1] : 1;
-    const int64_t nbytes =
-        tensor_bytes(t.ggml_type, t.ne[0], rows, cat(path, ": tensor '", t.name, "'"));
-    QS_THROW_IF_NOT(int64_t(t.bytes.size()) == nbytes, path, ": tensor '", t.name, "' has ",
-                    t.bytes.size(), " bytes, its type and shape take ", nbytes);
-    if (t.ne.size() == 2) ++two_d_types[t.ggml_type];
+  std::vector<uint64_t> nbytes(ts.size());
+  for (size_t i = 0; i < ts.size(); ++i) {
+    nbytes[i] = checked_nbytes(path, ts[i].name, ts[i].ne, ts[i].ggml_type);
+    if (ts[i].ne.size() == 2) ++two_d_types[ts[i].ggml_type];
   }
   int32_t file_type = opt.file_type;
   if (file_type < 0) {
@@ -191,7 +284,7 @@ void write_gguf(const std::string& path, const ModelSpec& spec,
   if (arch == "llama") kv.u32(a + "rope.dimension_count", uint32_t(head_dim));
   kv.u32("general.file_type", uint32_t(file_type));
   bool any_quant = false;
-  for (const auto& t : ts) any_quant |= !is_float_type(t.ggml_type);
+  for (const GgufTensorSpec& t : ts) any_quant |= !is_float_type(t.ggml_type);
   if (any_quant) kv.u32("general.quantization_version", 2);  // GGML_QNT_VERSION
   if (!model_dir_for_tokenizer.empty()) write_tokenizer_kv(kv, model_dir_for_tokenizer, spec);
 
@@ -202,21 +295,57 @@ void write_gguf(const std::string& path, const ModelSpec& spec,
   out.put<uint64_t>(kv.count);
   out.put_bytes(kv.w.buf.data(), kv.w.buf.size());
   uint64_t offset = 0;
-  for (const auto& t : ts) {
+  for (size_t i = 0; i < ts.size(); ++i) {
+    const GgufTensorSpec& t = ts[i];
     out.put_str(t.name);
     out.put<uint32_t>(uint32_t(t.ne.size()));
     for (int64_t d : t.ne) out.put<uint64_t>(uint64_t(d));
     out.put<uint32_t>(uint32_t(t.ggml_type));
     out.put<uint64_t>(offset);
-    offset = align_up(offset + uint64_t(t.bytes.size()), opt.alignment);
+    offset = align_up(offset + nbytes[i], opt.alignment);
   }
   out.pad_to(opt.alignment);
-  out.buf.reserve(out.buf.size() + offset);
-  for (const auto& t : ts) {
-    out.put_bytes(t.bytes.data(), t.bytes.size());
-    out.pad_to(opt.alignment);
-  }
-  write_file_atomic(path, out.buf.data(), out.buf.size());
+
+  // The data: tensors encoded in parallel (at most max_in_flight at a time, counting those
+  // waiting for their turn), written strictly in file order.
+  AtomicFileWriter file(path);
+  file.write(out.buf.data(), out.buf.size());
+  out.buf = {};
+  using Encoded = std::pair<size_t, std::vector<uint8_t>>;
+  size_t next = 0;
+  tbb::parallel_pipeline(
+      size_t(std::max(1, max_in_flight)),
+      tbb::make_filter<void, size_t>(tbb::filter_mode::serial_in_order,
+                                     [&](tbb::flow_control& fc) -> size_t {
+                                       if (next == ts.size()) {
+                                         fc.stop();
+                                         return 0;
+                                       }
+                                       return next++;
+                                     }) &
+          tbb::make_filter<size_t, Encoded>(tbb::filter_mode::parallel,
+                                            [&](size_t i) {
+                                              return Encoded{i, encode(i)};
+                                            }) &
+          tbb::make_filter<Encoded, void>(tbb::filter_mode::serial_in_order, [&](const Encoded& e) {
+            const GgufTensorSpec& t = ts[e.first];
+            QS_THROW_IF_NOT(e.second.size() == nbytes[e.first], path, ": tensor '", t.name,
+                            "' has ", e.second.size(), " bytes, its type and shape take ",
+                            nbytes[e.first]);
+            file.write(e.second.data(), e.second.size());
+            file.pad_to(opt.alignment);
+          }));
+  file.commit();
+}
+
+void write_gguf(const std::string& path, const ModelSpec& spec,
+                const std::vector<GgufTensorData>& ts, const std::string& model_dir_for_tokenizer,
+                const GgufWriteOptions& opt) {
+  std::vector<GgufTensorSpec> specs;
+  specs.reserve(ts.size());
+  for (const GgufTensorData& t : ts) specs.push_back({t.name, t.ne, t.ggml_type});
+  write_gguf_streamed(
+      path, spec, specs, [&](size_t i) { return ts[i].bytes; }, model_dir_for_tokenizer, opt);
 }
 
 }  // namespace qsweep

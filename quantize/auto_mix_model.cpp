@@ -98,8 +98,10 @@ QuantizedModel quantize_auto_mix_model(const Transformer& source, const QuantMet
   }
   const SensitivityMeasurement whole = study.measure_mix(chosen);
   const GgufTypePlan plan = group_type_plan(spec, chosen);
-  r.tensors = encode_gguf_tensors("auto_mix", spec, source.weights(), plan);
+  r.source = gguf_source_tensors(spec, source.weights());
+  gguf_tensor_specs("auto_mix", r.source, plan);  // refuse a bad plan now
   r.write_options = plan.write_options();
+  r.plan = plan;
   r.linear_bits_per_weight = linear_params > 0 ? linear_bits / linear_params : 0;
 
   ModelWeights none;

@@ -71,7 +71,7 @@ ExportSummary write_quantized(const QuantizedModel& qm, const std::string& sourc
       const KQuantMixResult& m = *qm.mix;
       const ModelSpec& spec = qm.model.spec();
       if (fs::path(out).has_parent_path()) fs::create_directories(fs::path(out).parent_path());
-      write_gguf(out, spec, m.tensors, source_dir, m.write_options);
+      write_kquant_mix(out, spec, m, source_dir);
       s.file_bytes = int64_t(fs::file_size(out));
       s.file_bits_per_weight = 8.0 * double(s.file_bytes) / double(spec.parameter_count());
       for (const auto& c : m.choices)

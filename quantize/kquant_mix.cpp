@@ -62,9 +62,31 @@ GgufTypePlan gguf_mix_plan(kquants::Mix mix, const ModelSpec& spec, bool has_ima
   return plan;
 }
 
-std::vector<GgufTensorData> encode_gguf_tensors(const std::string& where, const ModelSpec& spec,
-                                                const ModelWeights& w, const GgufTypePlan& plan) {
-  const std::vector<GgufSourceTensor> src = gguf_source_tensors(spec, w);
+std::vector<uint8_t> encode_gguf_tensor(const GgufSourceTensor& t, int32_t ggml_type,
+                                        const float* importance, int64_t chunk_rows) {
+  const int64_t rows = t.rows(), cols = t.ne[0];
+  const auto q = gguf_is_float_type(ggml_type) ? std::nullopt : kquants::type_from_ggml(ggml_type);
+  const size_t row_bytes =
+      q ? kquants::row_size(*q, cols) : size_t(cols) * (ggml_type == gt::F32 ? 4 : 2);
+  if (chunk_rows <= 0)
+    chunk_rows = std::max<int64_t>(1, (int64_t(1) << 22) / std::max<int64_t>(1, cols));
+  chunk_rows = std::min(chunk_rows, std::max<int64_t>(1, rows));
+  std::vector<float> buf(size_t(chunk_rows * cols));
+  std::vector<uint8_t> out;
+  out.reserve(row_bytes * size_t(rows));
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk_rows) {
+    const int64_t n = std::min(chunk_rows, rows - r0);
+    t.read_rows(r0, n, buf.data());
+    const std::vector<uint8_t> b = q ? kquants::quantize_tensor(*q, buf.data(), n, cols, importance)
+                                     : gguf_encode_float(ggml_type, buf.data(), n * cols);
+    out.insert(out.end(), b.begin(), b.end());
+  }
+  return out;
+}
+
+std::vector<GgufTensorSpec> gguf_tensor_specs(const std::string& where,
+                                              const std::vector<GgufSourceTensor>& src,
+                                              const GgufTypePlan& plan) {
   for (const auto& [name, imp] : plan.importance) {
     auto it = std::find_if(src.begin(), src.end(),
                            [&](const GgufSourceTensor& t) { return t.name == name; });
@@ -76,41 +98,68 @@ std::vector<GgufTensorData> encode_gguf_tensors(const std::string& where, const 
       QS_THROW_IF_NOT(std::isfinite(imp[j]) && imp[j] >= 0, where, ": importance matrix for '",
                       name, "' has value ", imp[j], " at column ", j, " (must be finite and >= 0)");
   }
-  // Types and block sizes are checked in order first (the first bad tensor is the one named);
-  // then the tensors are encoded in parallel, each into its own slot (rows in parallel too,
-  // inside quantize_tensor), so the bytes do not depend on the thread count.
-  std::vector<GgufTensorData> out(src.size());
-  std::vector<std::optional<kquants::QuantType>> types(src.size());
-  for (size_t i = 0; i < src.size(); ++i) {
-    const GgufSourceTensor& t = src[i];
+  std::vector<GgufTensorSpec> out;
+  out.reserve(src.size());
+  for (const GgufSourceTensor& t : src) {
     const int32_t type = plan.type_for(t.name, t.two_d());
     const std::string at = cat(where, ": tensor '", t.name, "'");
-    out[i] = GgufTensorData{t.name, t.ne, type, {}};
-    types[i] = block_type(type, at);
-    if (const auto q = types[i]) {
+    if (const auto q = block_type(type, at)) {
       const auto& tr = kquants::traits(*q);
       QS_THROW_IF_NOT(t.ne[0] % tr.block_size == 0, at, ": row length ", t.ne[0],
                       " is not a multiple of ", tr.name, "'s block size ", tr.block_size);
     }
+    out.push_back({t.name, t.ne, type});
   }
+  return out;
+}
+
+namespace {
+
+const float* importance_of(const GgufTypePlan& plan, const std::string& name) {
+  auto it = plan.importance.find(name);
+  return it == plan.importance.end() ? nullptr : it->second.data();
+}
+
+}  // namespace
+
+std::vector<GgufTensorData> encode_gguf_tensors(const std::string& where, const ModelSpec& spec,
+                                                const ModelWeights& w, const GgufTypePlan& plan) {
+  const std::vector<GgufSourceTensor> src = gguf_source_tensors(spec, w);
+  const std::vector<GgufTensorSpec> specs = gguf_tensor_specs(where, src, plan);
+  std::vector<GgufTensorData> out(src.size());
   tbb::parallel_for(size_t(0), src.size(), [&](size_t i) {
-    const GgufSourceTensor& t = src[i];
-    if (const auto q = types[i]) {
-      auto imp = plan.importance.find(t.name);
-      out[i].bytes =
-          kquants::quantize_tensor(*q, t.ptr(), t.rows(), t.ne[0],
-                                   imp == plan.importance.end() ? nullptr : imp->second.data());
-    } else {
-      out[i].bytes = gguf_encode_float(out[i].ggml_type, t.ptr(), t.rows() * t.ne[0]);
-    }
+    out[i] = GgufTensorData{
+        specs[i].name, specs[i].ne, specs[i].ggml_type,
+        encode_gguf_tensor(src[i], specs[i].ggml_type, importance_of(plan, src[i].name))};
   });
   return out;
 }
 
+void write_gguf_source(const std::string& path, const ModelSpec& spec,
+                       const std::vector<GgufSourceTensor>& src,
+                       const std::string& model_dir_for_tokenizer, const GgufTypePlan& plan,
+                       int max_in_flight) {
+  const std::vector<GgufTensorSpec> specs = gguf_tensor_specs(path, src, plan);
+  write_gguf_streamed(
+      path, spec, specs,
+      [&](size_t i) {
+        return encode_gguf_tensor(src[i], specs[i].ggml_type, importance_of(plan, src[i].name));
+      },
+      model_dir_for_tokenizer, plan.write_options(), max_in_flight);
+}
+
 void write_gguf(const std::string& path, const ModelSpec& spec, const ModelWeights& w,
                 const std::string& model_dir_for_tokenizer, const GgufTypePlan& plan) {
-  write_gguf(path, spec, encode_gguf_tensors(path, spec, w, plan), model_dir_for_tokenizer,
-             plan.write_options());
+  write_gguf_source(path, spec, gguf_source_tensors(spec, w), model_dir_for_tokenizer, plan);
+}
+
+void write_kquant_mix(const std::string& path, const ModelSpec& spec, const KQuantMixResult& r,
+                      const std::string& model_dir_for_tokenizer) {
+  GgufTypePlan plan = r.plan;
+  plan.file_type = r.write_options.file_type;
+  plan.alignment = r.write_options.alignment;
+  plan.name = r.write_options.name;
+  write_gguf_source(path, spec, r.source, model_dir_for_tokenizer, plan);
 }
 
 KQuantMixResult quantize_kquant_mix(const Transformer& model, kquants::Mix mix,
@@ -123,8 +172,10 @@ KQuantMixResult quantize_kquant_mix(const Transformer& model, kquants::Mix mix,
   if (calibration)
     for (const auto& [key, v] : importance_matrix(model, *calibration, batch_windows))
       plan.importance[gguf_linear_name(key.first, key.second)] = v;
-  r.tensors = encode_gguf_tensors(kquants::mix_name(mix), spec, model.weights(), plan);
+  r.source = gguf_source_tensors(spec, model.weights());
+  gguf_tensor_specs(kquants::mix_name(mix), r.source, plan);  // refuse a bad plan now
   r.write_options = plan.write_options();
+  r.plan = std::move(plan);
   r.linear_bits_per_weight = mix_linear_bits_per_weight(spec, r.choices);
   return r;
 }

@@ -2,7 +2,9 @@
 // (quantizers/kquants/mixes.h rules on the model's GGUF tensor list), the optional importance
 // matrix (calibration's importance_matrix, llama-imatrix's figure), and the ggml block
 // encoding of every tensor — what `llama-imatrix` + `llama-quantize` do to an F16 GGUF. The
-// encoded tensors go to formats/gguf.h's writer unchanged.
+// encoding streams: each tensor is read (formats/gguf.h's GgufSourceTensor::read_rows, in
+// chunks of rows), encoded and appended to the file by write_gguf_streamed, a few tensors in
+// flight at a time, so memory stays at a few tensors whatever the model's size.
 #pragma once
 
 #include <cstdint>
@@ -48,26 +50,55 @@ struct GgufTypePlan {
 GgufTypePlan gguf_mix_plan(kquants::Mix mix, const ModelSpec& spec, bool has_imatrix,
                            std::vector<kquants::MixChoice>* choices = nullptr);
 
-/// Every tensor of `w` (gguf_source_tensors order) encoded as `plan` says: block types through
-/// kquants (weighted by plan.importance where given), float types through formats. Throws
-/// Error (prefixed with `where`) for an importance matrix that names no tensor, has the wrong
-/// length or a negative / non-finite value, and for a type the writer cannot hold.
+/// One tensor encoded as `ggml_type`, read `chunk_rows` rows at a time (0: about 16 MiB of
+/// fp32 per chunk): block types through kquants (each row weighted by `importance`, one value
+/// per column, when non-null), float types through formats. The bytes do not depend on the
+/// chunk size (every row is encoded on its own).
+std::vector<uint8_t> encode_gguf_tensor(const GgufSourceTensor& t, int32_t ggml_type,
+                                        const float* importance, int64_t chunk_rows = 0);
+
+/// Checks `plan` against `src` (gguf_source_tensors order) and returns every tensor's
+/// name, shape and type. Throws Error (prefixed with `where`) for an importance matrix that
+/// names no tensor, has the wrong length or a negative / non-finite value, for a type the
+/// writer cannot hold, and for a row length that is not a multiple of the block size (the
+/// first bad tensor in file order is the one named).
+std::vector<GgufTensorSpec> gguf_tensor_specs(const std::string& where,
+                                              const std::vector<GgufSourceTensor>& src,
+                                              const GgufTypePlan& plan);
+
+/// Every tensor of `w` encoded as `plan` says, held in memory (for tests and small models;
+/// writers stream with write_gguf_source instead). Errors as gguf_tensor_specs.
 std::vector<GgufTensorData> encode_gguf_tensors(const std::string& where, const ModelSpec& spec,
                                                 const ModelWeights& w, const GgufTypePlan& plan);
 
-/// encode_gguf_tensors + formats' write_gguf: `w` as a GGUF v3 file typed by `plan`.
+/// `src` (gguf_source_tensors order) as a GGUF v3 file typed by `plan`, streamed: one tensor
+/// read, encoded and appended at a time (`max_in_flight` in parallel, written in order).
+void write_gguf_source(const std::string& path, const ModelSpec& spec,
+                       const std::vector<GgufSourceTensor>& src,
+                       const std::string& model_dir_for_tokenizer, const GgufTypePlan& plan,
+                       int max_in_flight = 4);
+
+/// write_gguf_source of `w`'s tensors.
 void write_gguf(const std::string& path, const ModelSpec& spec, const ModelWeights& w,
                 const std::string& model_dir_for_tokenizer, const GgufTypePlan& plan = {});
 
-/// A mix applied to a model: what a GGUF file of it needs.
+/// A mix applied to a model: what a GGUF file of it needs. No tensor is encoded until the file
+/// is written (write_kquant_mix).
 struct KQuantMixResult {
   kquants::Mix mix = kquants::Mix::Q4_K_M;
   bool imatrix = false;                     ///< an importance matrix weighted the rounding
   std::vector<kquants::MixChoice> choices;  ///< every 2-D tensor's type and rule
-  std::vector<GgufTensorData> tensors;      ///< every tensor, encoded, in file order
-  GgufWriteOptions write_options;           ///< general.file_type = the mix's ftype
-  double linear_bits_per_weight = 0;        ///< over the decoder linears only (as GPTQ/AWQ rows)
+  GgufTypePlan plan;                        ///< every tensor's type and importance matrix
+  /// Every tensor's reader, in file order. They read the source model's weights: keep the
+  /// source alive until the file is written.
+  std::vector<GgufSourceTensor> source;
+  GgufWriteOptions write_options;     ///< general.file_type = the mix's ftype
+  double linear_bits_per_weight = 0;  ///< over the decoder linears only (as GPTQ/AWQ rows)
 };
+
+/// Streams `r` into a GGUF file at `path` (write_gguf_source of r.source typed by r.plan).
+void write_kquant_mix(const std::string& path, const ModelSpec& spec, const KQuantMixResult& r,
+                      const std::string& model_dir_for_tokenizer);
 
 /// Applies `mix` to `model`. With a calibration set, its importance matrix (calibration's
 /// importance_matrix, `batch_windows` windows per batch) weights each linear's rounding error

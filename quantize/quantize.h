@@ -39,7 +39,8 @@ struct QuantizedModel {
   /// RTN/GPTQ/AWQ: the dequantized weights, ready to evaluate. A K-quant mix: the source's
   /// spec with empty layers (its result is `mix`; evaluate the written GGUF).
   Transformer model;
-  /// A K-quant mix: every tensor's type, rule and encoded ggml blocks.
+  /// A K-quant mix: every tensor's type and rule, and readers of the source's tensors that
+  /// write_quantized encodes as it writes (keep the source model alive until then).
   std::shared_ptr<const KQuantMixResult> mix;
   double seconds = 0;  ///< wall time of the whole quantization
   /// auto_mix: the budget, every measurement and choice (meta.json's "auto_mix").

@@ -38,11 +38,14 @@ TEST(GroupTypes, PlanOfQ4KMGroupsIsByteIdenticalToTheMix) {
   const GgufTypePlan plan =
       group_type_plan(m.spec(), types, kquants::mix_llama_ftype(kquants::Mix::Q4_K_M));
   const auto tensors = encode_gguf_tensors("test", m.spec(), m.weights(), plan);
-  ASSERT_EQ(tensors.size(), mix.tensors.size());
+  const auto mixed = encode_gguf_tensors("test", m.spec(), m.weights(), mix.plan);
+  ASSERT_EQ(tensors.size(), mixed.size());
+  ASSERT_EQ(mix.source.size(), mixed.size());
   for (size_t i = 0; i < tensors.size(); ++i) {
-    EXPECT_EQ(tensors[i].name, mix.tensors[i].name);
-    EXPECT_EQ(tensors[i].ggml_type, mix.tensors[i].ggml_type) << tensors[i].name;
-    EXPECT_TRUE(tensors[i].bytes == mix.tensors[i].bytes) << tensors[i].name;
+    EXPECT_EQ(tensors[i].name, mixed[i].name);
+    EXPECT_EQ(mix.source[i].name, mixed[i].name);
+    EXPECT_EQ(tensors[i].ggml_type, mixed[i].ggml_type) << tensors[i].name;
+    EXPECT_TRUE(tensors[i].bytes == mixed[i].bytes) << tensors[i].name;
   }
   EXPECT_EQ(plan.write_options().file_type, mix.write_options.file_type);
   EXPECT_THROW(group_type_plan(m.spec(), {{"blk.99.attn_q.weight", gt::Q4_K}}), Error);
