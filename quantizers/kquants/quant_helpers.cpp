@@ -3,6 +3,7 @@
 #include "quantizers/kquants/detail/quant_helpers.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 
@@ -69,18 +70,35 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, 
   float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
   if (return_early) return suml2 > 0 ? 0.5f * (scale + 1 / iscale) : 1 / iscale;
   float best = scale * sumlx;
-  for (int is = -9; is <= 9; ++is) {
-    if (is == 0) continue;
-    iscale = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is)) / max;
-    sumlx = 0;
-    suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-      const int l = clamp_sym(nearest_int(iscale * x[i]), nmax);
-      const float w = qx_weight(qw, rmse_type, x, i);
-      sumlx += w * x[i] * static_cast<float>(l);
-      suml2 += w * static_cast<float>(l) * static_cast<float>(l);
+  // The 18 trial scales (is = -9 ... 9 without 0) are independent: their sums are accumulated
+  // side by side, one lane per trial, each in ggml's element order (so every sum is the one
+  // ggml computes, bit for bit), and the vectorizer works across the trials. The choice then
+  // walks the trials in ggml's order.
+  constexpr int kTrials = 18, kMaxQxQuants = 256;
+  if (n > kMaxQxQuants) std::abort();  // callers pass 16 or 32 values
+  float trial_iscale[kTrials], trial_sumlx[kTrials] = {}, trial_suml2[kTrials] = {};
+  for (int k = 0; k < kTrials; ++k) {
+    const int is = k < 9 ? k - 9 : k - 8;
+    trial_iscale[k] = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is)) / max;
+  }
+  // The weights first (a switch inside the trial loop would keep it from vectorizing).
+  float wbuf[kMaxQxQuants];
+  for (int i = 0; i < n; ++i) wbuf[i] = qx_weight(qw, rmse_type, x, i);
+  for (int i = 0; i < n; ++i) {
+    const float w = wbuf[i];
+    const float wx = w * x[i];
+    const float xi = x[i];
+    for (int k = 0; k < kTrials; ++k) {
+      const float l = static_cast<float>(clamp_sym(nearest_int(trial_iscale[k] * xi), nmax));
+      trial_sumlx[k] += wx * l;
+      trial_suml2[k] += w * l * l;
     }
+  }
+  for (int k = 0; k < kTrials; ++k) {
+    sumlx = trial_sumlx[k];
+    suml2 = trial_suml2[k];
     if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+      iscale = trial_iscale[k];
       for (int i = 0; i < n; ++i) {
         L[i] = static_cast<int8_t>(nmax + clamp_sym(nearest_int(iscale * x[i]), nmax));
       }
