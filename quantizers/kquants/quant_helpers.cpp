@@ -3,7 +3,7 @@
 #include "quantizers/kquants/detail/quant_helpers.h"
 
 #include <algorithm>
-#include <cstdlib>
+#include <bit>
 #include <cmath>
 #include <cstring>
 
@@ -71,28 +71,42 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, 
   if (return_early) return suml2 > 0 ? 0.5f * (scale + 1 / iscale) : 1 / iscale;
   float best = scale * sumlx;
   // The 18 trial scales (is = -9 ... 9 without 0) are independent: their sums are accumulated
-  // side by side, one lane per trial, each in ggml's element order (so every sum is the one
-  // ggml computes, bit for bit), and the vectorizer works across the trials. The choice then
-  // walks the trials in ggml's order.
-  constexpr int kTrials = 18, kMaxQxQuants = 256;
-  if (n > kMaxQxQuants) std::abort();  // callers pass 16 or 32 values
-  float trial_iscale[kTrials], trial_sumlx[kTrials] = {}, trial_suml2[kTrials] = {};
+  // side by side, one vector lane per trial (3 vectors of 8, the last 6 lanes unused), each
+  // in ggml's element order with ggml's operations (so every sum is the one ggml computes, bit
+  // for bit). The choice then walks the trials in ggml's order.
+  constexpr int kTrials = 18, kLanes = 8, kVecs = 3;
+  using VF = float __attribute__((vector_size(4 * kLanes)));
+  using VI = int32_t __attribute__((vector_size(4 * kLanes)));
+  alignas(32) float trial_iscale[kVecs * kLanes] = {};
+  alignas(32) float trial_sumlx[kVecs * kLanes], trial_suml2[kVecs * kLanes];
   for (int k = 0; k < kTrials; ++k) {
     const int is = k < 9 ? k - 9 : k - 8;
     trial_iscale[k] = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is)) / max;
   }
-  // The weights first (a switch inside the trial loop would keep it from vectorizing).
-  float wbuf[kMaxQxQuants];
-  for (int i = 0; i < n; ++i) wbuf[i] = qx_weight(qw, rmse_type, x, i);
+  VF isc[kVecs], slx[kVecs], sl2[kVecs];
+  for (int v = 0; v < kVecs; ++v) {
+    std::memcpy(&isc[v], trial_iscale + v * kLanes, sizeof(VF));
+    slx[v] = VF{} * 0.0f;
+    sl2[v] = slx[v];
+  }
+  const VI lo = VI{} - nmax, hi = VI{} + (nmax - 1);
   for (int i = 0; i < n; ++i) {
-    const float w = wbuf[i];
+    const float w = qx_weight(qw, rmse_type, x, i);
     const float wx = w * x[i];
-    const float xi = x[i];
-    for (int k = 0; k < kTrials; ++k) {
-      const float l = static_cast<float>(clamp_sym(nearest_int(trial_iscale[k] * xi), nmax));
-      trial_sumlx[k] += wx * l;
-      trial_suml2[k] += w * l * l;
+    for (int v = 0; v < kVecs; ++v) {
+      // nearest_int, lane by lane: 1.5·2^23 added puts the integer in the low mantissa bits.
+      const VF shifted = isc[v] * x[i] + 12582912.f;
+      VI l = (std::bit_cast<VI>(shifted) & 0x007fffff) - 0x00400000;
+      l = l < lo ? lo : l;  // clamp_sym
+      l = l > hi ? hi : l;
+      const VF lf = __builtin_convertvector(l, VF);
+      slx[v] += wx * lf;
+      sl2[v] += w * lf * lf;
     }
+  }
+  for (int v = 0; v < kVecs; ++v) {
+    std::memcpy(trial_sumlx + v * kLanes, &slx[v], sizeof(VF));
+    std::memcpy(trial_suml2 + v * kLanes, &sl2[v], sizeof(VF));
   }
   for (int k = 0; k < kTrials; ++k) {
     sumlx = trial_sumlx[k];
