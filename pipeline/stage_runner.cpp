@@ -143,7 +143,7 @@ class StageRunner final : public NodeRunner {
         write_quantized(qm, plan_.model_dir, quantized_model_path(v.config, t.out + "/model"));
     json meta = {{"bits_per_weight", ex.linear_bits_per_weight},
                  {"size_bytes", ex.file_bytes},
-                 {"quantize_seconds", qm.seconds},
+                 {"quantize_seconds", qm.seconds + ex.quantize_seconds},
                  {"model_path", fs::relative(ex.path, t.out).string()},
                  {"config", t.node.config}};
     if (ex.layout == CheckpointLayout::Gguf) {

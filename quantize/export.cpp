@@ -1,5 +1,6 @@
 #include "quantize/export.h"
 
+#include <chrono>
 #include <filesystem>
 
 #include "common/errors.h"
@@ -71,7 +72,10 @@ ExportSummary write_quantized(const QuantizedModel& qm, const std::string& sourc
       const KQuantMixResult& m = *qm.mix;
       const ModelSpec& spec = qm.model.spec();
       if (fs::path(out).has_parent_path()) fs::create_directories(fs::path(out).parent_path());
+      const auto t0 = std::chrono::steady_clock::now();
       write_kquant_mix(out, spec, m, source_dir);
+      s.quantize_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       s.file_bytes = int64_t(fs::file_size(out));
       s.file_bits_per_weight = 8.0 * double(s.file_bytes) / double(spec.parameter_count());
       for (const auto& c : m.choices)

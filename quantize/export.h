@@ -22,6 +22,9 @@ struct ExportSummary {
   /// damp_percent}] per linear.
   nlohmann::json records = nlohmann::json::array();
   double max_layer_loss = 0;  ///< the largest per-linear loss (0 for GGUF)
+  /// GGUF: seconds of quantization done while writing (a mix's tensors are read, encoded and
+  /// written in one stream); 0 for the other layouts, whose quantize_model did it all.
+  double quantize_seconds = 0;
 };
 
 /// Where write_quantized should write a model of `config` kept in `dir`: `dir` itself for the
