@@ -72,6 +72,18 @@ CalibrationSet sample_calibration(const std::vector<int>& tokens, const Sampling
                                   const std::string& source, const std::string& domain,
                                   int bos_id = -1);
 
+/// Windows held out from other windows of the same source (the sensitivity study's, disjoint
+/// from the calibration windows an importance matrix is computed on): the source cut into
+/// consecutive tiles of `seqlen` tokens from the start, every tile that overlaps a token of
+/// [o, o + exclude_len) for an o in `exclude_offsets` dropped, and `n_samples` of the rest
+/// taken evenly spread (tile i·K/n of the K kept). Deterministic; the windows are disjoint
+/// from each other and from the excluded ones. Throws Error naming the source and how many
+/// tiles are left when fewer than n_samples are.
+CalibrationSet held_out_windows(const std::vector<int>& tokens,
+                                const std::vector<int64_t>& exclude_offsets, int exclude_len,
+                                int n_samples, int seqlen, const std::string& source,
+                                const std::string& domain);
+
 /// resolve + read + tokenize (no BOS) + sample, in one call.
 CalibrationSet build_calibration_set(const std::string& spec, const std::string& data_dir,
                                      const Tokenizer& tok, const SamplingOptions& opt,

@@ -55,6 +55,40 @@ CalibrationSet sample_calibration(const std::vector<int>& tokens, const Sampling
   return set;
 }
 
+CalibrationSet held_out_windows(const std::vector<int>& tokens,
+                                const std::vector<int64_t>& exclude_offsets, int exclude_len,
+                                int n_samples, int seqlen, const std::string& source,
+                                const std::string& domain) {
+  QS_THROW_IF_NOT(n_samples >= 1, "held-out windows of '", source, "': n_samples must be >= 1");
+  QS_THROW_IF_NOT(seqlen >= 2, "held-out windows of '", source, "': seqlen must be >= 2");
+  const int64_t n = int64_t(tokens.size());
+  std::vector<int64_t> kept;
+  for (int64_t s = 0; s + seqlen <= n; s += seqlen) {
+    bool overlaps = false;
+    for (int64_t o : exclude_offsets)
+      overlaps = overlaps || (o < s + seqlen && s < o + exclude_len);
+    if (!overlaps) kept.push_back(s);
+  }
+  QS_THROW_IF_NOT(int64_t(kept.size()) >= n_samples, "calibration source '", source, "' has ", n,
+                  " tokens: ", kept.size(), " windows of ", seqlen,
+                  " tokens lie outside its calibration windows, and ", n_samples,
+                  " are needed; lower the sensitivity section's n_samples or seqlen, or the "
+                  "calibration set's n_samples");
+  CalibrationSet set;
+  set.source = source;
+  set.domain = domain;
+  set.options.n_samples = n_samples;
+  set.options.seqlen = seqlen;
+  set.options.mode = SamplingMode::Contiguous;
+  set.tokens_in_source = n;
+  for (int i = 0; i < n_samples; ++i) {
+    const int64_t off = kept[size_t(int64_t(i) * int64_t(kept.size()) / n_samples)];
+    set.offsets.push_back(off);
+    set.windows.emplace_back(tokens.begin() + off, tokens.begin() + off + seqlen);
+  }
+  return set;
+}
+
 CalibrationSet build_calibration_set(const std::string& spec, const std::string& data_dir,
                                      const Tokenizer& tok, const SamplingOptions& opt,
                                      const std::string& domain) {

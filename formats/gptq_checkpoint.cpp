@@ -3,6 +3,9 @@
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <regex>
+#include <string_view>
 
 #include "common/errors.h"
 #include "common/json_reader.h"
@@ -22,6 +25,64 @@ namespace {
 std::string linear_prefix(int layer, LinearRole r) {
   std::string n = hf_linear_name(layer, r);
   return n.substr(0, n.size() - std::string(".weight").size());
+}
+
+/// A module name as a regular expression that matches it only ("model\\.layers\\.3...").
+std::string regex_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (std::string_view(".^$|?*+()[]{}\\").find(c) != std::string_view::npos) out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+/// GPTQModel's per-module overrides (`dynamic` in quantization_config / quantize_config.json;
+/// vLLM's gptq_utils.get_dynamic_override reads them the same way): keys are Python regular
+/// expressions matched at the start of the module name (re.match), "+:" (or no prefix) for
+/// overrides of bits / group_size / sym / desc_act, "-:" for a module left unquantized.
+struct DynamicRule {
+  std::string key;
+  std::regex re;
+  bool negative = false;
+  std::optional<int> bits, group_size;
+  std::optional<bool> sym;
+};
+
+std::vector<DynamicRule> read_dynamic(const JsonReader& q) {
+  std::vector<DynamicRule> rules;
+  if (!q.has("dynamic")) return rules;
+  const JsonReader d = q.object("dynamic");
+  for (const auto& [key, value] : d.node().items()) {
+    DynamicRule r;
+    r.key = key;
+    std::string pattern = key;
+    if (pattern.rfind("-:", 0) == 0) {
+      r.negative = true;
+      pattern = pattern.substr(2);
+    } else if (pattern.rfind("+:", 0) == 0) {
+      pattern = pattern.substr(2);
+    }
+    try {
+      r.re = std::regex(pattern, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      d.fail(key, cat("a regular expression (", e.what(), ")"));
+    }
+    const JsonReader o = d.object(key);
+    if (o.has("bits")) {
+      r.bits = int(o.required<int64_t>("bits"));
+      o.check(*r.bits == 2 || *r.bits == 3 || *r.bits == 4 || *r.bits == 8, "bits",
+              "one of 2, 3, 4, 8");
+    }
+    if (o.has("group_size")) {
+      r.group_size = int(o.required_int("group_size", -1, INT32_MAX));
+      o.check(*r.group_size == -1 || *r.group_size >= 1, "group_size",
+              "-1 (per-channel) or positive");
+    }
+    if (o.has("sym")) r.sym = o.required<bool>("sym");
+    rules.push_back(std::move(r));
+  }
+  return rules;
 }
 
 }  // namespace
@@ -69,6 +130,16 @@ void export_gptq(const QuantizedCheckpoint& ckpt, const std::string& source_dir,
 
     json cfg = read_json_file((fs::path(source_dir) / "config.json").string());
     json q = ckpt.quantization_config;
+    // Linears stored with other bits or groups than the config's: one "+:" override each.
+    json dynamic = json::object();
+    for (const auto& l : ckpt.linears) {
+      const bool other_bits = q.contains("bits") && q["bits"] != l.q->bits;
+      const bool other_group = q.contains("group_size") && q["group_size"] != l.q->group_size;
+      if (other_bits || other_group)
+        dynamic["+:" + regex_escape(linear_prefix(l.layer, l.role))] = {
+            {"bits", l.q->bits}, {"group_size", l.q->group_size}};
+    }
+    if (!dynamic.empty()) q["dynamic"] = dynamic;
     q["quant_method"] = "gptq";
     q["checkpoint_format"] = "gptq";
     q["meta"]["zero_point_convention"] =
@@ -129,10 +200,12 @@ LoadedModel load_model(const std::string& dir) {
   q.check(group_size == -1 || group_size >= 1, "group_size", "-1 (per-channel) or positive");
   const bool sym = q.optional<bool>("sym", true);
   const bool desc_act = q.optional<bool>("desc_act", false);
+  const std::vector<DynamicRule> dynamic = read_dynamic(q);
   out.format = "gptq";
   out.description =
       cat("gptq ", bits, "-bit ", group_size > 0 ? cat("g", group_size) : "per-channel",
-          sym ? " sym" : " asym", desc_act ? " desc_act" : "");
+          sym ? " sym" : " asym", desc_act ? " desc_act" : "",
+          dynamic.empty() ? "" : cat(" + ", dynamic.size(), " per-module overrides (dynamic)"));
   auto loader = [&](const SafetensorsCheckpoint& ckpt, int layer, LinearRole role, int64_t rows,
                     int64_t cols) -> MatrixRM {
     const std::string pre = linear_prefix(layer, role);
@@ -142,9 +215,28 @@ LoadedModel load_model(const std::string& dir) {
     p.bits = bits;
     p.group_size = group_size;
     p.sym = sym;
+    const DynamicRule* rule = nullptr;  // the one rule matching this module (re.match)
+    for (const DynamicRule& r : dynamic) {
+      if (!std::regex_search(pre, r.re, std::regex_constants::match_continuous)) continue;
+      QS_THROW_IF_NOT(!rule, cfg_file, ": key 'quantization_config.dynamic': module ", pre,
+                      " matches both '", rule ? rule->key : "", "' and '", r.key,
+                      "'; qsweep needs one rule per module (GPTQModel takes the first in file "
+                      "order)");
+      rule = &r;
+    }
+    if (rule) {
+      QS_THROW_IF_NOT(!rule->negative, cfg_file, ": key 'quantization_config.dynamic.", rule->key,
+                      "' leaves ", pre,
+                      " unquantized; qsweep reads GPTQ checkpoints whose "
+                      "linears are all quantized");
+      p.bits = rule->bits.value_or(bits);
+      p.group_size = rule->group_size.value_or(group_size);
+      p.sym = rule->sym.value_or(sym);
+    }
+    const int64_t gs = p.group_size;
     p.in_features = cols;
     p.out_features = rows;
-    p.n_groups = group_size > 0 ? (cols + group_size - 1) / group_size : 1;
+    p.n_groups = gs > 0 ? (cols + gs - 1) / gs : 1;
     p.qweight =
         detail::read_packed_i32(ckpt.get(pre + ".qweight"), {p.qweight_rows(), rows}, "GPTQ");
     p.qzeros =
@@ -153,8 +245,7 @@ LoadedModel load_model(const std::string& dir) {
     if (const TensorView* g = ckpt.find(pre + ".g_idx"))
       p.g_idx = detail::read_packed_i32(*g, {cols}, "GPTQ");
     else
-      for (int64_t c = 0; c < cols; ++c)
-        p.g_idx.push_back(int32_t(group_size > 0 ? c / group_size : 0));
+      for (int64_t c = 0; c < cols; ++c) p.g_idx.push_back(int32_t(gs > 0 ? c / gs : 0));
     return detail::unpack_and_dequantize(
         cat(ckpt.dir(), ": ", pre), [&] { return gptq_unpack(p); }, &out.quantized);
   };

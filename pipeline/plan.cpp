@@ -85,6 +85,59 @@ SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& model_dir,
     plan.calibration_domains[name] = src.domain;
   }
 
+  // The sensitivity study (issue #19): one node per (calibration seed, candidate type), each
+  // measuring every tensor group at that type. Per type rather than per type x group: a
+  // node then costs one FP16 forward (its cache) + one partial forward per group, and a
+  // 7B model's study is ~6 nodes, not ~1300 (the store and the executor handle both, but
+  // per-group nodes would repeat the FP16 cache 200x). Keyed by the calibration node (model,
+  // source files, seed, sampling: the windows it excludes), the type and the study options.
+  std::map<std::string, std::vector<std::vector<int>>> sens_node;  // calibration → seed → types
+  {
+    std::vector<std::string> studied;
+    auto study = [&](const std::string& name) {
+      if (!name.empty() && std::find(studied.begin(), studied.end(), name) == studied.end())
+        studied.push_back(name);
+    };
+    study(spec.sensitivity.calibration);
+    for (const VariantSpec& v : spec.variants)
+      if (v.config.family() == MethodFamily::AutoMix) study(v.calibration);
+    for (const std::string& name : studied) {
+      const CalibrationSpec& c = spec.calibration.at(name);
+      const int n_samples = spec.sensitivity.n_samples ? spec.sensitivity.n_samples : c.n_samples;
+      const int seqlen = spec.sensitivity.seqlen ? spec.sensitivity.seqlen : c.seqlen;
+      for (size_t si = 0; si < c.seeds.size(); ++si) {
+        const int cn = calib_node.at(name)[si];
+        sens_node[name].emplace_back();
+        for (const std::string& type : spec.sensitivity.types) {
+          SweepNode n;
+          n.kind = SweepNodeKind::Sensitivity;
+          n.seed = c.seeds[si];
+          n.replicate = plan.nodes[size_t(cn)].replicate;
+          n.calibration = name;
+          n.sensitivity_type = type;
+          n.id = cat("sensitivity:", n.replicate >= 0 ? replicate_name(name, n.seed) : name, ":",
+                     type);
+          n.deps.push_back(cn);
+          n.config = {{"model", plan.model_hash},
+                      {"calibration", plan.nodes[size_t(cn)].key},
+                      {"type", type},
+                      {"n_samples", n_samples},
+                      {"seqlen", seqlen},
+                      {"windows", "held out: seqlen tiles disjoint from the calibration windows"},
+                      {"version", kVersion}};
+          n.key = key_of("sens", n.config);
+          const int64_t tokens = int64_t(n_samples) * seqlen;
+          n.memory_bytes =
+              2 * model_bytes + tokens * 4 *
+                                    (2 * int64_t(mspec.vocab_size) +
+                                     int64_t(mspec.num_layers + 1) * mspec.hidden_size);
+          sens_node[name].back().push_back(int(plan.nodes.size()));
+          plan.nodes.push_back(std::move(n));
+        }
+      }
+    }
+  }
+
   std::vector<std::vector<int>> quant_node;  // by variant index, one per seed
   for (size_t vi = 0; vi < spec.variants.size(); ++vi) {
     const VariantSpec& v = spec.variants[vi];
@@ -108,6 +161,15 @@ SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& model_dir,
         n.replicate = plan.nodes[size_t(c)].replicate;
         n.deps.push_back(c);
         n.config["calibration"] = plan.nodes[size_t(c)].key;
+        if (v.config.family() == MethodFamily::AutoMix) {
+          // The measured table comes from the sensitivity nodes (deps 1..): an edit of the
+          // budget changes this key only.
+          n.config["sensitivity"] = json::array();
+          for (const int sn : sens_node.at(v.calibration)[si]) {
+            n.deps.push_back(sn);
+            n.config["sensitivity"].push_back(plan.nodes[size_t(sn)].key);
+          }
+        }
         act = int64_t(cs->n_samples) * cs->seqlen *
               std::max(mspec.hidden_size, mspec.intermediate_size) * 4 * 4;
       }
@@ -167,8 +229,8 @@ std::string describe_plan(const SweepPlan& plan, const std::string& out_dir) {
   const ArtifactStore store(out_dir + "/store", ArtifactStore::Access::Read);  // no lock, no writes
   std::ostringstream os;
   int cached = 0;
-  const char* kinds[] = {"calibrate", "quantize", "evaluate"};
-  int per_kind[3] = {0, 0, 0};
+  const char* kinds[] = {"calibrate", "quantize", "evaluate", "sensitivity"};
+  int per_kind[4] = {0, 0, 0, 0};
   os << "sweep " << plan.spec.name << " (" << plan.spec.file << ")\n";
   os << "model " << plan.model_dir << " (hash " << plan.model_hash << ")\n";
   os << "nodes:\n";
@@ -184,7 +246,8 @@ std::string describe_plan(const SweepPlan& plan, const std::string& out_dir) {
     os << "\n";
   }
   os << plan.nodes.size() << " nodes (" << per_kind[0] << " " << kinds[0] << ", " << per_kind[1]
-     << " " << kinds[1] << ", " << per_kind[2] << " " << kinds[2] << "), " << cached << " cached, "
+     << " " << kinds[1] << ", " << per_kind[2] << " " << kinds[2]
+     << (per_kind[3] ? cat(", ", per_kind[3], " ", kinds[3]) : "") << "), " << cached << " cached, "
      << plan.nodes.size() - size_t(cached) << " to run\n";
   return os.str();
 }

@@ -15,6 +15,7 @@
 #include "pipeline/detail/artifacts.h"
 #include "pipeline/store.h"
 #include "pipeline/sweep.h"
+#include "quantize/sensitivity.h"
 
 namespace qsweep {
 namespace fs = std::filesystem;
@@ -222,6 +223,34 @@ json collect_results(const SweepPlan& plan, const std::string& out_dir,
     }
     return m;
   };
+
+  // The sensitivity study (issue #19): each node's table, for the heat maps and the ranking.
+  r["sensitivity"] = json::array();
+  for (const SweepNode& n : plan.nodes) {
+    if (n.kind != SweepNodeKind::Sensitivity) continue;
+    std::string err;
+    json e = {{"id", n.id},
+              {"calibration", n.calibration},
+              {"seed", n.seed},
+              {"type", n.sensitivity_type},
+              {"status", outcome(n.id, &err)}};
+    if (e["status"] == "ok") {
+      const std::string file = store.path(n.key) + "/sensitivity.json";
+      const json t = read_json(file);
+      const JsonReader tr(t, file);
+      e["source"] = tr.required<std::string>("source");
+      e["tokens"] = tr.required_int("tokens", 0, INT64_MAX);
+      e["measurements"] = json::array();
+      for (const json& m : tr.array("measurements")) {
+        json row = sensitivity_to_json(sensitivity_from_json(m, file));
+        row.erase("seconds");
+        e["measurements"].push_back(row);
+      }
+    } else {
+      e["error"] = err.empty() ? json() : json(err);
+    }
+    r["sensitivity"].push_back(e);
+  }
 
   r["variants"] = json::array();
   {

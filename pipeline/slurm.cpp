@@ -60,9 +60,9 @@ std::string file_stem(const std::string& id) {
 }
 
 const char* kind_name(SweepNodeKind k) {
-  return k == SweepNodeKind::Calibrate  ? "calibrate"
-         : k == SweepNodeKind::Quantize ? "quantize"
-                                        : "eval";
+  return k == SweepNodeKind::Calibrate                                     ? "calibrate"
+         : k == SweepNodeKind::Quantize || k == SweepNodeKind::Sensitivity ? "quantize"
+                                                                           : "eval";
 }
 
 std::atomic<bool> g_interrupted{false};

@@ -15,6 +15,7 @@
 #include "common/mapped_file.h"
 #include "pipeline/detail/matrix.h"
 #include "pipeline/detail/resources.h"
+#include "pipeline/detail/sensitivity_spec.h"
 #include "pipeline/detail/yaml_fields.h"
 
 namespace qsweep {
@@ -191,7 +192,8 @@ std::vector<Field> variant_fields(const std::map<std::string, CalibrationSpec>& 
 }
 
 std::vector<VariantSpec> read_variants(const Source& src, const Entry& section,
-                                       const std::map<std::string, CalibrationSpec>& calibration) {
+                                       const std::map<std::string, CalibrationSpec>& calibration,
+                                       const std::string& auto_mix_default) {
   if (!section.value.IsSequence() || section.value.size() == 0)
     src.fail(section.value.IsNull() ? section.key : section.value,
              cat("'variants' must be a non-empty list of variants, got ", describe(section.value)));
@@ -223,6 +225,8 @@ std::vector<VariantSpec> read_variants(const Source& src, const Entry& section,
         std::visit([&, k = key](const auto& x) { options[k] = x; }, fv.value);
       }
       v.config = QuantMethodConfig::from_json(options);
+      if (info.family == MethodFamily::AutoMix && v.calibration.empty())
+        v.calibration = auto_mix_default;  // sensitivity.calibration, when given
       if (info.calibration == CalibrationUse::Required && v.calibration.empty()) {
         // The one calibration set is the default; with none or several, the variant must say.
         if (calibration.size() != 1)
@@ -451,10 +455,10 @@ SweepSpec parse_sweep_text(const std::string& yaml, const std::string& file) {
   SweepSpec spec;
   spec.file = file;
   try {
-    const MapView top(
-        src, root,
-        {"name", "model", "baseline", "calibration", "variants", "eval", "report", "resources"},
-        "the sweep file");
+    const MapView top(src, root,
+                      {"name", "model", "baseline", "calibration", "variants", "eval", "report",
+                       "resources", "sensitivity"},
+                      "the sweep file");
     if (const Entry* name = top.find("name")) {
       spec.name = read_string(src, *name, "a name");
       if (!is_safe_name(spec.name))
@@ -473,8 +477,14 @@ SweepSpec parse_sweep_text(const std::string& yaml, const std::string& file) {
       spec.baseline = std::get<std::string>(read_one(src, baseline, *b).value);
     }
     if (const Entry* c = top.find("calibration")) spec.calibration = read_calibration(src, *c);
+    const Entry* sens = top.find("sensitivity");
+    if (sens) {
+      spec.sensitivity = read_sensitivity(src, *sens, spec.calibration);
+      spec.has_sensitivity_section = true;
+    }
     if (const Entry* v = top.find("variants"))
-      spec.variants = read_variants(src, *v, spec.calibration);
+      spec.variants = read_variants(src, *v, spec.calibration, spec.sensitivity.calibration);
+    if (sens) resolve_sensitivity_calibration(src, *sens, spec);
     if (const Entry* e = top.find("eval")) spec.evals = read_evals(src, *e);
     if (const Entry* r = top.find("report")) spec.report = read_report(src, *r);
     if (const Entry* r = top.find("resources")) spec.resources = read_resources(src, *r);

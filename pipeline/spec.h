@@ -67,6 +67,20 @@ struct SlurmResources {
   std::string time;  ///< --time, e.g. "4:00:00" or "1-00:00:00"
 };
 
+/// The `sensitivity:` section (issue #19): which candidate types the study measures every
+/// tensor group at, on which calibration source, on how many held-out windows. One
+/// sensitivity node per (calibration seed, type); auto_mix variants read those nodes.
+struct SensitivitySpec {
+  /// Sweep-file names, distinct, in file order ("q2_k", ...: quantize/sensitivity.h).
+  std::vector<std::string> types = {"q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "q8_0"};
+  /// The calibration set whose source the study's windows come from when no auto_mix variant
+  /// names one ("" = only the auto_mix variants' own sets); also auto_mix's default set.
+  std::string calibration;
+  /// Held-out windows (calibration/calibration.h held_out_windows); 0 = the calibration set's.
+  int n_samples = 0;
+  int seqlen = 0;
+};
+
 struct SweepSpec {
   std::string file;  ///< the YAML file it was read from
   std::string name;
@@ -78,6 +92,10 @@ struct SweepSpec {
   ReportSpec report;
   /// `resources:` entries by kind: "default", "calibrate", "quantize", "eval".
   std::map<std::string, SlurmResources> resources;
+  /// The `sensitivity:` section as written, or its defaults (applied to auto_mix variants'
+  /// calibration sets) when absent.
+  SensitivitySpec sensitivity;
+  bool has_sensitivity_section = false;
 };
 
 /// The resources of a node kind ("calibrate", "quantize", "eval"): `default`'s fields, then

@@ -16,6 +16,7 @@
 #include "model/tokenizer.h"
 #include "pipeline/detail/artifacts.h"
 #include "pipeline/sweep.h"
+#include "quantize/auto_mix_model.h"
 #include "quantize/export.h"
 #include "quantize/quantize.h"
 
@@ -87,6 +88,8 @@ class StageRunner final : public NodeRunner {
         return quantize(t);
       case SweepNodeKind::Evaluate:
         return evaluate(t);
+      case SweepNodeKind::Sensitivity:
+        return sensitivity(t);
     }
   }
 
@@ -104,17 +107,9 @@ class StageRunner final : public NodeRunner {
     write_json(t.out + "/windows.json", set.windows);
   }
 
-  // The calibration node's windows, read back from its artifact.
-  CalibrationSet read_calibration(const NodeTask& t, const CalibrationSpec& c) {
-    const std::string dir = t.upstream(0);
-    const std::string meta_file = dir + "/meta.json";
-    const json meta = read_json(meta_file);
-    const JsonReader mr(meta, meta_file);
+  // Token windows written by a calibration or sensitivity node.
+  static CalibrationSet read_windows(const std::string& windows_file) {
     CalibrationSet set;
-    set.source = mr.required<std::string>("source");
-    set.domain = mr.required<std::string>("domain");
-    set.options = sampling_of(c, t.node.seed);
-    const std::string windows_file = dir + "/windows.json";
     const json windows = read_json(windows_file);
     QS_THROW_IF_NOT(windows.is_array(), windows_file, ": expected a list of token windows");
     for (const json& w : windows) {
@@ -131,6 +126,80 @@ class StageRunner final : public NodeRunner {
     return set;
   }
 
+  // The calibration node's windows, read back from its artifact.
+  CalibrationSet read_calibration(const NodeTask& t, const CalibrationSpec& c) {
+    const std::string dir = t.upstream(0);
+    const std::string meta_file = dir + "/meta.json";
+    const json meta = read_json(meta_file);
+    const JsonReader mr(meta, meta_file);
+    CalibrationSet set;
+    set.source = mr.required<std::string>("source");
+    set.domain = mr.required<std::string>("domain");
+    set.options = sampling_of(c, t.node.seed);
+    const CalibrationSet w = read_windows(dir + "/windows.json");
+    set.windows = w.windows;
+    return set;
+  }
+
+  // quantize/sensitivity.h: every tensor group at one type, on windows of the calibration
+  // source held out from the calibration node's windows (their offsets, from its meta.json).
+  void sensitivity(const NodeTask& t) {
+    const CalibrationSpec& c = plan_.spec.calibration.at(t.node.calibration);
+    const std::string meta_file = t.upstream(0) + "/meta.json";
+    const json meta = read_json(meta_file);
+    std::vector<int64_t> exclude;
+    for (const json& o : JsonReader(meta, meta_file).array("offsets")) {
+      QS_THROW_IF_NOT(o.is_number_integer() && o.get<int64_t>() >= 0, meta_file,
+                      ": key 'offsets' must hold non-negative integers, got ", o.dump());
+      exclude.push_back(o.get<int64_t>());
+    }
+    const CalibrationSource src = resolve_calibration_source(c.source, plan_.data_dir, c.domain);
+    const std::vector<int> tokens =
+        shared_.tokenizer().encode(read_calibration_text(src), /*add_bos=*/false);
+    const CalibrationSet held =
+        held_out_windows(tokens, exclude, c.seqlen, t.node.config.at("n_samples").get<int>(),
+                         t.node.config.at("seqlen").get<int>(), src.name, src.domain);
+    SensitivityStudy study(shared_.base(), held.windows);
+    const std::vector<SensitivityMeasurement> rows =
+        study.measure_type(*sensitivity_type_from_name(t.node.sensitivity_type));
+    json table = json::array();
+    for (const auto& m : rows) table.push_back(sensitivity_to_json(m));
+    write_json(t.out + "/windows.json", held.windows);
+    write_json(t.out + "/sensitivity.json", {{"type", t.node.sensitivity_type},
+                                             {"source", held.source},
+                                             {"domain", held.domain},
+                                             {"offsets", held.offsets},
+                                             {"excluded_offsets", exclude},
+                                             {"tokens", study.tokens()},
+                                             {"setup_seconds", study.setup_seconds()},
+                                             {"measurements", table},
+                                             {"config", t.node.config}});
+  }
+
+  // auto_mix: the table from the sensitivity nodes (deps 1..), the windows they measured on.
+  QuantizedModel auto_mix_from_nodes(const NodeTask& t, const VariantSpec& v) {
+    std::vector<SensitivityMeasurement> table;
+    CalibrationSet held;
+    for (size_t i = 1; i < t.node.deps.size(); ++i) {
+      const std::string file = t.upstream(i) + "/sensitivity.json";
+      const json j = read_json(file);
+      for (const json& m : JsonReader(j, file).array("measurements"))
+        table.push_back(sensitivity_from_json(m, file));
+      if (i == 1) {
+        const JsonReader r(j, file);
+        held = read_windows(t.upstream(i) + "/windows.json");
+        held.source = r.required<std::string>("source");
+        held.domain = r.required<std::string>("domain");
+        for (const json& o : r.array("offsets")) {
+          QS_THROW_IF_NOT(o.is_number_integer(), file, ": key 'offsets' must hold integers");
+          held.offsets.push_back(o.get<int64_t>());
+        }
+      }
+    }
+    QS_THROW_IF_NOT(!held.windows.empty(), "quantize:", v.id, ": no sensitivity nodes upstream");
+    return quantize_auto_mix_from_table(shared_.base(), v.config, table, held);
+  }
+
   // quantize/: every method through one dispatch and one export (which writes through
   // formats/); the eval nodes reload what was written.
   void quantize(const NodeTask& t) {
@@ -138,7 +207,10 @@ class StageRunner final : public NodeRunner {
     std::optional<CalibrationSet> calib;
     if (!v.calibration.empty())
       calib = read_calibration(t, plan_.spec.calibration.at(v.calibration));
-    const QuantizedModel qm = quantize_model(shared_.base(), v.config, calib ? &*calib : nullptr);
+    const QuantizedModel qm =
+        v.config.family() == MethodFamily::AutoMix && t.node.deps.size() > 1
+            ? auto_mix_from_nodes(t, v)
+            : quantize_model(shared_.base(), v.config, calib ? &*calib : nullptr);
     const ExportSummary ex =
         write_quantized(qm, plan_.model_dir, quantized_model_path(v.config, t.out + "/model"));
     json meta = {{"bits_per_weight", ex.linear_bits_per_weight},

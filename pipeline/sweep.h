@@ -25,18 +25,22 @@
 
 namespace qsweep {
 
-enum class SweepNodeKind { Calibrate, Quantize, Evaluate };
+/// Sensitivity (issue #19): every tensor group of the base model quantized alone at one
+/// candidate type, its KL vs FP16 on windows held out from the calibration set's.
+enum class SweepNodeKind { Calibrate, Quantize, Evaluate, Sensitivity };
 
 struct SweepNode {
   SweepNodeKind kind = SweepNodeKind::Calibrate;
-  std::string id;   ///< "calib:code", "quantize:<variant>", "eval:<variant>:<eval>"
+  /// "calib:code", "quantize:<variant>", "eval:<variant>:<eval>", "sensitivity:code:q4_k"
+  std::string id;
   std::string key;  ///< content key = artifact directory name in the store
   std::vector<int> deps;
   std::string variant;      ///< variant id ("fp16" for the baseline) — Quantize, Evaluate
   std::string eval;         ///< eval id — Evaluate
   int variant_index = -1;   ///< into spec.variants; -1 for the baseline — Quantize, Evaluate
   int eval_index = -1;      ///< into SweepPlan::evals — Evaluate
-  std::string calibration;  ///< calibration name — Calibrate (and Quantize's input)
+  std::string calibration;  ///< calibration name — Calibrate, Sensitivity (and Quantize's input)
+  std::string sensitivity_type;  ///< "q4_k" — Sensitivity
   /// The calibration seed this node is for (Calibrate; Quantize and Evaluate of a calibrated
   /// variant), and its index in CalibrationSpec::seeds when the set is replicated (-1 when not:
   /// ids then carry no seed).

@@ -3,7 +3,10 @@
 // (quantize/auto_mix.h's solver), encode the GGUF tensors.
 #pragma once
 
+#include <vector>
+
 #include "quantize/quantize.h"
+#include "quantize/sensitivity.h"
 
 namespace qsweep {
 
@@ -18,5 +21,15 @@ int64_t mix_weight_bytes(const ModelSpec& spec, kquants::Mix mix);
 QuantizedModel quantize_auto_mix_model(const Transformer& source, const QuantMethodConfig& config,
                                        const CalibrationSet& calib, const QuantProgress& progress,
                                        const QuantRunOptions& run);
+
+/// The mix from a measured table (a sweep's sensitivity nodes): `table` holds (group, type)
+/// measurements of `source`'s groups (F16 is added at cost 0; a group without any is kept at
+/// F16); `study` is the windows they were measured on, where the chosen mix's whole KL is
+/// measured too. Error when a measurement names no group of the model.
+QuantizedModel quantize_auto_mix_from_table(const Transformer& source,
+                                            const QuantMethodConfig& config,
+                                            const std::vector<SensitivityMeasurement>& table,
+                                            const CalibrationSet& study,
+                                            const QuantRunOptions& run = {});
 
 }  // namespace qsweep

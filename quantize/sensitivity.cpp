@@ -1,9 +1,11 @@
 #include "quantize/sensitivity.h"
 
+#include <cctype>
 #include <chrono>
 #include <cmath>
 
 #include "common/errors.h"
+#include "common/json_reader.h"
 #include "quantizers/kquants/kquants.h"
 
 namespace qsweep {
@@ -26,6 +28,55 @@ int layer_to_start(const TensorGroup& g, int n_layers) {
 
 std::vector<int32_t> default_sensitivity_types() {
   return {gt::Q2_K, gt::Q3_K, gt::Q4_K, gt::Q5_K, gt::Q6_K, gt::Q8_0};
+}
+
+std::optional<int32_t> sensitivity_type_from_name(const std::string& name) {
+  for (int32_t t : {gt::Q2_K, gt::Q3_K, gt::Q4_K, gt::Q5_K, gt::Q6_K, gt::Q8_0, gt::Q4_0, gt::Q4_1,
+                    gt::Q5_0, gt::Q5_1})
+    if (sensitivity_type_name(t) == name) return t;
+  return std::nullopt;
+}
+
+std::vector<std::string> sensitivity_type_names() {
+  std::vector<std::string> out;
+  for (int32_t t : {gt::Q2_K, gt::Q3_K, gt::Q4_K, gt::Q5_K, gt::Q6_K, gt::Q8_0, gt::Q4_0, gt::Q4_1,
+                    gt::Q5_0, gt::Q5_1})
+    out.push_back(sensitivity_type_name(t));
+  return out;
+}
+
+std::string sensitivity_type_name(int32_t ggml_type) {
+  std::string s = ggml_type_label(ggml_type);
+  for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+nlohmann::json sensitivity_to_json(const SensitivityMeasurement& m) {
+  return {{"name", m.group},     {"role", m.role},
+          {"layer", m.layer},    {"type", ggml_type_label(m.type)},
+          {"kl", m.kl},          {"kl_se", m.kl_se},
+          {"bytes", m.bytes},    {"bytes_f16", m.bytes_f16},
+          {"seconds", m.seconds}};
+}
+
+SensitivityMeasurement sensitivity_from_json(const nlohmann::json& j, const std::string& file) {
+  const JsonReader r(j, file);
+  SensitivityMeasurement m;
+  m.group = r.required<std::string>("name");
+  m.role = r.required<std::string>("role");
+  m.layer = int(r.required_int("layer", -1, 1 << 20));
+  std::string type = r.required<std::string>("type");
+  for (char& c : type) c = char(std::tolower(static_cast<unsigned char>(c)));
+  const auto t = sensitivity_type_from_name(type);
+  r.check(t.has_value() || type == "f16", "type", "a candidate type such as \"Q4_K\"");
+  m.type = t ? *t : gt::F16;
+  m.kl = r.required<double>("kl");
+  r.check(std::isfinite(m.kl) && m.kl >= 0, "kl", "a finite number >= 0");
+  m.kl_se = r.required<double>("kl_se");
+  m.bytes = r.required_int("bytes", 0, int64_t(1) << 50);
+  m.bytes_f16 = r.required_int("bytes_f16", 0, int64_t(1) << 50);
+  m.seconds = r.optional<double>("seconds", 0.0);
+  return m;
 }
 
 SensitivityStudy::SensitivityStudy(const Transformer& base, std::vector<std::vector<int>> windows,
@@ -104,6 +155,14 @@ SensitivityMeasurement SensitivityStudy::measure(const TensorGroup& g, int32_t t
   w.lm_head = saved_head;
   m.seconds = since(t0);
   return m;
+}
+
+std::vector<SensitivityMeasurement> SensitivityStudy::measure_type(int32_t type) {
+  const auto& tr = kquants::traits(*kquants::type_from_ggml(type));
+  std::vector<SensitivityMeasurement> out;
+  for (const TensorGroup& g : groups_)
+    if (g.row_length % tr.block_size == 0) out.push_back(measure(g, type));
+  return out;
 }
 
 SensitivityMeasurement SensitivityStudy::measure_mix(const std::map<std::string, int32_t>& types) {

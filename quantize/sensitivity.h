@@ -10,6 +10,8 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +35,19 @@ struct SensitivityMeasurement {
 
 /// The default candidate types: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_0 (ggml numbers).
 std::vector<int32_t> default_sensitivity_types();
+/// A candidate type by its sweep-file name ("q4_k", "q8_0", "q4_0" …: the block types a group
+/// can be stored in); nullopt for any other name.
+std::optional<int32_t> sensitivity_type_from_name(const std::string& name);
+/// Every name sensitivity_type_from_name accepts (for messages).
+std::vector<std::string> sensitivity_type_names();
+/// "q4_k" for ggml Q4_K (the sweep file's spelling; node ids use it).
+std::string sensitivity_type_name(int32_t ggml_type);
+
+/// One measurement as stored in a sensitivity node's artifact and results.json:
+/// {name, role, layer, type ("Q4_K"), kl, kl_se, bytes, bytes_f16, seconds}.
+nlohmann::json sensitivity_to_json(const SensitivityMeasurement& m);
+/// Reads it back; Error naming `file` and the key for a missing or wrong value.
+SensitivityMeasurement sensitivity_from_json(const nlohmann::json& j, const std::string& file);
 
 class SensitivityStudy {
  public:
@@ -45,6 +60,9 @@ class SensitivityStudy {
   /// with from_cache false, by a whole forward pass from the embeddings (the same number; a
   /// test and the timing of the saving use it).
   SensitivityMeasurement measure(const TensorGroup& g, int32_t type, bool from_cache = true);
+  /// Every group whose rows split into `type`'s blocks, measured at `type` (what one
+  /// sensitivity node of a sweep computes), in groups() order.
+  std::vector<SensitivityMeasurement> measure_type(int32_t type);
   /// KL of a whole mix (GGUF name → ggml type; groups not named stay FP16): a full forward pass
   /// with every named group quantized — what the additivity check compares with Σ group KLs.
   SensitivityMeasurement measure_mix(const std::map<std::string, int32_t>& types);

@@ -93,6 +93,7 @@ std::string render_html(const nlohmann::json& results) {
   for (const auto& l : calibration_summary(d, a))
     s += "<p class=\"summary\">" + html_escape(l) + "</p>\n";
 
+  s += sensitivity_html(results);
   s += "<h2>How measured</h2>\n" + ul(how_measured_lines(d), "notes");
   s += "</body>\n</html>\n";
   return s;

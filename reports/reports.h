@@ -200,6 +200,31 @@ std::string render_calibration_md(const nlohmann::json& results);
 /// One self-contained HTML page (inline CSS and SVG, no scripts, no URLs) — report.html.
 std::string render_html(const nlohmann::json& results);
 
+/// One measured (tensor group, type) of results.json's "sensitivity" list (issue #19).
+struct SensitivityCell {
+  std::string name, role;  ///< "blk.3.attn_v.weight", "attn_v"
+  int layer = -1;          ///< -1: token_embd, output
+  double kl = 0, kl_se = 0;
+  int64_t bytes = 0, bytes_f16 = 0;
+};
+/// One sensitivity node: every group at one type.
+struct SensitivityMap {
+  std::string calibration, type, status;
+  uint64_t seed = 0;
+  int layers = 0;  ///< 1 + the largest layer measured
+  std::vector<SensitivityCell> cells;
+};
+/// results.json's "sensitivity" list (absent: none); Error naming the entry for a bad value.
+std::vector<SensitivityMap> sensitivity_maps(const nlohmann::json& results);
+/// The layers × roles heat map of one map (SVG): rows "embd/out" then each layer, columns
+/// attn_q … ffn_down, token_embd, output; each cell a <g class="cell" data-group=NAME
+/// data-kl=KL> with the KL printed (3 significant digits) and a <title>.
+std::string sensitivity_heatmap_svg(const SensitivityMap& map);
+/// table.md's "Most sensitive tensor groups" sections (one per calibration set studied).
+std::string sensitivity_md(const nlohmann::json& results);
+/// report.html's "Sensitivity per tensor group" section ("" without a study).
+std::string sensitivity_html(const nlohmann::json& results);
+
 /// Writes the requested formats into out_dir (created if needed), each file atomically:
 /// "md" → table.md, "csv" → table.csv, "json" → results.json (pretty, as given),
 /// "html" → report.html. An empty list means all four; an unknown name throws Error.

@@ -450,6 +450,7 @@ std::string render_table_md(const json& results) {
   s += "### How measured\n\n" + md_bullets(how_measured_lines(d)) + "\n";
   s += capabilities_md(d);
   s += calibration_md(d);
+  s += sensitivity_md(results);
   return s;
 }
 

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 
 #include "calibration/calibration.h"
 #include "common/errors.h"
@@ -38,6 +39,41 @@ TEST(Sampling, SameSeedSameWindowsDifferentSeedDifferent) {
   }
   opt.seed = 1;
   EXPECT_NE(sample_calibration(tokens, opt, "t", "d").offsets, a.offsets);
+}
+
+// The sensitivity study's windows (issue #19): no token position of a calibration window is in
+// a held-out window (checked on the tokens themselves: iota, token == position).
+TEST(Sampling, HeldOutWindowsAreDisjointFromTheCalibrationWindows) {
+  const auto tokens = iota_tokens(10000);
+  SamplingOptions opt;
+  opt.n_samples = 16;
+  opt.seqlen = 64;
+  const auto calib = sample_calibration(tokens, opt, "t", "d");
+  std::set<int> used;
+  for (const auto& w : calib.windows) used.insert(w.begin(), w.end());
+  const auto held = held_out_windows(tokens, calib.offsets, 64, 20, 100, "t", "d");
+  ASSERT_EQ(held.windows.size(), 20u);
+  std::set<int> seen;
+  for (const auto& w : held.windows) {
+    ASSERT_EQ(w.size(), 100u);
+    for (int t : w) {
+      EXPECT_EQ(used.count(t), 0u) << "token position " << t << " is a calibration token";
+      EXPECT_TRUE(seen.insert(t).second) << "token position " << t << " is in two windows";
+    }
+  }
+  // By hand: tiles of 100 in 0..999; [150, 250) excludes tiles 1 and 2; 8 tiles are left
+  // (0, 300, ..., 900) and 4 are taken evenly: tiles 0, 2, 4, 6 of those.
+  const auto small = iota_tokens(1000);
+  EXPECT_EQ(held_out_windows(small, {150}, 100, 4, 100, "t", "d").offsets,
+            (std::vector<int64_t>{0, 400, 600, 800}));
+  try {
+    held_out_windows(small, {150}, 100, 9, 100, "src", "d");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'src' has 1000 tokens: 8 windows of 100 tokens"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Sampling, PortableGoldenOffsets) {

@@ -20,6 +20,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "common/errors.h"
 #include "common/mapped_file.h"
 #include "pipeline/spec.h"
 #include "pipeline/sweep.h"
@@ -74,6 +75,22 @@ class FakeRunner : public NodeRunner {
         write(t.out + "/meta.json",
               {{"source", "fake"}, {"domain", "code"}, {"tokens_in_source", 1000}});
         break;
+      case SweepNodeKind::Sensitivity: {
+        // Two groups with a KL that depends on the node's identity.
+        json rows = json::array();
+        for (int l = 0; l < 2; ++l)
+          rows.push_back({{"name", cat("blk.", l, ".attn_v.weight")},
+                          {"role", "attn_v"},
+                          {"layer", l},
+                          {"type", t.node.sensitivity_type},
+                          {"kl", v + l},
+                          {"kl_se", 0.01},
+                          {"bytes", 100},
+                          {"bytes_f16", 400}});
+        write(t.out + "/sensitivity.json",
+              {{"source", "fake"}, {"tokens", 64}, {"measurements", rows}});
+        break;
+      }
       case SweepNodeKind::Quantize:
         write(t.out + "/meta.json",
               {{"bits_per_weight", v}, {"size_bytes", 1000}, {"quantize_seconds", 0.0}});
@@ -136,6 +153,83 @@ SweepRunSummary run(const SweepPlan& plan, const std::string& out, FakeRunner& r
 
 json results(const std::string& out) {
   return json::parse(read_text_file(out + "/results.json"));
+}
+
+// Issue #19: the sensitivity study as nodes. 1 calibration + 2 sensitivity + 2 auto_mix
+// quantize + (1 + 2) evals = 8 nodes.
+std::string auto_mix_yaml(const std::string& budgets, const std::string& sensitivity) {
+  return "name: fake\nmodel: " + test::tinycode_dir() +
+         "\ncalibration:\n  code: {source: code, n_samples: 4, seqlen: 64}\n" + sensitivity +
+         "variants:\n  - {method: auto_mix, budget: " + budgets +
+         ", calibration: code}\n"
+         "eval:\n  - {task: perplexity, dataset: code-heldout, ctx: 64, max_tokens: 512}\n"
+         "report:\n  formats: [json]\n";
+}
+const std::string kTwoTypes = "sensitivity: {types: [q2_k, q4_k]}\n";
+
+TEST(SweepRunner, TwoAutoMixesShareTheSensitivityNodesAndABudgetEditRerunsOneVariant) {
+  const std::string out = test::make_temp_dir("fake") + "/out";
+  const SweepPlan plan = plan_of(auto_mix_yaml("[q3_k_m, q2_k]", kTwoTypes));
+  ASSERT_EQ(plan.nodes.size(), 8u);
+  std::vector<std::string> sens_keys;
+  for (const auto& n : plan.nodes)
+    if (n.kind == SweepNodeKind::Sensitivity) sens_keys.push_back(n.key);
+  ASSERT_EQ(sens_keys.size(), 2u);
+  for (const auto& n : plan.nodes) {
+    if (n.kind != SweepNodeKind::Quantize) continue;
+    std::vector<std::string> dep_keys;
+    for (int d : n.deps) dep_keys.push_back(plan.nodes[size_t(d)].key);
+    EXPECT_EQ(std::vector<std::string>(dep_keys.begin() + 1, dep_keys.end()), sens_keys) << n.id;
+  }
+  FakeRunner first;
+  EXPECT_EQ(run(plan, out, first).ran, 8);
+  EXPECT_EQ(first.runs.count("sensitivity:code:q2_k"), 1u);
+  EXPECT_EQ(first.runs.count("sensitivity:code:q4_k"), 1u);
+  // results.json carries each node's table as the node wrote it.
+  const json r = results(out);
+  ASSERT_EQ(r["sensitivity"].size(), 2u);
+  EXPECT_EQ(r["sensitivity"][0]["type"], "q2_k");
+  EXPECT_EQ(r["sensitivity"][0]["measurements"].size(), 2u);
+  EXPECT_EQ(r["sensitivity"][0]["measurements"][1]["name"], "blk.1.attn_v.weight");
+  const double v = double(std::hash<std::string>{}("sensitivity:code:q2_k") % 1000) / 100.0;
+  EXPECT_DOUBLE_EQ(r["sensitivity"][0]["measurements"][1]["kl"].get<double>(), v + 1);
+
+  FakeRunner edited;
+  run(plan_of(auto_mix_yaml("[q3_k_m, q4_k_m]", kTwoTypes)), out, edited);
+  EXPECT_EQ(edited.ran(), (std::set<std::string>{
+                              "quantize:auto_mix-q4_k_m-code",
+                              "eval:auto_mix-q4_k_m-code:ppl-code-heldout-chunks-ctx64-n512"}));
+  // A new candidate type: its node, then both mixes (their table changed).
+  FakeRunner more;
+  run(plan_of(auto_mix_yaml("[q3_k_m, q4_k_m]", "sensitivity: {types: [q2_k, q4_k, q6_k]}\n")), out,
+      more);
+  EXPECT_EQ(more.ran(), (std::set<std::string>{
+                            "sensitivity:code:q6_k", "quantize:auto_mix-q3_k_m-code",
+                            "quantize:auto_mix-q4_k_m-code",
+                            "eval:auto_mix-q3_k_m-code:ppl-code-heldout-chunks-ctx64-n512",
+                            "eval:auto_mix-q4_k_m-code:ppl-code-heldout-chunks-ctx64-n512"}));
+}
+
+TEST(SweepRunner, WithoutASensitivitySectionTheDefaultTypesAreStudied) {
+  const SweepPlan plan = plan_of(auto_mix_yaml("q3_k_m", ""));
+  std::vector<std::string> ids;
+  for (const auto& n : plan.nodes)
+    if (n.kind == SweepNodeKind::Sensitivity) ids.push_back(n.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"sensitivity:code:q2_k", "sensitivity:code:q3_k",
+                                           "sensitivity:code:q4_k", "sensitivity:code:q5_k",
+                                           "sensitivity:code:q6_k", "sensitivity:code:q8_0"}));
+  // A study without auto_mix variants (the heat map alone) on the only calibration set.
+  const SweepPlan alone = plan_of(yaml("4", "0").replace(
+      yaml("4", "0").find("variants:"), 0, "sensitivity: {types: q3_k, n_samples: 2}\n"));
+  int sens = 0;
+  for (const auto& n : alone.nodes)
+    if (n.kind == SweepNodeKind::Sensitivity) {
+      ++sens;
+      EXPECT_EQ(n.id, "sensitivity:code:q3_k");
+      EXPECT_EQ(n.config["n_samples"], 2);
+      EXPECT_EQ(n.config["seqlen"], 64);  // the calibration set's
+    }
+  EXPECT_EQ(sens, 1);
 }
 
 TEST(SweepRunner, FirstRunDoesEveryNodeOnceAndTheSecondNone) {

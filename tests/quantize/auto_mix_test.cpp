@@ -5,6 +5,7 @@
 #include <random>
 
 #include "quantize/auto_mix.h"
+#include "quantize/auto_mix_model.h"
 #include "quantize/sensitivity.h"
 #include "quantizers/kquants/kquants.h"
 #include "tests/quantize/tiny_fixture.h"
@@ -183,6 +184,62 @@ TEST(Sensitivity, CachedMeasurementEqualsAWholeForwardPass) {
   const double one = study.measure_mix({{groups[9].name, gt::Q2_K}}).kl;
   EXPECT_NEAR(one, study.measure(groups[9], gt::Q2_K).kl, 1e-9);
   EXPECT_LT(study.measure(groups[9], gt::Q6_K).kl, one);
+}
+
+// What one sensitivity node computes and stores (issue #19), and the mix read back from it.
+TEST(Sensitivity, MeasureTypeIsEveryGroupsMeasurementAndTheStoredFormRoundTrips) {
+  const Transformer& base = tiny().model;
+  const auto w = windows(2, 16);
+  SensitivityStudy study(base, w);
+  const std::vector<SensitivityMeasurement> all = study.measure_type(gt::Q8_0);
+  ASSERT_EQ(all.size(), study.groups().size());
+  for (size_t gi : {size_t(0), size_t(13), all.size() - 1}) {
+    EXPECT_EQ(all[gi].group, study.groups()[gi].name);
+    EXPECT_EQ(all[gi].kl, study.measure(study.groups()[gi], gt::Q8_0).kl);
+    const SensitivityMeasurement back =
+        sensitivity_from_json(sensitivity_to_json(all[gi]), "s.json");
+    EXPECT_EQ(back.group, all[gi].group);
+    EXPECT_EQ(back.type, gt::Q8_0);
+    EXPECT_EQ(back.kl, all[gi].kl);
+    EXPECT_EQ(back.bytes, all[gi].bytes);
+    EXPECT_EQ(back.layer, all[gi].layer);
+  }
+  nlohmann::json bad = sensitivity_to_json(all[0]);
+  bad["kl"] = -0.5;
+  EXPECT_THROW(sensitivity_from_json(bad, "s.json"), Error);
+  bad = sensitivity_to_json(all[0]);
+  bad["type"] = "Q9_K";
+  try {
+    sensitivity_from_json(bad, "s.json");
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("s.json: key 'type'"), std::string::npos) << e.what();
+  }
+  // The mix from the table: at Q8_0's own size every group is Q8_0 (cheaper than F16, and
+  // nothing else fits); a table of another model is an error naming the group.
+  CalibrationSet held;
+  held.windows = w;
+  const int64_t q8_bytes = [&] {
+    int64_t b = 0;
+    for (const auto& m : all) b += m.bytes;
+    return b;
+  }();
+  int64_t params = 0;
+  for (const auto& g : study.groups()) params += g.params();
+  const QuantMethodConfig cfg{Method::AutoMix, AutoMixOptions{"", 8.0 * q8_bytes / params}};
+  const QuantizedModel qm = quantize_auto_mix_from_table(base, cfg, all, held);
+  EXPECT_EQ(qm.method_meta["weight_bytes"], q8_bytes);
+  for (const auto& c : qm.method_meta["choices"]) EXPECT_EQ(c["type"], "Q8_0") << c["name"];
+  std::vector<SensitivityMeasurement> other = all;
+  other[3].group = "blk.99.attn_q.weight";
+  try {
+    quantize_auto_mix_from_table(base, cfg, other, held);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'blk.99.attn_q.weight', which is no tensor group"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace

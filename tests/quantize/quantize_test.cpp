@@ -148,5 +148,59 @@ TEST(Quantize, CorruptGptqCheckpointIsAClearError) {
   }
 }
 
+// Issue #19: per-module bits in GPTQModel's `dynamic` form. A 4-bit g128 RTN model with two
+// linears at 8 bits (one with per-channel groups): the export names exactly those two, in
+// GPTQModel's "+:<regex>" form, and the reload gives each linear its own codes and bits.
+TEST(Quantize, PerModuleBitsRoundTripThroughGptqModelsDynamicOverrides) {
+  const QuantMethodConfig rtn{Method::Rtn, RtnOptions{4, 128, false}};
+  QuantizedModel qm = quantize_model(tiny().model, rtn, nullptr);
+  const auto& w = tiny().model.weights().layers;
+  qm.linears[2].q = quantize_rtn(w[0].linear(qm.linears[2].role), {8, 128, false});
+  qm.linears[13].q = quantize_rtn(w[1].linear(qm.linears[13].role), {8, -1, false});
+  ASSERT_EQ(qm.linears[2].role, LinearRole::V);
+  ASSERT_EQ(qm.linears[13].layer, 1);
+  const std::string out = test::make_temp_dir("dynamic") + "/m";
+  write_quantized(qm, tiny().dir, out);
+  const nlohmann::json qc = nlohmann::json::parse(read_text_file(out + "/quantize_config.json"));
+  const nlohmann::json expected = {
+      {"+:model\\.layers\\.0\\.self_attn\\.v_proj", {{"bits", 8}, {"group_size", 128}}},
+      {"+:model\\.layers\\.1\\.mlp\\.down_proj", {{"bits", 8}, {"group_size", -1}}}};
+  EXPECT_EQ(qc["dynamic"], expected);
+  EXPECT_EQ(qc["bits"], 4);
+  const LoadedModel back = load_model(out);
+  ASSERT_EQ(back.quantized.size(), qm.linears.size());
+  for (size_t i = 0; i < qm.linears.size(); ++i) {
+    EXPECT_EQ(back.quantized[i].bits, qm.linears[i].q.bits) << i;
+    EXPECT_EQ(back.quantized[i].group_size, qm.linears[i].q.group_size) << i;
+    EXPECT_EQ(back.quantized[i].codes, qm.linears[i].q.codes) << i;
+  }
+  EXPECT_NE(back.description.find("2 per-module overrides"), std::string::npos);
+
+  // What qsweep cannot read is an error naming the rule: an unquantized module ("-:"), two
+  // rules for one module, bits GPTQ has no kernel for.
+  const std::string cfg = read_text_file(out + "/config.json");
+  auto load_with = [&](const std::string& from, const std::string& to) -> std::string {
+    std::string c = cfg;
+    const size_t at = c.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    c.replace(at, from.size(), to);
+    write_file_atomic(out + "/config.json", c.data(), c.size());
+    try {
+      load_model(out);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  EXPECT_NE(load_with("\"+:model\\\\.layers\\\\.0", "\"-:model\\\\.layers\\\\.0")
+                .find("leaves model.layers.0.self_attn.v_proj unquantized"),
+            std::string::npos);
+  EXPECT_NE(load_with("\"+:model\\\\.layers\\\\.1\\\\.mlp\\\\.down_proj",
+                      "\"+:model\\\\.layers\\\\.0\\\\.self_attn\\\\.v")
+                .find("matches both"),
+            std::string::npos);
+  EXPECT_NE(load_with("\"bits\": 8", "\"bits\": 5").find("dynamic"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace qsweep
