@@ -23,7 +23,8 @@ namespace qsweep {
 // thread count: the result is the same on any machine.
 constexpr int64_t kRowsPerTask = 64;
 
-GptqResult gptq_quantize(const MatrixRM& W_in, const MatrixD& H_in, const GptqConfig& cfg) {
+GptqResult gptq_quantize(const MatrixRM& W_in, const MatrixD& H_in, const GptqConfig& cfg,
+                         Backend* backend) {
   const auto tick = std::chrono::steady_clock::now();
   const std::string who =
       cat("GPTQ layer '", cfg.layer_name.empty() ? "<unnamed>" : cfg.layer_name, "'");
@@ -63,8 +64,12 @@ GptqResult gptq_quantize(const MatrixRM& W_in, const MatrixD& H_in, const GptqCo
     q.zeros[size_t(g * rows + r)] = p.zero;
   };
   auto for_rows = [&](auto&& body) {
-    tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, kRowsPerTask), body,
-                      tbb::simple_partitioner());
+    try {  // a grid's Error (a scale beyond fp16) names the layer
+      tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, kRowsPerTask), body,
+                        tbb::simple_partitioner());
+    } catch (const Error& e) {
+      throw Error(cat(who, ": ", e.what()));
+    }
   };
 
   // Per-channel grid: as the reference, found on W before the dead columns are zeroed.
@@ -115,29 +120,6 @@ GptqResult gptq_quantize(const MatrixRM& W_in, const MatrixD& H_in, const GptqCo
   // Hinv: upper Cholesky factor of (H + damp I)^-1, in processing order. When the Cholesky
   // fails, the damping grows tenfold up to damp_max_percent (an addition to the reference).
   const double mean_diag = diag.mean();
-  MatrixRM Hinv;
-  MatrixD R(cols, cols);  // J H_perm J, lower triangle
-  const DampingOutcome damping =
-      escalate_damping(cfg.damp_percent, cfg.damp_max_percent, [&](double pct) {
-        const double damp = pct * mean_diag;
-        tbb::parallel_for(tbb::blocked_range<int64_t>(0, cols, 64), [&](const auto& jr) {
-          for (int64_t j = jr.begin(); j < jr.end(); ++j) {  // column j of R, rows i >= j
-            const int64_t pj = perm[size_t(cols - 1 - j)];
-            for (int64_t i = j + 1; i < cols; ++i) R(i, j) = H_in(perm[size_t(cols - 1 - i)], pj);
-            R(j, j) = diag(pj) + damp;
-          }
-        });
-        return detail::upper_cholesky_of_inverse(R, &Hinv);
-      });
-  QS_THROW_IF_NOT(damping.ok, who, ": the Hessian is not positive definite even with damping ",
-                  damping.pct, " * mean(diag H) = ", damping.pct * mean_diag,
-                  "; too few calibration samples for this layer? (raise damp_max_percent)");
-  res.damp_percent_used = damping.pct;
-  res.damp_used = damping.pct * mean_diag;
-
-  // Lazy-batch GPTQ, block by block: the backend op's CPU twin (backends/cpu/cpu_quant_ops.h),
-  // rows in parallel, the trailing update W[:, i2:] -= Err1 Hinv[i1:i2, i2:] one GEMM per row
-  // block; per-column math in backends/kernels/gptq_math.h, shared with the CUDA twin.
   std::vector<double> row_loss(size_t(rows), 0.0);
   kernels::GptqColumnsConfig ccfg;
   ccfg.bits = cfg.bits;
@@ -147,8 +129,61 @@ GptqResult gptq_quantize(const MatrixRM& W_in, const MatrixD& H_in, const GptqCo
   ccfg.dynamic_groups = dynamic_groups;
   ccfg.static_groups = static_groups;
   ccfg.block_size = cfg.block_size;
-  cpu_gptq_columns(W.data(), Hinv.data(), perm.data(), q.scales.data(), q.zeros.data(),
-                   q.codes.data(), row_loss.data(), rows, cols, ccfg);
+
+  if (backend == nullptr || backend->name() == "cpu") {
+    MatrixRM Hinv;
+    MatrixD R(cols, cols);  // J H_perm J, lower triangle
+    const DampingOutcome damping =
+        escalate_damping(cfg.damp_percent, cfg.damp_max_percent, [&](double pct) {
+          const double damp = pct * mean_diag;
+          tbb::parallel_for(tbb::blocked_range<int64_t>(0, cols, 64), [&](const auto& jr) {
+            for (int64_t j = jr.begin(); j < jr.end(); ++j) {  // column j of R, rows i >= j
+              const int64_t pj = perm[size_t(cols - 1 - j)];
+              for (int64_t i = j + 1; i < cols; ++i) R(i, j) = H_in(perm[size_t(cols - 1 - i)], pj);
+              R(j, j) = diag(pj) + damp;
+            }
+          });
+          return detail::upper_cholesky_of_inverse(R, &Hinv);
+        });
+    QS_THROW_IF_NOT(damping.ok, who, ": the Hessian is not positive definite even with damping ",
+                    damping.pct, " * mean(diag H) = ", damping.pct * mean_diag,
+                    "; too few calibration samples for this layer? (raise damp_max_percent)");
+    res.damp_percent_used = damping.pct;
+    res.damp_used = damping.pct * mean_diag;
+    // Lazy-batch GPTQ, block by block: the backend op's CPU twin (backends/cpu/cpu_quant_ops.h),
+    // rows in parallel, the trailing update W[:, i2:] -= Err1 Hinv[i1:i2, i2:] one GEMM per row
+    // block; per-column math in backends/kernels/gptq_math.h, shared with the CUDA twin.
+    cpu_gptq_columns(W.data(), Hinv.data(), perm.data(), q.scales.data(), q.zeros.data(),
+                     q.codes.data(), row_loss.data(), rows, cols, ccfg);
+  } else {
+    // On the device: H in processing order (dead inputs' diagonal 1) → Hinv by cuSOLVER with
+    // the same damping escalation (damped_upper_cholesky_of_inverse), then the column loop.
+    Backend& b = *backend;
+    MatrixD Hp(cols, cols);
+    tbb::parallel_for(int64_t(0), cols, [&](int64_t j) {
+      const int64_t pj = perm[size_t(j)];
+      for (int64_t i = 0; i < cols; ++i) Hp(i, j) = i == j ? diag(pj) : H_in(perm[size_t(i)], pj);
+    });
+    BackendArray<double> h(b, size_t(cols * cols));
+    b.to_device(h.get(), Hp.data(), h.size() * sizeof(double));
+    BackendArray<float> hinv(b, size_t(cols * cols));
+    const double pct = damped_upper_cholesky_of_inverse(
+        b, h.get(), hinv.get(), cols, cfg.damp_percent, cfg.damp_max_percent, who);
+    res.damp_percent_used = pct;
+    res.damp_used = pct * mean_diag;
+    BackendArray<float> w(b, size_t(rows * cols));
+    BackendArray<float> scales(b, q.scales), zeros(b, q.zeros);
+    BackendArray<int64_t> p(b, perm);
+    BackendArray<uint8_t> codes(b, q.codes.size());
+    BackendArray<double> loss(b, row_loss);
+    b.to_device(w.get(), W.data(), w.size() * sizeof(float));
+    b.gptq_columns(w.get(), hinv.get(), p.get(), scales.get(), zeros.get(), codes.get(), loss.get(),
+                   rows, cols, ccfg);
+    q.scales = scales.download();
+    q.zeros = zeros.download();
+    q.codes = codes.download();
+    row_loss = loss.download();
+  }
   if (dynamic_groups)
     for (float sc : q.scales)
       QS_THROW_IF_NOT(std::isfinite(sc), who,

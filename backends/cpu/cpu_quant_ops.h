@@ -1,7 +1,9 @@
 // The CPU twins of the quantization and evaluation ops of issue #16 (backend.h's last block):
-// the code the CPU pipeline itself runs (quantizers/gptq.cpp calls cpu_gptq_columns,
-// calibration's statistics cpu_column_stats, the KL baseline cpu_topk_logsumexp_row), so the
-// CUDA twins are pinned to the pipeline by tests/backends/quant_ops_test.cpp.
+// the code the CPU pipeline itself runs where it calls them (quantizers/gptq.cpp runs
+// cpu_gptq_columns, the KL baseline cpu_topk_logsumexp_row, kquants' decoders and the grid the
+// same kernels/*.h math), so the CUDA twins are pinned to the pipeline by
+// tests/backends/quant_ops_test.cpp. cpu_column_stats is calibration/capture.cpp's loop, not yet
+// called from there.
 #pragma once
 
 #include <cstdint>

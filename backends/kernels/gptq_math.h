@@ -53,11 +53,12 @@ QS_HD inline void grid_params(float xmin, float xmax, int maxq, bool sym, bool f
   }
 }
 
-/// clamp(round_half_even(x / scale) + zero, 0, maxq).
+/// clamp(round_half_even(x / scale) + zero, 0, maxq); NaN (an overflowed scale, which the
+/// host then reports) gives 0 rather than an undefined conversion.
 QS_HD inline uint8_t grid_quantize(float x, float scale, float zero, int maxq) {
   const float q = nearbyintf(x / scale) + zero;
   const float maxq_f = float(maxq);
-  return uint8_t(q < 0.0f ? 0.0f : (maxq_f < q ? maxq_f : q));
+  return uint8_t(!(q > 0.0f) ? 0.0f : (q < maxq_f ? q : maxq_f));
 }
 
 /// What GPTQ's column loop needs to know about the grid and the groups.
