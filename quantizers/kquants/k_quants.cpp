@@ -9,23 +9,6 @@
 #include "quantizers/kquants/detail/quant_helpers.h"
 #include "quantizers/kquants/kquants.h"
 
-// backends/kernels/ggml_decode.h reads the blocks at these byte offsets.
-static_assert(offsetof(qsweep::kquants::block_q2_K, qs) == 16 &&
-              offsetof(qsweep::kquants::block_q2_K, d) == 80 &&
-              offsetof(qsweep::kquants::block_q2_K, dmin) == 82);
-static_assert(offsetof(qsweep::kquants::block_q3_K, qs) == 32 &&
-              offsetof(qsweep::kquants::block_q3_K, scales) == 96 &&
-              offsetof(qsweep::kquants::block_q3_K, d) == 108);
-static_assert(offsetof(qsweep::kquants::block_q4_K, dmin) == 2 &&
-              offsetof(qsweep::kquants::block_q4_K, scales) == 4 &&
-              offsetof(qsweep::kquants::block_q4_K, qs) == 16);
-static_assert(offsetof(qsweep::kquants::block_q5_K, scales) == 4 &&
-              offsetof(qsweep::kquants::block_q5_K, qh) == 16 &&
-              offsetof(qsweep::kquants::block_q5_K, qs) == 48);
-static_assert(offsetof(qsweep::kquants::block_q6_K, qh) == 128 &&
-              offsetof(qsweep::kquants::block_q6_K, scales) == 192 &&
-              offsetof(qsweep::kquants::block_q6_K, d) == 208);
-
 namespace qsweep::kquants {
 
 using detail::blocks_in;

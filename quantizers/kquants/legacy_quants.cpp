@@ -8,16 +8,26 @@
 #include "quantizers/kquants/detail/quant_helpers.h"
 #include "quantizers/kquants/kquants.h"
 
-// backends/kernels/ggml_decode.h reads the blocks at these byte offsets.
-static_assert(offsetof(qsweep::kquants::block_q4_0, qs) == 2);
-static_assert(offsetof(qsweep::kquants::block_q4_1, m) == 2 &&
-              offsetof(qsweep::kquants::block_q4_1, qs) == 4);
-static_assert(offsetof(qsweep::kquants::block_q5_0, qh) == 2 &&
-              offsetof(qsweep::kquants::block_q5_0, qs) == 6);
-static_assert(offsetof(qsweep::kquants::block_q5_1, m) == 2 &&
-              offsetof(qsweep::kquants::block_q5_1, qh) == 4 &&
-              offsetof(qsweep::kquants::block_q5_1, qs) == 8);
-static_assert(offsetof(qsweep::kquants::block_q8_0, qs) == 2);
+namespace qsweep::kquants {
+// For all of ggml's block types: backends/kernels/ggml_decode.h (the decoders shared with CUDA)
+// reads the blocks at these byte offsets.
+static_assert(offsetof(block_q4_0, qs) == 2);
+static_assert(offsetof(block_q4_1, m) == 2 && offsetof(block_q4_1, qs) == 4);
+static_assert(offsetof(block_q5_0, qh) == 2 && offsetof(block_q5_0, qs) == 6);
+static_assert(offsetof(block_q5_1, m) == 2 && offsetof(block_q5_1, qh) == 4 &&
+              offsetof(block_q5_1, qs) == 8);
+static_assert(offsetof(block_q8_0, qs) == 2);
+static_assert(offsetof(block_q2_K, qs) == 16 && offsetof(block_q2_K, d) == 80 &&
+              offsetof(block_q2_K, dmin) == 82);
+static_assert(offsetof(block_q3_K, qs) == 32 && offsetof(block_q3_K, scales) == 96 &&
+              offsetof(block_q3_K, d) == 108);
+static_assert(offsetof(block_q4_K, dmin) == 2 && offsetof(block_q4_K, scales) == 4 &&
+              offsetof(block_q4_K, qs) == 16);
+static_assert(offsetof(block_q5_K, scales) == 4 && offsetof(block_q5_K, qh) == 16 &&
+              offsetof(block_q5_K, qs) == 48);
+static_assert(offsetof(block_q6_K, qh) == 128 && offsetof(block_q6_K, scales) == 192 &&
+              offsetof(block_q6_K, d) == 208);
+}  // namespace qsweep::kquants
 
 namespace qsweep::kquants {
 
