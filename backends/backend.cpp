@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_gemm.h"
+#include "backends/cpu/cpu_quant_ops.h"
 #include "common/errors.h"
 #include "common/half.h"
 
@@ -120,6 +121,35 @@ class CpuBackend final : public Backend {
         W[r * cols + c] = scales[g * rows + r] * (float(codes[r * cols + c]) - zeros[g * rows + r]);
       }
     });
+  }
+
+  // Issue #16's ops: the CPU pipeline's own code (cpu/cpu_quant_ops.h).
+  void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void gemm_nt_w16(const float* A, const uint16_t* W, bool bf16, float* C, int64_t m, int64_t n,
+                   int64_t k) override {
+    cpu_gemm_nt_w16(A, W, bf16, C, m, n, k);
+  }
+  void hessian_accumulate_f16(const uint16_t* X, double* H, int64_t n, int64_t d) override {
+    cpu_hessian_accumulate_f16(X, H, n, d);
+  }
+  void column_stats(const float* X, int64_t n, int64_t d, double* sum_sq,
+                    double* sum_abs) override {
+    cpu_column_stats(X, n, d, sum_sq, sum_abs);
+  }
+  void topk_logsumexp(const float* logits, int64_t rows, int64_t vocab, int k, int32_t* top_ids,
+                      double* lse) override {
+    cpu_topk_logsumexp(logits, rows, vocab, k, top_ids, lse);
+  }
+  void dequantize_ggml(int type, const uint8_t* blocks, float* y, int64_t n) override {
+    cpu_dequantize_ggml(type, blocks, y, n);
+  }
+  void add_diagonal(double* H, int64_t d, double v) override {
+    for (int64_t i = 0; i < d; ++i) H[i * d + i] += v;
+  }
+  void gptq_columns(float* W, const float* Hinv, const int64_t* perm, float* scales, float* zeros,
+                    uint8_t* codes, double* row_loss, int64_t rows, int64_t cols,
+                    const kernels::GptqColumnsConfig& cfg) override {
+    cpu_gptq_columns(W, Hinv, perm, scales, zeros, codes, row_loss, rows, cols, cfg);
   }
 };
 

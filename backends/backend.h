@@ -12,11 +12,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "backends/cpu/cpu_ops.h"
+#include "backends/kernels/gptq_math.h"
 
 namespace qsweep {
 
@@ -74,7 +76,61 @@ class Backend {
   /// QTensor::dequantize on backend memory.
   virtual void dequantize_groups(const uint8_t* codes, const float* scales, const float* zeros,
                                  const int32_t* g_idx, float* W, int64_t rows, int64_t cols) = 0;
+
+  // --- Quantization and evaluation ops (issue #16) --------------------------------------
+  // CPU twins: cpu/cpu_quant_ops.h (the code the CPU pipeline runs); CUDA twins:
+  // cuda/cuda_quant_ops.cu; per-element math shared through kernels/*.h. One shared test each
+  // in tests/backends/quant_ops_test.cpp.
+  /// dst ← src, both in backend memory.
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+  /// C[m, n] = A[m, k]·W[n, k]ᵀ: fp32 activations times an fp16 (bf16 = false) or bf16 weight
+  /// [out, in] (raw bits), fp32 accumulation (tensor cores on CUDA).
+  virtual void gemm_nt_w16(const float* A, const uint16_t* W, bool bf16, float* C, int64_t m,
+                           int64_t n, int64_t k) = 0;
+  /// H[d, d] += XᵀX for X[n, d] fp16 bits, H fp64. The products are exact in fp32; the CPU
+  /// sums them in fp64, CUDA in fp32 per slab of ≤ 512 rows, then adds the slab into H.
+  virtual void hessian_accumulate_f16(const uint16_t* X, double* H, int64_t n, int64_t d) = 0;
+  /// sum_sq[j] += Σ_t X[t, j]² and sum_abs[j] += Σ_t |X[t, j]| (fp64, tokens in order) for
+  /// X[n, d] fp32: the importance matrix's and AWQ's per-channel statistics.
+  virtual void column_stats(const float* X, int64_t n, int64_t d, double* sum_sq,
+                            double* sum_abs) = 0;
+  /// For each row of logits[rows, vocab]: top_ids[r, 0..k) = the ids of the k largest logits,
+  /// largest first, ties to the lower id (NaN never chosen); lse[r] = log Σ exp(logits[r])
+  /// (max-shifted, summed in fp64): the KL baseline's top-k log-probabilities are z − lse.
+  virtual void topk_logsumexp(const float* logits, int64_t rows, int64_t vocab, int k,
+                              int32_t* top_ids, double* lse) = 0;
+  /// y[0..n) = the weights of ggml blocks of `type` (a ggml type id, kernels/ggml_decode.h);
+  /// n a multiple of the type's block size (else Error).
+  virtual void dequantize_ggml(int type, const uint8_t* blocks, float* y, int64_t n) = 0;
+  /// H[i, i] += v for i < d (GPTQ's damping).
+  virtual void add_diagonal(double* H, int64_t d, double v) = 0;
+  /// GPTQ's lazy-batch column loop (quantizers.h gptq_quantize) on backend memory: W[rows,
+  /// cols] fp32 in processing order (overwritten), Hinv[cols, cols] the upper Cholesky factor
+  /// of the damped H⁻¹ in processing order, perm[cols] processing column → original column,
+  /// scales/zeros [groups, rows] (given, or written for dynamic groups), codes[rows, cols]
+  /// written in original column order, row_loss[rows] += each row's loss. Per block of
+  /// cfg.block_size columns: every row's columns quantized with error propagation
+  /// (kernels::gptq_row_block), then W[:, i2:] −= Err·Hinv[i1:i2, i2:] (one GEMM).
+  virtual void gptq_columns(float* W, const float* Hinv, const int64_t* perm, float* scales,
+                            float* zeros, uint8_t* codes, double* row_loss, int64_t rows,
+                            int64_t cols, const kernels::GptqColumnsConfig& cfg) = 0;
 };
+
+/// GPTQ's damping escalation, the one copy: attempt(pct) for pct = start, then ×10 per
+/// failure, capped at max_pct. Returns {true, pct} for the first success, else {false, the
+/// last pct tried}.
+struct DampingOutcome {
+  bool ok = false;
+  double pct = 0.0;
+};
+DampingOutcome escalate_damping(double start, double max_pct,
+                                const std::function<bool(double pct)>& attempt);
+
+/// Hinv[d, d] (fp32, backend memory) = upper Cholesky factor of (H + pct·mean(diag H)·I)⁻¹ for
+/// H[d, d] fp64 in backend memory (unchanged), with escalate_damping from pct to max_pct.
+/// Returns the pct used; Error naming `who` when even max_pct fails.
+double damped_upper_cholesky_of_inverse(Backend& b, const double* H, float* Hinv, int64_t d,
+                                        double pct, double max_pct, const std::string& who);
 
 /// An array in a backend's memory that releases itself.
 template <typename T>

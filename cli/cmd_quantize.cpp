@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "backends/backend.h"
 #include "calibration/calibration.h"
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -198,6 +199,9 @@ const CommandSpec& quantize_command() {
          {"seed", "N", std::to_string(so.seed), "window sampling seed"},
          {"sampling", "random|contiguous", "random", "how windows are drawn"},
          {"data-dir", "DIR", "", "where datasets live (else $QSWEEP_DATA, else ../shared/data)"},
+         {"device", "auto|cpu|cuda", "auto",
+          "where GPTQ's column loop runs (auto: a usable CUDA device, else the CPU); the other "
+          "methods and the calibration passes run on the CPU"},
          threads_option(),
          {"json", "", "", "machine-readable summary"},
          {"quiet", "", "", "no progress on stderr"}});
@@ -222,6 +226,16 @@ int cmd_quantize(const std::vector<std::string>& argv) {
                   "--calib is for GPTQ, AWQ and the K-quant "
                   "mixes; ",
                   info.name, " uses no calibration data");
+  // Resolved before any loading, so that --device cuda without a usable GPU fails at once.
+  const std::string device = args.get("device");
+  std::unique_ptr<Backend> backend = make_backend(device);
+  if (backend->name() != "cpu" && info.family != MethodFamily::Gptq) {
+    QS_THROW_IF_NOT(device == "auto", "--device cuda: --method ", info.name,
+                    " runs on the CPU only so far (GPTQ runs on CUDA); use --device cpu or auto");
+    backend = make_backend("cpu");
+  }
+  QuantRunOptions run;
+  run.backend = backend.get();
   const std::string out_dir = args.require("out");
   const std::string data_flag = args.get("data-dir");
   const std::string model_dir = resolve_model_dir(args.require("model"), data_flag);
@@ -261,11 +275,13 @@ int cmd_quantize(const std::vector<std::string>& argv) {
 
   const auto t2 = Clock::now();
   const QuantizedModel qm = quantize_model(
-      model, cfg, calibrated ? &calib : nullptr, [&](int done, int total, const std::string& msg) {
+      model, cfg, calibrated ? &calib : nullptr,
+      [&](int done, int total, const std::string& msg) {
         if (!quiet && !is_mix)
           std::fprintf(stderr, "quantize: layer %d/%d done (%s, %.1fs elapsed)\n", done, total,
                        msg.c_str(), since(t2));
-      });
+      },
+      run);
   const double quant_s = since(t2);
   const auto t3 = Clock::now();
   const ExportSummary ex = write_quantized(qm, model_dir, out_dir);
@@ -299,6 +315,7 @@ int cmd_quantize(const std::vector<std::string>& argv) {
     nlohmann::json j;
     j["out"] = out_dir;
     j["config"] = short_label(cfg);
+    j["device"] = backend->name();
     j["linear_bits_per_weight"] = ex.linear_bits_per_weight;
     j["model_bytes"] = qm.model_bytes();
     j["seconds"] = {

@@ -6,21 +6,32 @@
 #include <cstdint>
 #include <cstring>
 
+#include "common/hd.h"
+
 namespace qsweep {
 
-inline float bits_to_float(uint32_t u) {
+// QS_HD: the CUDA twins (backends/kernels/) decode fp16 scales with these same functions.
+QS_HD inline float bits_to_float(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
   float f;
   std::memcpy(&f, &u, 4);
   return f;
+#endif
 }
-inline uint32_t float_to_bits(float f) {
+QS_HD inline uint32_t float_to_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
   uint32_t u;
   std::memcpy(&u, &f, 4);
   return u;
+#endif
 }
 
 /// binary16 -> float (exact: every half is representable as a float).
-inline float half_to_float(uint16_t h) {
+QS_HD inline float half_to_float(uint16_t h) {
   const uint32_t sign = uint32_t(h & 0x8000u) << 16;
   const uint32_t exp = (h >> 10) & 0x1fu;
   const uint32_t man = h & 0x3ffu;
@@ -34,7 +45,7 @@ inline float half_to_float(uint16_t h) {
 }
 
 /// float -> binary16, round to nearest even; overflow gives +-inf, NaN stays NaN.
-inline uint16_t float_to_half(float f) {
+QS_HD inline uint16_t float_to_half(float f) {
   const uint32_t u = float_to_bits(f);
   const uint32_t sign = (u >> 16) & 0x8000u;
   const uint32_t abs = u & 0x7fffffffu;
@@ -56,11 +67,11 @@ inline uint16_t float_to_half(float f) {
   return uint16_t(sign | h);
 }
 
-inline float bf16_to_float(uint16_t b) {
+QS_HD inline float bf16_to_float(uint16_t b) {
   return bits_to_float(uint32_t(b) << 16);
 }
 
-inline uint16_t float_to_bf16(float f) {
+QS_HD inline uint16_t float_to_bf16(float f) {
   uint32_t u = float_to_bits(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40u);  // quiet NaN
   u += 0x7fffu + ((u >> 16) & 1u);

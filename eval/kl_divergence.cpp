@@ -10,6 +10,7 @@
 #include <limits>
 #include <numeric>
 
+#include "backends/cpu/cpu_quant_ops.h"
 #include "common/errors.h"
 #include "common/half.h"
 #include "common/mapped_file.h"
@@ -229,25 +230,23 @@ KlBaseline compute_kl_baseline(const Transformer& base, const std::vector<int>& 
   b.rest_logp.assign(size_t(b.positions), 0.0f);
   b.target_logp.assign(size_t(b.positions), 0.0f);
 
-  for_each_scored(
-      base, b.tokens, windows, default_rows(opt.batch_rows, opt.ctx, vocab), opt.progress,
-      "kl baseline", [&](const float* z, int64_t out, int target, std::vector<double>& mask) {
-        const double lse = log_sum_exp(z, vocab);
-        std::vector<int> idx(static_cast<size_t>(vocab));
-        std::iota(idx.begin(), idx.end(), 0);
-        const auto better = [z](int a, int c) { return z[a] > z[c] || (z[a] == z[c] && a < c); };
-        std::partial_sort(idx.begin(), idx.begin() + std::ptrdiff_t(k), idx.end(), better);
-        int32_t* ids = &b.top_ids[size_t(out) * k];
-        float* lp = &b.top_logp[size_t(out) * k];
-        for (size_t i = 0; i < k; ++i) {
-          ids[i] = idx[i];
-          lp[i] = store_round(double(z[idx[i]]) - lse, opt.fp16_values);
-        }
-        const double rest = rest_mass(z, lse, ids, k, vocab, mask);
-        b.rest_logp[size_t(out)] =
-            rest > 0 ? float(std::log(rest)) : -std::numeric_limits<float>::infinity();
-        b.target_logp[size_t(out)] = float(double(z[target]) - lse);
-      });
+  for_each_scored(base, b.tokens, windows, default_rows(opt.batch_rows, opt.ctx, vocab),
+                  opt.progress, "kl baseline",
+                  [&](const float* z, int64_t out, int target, std::vector<double>& mask) {
+                    // Top-k ids and log Σ exp: Backend::topk_logsumexp's CPU twin (its CUDA twin is
+                    // tested against it in tests/backends/quant_ops_test.cpp).
+                    thread_local std::vector<int> idx;
+                    int32_t* ids = &b.top_ids[size_t(out) * k];
+                    double lse = 0;
+                    cpu_topk_logsumexp_row(z, vocab, int(k), ids, &lse, idx);
+                    float* lp = &b.top_logp[size_t(out) * k];
+                    for (size_t i = 0; i < k; ++i)
+                      lp[i] = store_round(double(z[ids[i]]) - lse, opt.fp16_values);
+                    const double rest = rest_mass(z, lse, ids, k, vocab, mask);
+                    b.rest_logp[size_t(out)] =
+                        rest > 0 ? float(std::log(rest)) : -std::numeric_limits<float>::infinity();
+                    b.target_logp[size_t(out)] = float(double(z[target]) - lse);
+                  });
   b.protocol = describe_protocol(b);
   return b;
 }

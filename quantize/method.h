@@ -16,6 +16,8 @@
 
 namespace qsweep {
 
+class Backend;  // backends/backend.h
+
 enum class Method {
   Rtn,
   Gptq,
@@ -155,6 +157,9 @@ struct QuantMethodConfig {
 /// Knobs that change memory or speed, never results.
 struct QuantRunOptions {
   int batch_windows = 16;  ///< calibration windows per forward batch
+  /// Where GPTQ's column loop runs (Backend::gptq_columns); nullptr: the CPU. Not part of a
+  /// variant's identity; the other methods run on the CPU.
+  Backend* backend = nullptr;
 };
 
 }  // namespace qsweep

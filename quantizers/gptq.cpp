@@ -9,6 +9,8 @@
 #include <cmath>
 #include <numeric>
 
+#include "backends/backend.h"
+#include "backends/cpu/cpu_quant_ops.h"
 #include "common/errors.h"
 #include "quantizers/detail/checks.h"
 #include "quantizers/detail/gptq_hinv.h"
@@ -16,15 +18,13 @@
 
 namespace qsweep {
 
-namespace {
-
-// Rows per task. Fixed, so that the row blocks (and with them the GEMM shapes and their
-// rounding) do not depend on the thread count: the result is the same on any machine.
+// Rows per task (kRowsPerTask, and the column loop's own in cpu_gptq_columns): fixed, so that
+// the row blocks (and with them the GEMM shapes and their rounding) do not depend on the
+// thread count: the result is the same on any machine.
 constexpr int64_t kRowsPerTask = 64;
 
-}  // namespace
-
-GptqResult gptq_quantize(const MatrixRM& W_in, const MatrixD& H_in, const GptqConfig& cfg) {
+GptqResult gptq_quantize(const MatrixRM& W_in, const MatrixD& H_in, const GptqConfig& cfg,
+                         Backend* backend) {
   const auto tick = std::chrono::steady_clock::now();
   const std::string who =
       cat("GPTQ layer '", cfg.layer_name.empty() ? "<unnamed>" : cfg.layer_name, "'");
@@ -64,8 +64,12 @@ GptqResult gptq_quantize(const MatrixRM& W_in, const MatrixD& H_in, const GptqCo
     q.zeros[size_t(g * rows + r)] = p.zero;
   };
   auto for_rows = [&](auto&& body) {
-    tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, kRowsPerTask), body,
-                      tbb::simple_partitioner());
+    try {  // a grid's Error (a scale beyond fp16) names the layer
+      tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, kRowsPerTask), body,
+                        tbb::simple_partitioner());
+    } catch (const Error& e) {
+      throw Error(cat(who, ": ", e.what()));
+    }
   };
 
   // Per-channel grid: as the reference, found on W before the dead columns are zeroed.
@@ -116,72 +120,75 @@ GptqResult gptq_quantize(const MatrixRM& W_in, const MatrixD& H_in, const GptqCo
   // Hinv: upper Cholesky factor of (H + damp I)^-1, in processing order. When the Cholesky
   // fails, the damping grows tenfold up to damp_max_percent (an addition to the reference).
   const double mean_diag = diag.mean();
-  MatrixRM Hinv;
-  MatrixD R(cols, cols);  // J H_perm J, lower triangle
-  double pct = cfg.damp_percent;
-  for (;;) {
-    const double damp = pct * mean_diag;
-    tbb::parallel_for(tbb::blocked_range<int64_t>(0, cols, 64), [&](const auto& jr) {
-      for (int64_t j = jr.begin(); j < jr.end(); ++j) {  // column j of R, rows i >= j
-        const int64_t pj = perm[size_t(cols - 1 - j)];
-        for (int64_t i = j + 1; i < cols; ++i) R(i, j) = H_in(perm[size_t(cols - 1 - i)], pj);
-        R(j, j) = diag(pj) + damp;
-      }
-    });
-    if (detail::upper_cholesky_of_inverse(R, &Hinv)) {
-      res.damp_percent_used = pct;
-      res.damp_used = damp;
-      break;
-    }
-    QS_THROW_IF_NOT(pct < cfg.damp_max_percent, who,
-                    ": the Hessian is not positive definite even with damping ", pct,
-                    " * mean(diag H) = ", damp,
-                    "; too few calibration samples for this layer? (raise damp_max_percent)");
-    pct = std::min(pct * 10.0, cfg.damp_max_percent);
-  }
-
-  // Lazy-batch GPTQ, block by block. Rows are independent: each task takes a block of rows
-  // through the whole column block, then applies its part of W[:, i2:] -= Err1 Hinv[i1:i2, i2:].
   std::vector<double> row_loss(size_t(rows), 0.0);
-  for (int64_t i1 = 0; i1 < cols; i1 += cfg.block_size) {
-    const int64_t i2 = std::min(i1 + int64_t(cfg.block_size), cols), count = i2 - i1;
-    for_rows([&](const auto& rr) {
-      const int64_t r0 = rr.begin(), nr = rr.size();
-      MatrixRM W1 = W.block(r0, i1, nr, count);
-      MatrixRM Err1(nr, count);
-      for (int64_t rl = 0; rl < nr; ++rl) {
-        const int64_t r = r0 + rl;
-        float* w1 = W1.row(rl).data();
-        uint8_t* codes = q.codes.data() + r * cols;
-        double loss = 0.0;
-        for (int64_t i = 0; i < count; ++i) {
-          const int64_t col = i1 + i;
-          int64_t g = 0;
-          if (static_groups) {
-            g = perm[size_t(col)] / gs;
-          } else if (dynamic_groups) {
-            g = col / gs;
-            // Found on W (lazily updated only, not W1), exactly as the reference does.
-            if (col % gs == 0)
-              store(g, r, grid.find_params(W.data() + r * cols + col, std::min(gs, cols - col)));
-          }
-          const GroupParams p{q.scales[size_t(g * rows + r)], q.zeros[size_t(g * rows + r)]};
-          const float w = w1[i], d = Hinv(col, col);
-          const uint8_t code = grid.quantize(w, p);
-          codes[perm[size_t(col)]] = code;
-          const float diff = w - p.scale * (float(code) - p.zero);
-          loss += double(diff * diff / (d * d) / 2.0f);
-          const float err = diff / d;
-          const float* h = &Hinv(col, i1);
-          for (int64_t j = i + 1; j < count; ++j) w1[j] -= err * h[j];
-          Err1(rl, i) = err;
-        }
-        row_loss[size_t(r)] += loss;
-      }
-      if (i2 < cols)
-        W.block(r0, i2, nr, cols - i2).noalias() -= Err1 * Hinv.block(i1, i2, count, cols - i2);
+  kernels::GptqColumnsConfig ccfg;
+  ccfg.bits = cfg.bits;
+  ccfg.sym = cfg.sym;
+  ccfg.fp16_scale = grid.fp16_scale;
+  ccfg.group_size = gs;
+  ccfg.dynamic_groups = dynamic_groups;
+  ccfg.static_groups = static_groups;
+  ccfg.block_size = cfg.block_size;
+
+  if (backend == nullptr || backend->name() == "cpu") {
+    MatrixRM Hinv;
+    MatrixD R(cols, cols);  // J H_perm J, lower triangle
+    const DampingOutcome damping =
+        escalate_damping(cfg.damp_percent, cfg.damp_max_percent, [&](double pct) {
+          const double damp = pct * mean_diag;
+          tbb::parallel_for(tbb::blocked_range<int64_t>(0, cols, 64), [&](const auto& jr) {
+            for (int64_t j = jr.begin(); j < jr.end(); ++j) {  // column j of R, rows i >= j
+              const int64_t pj = perm[size_t(cols - 1 - j)];
+              for (int64_t i = j + 1; i < cols; ++i) R(i, j) = H_in(perm[size_t(cols - 1 - i)], pj);
+              R(j, j) = diag(pj) + damp;
+            }
+          });
+          return detail::upper_cholesky_of_inverse(R, &Hinv);
+        });
+    QS_THROW_IF_NOT(damping.ok, who, ": the Hessian is not positive definite even with damping ",
+                    damping.pct, " * mean(diag H) = ", damping.pct * mean_diag,
+                    "; too few calibration samples for this layer? (raise damp_max_percent)");
+    res.damp_percent_used = damping.pct;
+    res.damp_used = damping.pct * mean_diag;
+    // Lazy-batch GPTQ, block by block: the backend op's CPU twin (backends/cpu/cpu_quant_ops.h),
+    // rows in parallel, the trailing update W[:, i2:] -= Err1 Hinv[i1:i2, i2:] one GEMM per row
+    // block; per-column math in backends/kernels/gptq_math.h, shared with the CUDA twin.
+    cpu_gptq_columns(W.data(), Hinv.data(), perm.data(), q.scales.data(), q.zeros.data(),
+                     q.codes.data(), row_loss.data(), rows, cols, ccfg);
+  } else {
+    // On the device: H in processing order (dead inputs' diagonal 1) → Hinv by cuSOLVER with
+    // the same damping escalation (damped_upper_cholesky_of_inverse), then the column loop.
+    Backend& b = *backend;
+    MatrixD Hp(cols, cols);
+    tbb::parallel_for(int64_t(0), cols, [&](int64_t j) {
+      const int64_t pj = perm[size_t(j)];
+      for (int64_t i = 0; i < cols; ++i) Hp(i, j) = i == j ? diag(pj) : H_in(perm[size_t(i)], pj);
     });
+    BackendArray<double> h(b, size_t(cols * cols));
+    b.to_device(h.get(), Hp.data(), h.size() * sizeof(double));
+    BackendArray<float> hinv(b, size_t(cols * cols));
+    const double pct = damped_upper_cholesky_of_inverse(
+        b, h.get(), hinv.get(), cols, cfg.damp_percent, cfg.damp_max_percent, who);
+    res.damp_percent_used = pct;
+    res.damp_used = pct * mean_diag;
+    BackendArray<float> w(b, size_t(rows * cols));
+    BackendArray<float> scales(b, q.scales), zeros(b, q.zeros);
+    BackendArray<int64_t> p(b, perm);
+    BackendArray<uint8_t> codes(b, q.codes.size());
+    BackendArray<double> loss(b, row_loss);
+    b.to_device(w.get(), W.data(), w.size() * sizeof(float));
+    b.gptq_columns(w.get(), hinv.get(), p.get(), scales.get(), zeros.get(), codes.get(), loss.get(),
+                   rows, cols, ccfg);
+    q.scales = scales.download();
+    q.zeros = zeros.download();
+    q.codes = codes.download();
+    row_loss = loss.download();
   }
+  if (dynamic_groups)
+    for (float sc : q.scales)
+      QS_THROW_IF_NOT(std::isfinite(sc), who,
+                      ": a group's quantization scale overflows fp16 (weights of magnitude above "
+                      "~1e6 after the GPTQ updates)");
 
   for (int64_t j = 0; j < cols; ++j) {
     const int64_t c = perm[size_t(j)];

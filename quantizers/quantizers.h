@@ -38,6 +38,8 @@
 
 namespace qsweep {
 
+class Backend;  // backends/backend.h
+
 /// A quantized linear weight W[rows = out, cols = in] with per-(group, row) scale and zero.
 ///
 /// Dequantization: W[r, c] = scales[g, r] * (codes[r, c] - zeros[g, r]) with g = g_idx[c].
@@ -163,6 +165,14 @@ struct GptqResult {
 ///
 /// Throws Error (naming cfg.layer_name) for bad config, mismatched shapes, NaN/Inf in W or H,
 /// or an H that is not positive definite even with damp_max_percent damping.
-GptqResult gptq_quantize(const MatrixRM& W, const MatrixD& H, const GptqConfig& cfg);
+///
+/// `backend`: where the column loop runs (Backend::gptq_columns); nullptr or the CPU backend
+/// runs the CPU twin (the result above). On CUDA the same per-column arithmetic runs per row
+/// on the device and the trailing update is a cuBLAS GEMM, whose summation order differs from
+/// Eigen's: a few codes can differ where a weight lies within rounding of a grid boundary
+/// (tests/backends/quant_ops_test.cpp bounds it). On CUDA, H → Hinv is cuSOLVER's, with the
+/// same damping escalation (backends' damped_upper_cholesky_of_inverse).
+GptqResult gptq_quantize(const MatrixRM& W, const MatrixD& H, const GptqConfig& cfg,
+                         Backend* backend = nullptr);
 
 }  // namespace qsweep

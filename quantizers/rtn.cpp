@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backends/kernels/gptq_math.h"
 #include "common/errors.h"
 #include "common/half.h"
 #include "quantizers/detail/checks.h"
@@ -9,44 +10,24 @@
 
 namespace qsweep {
 
+// The grid's arithmetic is backends/kernels/gptq_math.h's, shared with the CUDA twin.
 GroupParams QuantGrid::find_params(const float* x, int64_t n) const {
   QS_ASSERT(n >= 1);
-  const float maxq_f = float(maxq());
-  float xmin = 0.0f, xmax = 0.0f;  // min(x, 0), max(x, 0)
-  for (int64_t i = 0; i < n; ++i) {
-    xmin = std::min(xmin, x[i]);
-    xmax = std::max(xmax, x[i]);
-  }
-  if (sym) {
-    xmax = std::max(std::fabs(xmin), xmax);
-    if (xmin < 0) xmin = -xmax;
-  }
-  if (xmin == 0.0f && xmax == 0.0f) {
-    xmin = -1.0f;
-    xmax = +1.0f;
-  }
+  float xmin, xmax;  // min(x, 0), max(x, 0)
+  kernels::grid_range(x, n, &xmin, &xmax);
   GroupParams p;
-  p.scale = (xmax - xmin) / maxq_f;
-  if (fp16_scale) {
-    // Departure from the reference: the scale is stored as fp16 by every GPTQ checkpoint, so
-    // quantize with exactly that value (see quantizers.h).
-    p.scale = half_to_float(float_to_half(p.scale));
-    if (p.scale == 0.0f) p.scale = half_to_float(1);  // smallest fp16 subnormal, 2^-24
-    QS_THROW_IF_NOT(std::isfinite(p.scale), "quantization grid: scale ", (xmax - xmin) / maxq_f,
-                    " overflows fp16 (weights of magnitude ", std::max(-xmin, xmax), ")");
-  }
-  if (sym) {
-    p.zero = (maxq_f + 1.0f) / 2.0f;
-  } else {
-    // -xmin / scale <= maxq up to the fp16 rounding of the scale; the clamp keeps it on the grid.
-    p.zero = std::clamp(std::nearbyint(-xmin / p.scale), 0.0f, maxq_f);
+  kernels::grid_params(xmin, xmax, maxq(), sym, fp16_scale, &p.scale, &p.zero);
+  if (fp16_scale && !std::isfinite(p.scale)) {
+    GroupParams raw;
+    kernels::grid_params(xmin, xmax, maxq(), sym, false, &raw.scale, &raw.zero);
+    throw Error(cat("quantization grid: scale ", raw.scale,
+                    " overflows fp16 (weights of magnitude ", std::max(-xmin, xmax), ")"));
   }
   return p;
 }
 
 uint8_t QuantGrid::quantize(float x, const GroupParams& p) const {
-  const float q = std::nearbyint(x / p.scale) + p.zero;  // round half to even, as torch.round
-  return uint8_t(std::clamp(q, 0.0f, float(maxq())));
+  return kernels::grid_quantize(x, p.scale, p.zero, maxq());
 }
 
 QTensor quantize_rtn(const MatrixRM& W, const RtnConfig& cfg) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "backends/backend.h"
+#include "backends/cuda/cuda_quant_ops.h"
 #include "common/errors.h"
 
 #define QS_CUDA_CHECK(expr)                                                             \
@@ -386,6 +387,38 @@ class CudaBackend final : public Backend {
     dequantize_kernel<<<blocks_for(rows * cols), kThreads, 0, stream_>>>(codes, scales, zeros,
                                                                          g_idx, W, rows, cols);
     QS_KERNEL_CHECK(dequantize_kernel);
+  }
+
+  // Issue #16's ops (cuda_quant_ops.cu).
+  void copy(void* dst, const void* src, size_t bytes) override {
+    QS_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+  }
+  void gemm_nt_w16(const float* A, const uint16_t* W, bool bf16, float* C, int64_t m, int64_t n,
+                   int64_t k) override {
+    cuda_ops::gemm_nt_w16(*this, stream_, blas_, A, W, bf16, C, m, n, k);
+  }
+  void hessian_accumulate_f16(const uint16_t* X, double* H, int64_t n, int64_t d) override {
+    cuda_ops::hessian_accumulate_f16(*this, stream_, blas_, X, H, n, d);
+  }
+  void column_stats(const float* X, int64_t n, int64_t d, double* sum_sq,
+                    double* sum_abs) override {
+    cuda_ops::column_stats(stream_, X, n, d, sum_sq, sum_abs);
+  }
+  void topk_logsumexp(const float* logits, int64_t rows, int64_t vocab, int k, int32_t* top_ids,
+                      double* lse) override {
+    cuda_ops::topk_logsumexp(stream_, logits, rows, vocab, k, top_ids, lse);
+  }
+  void dequantize_ggml(int type, const uint8_t* blocks, float* y, int64_t n) override {
+    cuda_ops::dequantize_ggml(stream_, type, blocks, y, n);
+  }
+  void add_diagonal(double* H, int64_t d, double v) override {
+    cuda_ops::add_diagonal(stream_, H, d, v);
+  }
+  void gptq_columns(float* W, const float* Hinv, const int64_t* perm, float* scales, float* zeros,
+                    uint8_t* codes, double* row_loss, int64_t rows, int64_t cols,
+                    const kernels::GptqColumnsConfig& cfg) override {
+    cuda_ops::gptq_columns(*this, stream_, blas_, W, Hinv, perm, scales, zeros, codes, row_loss,
+                           rows, cols, cfg);
   }
 
  private:

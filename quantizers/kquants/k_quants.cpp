@@ -2,8 +2,10 @@
 // (ggml-quants.c: quantize_row_*_ref, quantize_row_*_impl, dequantize_row_*).
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 
+#include "backends/kernels/ggml_decode.h"
 #include "quantizers/kquants/detail/quant_helpers.h"
 #include "quantizers/kquants/kquants.h"
 
@@ -263,18 +265,11 @@ void quantize_row_q2_K(const float* x, void* blocks, int64_t n, const float* ima
 
 void dequantize_row_q2_K(const void* blocks, float* y, int64_t n) {
   const int64_t nb = blocks_in(n, kQK_K, "Q2_K");
-  const auto* x = static_cast<const block_q2_K*>(blocks);
-  for (int64_t i = 0; i < nb; ++i) {
-    const float d = half_to_float(x[i].d);
-    const float min = half_to_float(x[i].dmin);
-    for (int e = 0; e < kQK_K; ++e) {
-      const uint8_t sc = x[i].scales[e / 16];
-      const float dl = d * static_cast<float>(sc & 0xF);
-      const float ml = min * static_cast<float>(sc >> 4);
-      const int q = (x[i].qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
-      y[i * kQK_K + e] = dl * static_cast<float>(q) - ml;
-    }
-  }
+  static_assert(sizeof(block_q2_K) == size_t(ggml::block_bytes(ggml::kQ2_K)));
+  const auto* x = static_cast<const uint8_t*>(blocks);
+  for (int64_t i = 0; i < nb; ++i)
+    for (int e = 0; e < kQK_K; ++e)
+      y[i * kQK_K + e] = ggml::decode_q2_K(x + i * sizeof(block_q2_K), e);
 }
 
 // ---- Q3_K ------------------------------------------------------------------------------
@@ -345,16 +340,11 @@ void quantize_row_q3_K(const float* x, void* blocks, int64_t n, const float* ima
 
 void dequantize_row_q3_K(const void* blocks, float* y, int64_t n) {
   const int64_t nb = blocks_in(n, kQK_K, "Q3_K");
-  const auto* x = static_cast<const block_q3_K*>(blocks);
-  for (int64_t i = 0; i < nb; ++i) {
-    const float d_all = half_to_float(x[i].d);
-    for (int e = 0; e < kQK_K; ++e) {
-      const float dl = d_all * static_cast<float>(detail::q3k_scale(x[i].scales, e / 16));
-      const int low = (x[i].qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
-      const bool high = (x[i].hmask[e % 32] >> (e / 32)) & 1;
-      y[i * kQK_K + e] = dl * static_cast<float>(low - (high ? 0 : 4));
-    }
-  }
+  static_assert(sizeof(block_q3_K) == size_t(ggml::block_bytes(ggml::kQ3_K)));
+  const auto* x = static_cast<const uint8_t*>(blocks);
+  for (int64_t i = 0; i < nb; ++i)
+    for (int e = 0; e < kQK_K; ++e)
+      y[i * kQK_K + e] = ggml::decode_q3_K(x + i * sizeof(block_q3_K), e);
 }
 
 // ---- Q4_K ------------------------------------------------------------------------------
@@ -446,22 +436,11 @@ void quantize_row_q4_K(const float* x, void* blocks, int64_t n, const float* ima
 
 void dequantize_row_q4_K(const void* blocks, float* y, int64_t n) {
   const int64_t nb = blocks_in(n, kQK_K, "Q4_K");
-  const auto* x = static_cast<const block_q4_K*>(blocks);
-  for (int64_t i = 0; i < nb; ++i) {
-    const float d = half_to_float(x[i].d);
-    const float min = half_to_float(x[i].dmin);
-    for (int s = 0; s < kQK_K / 32; ++s) {
-      uint8_t sc, m;
-      get_scale_min_k4(s, x[i].scales, &sc, &m);
-      const float d1 = d * static_cast<float>(sc);
-      const float m1 = min * static_cast<float>(m);
-      const uint8_t* q = x[i].qs + 32 * (s / 2);
-      const int shift = 4 * (s % 2);
-      for (int l = 0; l < 32; ++l) {
-        y[i * kQK_K + 32 * s + l] = d1 * static_cast<float>((q[l] >> shift) & 0xF) - m1;
-      }
-    }
-  }
+  static_assert(sizeof(block_q4_K) == size_t(ggml::block_bytes(ggml::kQ4_K)));
+  const auto* x = static_cast<const uint8_t*>(blocks);
+  for (int64_t i = 0; i < nb; ++i)
+    for (int e = 0; e < kQK_K; ++e)
+      y[i * kQK_K + e] = ggml::decode_q4_K(x + i * sizeof(block_q4_K), e);
 }
 
 // ---- Q5_K ------------------------------------------------------------------------------
@@ -518,24 +497,11 @@ void quantize_row_q5_K(const float* x, void* blocks, int64_t n, const float* ima
 
 void dequantize_row_q5_K(const void* blocks, float* y, int64_t n) {
   const int64_t nb = blocks_in(n, kQK_K, "Q5_K");
-  const auto* x = static_cast<const block_q5_K*>(blocks);
-  for (int64_t i = 0; i < nb; ++i) {
-    const float d = half_to_float(x[i].d);
-    const float min = half_to_float(x[i].dmin);
-    for (int s = 0; s < kQK_K / 32; ++s) {
-      uint8_t sc, m;
-      get_scale_min_k4(s, x[i].scales, &sc, &m);
-      const float d1 = d * static_cast<float>(sc);
-      const float m1 = min * static_cast<float>(m);
-      const uint8_t* q = x[i].qs + 32 * (s / 2);
-      const int shift = 4 * (s % 2);
-      for (int l = 0; l < 32; ++l) {
-        const int high = ((x[i].qh[l] >> s) & 1) << 4;
-        const int q5 = ((q[l] >> shift) & 0xF) + high;
-        y[i * kQK_K + 32 * s + l] = d1 * static_cast<float>(q5) - m1;
-      }
-    }
-  }
+  static_assert(sizeof(block_q5_K) == size_t(ggml::block_bytes(ggml::kQ5_K)));
+  const auto* x = static_cast<const uint8_t*>(blocks);
+  for (int64_t i = 0; i < nb; ++i)
+    for (int e = 0; e < kQK_K; ++e)
+      y[i * kQK_K + e] = ggml::decode_q5_K(x + i * sizeof(block_q5_K), e);
 }
 
 // ---- Q6_K ------------------------------------------------------------------------------
@@ -563,18 +529,11 @@ void quantize_row_q6_K(const float* x, void* blocks, int64_t n, const float* ima
 
 void dequantize_row_q6_K(const void* blocks, float* y, int64_t n) {
   const int64_t nb = blocks_in(n, kQK_K, "Q6_K");
-  const auto* x = static_cast<const block_q6_K*>(blocks);
-  for (int64_t i = 0; i < nb; ++i) {
-    const float d = half_to_float(x[i].d);
-    for (int e = 0; e < kQK_K; ++e) {
-      const int c = e / 128, g = (e % 128) / 32, l = e % 32;
-      const uint8_t ql = x[i].ql[64 * c + 32 * (g & 1) + l];
-      const int low = g < 2 ? (ql & 0xF) : (ql >> 4);
-      const int high = (x[i].qh[32 * c + l] >> (2 * g)) & 3;
-      const int q = (low | (high << 4)) - 32;
-      y[i * kQK_K + e] = d * static_cast<float>(x[i].scales[e / 16]) * static_cast<float>(q);
-    }
-  }
+  static_assert(sizeof(block_q6_K) == size_t(ggml::block_bytes(ggml::kQ6_K)));
+  const auto* x = static_cast<const uint8_t*>(blocks);
+  for (int64_t i = 0; i < nb; ++i)
+    for (int e = 0; e < kQK_K; ++e)
+      y[i * kQK_K + e] = ggml::decode_q6_K(x + i * sizeof(block_q6_K), e);
 }
 
 // ---- Q8_K ------------------------------------------------------------------------------

@@ -2,9 +2,32 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstddef>
 
+#include "backends/kernels/ggml_decode.h"
 #include "quantizers/kquants/detail/quant_helpers.h"
 #include "quantizers/kquants/kquants.h"
+
+namespace qsweep::kquants {
+// For all of ggml's block types: backends/kernels/ggml_decode.h (the decoders shared with CUDA)
+// reads the blocks at these byte offsets.
+static_assert(offsetof(block_q4_0, qs) == 2);
+static_assert(offsetof(block_q4_1, m) == 2 && offsetof(block_q4_1, qs) == 4);
+static_assert(offsetof(block_q5_0, qh) == 2 && offsetof(block_q5_0, qs) == 6);
+static_assert(offsetof(block_q5_1, m) == 2 && offsetof(block_q5_1, qh) == 4 &&
+              offsetof(block_q5_1, qs) == 8);
+static_assert(offsetof(block_q8_0, qs) == 2);
+static_assert(offsetof(block_q2_K, qs) == 16 && offsetof(block_q2_K, d) == 80 &&
+              offsetof(block_q2_K, dmin) == 82);
+static_assert(offsetof(block_q3_K, qs) == 32 && offsetof(block_q3_K, scales) == 96 &&
+              offsetof(block_q3_K, d) == 108);
+static_assert(offsetof(block_q4_K, dmin) == 2 && offsetof(block_q4_K, scales) == 4 &&
+              offsetof(block_q4_K, qs) == 16);
+static_assert(offsetof(block_q5_K, scales) == 4 && offsetof(block_q5_K, qh) == 16 &&
+              offsetof(block_q5_K, qs) == 48);
+static_assert(offsetof(block_q6_K, qh) == 128 && offsetof(block_q6_K, scales) == 192 &&
+              offsetof(block_q6_K, d) == 208);
+}  // namespace qsweep::kquants
 
 namespace qsweep::kquants {
 
@@ -108,14 +131,10 @@ void quantize_row_q4_0(const float* x, void* blocks, int64_t n, const float* ima
 
 void dequantize_row_q4_0(const void* blocks, float* y, int64_t n) {
   const int64_t nb = blocks_in(n, kQK, "Q4_0");
-  const auto* x = static_cast<const block_q4_0*>(blocks);
-  for (int64_t i = 0; i < nb; ++i) {
-    const float d = half_to_float(x[i].d);
-    for (int j = 0; j < kQK / 2; ++j) {
-      y[i * kQK + j] = static_cast<float>((x[i].qs[j] & 0x0F) - 8) * d;
-      y[i * kQK + j + kQK / 2] = static_cast<float>((x[i].qs[j] >> 4) - 8) * d;
-    }
-  }
+  static_assert(sizeof(block_q4_0) == size_t(ggml::block_bytes(ggml::kQ4_0)));
+  const auto* x = static_cast<const uint8_t*>(blocks);
+  for (int64_t i = 0; i < nb; ++i)
+    for (int e = 0; e < kQK; ++e) y[i * kQK + e] = ggml::decode_q4_0(x + i * sizeof(block_q4_0), e);
 }
 
 // ---- Q4_1 ------------------------------------------------------------------------------
@@ -160,15 +179,10 @@ void quantize_row_q4_1(const float* x, void* blocks, int64_t n, const float* ima
 
 void dequantize_row_q4_1(const void* blocks, float* y, int64_t n) {
   const int64_t nb = blocks_in(n, kQK, "Q4_1");
-  const auto* x = static_cast<const block_q4_1*>(blocks);
-  for (int64_t i = 0; i < nb; ++i) {
-    const float d = half_to_float(x[i].d);
-    const float m = half_to_float(x[i].m);
-    for (int j = 0; j < kQK / 2; ++j) {
-      y[i * kQK + j] = static_cast<float>(x[i].qs[j] & 0x0F) * d + m;
-      y[i * kQK + j + kQK / 2] = static_cast<float>(x[i].qs[j] >> 4) * d + m;
-    }
-  }
+  static_assert(sizeof(block_q4_1) == size_t(ggml::block_bytes(ggml::kQ4_1)));
+  const auto* x = static_cast<const uint8_t*>(blocks);
+  for (int64_t i = 0; i < nb; ++i)
+    for (int e = 0; e < kQK; ++e) y[i * kQK + e] = ggml::decode_q4_1(x + i * sizeof(block_q4_1), e);
 }
 
 // ---- Q5_0 ------------------------------------------------------------------------------
@@ -207,17 +221,10 @@ void quantize_row_q5_0(const float* x, void* blocks, int64_t n, const float* ima
 
 void dequantize_row_q5_0(const void* blocks, float* y, int64_t n) {
   const int64_t nb = blocks_in(n, kQK, "Q5_0");
-  const auto* x = static_cast<const block_q5_0*>(blocks);
-  for (int64_t i = 0; i < nb; ++i) {
-    const float d = half_to_float(x[i].d);
-    const uint32_t qh = load_qh(x[i].qh);
-    for (int j = 0; j < kQK / 2; ++j) {
-      const int h0 = ((qh >> j) & 1u) << 4;
-      const int h1 = ((qh >> (j + 16)) & 1u) << 4;
-      y[i * kQK + j] = static_cast<float>(((x[i].qs[j] & 0x0F) | h0) - 16) * d;
-      y[i * kQK + j + kQK / 2] = static_cast<float>(((x[i].qs[j] >> 4) | h1) - 16) * d;
-    }
-  }
+  static_assert(sizeof(block_q5_0) == size_t(ggml::block_bytes(ggml::kQ5_0)));
+  const auto* x = static_cast<const uint8_t*>(blocks);
+  for (int64_t i = 0; i < nb; ++i)
+    for (int e = 0; e < kQK; ++e) y[i * kQK + e] = ggml::decode_q5_0(x + i * sizeof(block_q5_0), e);
 }
 
 // ---- Q5_1 ------------------------------------------------------------------------------
@@ -262,18 +269,10 @@ void quantize_row_q5_1(const float* x, void* blocks, int64_t n, const float* ima
 
 void dequantize_row_q5_1(const void* blocks, float* y, int64_t n) {
   const int64_t nb = blocks_in(n, kQK, "Q5_1");
-  const auto* x = static_cast<const block_q5_1*>(blocks);
-  for (int64_t i = 0; i < nb; ++i) {
-    const float d = half_to_float(x[i].d);
-    const float m = half_to_float(x[i].m);
-    const uint32_t qh = load_qh(x[i].qh);
-    for (int j = 0; j < kQK / 2; ++j) {
-      const int h0 = ((qh >> j) & 1u) << 4;
-      const int h1 = ((qh >> (j + 16)) & 1u) << 4;
-      y[i * kQK + j] = static_cast<float>((x[i].qs[j] & 0x0F) | h0) * d + m;
-      y[i * kQK + j + kQK / 2] = static_cast<float>((x[i].qs[j] >> 4) | h1) * d + m;
-    }
-  }
+  static_assert(sizeof(block_q5_1) == size_t(ggml::block_bytes(ggml::kQ5_1)));
+  const auto* x = static_cast<const uint8_t*>(blocks);
+  for (int64_t i = 0; i < nb; ++i)
+    for (int e = 0; e < kQK; ++e) y[i * kQK + e] = ggml::decode_q5_1(x + i * sizeof(block_q5_1), e);
 }
 
 // ---- Q8_0 ------------------------------------------------------------------------------
@@ -308,11 +307,10 @@ void quantize_row_q8_0(const float* x, void* blocks, int64_t n, const float* /*i
 
 void dequantize_row_q8_0(const void* blocks, float* y, int64_t n) {
   const int64_t nb = blocks_in(n, kQK, "Q8_0");
-  const auto* x = static_cast<const block_q8_0*>(blocks);
-  for (int64_t i = 0; i < nb; ++i) {
-    const float d = half_to_float(x[i].d);
-    for (int j = 0; j < kQK; ++j) y[i * kQK + j] = static_cast<float>(x[i].qs[j]) * d;
-  }
+  static_assert(sizeof(block_q8_0) == size_t(ggml::block_bytes(ggml::kQ8_0)));
+  const auto* x = static_cast<const uint8_t*>(blocks);
+  for (int64_t i = 0; i < nb; ++i)
+    for (int e = 0; e < kQK; ++e) y[i * kQK + e] = ggml::decode_q8_0(x + i * sizeof(block_q8_0), e);
 }
 
 }  // namespace qsweep::kquants

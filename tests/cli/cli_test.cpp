@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "backends/backend.h"
 #include "common/mapped_file.h"
 #include "eval/datasets.h"
 #include "eval/line_completion.h"
@@ -356,6 +357,37 @@ TEST(Cli, BadOutDirsAndSweepFileShapesExitWithStatus2AndOneLine) {
   EXPECT_EQ(p.status, 0) << p.err;
   EXPECT_TRUE(std::filesystem::exists(tmp));
   EXPECT_FALSE(std::filesystem::exists(out + "/.lock"));
+}
+
+}  // namespace
+}  // namespace qsweep
+
+namespace qsweep {
+namespace {
+
+// --device on quantize: cuda without a usable GPU is one clear line (exit 2) saying why; an
+// unknown device likewise; auto runs GPTQ on CUDA when usable, else on the CPU, and says which.
+TEST(Cli, QuantizeDeviceFlagResolvesOrFailsInOneLine) {
+  const std::string model = tiny_model("quant-device");
+  const std::string dir = test::make_temp_dir("quant-device-out");
+  const std::string base = "quantize --model " + model + " --data-dir " + test::data_dir() +
+                           " --n-samples 2 --seqlen 16 --quiet --json";
+  if (!cuda_available())
+    expect_clean_failure(
+        run(base + " --method gptq --device cuda --out " + dir + "/a"),
+        {"--device cuda: ", cuda_unavailable_reason(), "use --device cpu or auto"});
+  else
+    expect_clean_failure(run(base + " --method rtn --device cuda --out " + dir + "/a"),
+                         {"--method rtn runs on the CPU only so far"});
+  expect_clean_failure(run(base + " --method gptq --device gpu --out " + dir + "/b"),
+                       {"unknown device 'gpu'", "expected auto, cpu or cuda"});
+  const CliRun r = run(base + " --method gptq --device auto --out " + dir + "/c");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string device = nlohmann::json::parse(r.out).at("device").get<std::string>();
+  if (cuda_available())
+    EXPECT_EQ(device.rfind("cuda:", 0), 0u) << device;
+  else
+    EXPECT_EQ(device, "cpu");
 }
 
 }  // namespace

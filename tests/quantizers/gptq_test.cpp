@@ -288,6 +288,13 @@ TEST(Gptq, NonFiniteInputsAreErrorsNamingTheLayer) {
   bad = cfg;
   bad.block_size = 0;
   EXPECT_THROW(gptq_quantize(W, H, bad), Error);
+  // Weights beyond fp16's scale range: an Error naming the layer whether the grid is found up
+  // front (per channel) or inside the column loop (dynamic groups), never a NaN code.
+  MatrixRM Wbig = W;
+  Wbig(1, 20) = 3e9f;
+  expect_error(Wbig, H);
+  cfg.group_size = 8;
+  expect_error(Wbig, H);
 }
 
 TEST(GptqHinv, UpperCholeskyOfInverse) {
