@@ -37,12 +37,16 @@ std::vector<GgufSourceTensor> gguf_source_tensors(const ModelSpec& spec, const M
   QS_THROW_IF_NOT(int(w.layers.size()) == spec.num_layers, "GGUF export: weights have ",
                   w.layers.size(), " layers, the spec ", spec.num_layers);
   std::vector<GgufSourceTensor> ts;
-  auto add2 = [&](std::string name, const MatrixRM& m, int permute_heads) {
+  auto add2 = [&](std::string name, const WeightTensor& m, int permute_heads) {
     GgufSourceTensor t;
     t.name = std::move(name);
     t.ne = {m.cols(), m.rows()};
-    t.data = m.data();
-    if (permute_heads > 0) t.owned = permuted_rows(m.data(), m.rows(), m.cols(), permute_heads);
+    t.data = m.f32_data();
+    if (!t.data) {  // not stored as fp32: an owned widened copy
+      t.owned.resize(size_t(m.size()));
+      m.decode_rows(0, m.rows(), t.owned.data());
+    }
+    if (permute_heads > 0) t.owned = permuted_rows(t.ptr(), m.rows(), m.cols(), permute_heads);
     ts.push_back(std::move(t));
   };
   auto add1 = [&](std::string name, const VectorF& v, int permute_heads) {

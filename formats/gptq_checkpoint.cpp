@@ -134,7 +134,7 @@ LoadedModel load_model(const std::string& dir) {
       cat("gptq ", bits, "-bit ", group_size > 0 ? cat("g", group_size) : "per-channel",
           sym ? " sym" : " asym", desc_act ? " desc_act" : "");
   auto loader = [&](const SafetensorsCheckpoint& ckpt, int layer, LinearRole role, int64_t rows,
-                    int64_t cols) -> MatrixRM {
+                    int64_t cols) -> WeightTensor {
     const std::string pre = linear_prefix(layer, role);
     QS_THROW_IF_NOT(cols % 32 == 0 && rows % 32 == 0, ckpt.dir(), ": ", pre, " is ", rows, "x",
                     cols, "; the GPTQ layout needs multiples of 32");
