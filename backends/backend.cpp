@@ -26,6 +26,51 @@ std::unique_ptr<Backend> make_cuda_backend();
 bool cuda_device_present(std::string* why);
 #endif
 
+WeightScratch::~WeightScratch() {
+  if (device) owner->release(device);
+}
+
+namespace {
+
+// Widens W into scratch.host (parallel over row blocks; each row is decoded exactly as
+// decode_rows decodes it, so the values do not depend on the split).
+const float* widen(const WeightTensor& W, WeightScratch& s) {
+  const size_t n = size_t(W.rows() * W.cols());
+  if (s.host.size() < n) s.host.resize(n);
+  const int64_t cols = W.cols(), block = std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1));
+  tbb::parallel_for(int64_t(0), (W.rows() + block - 1) / block, [&](int64_t b) {
+    const int64_t r0 = b * block, rn = std::min(block, W.rows() - r0);
+    W.decode_rows(r0, rn, s.host.data() + r0 * cols);
+  });
+  return s.host.data();
+}
+
+}  // namespace
+
+void Backend::copy(void* dst, const void* src, size_t bytes) {
+  std::vector<uint8_t> tmp(bytes);
+  if (bytes) to_host(tmp.data(), src, bytes);
+  if (bytes) to_device(dst, tmp.data(), bytes);
+}
+
+void Backend::gemm_nt_weight(const float* A, const WeightTensor& W, float* C, int64_t m,
+                             WeightScratch& s) {
+  const float* host = W.f32_data();
+  if (!host) host = widen(W, s);
+  const size_t bytes = size_t(W.rows() * W.cols()) * sizeof(float);
+  if (s.device && (s.owner != this || s.device_bytes < bytes)) {
+    s.owner->release(s.device);
+    s.device = nullptr;
+  }
+  if (!s.device) {
+    s.device = allocate(bytes);
+    s.owner = this;
+    s.device_bytes = bytes;
+  }
+  to_device(s.device, host, bytes);
+  gemm_nt(A, static_cast<const float*>(s.device), C, m, W.rows(), W.cols());
+}
+
 namespace {
 
 // The CPU twin: backend memory is host memory; every op is the code the CPU pipeline runs
@@ -33,6 +78,13 @@ namespace {
 class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
+  bool host_memory() const override { return true; }
+  void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void gemm_nt_weight(const float* A, const WeightTensor& W, float* C, int64_t m,
+                      WeightScratch& s) override {
+    const float* w = W.f32_data();
+    cpu_gemm_nt(A, w ? w : widen(W, s), C, m, W.rows(), W.cols());
+  }
   void matmul_nt(const float* A, const float* B, float* C, int64_t m, int64_t n,
                  int64_t k) override {
     cpu_gemm_nt(A, B, C, m, n, k);
@@ -124,7 +176,6 @@ class CpuBackend final : public Backend {
   }
 
   // Issue #16's ops: the CPU pipeline's own code (cpu/cpu_quant_ops.h).
-  void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void gemm_nt_w16(const float* A, const uint16_t* W, bool bf16, float* C, int64_t m, int64_t n,
                    int64_t k) override {
     cpu_gemm_nt_w16(A, W, bf16, C, m, n, k);

@@ -19,8 +19,25 @@
 
 #include "backends/cpu/cpu_ops.h"
 #include "backends/kernels/gptq_math.h"
+#include "common/weight_tensor.h"
 
 namespace qsweep {
+
+class Backend;
+
+/// What gemm_nt_weight reuses between calls: the host buffer a weight not stored as fp32 is
+/// widened into, and (off-host backends) the backend buffer it is uploaded to. One per forward
+/// pass in flight; never shared between threads.
+struct WeightScratch {
+  WeightScratch() = default;
+  WeightScratch(const WeightScratch&) = delete;
+  WeightScratch& operator=(const WeightScratch&) = delete;
+  ~WeightScratch();
+  std::vector<float> host;
+  Backend* owner = nullptr;  ///< the backend `device` belongs to
+  void* device = nullptr;
+  size_t device_bytes = 0;
+};
 
 class Backend {
  public:
@@ -77,12 +94,22 @@ class Backend {
   virtual void dequantize_groups(const uint8_t* codes, const float* scales, const float* zeros,
                                  const int32_t* g_idx, float* W, int64_t rows, int64_t cols) = 0;
 
+  // --- Weights in their stored form (issue #15) -----------------------------------------
+  /// True when backend memory is host memory (the CPU): host pointers are backend pointers.
+  virtual bool host_memory() const { return false; }
+  /// dst[0, bytes) = src[0, bytes), both in backend memory (default: through the host).
+  virtual void copy(void* dst, const void* src, size_t bytes);
+  /// C[m, W.rows()] = A[m, W.cols()] · Wᵀ for a weight in its stored form (A, C in backend
+  /// memory): fp32 weights are multiplied in place; others are widened row-exactly
+  /// (WeightTensor::decode_rows) into `scratch` and then multiplied by gemm_nt, so the result
+  /// is what gemm_nt gives on the widened matrix. Default: widen on the host, upload, gemm_nt.
+  virtual void gemm_nt_weight(const float* A, const WeightTensor& W, float* C, int64_t m,
+                              WeightScratch& scratch);
+
   // --- Quantization and evaluation ops (issue #16) --------------------------------------
   // CPU twins: cpu/cpu_quant_ops.h (the code the CPU pipeline runs); CUDA twins:
   // cuda/cuda_quant_ops.cu; per-element math shared through kernels/*.h. One shared test each
   // in tests/backends/quant_ops_test.cpp.
-  /// dst ← src, both in backend memory.
-  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   /// C[m, n] = A[m, k]·W[n, k]ᵀ: fp32 activations times an fp16 (bf16 = false) or bf16 weight
   /// [out, in] (raw bits), fp32 accumulation (tensor cores on CUDA).
   virtual void gemm_nt_w16(const float* A, const uint16_t* W, bool bf16, float* C, int64_t m,

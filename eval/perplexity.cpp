@@ -9,7 +9,6 @@
 
 #include "common/errors.h"
 #include "common/progress.h"
-#include "model/resident_model.h"
 
 namespace qsweep {
 
@@ -96,8 +95,10 @@ PerplexityResult evaluate_perplexity(const Transformer& model, const std::vector
       opt.batch_rows > 0
           ? opt.batch_rows
           : std::max<int64_t>(opt.ctx, std::min<int64_t>(16384, (int64_t(64) << 20) / vocab));
-  std::unique_ptr<ResidentModel> resident;
-  if (opt.backend) resident = std::make_unique<ResidentModel>(*opt.backend, model);
+  // On another backend: the same weights (shared storage, not copied) run there.
+  std::unique_ptr<Transformer> resident;
+  if (opt.backend)
+    resident = std::make_unique<Transformer>(model.spec(), model.weights(), *opt.backend);
   Progress progress("perplexity", int64_t(windows.size()), "windows", opt.progress);
   size_t w0 = 0;
   while (w0 < windows.size()) {

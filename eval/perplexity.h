@@ -44,7 +44,8 @@ struct PerplexityOptions {
   int64_t batch_rows = 0;  ///< tokens per forward batch; 0 = automatic (memory-bounded)
   bool progress = false;   ///< draw progress on stderr
   /// nullptr: Transformer::forward on the CPU. Otherwise the weights are uploaded once to this
-  /// backend (ResidentModel) and the forward pass and the NLL reduction run there.
+  /// backend (the Transformer on that backend) and the forward pass and the NLL reduction run
+  /// there.
   Backend* backend = nullptr;
 };
 

@@ -155,7 +155,7 @@ LoadedModel load_awq_checkpoint(const std::string& dir) {
   out.description =
       cat("awq ", bits, "-bit ", group_size > 0 ? cat("g", group_size) : "per-channel", " gemm");
   auto loader = [&](const SafetensorsCheckpoint& ckpt, int layer, LinearRole role, int64_t rows,
-                    int64_t cols) -> MatrixRM {
+                    int64_t cols) -> WeightTensor {
     const std::string pre = awq_prefix(layer, role);
     if (!ckpt.find(pre + ".qweight"))  // modules_to_not_convert: a plain weight
       return load_linear_weight(ckpt, layer, role, rows, cols);

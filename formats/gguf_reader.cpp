@@ -437,16 +437,16 @@ LoadedModel load_gguf(const std::string& path) {
   auto unpermute = [](MatrixRM m, int heads) {
     return heads > 0 ? gguf_unpermute_qk(m, heads) : m;
   };
-  w.embed = mat("token_embd.weight", s.vocab_size, H);
+  w.embed = WeightTensor::from_matrix(mat("token_embd.weight", s.vocab_size, H));
   w.layers.resize(size_t(s.num_layers));
   for (int l = 0; l < s.num_layers; ++l) {
     LayerWeights& L = w.layers[size_t(l)];
     const std::string b = cat("blk.", l, ".");
     L.attn_norm = vec(b + "attn_norm.weight", H);
-    L.wq = unpermute(mat(b + "attn_q.weight", q_rows, H), q_heads);
-    L.wk = unpermute(mat(b + "attn_k.weight", kv_rows, H), k_heads);
-    L.wv = mat(b + "attn_v.weight", kv_rows, H);
-    L.wo = mat(b + "attn_output.weight", H, q_rows);
+    L.wq = WeightTensor::from_matrix(unpermute(mat(b + "attn_q.weight", q_rows, H), q_heads));
+    L.wk = WeightTensor::from_matrix(unpermute(mat(b + "attn_k.weight", kv_rows, H), k_heads));
+    L.wv = WeightTensor::from_matrix(mat(b + "attn_v.weight", kv_rows, H));
+    L.wo = WeightTensor::from_matrix(mat(b + "attn_output.weight", H, q_rows));
     if (s.qkv_bias) {
       L.bq = unpermute(vec(b + "attn_q.bias", q_rows), q_heads);
       L.bk = unpermute(vec(b + "attn_k.bias", kv_rows), k_heads);
@@ -458,12 +458,14 @@ LoadedModel load_gguf(const std::string& path) {
       L.k_norm = vec(b + "attn_k_norm.weight", s.head_dim);
     }
     L.mlp_norm = vec(b + "ffn_norm.weight", H);
-    L.w_gate = mat(b + "ffn_gate.weight", I, H);
-    L.w_up = mat(b + "ffn_up.weight", I, H);
-    L.w_down = mat(b + "ffn_down.weight", H, I);
+    L.w_gate = WeightTensor::from_matrix(mat(b + "ffn_gate.weight", I, H));
+    L.w_up = WeightTensor::from_matrix(mat(b + "ffn_up.weight", I, H));
+    L.w_down = WeightTensor::from_matrix(mat(b + "ffn_down.weight", H, I));
   }
   w.final_norm = vec("output_norm.weight", H);
-  w.lm_head = s.tie_word_embeddings ? w.embed : mat("output.weight", s.vocab_size, H);
+  w.lm_head = s.tie_word_embeddings
+                  ? w.embed
+                  : WeightTensor::from_matrix(mat("output.weight", s.vocab_size, H));
   for (const GgufTensorInfo& t : f.tensors())
     QS_THROW_IF_NOT(used.count(t.name), path, ": byte ", t.info_pos, ": tensor '", t.name,
                     "' is not part of a ", arch, " model qsweep can run (unsupported feature)");

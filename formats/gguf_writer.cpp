@@ -92,21 +92,6 @@ uint64_t checked_nbytes(const std::string& path, const std::string& name,
   return uint64_t(tensor_bytes(type, ne[0], rows, cat(path, ": tensor '", name, "'")));
 }
 
-/// Reads rows of a row-major [rows, cols] fp32 matrix, through a row permutation when given
-/// (gguf_row[r] = src[perm[r]]).
-std::function<void(int64_t, int64_t, float*)> row_reader(
-    const float* data, int64_t cols, std::shared_ptr<const std::vector<int64_t>> perm) {
-  return [data, cols, perm = std::move(perm)](int64_t r0, int64_t n, float* out) {
-    if (!perm) {
-      std::memcpy(out, data + r0 * cols, sizeof(float) * size_t(n * cols));
-      return;
-    }
-    for (int64_t r = 0; r < n; ++r)
-      std::memcpy(out + r * cols, data + (*perm)[size_t(r0 + r)] * cols,
-                  sizeof(float) * size_t(cols));
-  };
-}
-
 }  // namespace
 
 bool gguf_is_float_type(int32_t t) {
@@ -122,11 +107,18 @@ std::vector<GgufSourceTensor> gguf_source_tensors(const ModelSpec& spec, const M
                                    gguf_qk_row_source(rows, permute_heads))
                              : nullptr;
   };
-  auto add2 = [&](std::string name, const MatrixRM& m, int permute_heads) {
+  auto add2 = [&](std::string name, const WeightTensor& m, int permute_heads) {
     GgufSourceTensor t;
     t.name = std::move(name);
     t.ne = {m.cols(), m.rows()};
-    t.read_rows = row_reader(m.data(), m.cols(), perm_of(m.rows(), permute_heads));
+    // Rows are decoded from the weight as stored when the writer asks for them (a WeightTensor
+    // copy shares its storage; decode_rows is safe to call concurrently), so no tensor is
+    // widened whole ahead of its turn.
+    t.read_rows = [m, perm = perm_of(m.rows(), permute_heads)](int64_t r0, int64_t n,
+                                                                  float* out) {
+      if (!perm) return m.decode_rows(r0, n, out);
+      for (int64_t r = 0; r < n; ++r) m.decode_rows((*perm)[size_t(r0 + r)], 1, out + r * m.cols());
+    };
     ts.push_back(std::move(t));
   };
   auto add1 = [&](std::string name, const VectorF& v, int permute_heads) {

@@ -207,7 +207,7 @@ LoadedModel load_model(const std::string& dir) {
           sym ? " sym" : " asym", desc_act ? " desc_act" : "",
           dynamic.empty() ? "" : cat(" + ", dynamic.size(), " per-module overrides (dynamic)"));
   auto loader = [&](const SafetensorsCheckpoint& ckpt, int layer, LinearRole role, int64_t rows,
-                    int64_t cols) -> MatrixRM {
+                    int64_t cols) -> WeightTensor {
     const std::string pre = linear_prefix(layer, role);
     QS_THROW_IF_NOT(cols % 32 == 0 && rows % 32 == 0, ckpt.dir(), ": ", pre, " is ", rows, "x",
                     cols, "; the GPTQ layout needs multiples of 32");

@@ -55,7 +55,9 @@ class SafetensorsFile {
 
 /// All tensors of a checkpoint directory: model.safetensors, or the shards named by
 /// model.safetensors.index.json (each shard opened once).
-class SafetensorsCheckpoint {
+/// Owned by a shared_ptr (load_weights), its tensors can be kept as views: see
+/// load_linear_weight.
+class SafetensorsCheckpoint : public std::enable_shared_from_this<SafetensorsCheckpoint> {
  public:
   explicit SafetensorsCheckpoint(const std::string& dir);
   /// The tensor, or nullptr.

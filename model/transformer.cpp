@@ -1,12 +1,9 @@
 #include "model/transformer.h"
 
-#include <tbb/parallel_for.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
-#include "backends/cpu/cpu_gemm.h"
 #include "backends/cpu/cpu_ops.h"
 #include "common/errors.h"
 #include "model/rope.h"
@@ -15,31 +12,7 @@ namespace qsweep {
 
 namespace {
 
-// y[N, out] = x[N, in] · Wᵀ (+ b)
-MatrixRM linear(const MatrixRM& x, const MatrixRM& W, const VectorF& b) {
-  MatrixRM y(x.rows(), W.rows());
-  cpu_gemm_nt(x.data(), W.data(), y.data(), x.rows(), W.rows(), x.cols());
-  if (b.size()) y.rowwise() += b.transpose();
-  return y;
-}
-
-MatrixRM rms_norm(const MatrixRM& x, const VectorF& w, float eps) {
-  MatrixRM y(x.rows(), x.cols());
-  cpu_rms_norm(x.data(), w.data(), y.data(), x.rows(), x.cols(), eps);
-  return y;
-}
-
-void apply_rope(MatrixRM& x, int n_heads, int head_dim, const std::vector<float>& inv_freq,
-                const std::vector<int64_t>& row_pos) {
-  cpu_rope(x.data(), x.rows(), n_heads, head_dim, inv_freq, row_pos);
-}
-
-// Qwen3: RMSNorm over each head's vector (x: [rows, n_heads · head_dim] seen as
-// [rows · n_heads, head_dim]), in place; nothing when the model has no such norm.
-void head_rms_norm(MatrixRM& x, const VectorF& w, int head_dim, float eps) {
-  if (w.size() == 0) return;
-  cpu_rms_norm(x.data(), w.data(), x.data(), x.size() / head_dim, head_dim, eps);
-}
+using Arr = BackendArray<float>;
 
 // Position of every row of packed sequences that each start at position 0.
 std::vector<int64_t> packed_positions(const std::vector<int>& lengths) {
@@ -49,18 +22,58 @@ std::vector<int64_t> packed_positions(const std::vector<int>& lengths) {
   return pos;
 }
 
-MatrixRM attention(const MatrixRM& q, const MatrixRM& k, const MatrixRM& v,
-                   const std::vector<AttentionSpan>& spans, const ModelSpec& s) {
-  MatrixRM out(q.rows(), q.cols());
-  cpu_attention(q.data(), k.data(), v.data(), out.data(), spans,
-                {s.num_heads, s.num_kv_heads, s.head_dim, s.sliding_window});
-  return out;
+// Host data as backend memory: the host pointer itself on a host-memory backend, else a copy
+// uploaded into `tmp`.
+const float* on_backend(Backend& b, const float* host, int64_t n, std::unique_ptr<Arr>& tmp) {
+  if (b.host_memory() || n == 0) return host;
+  tmp = std::make_unique<Arr>(b, size_t(n));
+  b.to_device(tmp->get(), host, size_t(n) * sizeof(float));
+  return tmp->get();
 }
 
 }  // namespace
 
-Transformer::Transformer(ModelSpec spec, ModelWeights weights)
-    : spec_(std::move(spec)), weights_(std::move(weights)), inv_freq_(rope_inv_freq(spec_)) {
+struct Transformer::Scratch {
+  WeightScratch weight;  ///< the widened weight of the linear that runs
+};
+
+struct Transformer::ScratchPool {
+  std::mutex mutex;
+  std::vector<std::unique_ptr<Scratch>> free;
+};
+
+// One call's scratch, taken from the pool and given back: calls in flight on several threads
+// each get their own, consecutive calls reuse the same buffers.
+class Transformer::Lease {
+ public:
+  explicit Lease(ScratchPool& pool) : pool_(pool) {
+    std::lock_guard<std::mutex> lock(pool_.mutex);
+    if (pool_.free.empty()) {
+      s_ = std::make_unique<Scratch>();
+    } else {
+      s_ = std::move(pool_.free.back());
+      pool_.free.pop_back();
+    }
+  }
+  ~Lease() {
+    std::lock_guard<std::mutex> lock(pool_.mutex);
+    pool_.free.push_back(std::move(s_));
+  }
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+  Scratch& get() { return *s_; }
+
+ private:
+  ScratchPool& pool_;
+  std::unique_ptr<Scratch> s_;
+};
+
+Transformer::Transformer(ModelSpec spec, ModelWeights weights, Backend& backend)
+    : spec_(std::move(spec)),
+      weights_(std::move(weights)),
+      inv_freq_(rope_inv_freq(spec_)),
+      backend_(&backend),
+      pool_(std::make_unique<ScratchPool>()) {
   QS_THROW_IF_NOT(int(weights_.layers.size()) == spec_.num_layers, "model has ",
                   weights_.layers.size(), " layers of weights but the spec says ",
                   spec_.num_layers);
@@ -72,6 +85,28 @@ Transformer::Transformer(ModelSpec spec, ModelWeights weights)
                     " values but the spec implies ", want);
   }
 }
+
+Transformer::Transformer(const Transformer& o)
+    : spec_(o.spec_),
+      weights_(o.weights_),
+      inv_freq_(o.inv_freq_),
+      backend_(o.backend_),
+      pool_(std::make_unique<ScratchPool>()) {}
+
+Transformer& Transformer::operator=(const Transformer& o) {
+  if (this != &o) {
+    spec_ = o.spec_;
+    weights_ = o.weights_;
+    inv_freq_ = o.inv_freq_;
+    backend_ = o.backend_;
+    pool_ = std::make_unique<ScratchPool>();
+  }
+  return *this;
+}
+
+Transformer::Transformer(Transformer&& o) noexcept = default;
+Transformer& Transformer::operator=(Transformer&& o) noexcept = default;
+Transformer::~Transformer() = default;
 
 void Transformer::check_tokens(const std::vector<std::vector<int>>& sequences) const {
   for (const auto& seq : sequences)
@@ -93,106 +128,216 @@ MatrixRM Transformer::embed(const std::vector<std::vector<int>>& sequences,
   MatrixRM h(n, spec_.hidden_size);
   int64_t r = 0;
   for (const auto& s : sequences)
-    for (int id : s) h.row(r++) = weights_.embed.row(id);
+    for (int id : s) weights_.embed.decode_rows(id, 1, h.row(r++).data());
   return h;
 }
 
-void Transformer::run_layer(int layer, MatrixRM& hidden, const std::vector<int>& lengths,
-                            const LinearInputHook& hook,
-                            std::optional<LinearRole> stop_after) const {
-  layer_impl(layer, hidden, lengths, nullptr, hook, stop_after);
-}
-
-void Transformer::layer_impl(int layer, MatrixRM& hidden, const std::vector<int>& lengths,
-                             KvCache* cache, const LinearInputHook& hook,
-                             std::optional<LinearRole> stop_after) const {
+void Transformer::layer_dev(int layer, float* h, int64_t n, const std::vector<int>& lengths,
+                            KvCache* cache, const LinearInputHook& hook,
+                            std::optional<LinearRole> stop_after, Scratch& s) const {
   QS_ASSERT(layer >= 0 && layer < spec_.num_layers);
   const LayerWeights& L = weights_.layers[size_t(layer)];
-  auto seen = [&](LinearRole r, const MatrixRM& x) {
-    if (hook) hook(layer, r, x);
+  Backend& b = *backend_;
+  const ModelSpec& sp = spec_;
+  const int64_t H = sp.hidden_size, I = sp.intermediate_size;
+  const int64_t qw = int64_t(sp.num_heads) * sp.head_dim,
+                kw = int64_t(sp.num_kv_heads) * sp.head_dim;
+  std::vector<std::unique_ptr<Arr>> uploads;  // host vectors copied to an off-host backend
+  auto vec = [&](const VectorF& v) {
+    uploads.emplace_back();
+    return on_backend(b, v.data(), v.size(), uploads.back());
   };
+  // The hook sees a host copy of a linear's input (the same matrix for each role given).
+  auto seen = [&](std::initializer_list<LinearRole> roles, const float* x, int64_t cols) {
+    if (!hook) return;
+    MatrixRM m(n, cols);
+    if (m.size()) b.to_host(m.data(), x, size_t(m.size()) * sizeof(float));
+    for (LinearRole r : roles) hook(layer, r, m);
+  };
+  auto linear = [&](const float* x, const WeightTensor& W, const VectorF& bias, float* y) {
+    b.gemm_nt_weight(x, W, y, n, s.weight);
+    if (bias.size()) b.add_row_bias(y, vec(bias), n, W.rows());
+  };
+  Arr x(b, size_t(n * H)), tmp(b, size_t(n * H));
   // Attention block.
   {
-    const MatrixRM x = rms_norm(hidden, L.attn_norm, spec_.rms_norm_eps);
-    seen(LinearRole::Q, x);
-    seen(LinearRole::K, x);
-    seen(LinearRole::V, x);
+    b.rms_norm(h, vec(L.attn_norm), x.get(), n, H, sp.rms_norm_eps);
+    seen({LinearRole::Q, LinearRole::K, LinearRole::V}, x.get(), H);
     if (stop_after && *stop_after <= LinearRole::V) return;
-    MatrixRM q = linear(x, L.wq, L.bq);
-    MatrixRM k = linear(x, L.wk, L.bk);
-    const MatrixRM v = linear(x, L.wv, L.bv);
+    Arr q(b, size_t(n * qw)), k(b, size_t(n * kw)), v(b, size_t(n * kw)), a(b, size_t(n * qw));
+    linear(x.get(), L.wq, L.bq, q.get());
+    linear(x.get(), L.wk, L.bk, k.get());
+    linear(x.get(), L.wv, L.bv, v.get());
     std::vector<AttentionSpan> spans;
     std::vector<int64_t> pos;
     if (cache) {
       // One sequence continuing the cache: positions go on from its length, and
       // the new keys/values join the cached ones before attending.
-      const int64_t p0 = cache->length_, n = hidden.rows();
+      const int64_t p0 = cache->length_;
       for (int64_t i = 0; i < n; ++i) pos.push_back(p0 + i);
       spans.push_back({0, 0, n, p0});
     } else {
       pos = packed_positions(lengths);
       int64_t off = 0;
-      for (int n : lengths) {
-        spans.push_back({off, off, n, 0});
-        off += n;
+      for (int len : lengths) {
+        spans.push_back({off, off, len, 0});
+        off += len;
       }
     }
-    head_rms_norm(q, L.q_norm, spec_.head_dim, spec_.rms_norm_eps);
-    head_rms_norm(k, L.k_norm, spec_.head_dim, spec_.rms_norm_eps);
-    apply_rope(q, spec_.num_heads, spec_.head_dim, inv_freq_, pos);
-    apply_rope(k, spec_.num_kv_heads, spec_.head_dim, inv_freq_, pos);
-    MatrixRM a;
+    if (L.q_norm.size()) {  // Qwen3: RMSNorm of each head's q and k before RoPE
+      b.rms_norm(q.get(), vec(L.q_norm), q.get(), n * sp.num_heads, sp.head_dim, sp.rms_norm_eps);
+    }
+    if (L.k_norm.size()) {
+      b.rms_norm(k.get(), vec(L.k_norm), k.get(), n * sp.num_kv_heads, sp.head_dim,
+                 sp.rms_norm_eps);
+    }
+    b.rope(q.get(), n, sp.num_heads, sp.head_dim, inv_freq_, pos);
+    b.rope(k.get(), n, sp.num_kv_heads, sp.head_dim, inv_freq_, pos);
+    const AttentionShape shape{sp.num_heads, sp.num_kv_heads, sp.head_dim, sp.sliding_window};
     if (cache) {
       KvCache::Layer& c = cache->layers_[size_t(layer)];
-      const int64_t p0 = cache->length_, need = p0 + k.rows();
+      const int64_t p0 = cache->length_, need = p0 + n;
       if (c.k.rows() < need) {
         // Grow geometrically (capped at the context) so a token-by-token decode
         // copies the cache O(log n) times, not n times.
-        const int64_t cap =
-            std::min<int64_t>(std::max<int64_t>(need, 2 * c.k.rows()),
-                              std::max<int64_t>(need, spec_.max_position_embeddings));
-        c.k.conservativeResize(cap, k.cols());
-        c.v.conservativeResize(cap, v.cols());
+        const int64_t cap = std::min<int64_t>(std::max<int64_t>(need, 2 * c.k.rows()),
+                                              std::max<int64_t>(need, sp.max_position_embeddings));
+        c.k.conservativeResize(cap, kw);
+        c.v.conservativeResize(cap, kw);
       }
-      c.k.middleRows(p0, k.rows()) = k;
-      c.v.middleRows(p0, v.rows()) = v;
-      a = attention(q, c.k, c.v, spans, spec_);
+      // The cache lives on the host; an off-host backend sees an uploaded copy.
+      const size_t nb = size_t(n * kw) * sizeof(float);
+      if (nb) b.to_host(c.k.row(p0).data(), k.get(), nb);
+      if (nb) b.to_host(c.v.row(p0).data(), v.get(), nb);
+      std::unique_ptr<Arr> kt, vt;
+      b.attention(q.get(), on_backend(b, c.k.data(), need * kw, kt),
+                  on_backend(b, c.v.data(), need * kw, vt), a.get(), spans, shape);
     } else {
-      a = attention(q, k, v, spans, spec_);
+      b.attention(q.get(), k.get(), v.get(), a.get(), spans, shape);
     }
-    seen(LinearRole::O, a);
+    seen({LinearRole::O}, a.get(), qw);
     if (stop_after == LinearRole::O) return;
-    hidden += linear(a, L.wo, L.bo);
+    linear(a.get(), L.wo, L.bo, tmp.get());
+    b.add(h, tmp.get(), n * H);
   }
   // SwiGLU MLP block: down(silu(gate(x)) * up(x)).
   {
-    const MatrixRM x = rms_norm(hidden, L.mlp_norm, spec_.rms_norm_eps);
-    seen(LinearRole::Gate, x);
-    seen(LinearRole::Up, x);
+    b.rms_norm(h, vec(L.mlp_norm), x.get(), n, H, sp.rms_norm_eps);
+    seen({LinearRole::Gate, LinearRole::Up}, x.get(), H);
     if (stop_after == LinearRole::Gate || stop_after == LinearRole::Up) return;
-    MatrixRM g = linear(x, L.w_gate, VectorF());
-    const MatrixRM u = linear(x, L.w_up, VectorF());
-    cpu_swiglu(g.data(), u.data(), g.size());
-    seen(LinearRole::Down, g);
+    Arr g(b, size_t(n * I)), u(b, size_t(n * I));
+    linear(x.get(), L.w_gate, VectorF(), g.get());
+    linear(x.get(), L.w_up, VectorF(), u.get());
+    b.swiglu(g.get(), u.get(), n * I);
+    seen({LinearRole::Down}, g.get(), I);
     if (stop_after == LinearRole::Down) return;
-    hidden += linear(g, L.w_down, VectorF());
+    linear(g.get(), L.w_down, VectorF(), tmp.get());
+    b.add(h, tmp.get(), n * H);
   }
 }
 
+void Transformer::head_dev(const float* h, int64_t n, float* logits, Scratch& s) const {
+  Backend& b = *backend_;
+  const int64_t H = spec_.hidden_size;
+  Arr x(b, size_t(n * H));
+  std::unique_ptr<Arr> norm;
+  b.rms_norm(h, on_backend(b, weights_.final_norm.data(), H, norm), x.get(), n, H,
+             spec_.rms_norm_eps);
+  b.gemm_nt_weight(x.get(), weights_.lm_head, logits, n, s.weight);
+}
+
+void Transformer::run_layer(int layer, MatrixRM& hidden, const std::vector<int>& lengths,
+                            const LinearInputHook& hook,
+                            std::optional<LinearRole> stop_after) const {
+  Lease lease(*pool_);
+  Backend& b = *backend_;
+  const int64_t n = hidden.rows();
+  if (b.host_memory())
+    return layer_dev(layer, hidden.data(), n, lengths, nullptr, hook, stop_after, lease.get());
+  Arr h(b, size_t(hidden.size()));
+  if (hidden.size()) b.to_device(h.get(), hidden.data(), size_t(hidden.size()) * sizeof(float));
+  layer_dev(layer, h.get(), n, lengths, nullptr, hook, stop_after, lease.get());
+  if (hidden.size()) b.to_host(hidden.data(), h.get(), size_t(hidden.size()) * sizeof(float));
+}
+
 MatrixRM Transformer::head(const MatrixRM& hidden) const {
-  const MatrixRM x = rms_norm(hidden, weights_.final_norm, spec_.rms_norm_eps);
-  return linear(x, weights_.lm_head, VectorF());
+  Lease lease(*pool_);
+  Backend& b = *backend_;
+  const int64_t n = hidden.rows(), V = spec_.vocab_size;
+  MatrixRM logits(n, V);
+  if (b.host_memory()) {
+    head_dev(hidden.data(), n, logits.data(), lease.get());
+    return logits;
+  }
+  std::unique_ptr<Arr> h;
+  Arr out(b, size_t(n * V));
+  head_dev(on_backend(b, hidden.data(), hidden.size(), h), n, out.get(), lease.get());
+  if (logits.size()) b.to_host(logits.data(), out.get(), size_t(logits.size()) * sizeof(float));
+  return logits;
+}
+
+void Transformer::run_all(const std::vector<std::vector<int>>& sequences, Scratch& s,
+                          BackendArray<float>* logits, int64_t* rows) const {
+  // Like the reference implementations, no limit at max_position_embeddings: RoPE extends,
+  // and the CLI warns that such a run measures extrapolation.
+  std::vector<int> lengths;
+  MatrixRM emb = embed(sequences, &lengths);
+  Backend& b = *backend_;
+  const int64_t n = emb.rows();
+  *rows = n;
+  std::unique_ptr<Arr> dev;
+  float* h = emb.data();
+  if (!b.host_memory() && emb.size()) {
+    dev = std::make_unique<Arr>(b, size_t(emb.size()));
+    b.to_device(dev->get(), emb.data(), size_t(emb.size()) * sizeof(float));
+    h = dev->get();
+  }
+  for (int l = 0; l < spec_.num_layers; ++l)
+    layer_dev(l, h, n, lengths, nullptr, {}, std::nullopt, s);
+  head_dev(h, n, logits->get(), s);
 }
 
 MatrixRM Transformer::forward(const std::vector<std::vector<int>>& sequences) const {
-  std::vector<int> lengths;
-  MatrixRM h = embed(sequences, &lengths);
-  for (int l = 0; l < spec_.num_layers; ++l) run_layer(l, h, lengths);
-  return head(h);
+  Lease lease(*pool_);
+  int64_t n = 0;
+  for (const auto& seq : sequences) n += int64_t(seq.size());
+  BackendArray<float> logits(*backend_, size_t(n * spec_.vocab_size));
+  run_all(sequences, lease.get(), &logits, &n);
+  MatrixRM out(n, spec_.vocab_size);
+  if (out.size()) backend_->to_host(out.data(), logits.get(), size_t(out.size()) * sizeof(float));
+  return out;
 }
 
 MatrixRM Transformer::forward(const std::vector<int>& tokens) const {
   return forward(std::vector<std::vector<int>>{tokens});
+}
+
+std::vector<float> Transformer::next_token_nll(
+    const std::vector<std::vector<int>>& sequences) const {
+  Lease lease(*pool_);
+  int64_t n = 0;
+  for (const auto& seq : sequences) n += int64_t(seq.size());
+  BackendArray<float> logits(*backend_, size_t(n * spec_.vocab_size));
+  run_all(sequences, lease.get(), &logits, &n);
+  // Full-row targets: the last row of each sequence has none; 0, dropped after.
+  std::vector<int32_t> all(size_t(n), 0);
+  std::vector<int64_t> rows;
+  int64_t off = 0;
+  for (const auto& seq : sequences) {
+    for (size_t p = 0; p + 1 < seq.size(); ++p) {
+      rows.push_back(off + int64_t(p));
+      all[size_t(off) + p] = seq[p + 1];
+    }
+    off += int64_t(seq.size());
+  }
+  BackendArray<int32_t> t(*backend_, all);
+  BackendArray<float> nll(*backend_, size_t(n));
+  backend_->token_nll(logits.get(), t.get(), nll.get(), n, spec_.vocab_size);
+  const std::vector<float> every = nll.download();
+  std::vector<float> out;
+  out.reserve(rows.size());
+  for (int64_t r : rows) out.push_back(every[size_t(r)]);
+  return out;
 }
 
 MatrixRM Transformer::decode(KvCache& cache, const std::vector<int>& new_tokens) const {
@@ -209,9 +354,24 @@ MatrixRM Transformer::decode(KvCache& cache, const std::vector<int>& new_tokens)
                 (cache.layers_[0].k.rows() == 0 ||
                  cache.layers_[0].k.cols() == int64_t(spec_.num_kv_heads) * spec_.head_dim),
             "a KvCache is used with a different model than the one that filled it");
-  for (int l = 0; l < spec_.num_layers; ++l) layer_impl(l, h, lengths, &cache, {}, std::nullopt);
+  Lease lease(*pool_);
+  Backend& b = *backend_;
+  const int64_t n = h.rows();
+  std::unique_ptr<Arr> dev;
+  float* hp = h.data();
+  if (!b.host_memory()) {
+    dev = std::make_unique<Arr>(b, size_t(h.size()));
+    b.to_device(dev->get(), h.data(), size_t(h.size()) * sizeof(float));
+    hp = dev->get();
+  }
+  for (int l = 0; l < spec_.num_layers; ++l)
+    layer_dev(l, hp, n, lengths, &cache, {}, std::nullopt, lease.get());
   cache.length_ = int(total);
-  return head(h);
+  BackendArray<float> logits(b, size_t(n * spec_.vocab_size));
+  head_dev(hp, n, logits.get(), lease.get());
+  MatrixRM out(n, spec_.vocab_size);
+  b.to_host(out.data(), logits.get(), size_t(out.size()) * sizeof(float));
+  return out;
 }
 
 void log_softmax_rows(MatrixRM& logits) {

@@ -1,4 +1,7 @@
-// The Llama-family decoder forward pass on the CPU, fp32 compute.
+// The Llama-family decoder forward pass, fp32 compute, written once over Backend ops (the CPU
+// backend by default; CUDA for `qsweep eval --device cuda`). Weights stay in their stored
+// form (WeightTensor): each linear is Backend::gemm_nt_weight, which widens a non-fp32 weight
+// into a reused scratch buffer; the embedding is gathered row by row.
 //
 // Two entry points, because later stages need both:
 //  * forward(): the whole model over token sequences → logits (evaluation);
@@ -13,9 +16,12 @@
 #pragma once
 
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <vector>
 
+#include "backends/backend.h"
 #include "common/matrix.h"
 #include "model/model_spec.h"
 #include "model/weights.h"
@@ -49,9 +55,17 @@ class KvCache {
 
 class Transformer {
  public:
-  Transformer(ModelSpec spec, ModelWeights weights);
+  /// The backend must outlive the model. The weights are not copied to it: each linear's
+  /// weight goes through Backend::gemm_nt_weight when it runs.
+  Transformer(ModelSpec spec, ModelWeights weights, Backend& backend = cpu_backend());
+  Transformer(const Transformer& o);
+  Transformer& operator=(const Transformer& o);
+  Transformer(Transformer&& o) noexcept;
+  Transformer& operator=(Transformer&& o) noexcept;
+  ~Transformer();
 
   const ModelSpec& spec() const { return spec_; }
+  Backend& backend() const { return *backend_; }
   const ModelWeights& weights() const { return weights_; }
   /// Mutable access: quantizers replace linear weights in place (dequantized).
   ModelWeights& mutable_weights() { return weights_; }
@@ -81,15 +95,28 @@ class Transformer {
   /// Final RMSNorm and lm_head: logits [rows, vocab].
   MatrixRM head(const MatrixRM& hidden) const;
 
+  /// Per sequence s and position p < len − 1: −log P(s[p + 1] | s[0..p]), concatenated; the
+  /// logits stay in backend memory (Backend::token_nll), only the NLLs come back.
+  std::vector<float> next_token_nll(const std::vector<std::vector<int>>& sequences) const;
+
  private:
+  struct Scratch;  // a forward pass's buffers (weight scratch), pooled
+  struct ScratchPool;
+  class Lease;
+  // embed → layers → final norm and lm_head, all in backend memory; logits [n, vocab] left in
+  // `logits` (backend memory).
+  void run_all(const std::vector<std::vector<int>>& sequences, Scratch& s,
+               BackendArray<float>* logits_out, int64_t* rows) const;
+  void layer_dev(int layer, float* h, int64_t n, const std::vector<int>& lengths, KvCache* cache,
+                 const LinearInputHook& hook, std::optional<LinearRole> stop_after,
+                 Scratch& s) const;
+  void head_dev(const float* h, int64_t n, float* logits, Scratch& s) const;
   void check_tokens(const std::vector<std::vector<int>>& sequences) const;
-  // run_layer's body; with `cache`, `hidden` holds one sequence's new tokens that
-  // continue the cached ones (see decode()).
-  void layer_impl(int layer, MatrixRM& hidden, const std::vector<int>& lengths, KvCache* cache,
-                  const LinearInputHook& hook, std::optional<LinearRole> stop_after) const;
   ModelSpec spec_;
   ModelWeights weights_;
   std::vector<float> inv_freq_;  ///< rope_inv_freq(spec_)
+  Backend* backend_;
+  std::unique_ptr<ScratchPool> pool_;  ///< reused weight scratch, one per concurrent call
 };
 
 /// In place: each row becomes log-softmax of itself (computed in double for the sum).

@@ -1,6 +1,8 @@
 #include "model/weights.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -38,7 +40,7 @@ std::string hf_linear_name(int layer, LinearRole r) {
              ".weight");
 }
 
-MatrixRM& LayerWeights::linear(LinearRole r) {
+WeightTensor& LayerWeights::linear(LinearRole r) {
   switch (r) {
     case LinearRole::Q:
       return wq;
@@ -58,7 +60,7 @@ MatrixRM& LayerWeights::linear(LinearRole r) {
   QS_ASSERT(false, "bad LinearRole");
 }
 
-const MatrixRM& LayerWeights::linear(LinearRole r) const {
+const WeightTensor& LayerWeights::linear(LinearRole r) const {
   return const_cast<LayerWeights*>(this)->linear(r);
 }
 
@@ -84,10 +86,37 @@ std::vector<float> load_checked(const SafetensorsCheckpoint& ckpt, const std::st
   return v;
 }
 
-MatrixRM load_matrix(const SafetensorsCheckpoint& c, const std::string& name, int64_t rows,
-                     int64_t cols) {
-  std::vector<float> v = load_checked(c, name, {rows, cols});
-  return Eigen::Map<MatrixRM>(v.data(), rows, cols);
+// The tensor as stored (a view kept alive by the checkpoint when it is shared-owned, else an
+// fp32 copy), after checking its shape, dtype and values.
+WeightTensor load_matrix(const SafetensorsCheckpoint& c, const std::string& name, int64_t rows,
+                         int64_t cols) {
+  const TensorView& t = c.get(name);
+  const std::vector<int64_t> expect = {rows, cols};
+  QS_THROW_IF_NOT(t.shape == expect, t.file, ": tensor '", name, "' has shape ", shape_str(t.shape),
+                  " but config.json implies ", shape_str(expect),
+                  " (config.json and the weights disagree)");
+  std::shared_ptr<const SafetensorsCheckpoint> keep = c.weak_from_this().lock();
+  WeightTensor w;
+  if (keep && (t.dtype == DType::F16 || t.dtype == DType::BF16))
+    w = WeightTensor::half_view(t.dtype == DType::F16 ? WeightDType::F16 : WeightDType::BF16,
+                                t.data, rows, cols, keep);
+  else if (keep && t.dtype == DType::F32 && reinterpret_cast<uintptr_t>(t.data) % 4 == 0)
+    w = WeightTensor::f32_view(reinterpret_cast<const float*>(t.data), rows, cols, keep);
+  else
+    return WeightTensor::from_matrix(
+        Eigen::Map<MatrixRM>(load_checked(c, name, expect).data(), rows, cols));
+  // Finiteness, a row block at a time (never the whole tensor widened).
+  const int64_t block = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(cols, 1));
+  std::vector<float> buf(size_t(block * cols));
+  for (int64_t r0 = 0; r0 < rows; r0 += block) {
+    const int64_t n = std::min(block, rows - r0);
+    w.decode_rows(r0, n, buf.data());
+    for (int64_t i = 0; i < n * cols; ++i)
+      QS_THROW_IF_NOT(std::isfinite(buf[size_t(i)]), t.file, ": tensor '", name,
+                      "' holds a non-finite value (", buf[size_t(i)], ") at flat index ",
+                      r0 * cols + i, "; the checkpoint is corrupt");
+  }
+  return w;
 }
 
 VectorF load_vector(const SafetensorsCheckpoint& c, const std::string& name, int64_t n) {
@@ -97,14 +126,15 @@ VectorF load_vector(const SafetensorsCheckpoint& c, const std::string& name, int
 
 }  // namespace
 
-MatrixRM load_linear_weight(const SafetensorsCheckpoint& ckpt, int layer, LinearRole role,
-                            int64_t out, int64_t in) {
+WeightTensor load_linear_weight(const SafetensorsCheckpoint& ckpt, int layer, LinearRole role,
+                                int64_t out, int64_t in) {
   return load_matrix(ckpt, hf_linear_name(layer, role), out, in);
 }
 
 ModelWeights load_weights(const std::string& dir, const ModelSpec& s,
                           const LinearLoader& linear_loader) {
-  SafetensorsCheckpoint ckpt(dir);
+  const auto shared = std::make_shared<SafetensorsCheckpoint>(dir);
+  const SafetensorsCheckpoint& ckpt = *shared;
   const LinearLoader& lin = linear_loader ? linear_loader : LinearLoader(load_linear_weight);
   ModelWeights w;
   const int64_t H = s.hidden_size, I = s.intermediate_size, V = s.vocab_size;
@@ -148,7 +178,7 @@ ModelWeights random_weights(const ModelSpec& s, uint64_t seed, float scale) {
   auto mat = [&](int64_t r, int64_t c, float sc) {
     MatrixRM m(r, c);
     for (int64_t i = 0; i < m.size(); ++i) m.data()[i] = sc * n01(rng);
-    return m;
+    return WeightTensor::from_matrix(std::move(m));
   };
   auto vec = [&](int64_t n, float mean, float sc) {
     VectorF v(n);
@@ -253,7 +283,9 @@ void save_hf_checkpoint(const std::string& dir, const ModelSpec& s, const ModelW
     out.push_back({name, dt, std::move(shape), storage.back().data()});
   };
   storage.reserve(16 + 16 * w.layers.size());
-  auto add_m = [&](const std::string& name, const MatrixRM& m) {
+  auto add_m = [&](const std::string& name, const WeightTensor& t) {
+    if (const float* p = t.f32_data()) return add(name, p, {t.rows(), t.cols()});
+    const MatrixRM m = t.to_matrix();  // one tensor widened at a time
     add(name, m.data(), {m.rows(), m.cols()});
   };
   auto add_v = [&](const std::string& name, const VectorF& v) { add(name, v.data(), {v.size()}); };

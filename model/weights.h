@@ -1,6 +1,7 @@
-// The weights of a Llama-family model in fp32, laid out as Hugging Face stores
-// them (linear weights [out, in], row-major), with loaders that check every
-// tensor against the ModelSpec before anything runs.
+// The weights of a Llama-family model, laid out as Hugging Face stores them (linear weights
+// [out, in], row-major) and kept in their stored form (WeightTensor: fp32, fp16/bf16 views of
+// the mapped checkpoint, or quantized codes), with loaders that check every tensor against
+// the ModelSpec before anything runs. Norms and biases are fp32.
 #pragma once
 
 #include <array>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "common/matrix.h"
+#include "common/weight_tensor.h"
 #include "model/model_spec.h"
 
 namespace qsweep {
@@ -25,21 +27,21 @@ const char* linear_role_name(LinearRole r);
 std::string hf_linear_name(int layer, LinearRole r);
 
 struct LayerWeights {
-  MatrixRM wq, wk, wv, wo;        ///< [heads*hd, H], [kv*hd, H], [kv*hd, H], [H, heads*hd]
-  MatrixRM w_gate, w_up, w_down;  ///< [I, H], [I, H], [H, I]
-  VectorF bq, bk, bv, bo;         ///< empty unless the spec has biases
-  VectorF attn_norm, mlp_norm;    ///< [H]
-  VectorF q_norm, k_norm;         ///< [head_dim]; empty unless spec.qk_norm (Qwen3)
+  WeightTensor wq, wk, wv, wo;        ///< [heads*hd, H], [kv*hd, H], [kv*hd, H], [H, heads*hd]
+  WeightTensor w_gate, w_up, w_down;  ///< [I, H], [I, H], [H, I]
+  VectorF bq, bk, bv, bo;             ///< empty unless the spec has biases
+  VectorF attn_norm, mlp_norm;        ///< [H]
+  VectorF q_norm, k_norm;             ///< [head_dim]; empty unless spec.qk_norm (Qwen3)
 
-  MatrixRM& linear(LinearRole r);
-  const MatrixRM& linear(LinearRole r) const;
+  WeightTensor& linear(LinearRole r);
+  const WeightTensor& linear(LinearRole r) const;
 };
 
 struct ModelWeights {
-  MatrixRM embed;  ///< [V, H]
+  WeightTensor embed;  ///< [V, H]
   std::vector<LayerWeights> layers;
-  VectorF final_norm;  ///< [H]
-  MatrixRM lm_head;    ///< [V, H]; a copy of embed when tie_word_embeddings
+  VectorF final_norm;    ///< [H]
+  WeightTensor lm_head;  ///< [V, H]; shares embed's storage when tie_word_embeddings
 };
 
 class SafetensorsCheckpoint;
@@ -47,17 +49,19 @@ class SafetensorsCheckpoint;
 /// Supplies one linear weight [out, in] from an open checkpoint. Readers of
 /// quantized layouts (formats/) pass one that dequantizes; the default reads
 /// the plain "<name>.weight" tensor.
-using LinearLoader = std::function<MatrixRM(const SafetensorsCheckpoint& ckpt, int layer,
-                                            LinearRole role, int64_t out, int64_t in)>;
+using LinearLoader = std::function<WeightTensor(const SafetensorsCheckpoint& ckpt, int layer,
+                                                LinearRole role, int64_t out, int64_t in)>;
 
-/// Loads DIR's safetensors (single or sharded) into fp32, checking names, shapes,
+/// Loads DIR's safetensors (single or sharded), memory-mapped: F16/BF16 (and aligned F32)
+/// tensors stay views of the mapping, which the weights keep alive. Checks names, shapes,
 /// dtypes (F32/F16/BF16) and finiteness; every error names the file and tensor.
 ModelWeights load_weights(const std::string& dir, const ModelSpec& spec,
                           const LinearLoader& linear_loader = {});
 
-/// The plain loader: "<name>.weight" converted to fp32, shape and values checked.
-MatrixRM load_linear_weight(const SafetensorsCheckpoint& ckpt, int layer, LinearRole role,
-                            int64_t out, int64_t in);
+/// The plain loader: "<name>.weight" as stored (a view when `ckpt` is owned by a shared_ptr,
+/// else an fp32 copy), shape, dtype and values checked.
+WeightTensor load_linear_weight(const SafetensorsCheckpoint& ckpt, int layer, LinearRole role,
+                                int64_t out, int64_t in);
 
 /// Random weights of the right shapes (tests and benchmarks): N(0, scale²) linears,
 /// norms near 1. Deterministic for a seed.

@@ -74,7 +74,7 @@ GgufTypePlan group_type_plan(const ModelSpec& spec, const std::map<std::string, 
   return plan;
 }
 
-MatrixRM& group_matrix(ModelWeights& w, const TensorGroup& g) {
+WeightTensor& group_matrix(ModelWeights& w, const TensorGroup& g) {
   if (g.role == "token_embd") return w.embed;
   if (g.role == "output") return w.lm_head;
   return w.layers.at(size_t(g.layer)).linear(linear_role_of(g.role));
@@ -82,7 +82,7 @@ MatrixRM& group_matrix(ModelWeights& w, const TensorGroup& g) {
 
 void quantize_group_in_place(const ModelSpec& spec, ModelWeights& w, const TensorGroup& g,
                              int32_t type, const float* importance) {
-  MatrixRM& m = group_matrix(w, g);
+  MatrixRM& m = group_matrix(w, g).mutable_matrix();  // this tensor widened (un-shared)
   QS_ASSERT(m.rows() == g.rows && m.cols() == g.row_length, "group shape mismatch");
   const auto q = kquants::type_from_ggml(type);
   if (!q) {
@@ -98,7 +98,7 @@ void quantize_group_in_place(const ModelSpec& spec, ModelWeights& w, const Tenso
     std::copy(d.begin(), d.end(), m.data());
   }
   // Tied embeddings: llama.cpp reads the output projection from token_embd.
-  if (g.role == "token_embd" && spec.tie_word_embeddings) w.lm_head = m;
+  if (g.role == "token_embd" && spec.tie_word_embeddings) w.lm_head = w.embed;
 }
 
 // ---- solver ---------------------------------------------------------------------------

@@ -49,7 +49,7 @@ GgufTypePlan group_type_plan(const ModelSpec& spec, const std::map<std::string, 
 void quantize_group_in_place(const ModelSpec& spec, ModelWeights& w, const TensorGroup& g,
                              int32_t ggml_type, const float* importance = nullptr);
 /// The matrix of `w` holding group `g` (HF layout: [rows, row_length]).
-MatrixRM& group_matrix(ModelWeights& w, const TensorGroup& g);
+WeightTensor& group_matrix(ModelWeights& w, const TensorGroup& g);
 
 // ---- the budgeted choice ------------------------------------------------------------------
 

@@ -225,24 +225,24 @@ void awq_apply_scale(LayerWeights& w, AwqScaleGroup group, const VectorF& s) {
   switch (group) {
     case AwqScaleGroup::QKV:
       div_norm(w.attn_norm);
-      scale_cols(w.wq);
-      scale_cols(w.wk);
-      scale_cols(w.wv);
+      scale_cols(w.wq.mutable_matrix());
+      scale_cols(w.wk.mutable_matrix());
+      scale_cols(w.wv.mutable_matrix());
       break;
     case AwqScaleGroup::O:
       QS_THROW_IF_NOT(w.wv.rows() == w.wo.rows() && w.wv.cols() == w.wo.cols(),
                       "awq_apply_scale: v_proj and o_proj shapes differ; O cannot be scaled");
-      div_rows(w.wv, w.bv);
-      scale_cols(w.wo);
+      div_rows(w.wv.mutable_matrix(), w.bv);
+      scale_cols(w.wo.mutable_matrix());
       break;
     case AwqScaleGroup::GateUp:
       div_norm(w.mlp_norm);
-      scale_cols(w.w_gate);
-      scale_cols(w.w_up);
+      scale_cols(w.w_gate.mutable_matrix());
+      scale_cols(w.w_up.mutable_matrix());
       break;
     case AwqScaleGroup::Down:
-      div_rows(w.w_up, none);
-      scale_cols(w.w_down);
+      div_rows(w.w_up.mutable_matrix(), none);
+      scale_cols(w.w_down.mutable_matrix());
       break;
   }
 }
@@ -267,7 +267,7 @@ QuantizedModel awq_quantize_model(const Transformer& source, const QuantMethodCo
                      calib.domain,
                      calib.options,
                      {},
-                     Transformer(spec, source.weights()),
+                     Transformer(spec, source.weights(), source.backend()),
                      {},
                      0,
                      {}};
@@ -280,6 +280,7 @@ QuantizedModel awq_quantize_model(const Transformer& source, const QuantMethodCo
   for (int l = 0; l < spec.num_layers; ++l) {
     const auto tl = Clock::now();
     LayerWeights& L = w.layers[size_t(l)];
+    for (LinearRole r : kAllLinearRoles) L.linear(r).mutable_matrix();  // this layer in fp32
     // [1] The inputs of every linear, with this layer in fp32.
     MatrixRM x_attn, x_o, x_mlp, x_down;
     {
@@ -295,36 +296,36 @@ QuantizedModel awq_quantize_model(const Transformer& source, const QuantMethodCo
     // [2] Scale searches, all on the original weights (AutoAWQ: scales_list, then apply).
     std::map<LinearRole, double> group_loss;
     // (q, k, v): loss on the attention block output o_proj(attn(...)), o_proj in fp32.
-    const MatrixRM attn_ref = matmul_nt(x_o, L0.wo);
+    const MatrixRM attn_ref = matmul_nt(x_o, L0.wo.matrix());
     const ScaleResult s_qkv =
-        search_scale(mean_abs_cols(x_attn), {&L0.wq, &L0.wk, &L0.wv}, cfg, opt,
-                     [&](const std::vector<MatrixRM>& Q) {
-                       L.wq = Q[0];
-                       L.wk = Q[1];
-                       L.wv = Q[2];
+        search_scale(mean_abs_cols(x_attn), {&L0.wq.matrix(), &L0.wk.matrix(), &L0.wv.matrix()},
+                     cfg, opt, [&](const std::vector<MatrixRM>& Q) {
+                       L.wq = WeightTensor::from_matrix(Q[0]);
+                       L.wk = WeightTensor::from_matrix(Q[1]);
+                       L.wv = WeightTensor::from_matrix(Q[2]);
                        MatrixRM scratch = inps, a;
                        run_layer_collect(out.model, l, scratch, lengths, batch_windows,
                                          {{LinearRole::O, &a}}, LinearRole::O);
                        L.wq = L0.wq;
                        L.wk = L0.wk;
                        L.wv = L0.wv;
-                       return mse(matmul_nt(a, L0.wo), attn_ref);
+                       return mse(matmul_nt(a, L0.wo.matrix()), attn_ref);
                      });
     std::optional<ScaleResult> s_o;
     if (scale_o) {
-      const MatrixRM ref = matmul_nt(x_o, L0.wo);
+      const MatrixRM ref = matmul_nt(x_o, L0.wo.matrix());
       s_o = search_scale(
-          mean_abs_cols(x_o), {&L0.wo}, cfg, opt,
+          mean_abs_cols(x_o), {&L0.wo.matrix()}, cfg, opt,
           [&](const std::vector<MatrixRM>& Q) { return mse(matmul_nt(x_o, Q[0]), ref); });
     }
-    const MatrixRM mlp_ref = matmul_nt(x_down, L0.w_down);
+    const MatrixRM mlp_ref = matmul_nt(x_down, L0.w_down.matrix());
     const ScaleResult s_gu =
-        search_scale(mean_abs_cols(x_mlp), {&L0.w_gate, &L0.w_up}, cfg, opt,
+        search_scale(mean_abs_cols(x_mlp), {&L0.w_gate.matrix(), &L0.w_up.matrix()}, cfg, opt,
                      [&](const std::vector<MatrixRM>& Q) {
-                       return mse(mlp_forward(x_mlp, Q[0], Q[1], L0.w_down), mlp_ref);
+                       return mse(mlp_forward(x_mlp, Q[0], Q[1], L0.w_down.matrix()), mlp_ref);
                      });
     const ScaleResult s_down = search_scale(
-        mean_abs_cols(x_down), {&L0.w_down}, cfg, opt,
+        mean_abs_cols(x_down), {&L0.w_down.matrix()}, cfg, opt,
         [&](const std::vector<MatrixRM>& Q) { return mse(matmul_nt(x_down, Q[0]), mlp_ref); });
     // Fold, and scale the captured inputs the same way (x / s) for the clip search.
     auto div_cols = [](MatrixRM& x, const VectorF& s) {
@@ -347,19 +348,19 @@ QuantizedModel awq_quantize_model(const Transformer& source, const QuantMethodCo
 
     // [3] Clip search, all linears but q and k ("due to qk bmm, it is hard to clip precisely").
     if (opt.apply_clip) {
-      clip_search(L.wv, x_attn, cfg, opt);
-      clip_search(L.wo, x_o, cfg, opt);
-      clip_search(L.w_gate, x_mlp, cfg, opt);
-      clip_search(L.w_up, x_mlp, cfg, opt);
-      clip_search(L.w_down, x_down, cfg, opt);
+      clip_search(L.wv.mutable_matrix(), x_attn, cfg, opt);
+      clip_search(L.wo.mutable_matrix(), x_o, cfg, opt);
+      clip_search(L.w_gate.mutable_matrix(), x_mlp, cfg, opt);
+      clip_search(L.w_up.mutable_matrix(), x_mlp, cfg, opt);
+      clip_search(L.w_down.mutable_matrix(), x_down, cfg, opt);
     }
 
     // [4] Quantize.
     for (LinearRole r : kAllLinearRoles) {
       const auto t = Clock::now();
-      MatrixRM& W = L.linear(r);
-      QuantizedLinear ql{l, r, quantize_rtn(W, rtn), group_loss[r], 0, 0};
-      W = ql.q.dequantize();
+      WeightTensor& W = L.linear(r);
+      QuantizedLinear ql{l, r, quantize_rtn(W.matrix(), rtn), group_loss[r], 0, 0};
+      W = WeightTensor::from_matrix(ql.q.dequantize());
       ql.seconds = since(t);
       out.linears.push_back(std::move(ql));
     }

@@ -53,14 +53,15 @@ QuantizedModel quantize_rtn_model(const Transformer& source, const QuantMethodCo
   const auto t0 = Clock::now();
   const RtnOptions& o = *config.rtn();
   const ModelSpec& spec = source.spec();
-  QuantizedModel out{config, "", "", {}, {}, Transformer(spec, source.weights()), {}, 0, {}};
+  QuantizedModel out{config, "", "", {}, {}, Transformer(spec, source.weights(), source.backend()),
+                     {},     0,  {}};
   ModelWeights& w = out.model.mutable_weights();
   for (int l = 0; l < spec.num_layers; ++l) {
     for (LinearRole r : kAllLinearRoles) {
       const auto t = Clock::now();
-      MatrixRM& W = w.layers[size_t(l)].linear(r);
-      QuantizedLinear ql{l, r, quantize_rtn(W, {o.bits, o.group_size, o.sym}), 0, 0, 0};
-      W = ql.q.dequantize();
+      WeightTensor& W = w.layers[size_t(l)].linear(r);
+      QuantizedLinear ql{l, r, quantize_rtn(W.to_matrix(), {o.bits, o.group_size, o.sym}), 0, 0, 0};
+      W = WeightTensor::from_matrix(ql.q.dequantize());
       ql.seconds = since(t);
       out.linears.push_back(std::move(ql));
     }
@@ -78,7 +79,8 @@ QuantizedModel quantize_gptq_model(const Transformer& source, const QuantMethodC
   const auto t0 = Clock::now();
   const GptqOptions& cfg = *config.gptq();
   const ModelSpec& spec = source.spec();
-  QuantizedModel out{config, "", "", {}, {}, Transformer(spec, source.weights()), {}, 0, {}};
+  QuantizedModel out{config, "", "", {}, {}, Transformer(spec, source.weights(), source.backend()),
+                     {},     0,  {}};
   ModelWeights& w = out.model.mutable_weights();
   out.calibration_source = calib->source;
   out.calibration_domain = calib->domain;
@@ -108,9 +110,10 @@ QuantizedModel quantize_gptq_model(const Transformer& source, const QuantMethodC
         g.block_size = cfg.block_size;
         g.damp_percent = cfg.damp_percent;
         g.layer_name = hf_linear_name(l, r);
-        MatrixRM& W = w.layers[size_t(l)].linear(r);
-        GptqResult res = gptq_quantize(W, capture.stats(l, linear_input_of(r)).hessian(), g, run.backend);
-        W = res.q.dequantize();
+        WeightTensor& W = w.layers[size_t(l)].linear(r);
+        GptqResult res = gptq_quantize(W.to_matrix(), capture.stats(l, linear_input_of(r)).hessian(),
+                                       g, run.backend);
+        W = WeightTensor::from_matrix(res.q.dequantize());
         out.linears.push_back(
             {l, r, std::move(res.q), res.loss, res.damp_percent_used, res.seconds});
       }

@@ -141,8 +141,8 @@ SensitivityMeasurement SensitivityStudy::measure(const TensorGroup& g, int32_t t
   SensitivityMeasurement m{
       g.name, g.role, g.layer, type, 0, 0, group_bytes(g, type), group_bytes(g, gt::F16), 0};
   ModelWeights& w = work_.mutable_weights();
-  const MatrixRM saved = group_matrix(w, g);
-  const MatrixRM saved_head = w.lm_head;
+  const WeightTensor saved = group_matrix(w, g);  // shares the storage; edits un-share it
+  const WeightTensor saved_head = w.lm_head;
   quantize_group_in_place(work_.spec(), w, g, type);
   try {
     kl_from(from_cache ? layer_to_start(g, work_.spec().num_layers) : -1, m);

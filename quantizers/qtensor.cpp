@@ -13,15 +13,32 @@ int64_t QTensor::n_groups() const {
 
 MatrixRM QTensor::dequantize() const {
   MatrixRM W(rows, cols);
-  for (int64_t r = 0; r < rows; ++r) {
+  dequantize_rows(0, rows, W.data());
+  return W;
+}
+
+void QTensor::dequantize_rows(int64_t r0, int64_t n, float* out) const {
+  QS_ASSERT(r0 >= 0 && n >= 0 && r0 + n <= rows);
+  for (int64_t r = r0; r < r0 + n; ++r) {
     const uint8_t* q = codes.data() + r * cols;
-    float* w = W.data() + r * cols;
+    float* w = out + (r - r0) * cols;
     for (int64_t c = 0; c < cols; ++c) {
       const int64_t g = g_idx[size_t(c)];
       w[c] = scale(g, r) * (float(q[c]) - zero(g, r));
     }
   }
-  return W;
+}
+
+WeightTensor qtensor_weight(std::shared_ptr<const QTensor> t) {
+  QS_ASSERT(t);
+  // What the codes cost packed (bits per weight) plus an fp16 scale and zero per group row.
+  const size_t bytes = size_t((t->rows * t->cols * t->bits + 7) / 8) +
+                       size_t(t->n_groups() * t->rows) * 4 + size_t(t->cols) * 4;
+  const int64_t rows = t->rows, cols = t->cols;
+  const std::string type = cat("qtensor", t->bits);
+  return WeightTensor::quantized(
+      rows, cols, bytes, type,
+      [t = std::move(t)](int64_t r0, int64_t n, float* out) { t->dequantize_rows(r0, n, out); });
 }
 
 void QTensor::validate() const {

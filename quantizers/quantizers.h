@@ -31,10 +31,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/matrix.h"
+#include "common/weight_tensor.h"
 
 namespace qsweep {
 
@@ -71,6 +73,8 @@ struct QTensor {
 
   /// W_hat[r, c] = scale * (code - zero), computed in fp32 exactly as the GPTQ reference does.
   MatrixRM dequantize() const;
+  /// Rows [r0, r0 + n) of dequantize() into out[n, cols], the same values.
+  void dequantize_rows(int64_t r0, int64_t n, float* out) const;
 
   // Storage cost is a property of a checkpoint layout: formats/gptq_packing.h
   // (gptq_bits_per_weight, gptq_storage_bytes) and formats/awq_packing.h.
@@ -79,6 +83,10 @@ struct QTensor {
   /// QTensor comes from outside, e.g. from a checkpoint).
   void validate() const;
 };
+
+/// A Quantized WeightTensor ("qtensor<bits>") whose rows are t->dequantize_rows(): the model
+/// holds the codes, not fp32. Keeps `t` alive.
+WeightTensor qtensor_weight(std::shared_ptr<const QTensor> t);
 
 /// One group's grid parameters.
 struct GroupParams {

@@ -1,5 +1,5 @@
-// Backend ops at Llama-2-7B shapes and the resident forward pass, per backend ("cpu", "cuda"):
-// GEMM fp32 and fp16-input GFLOP/s, the GPTQ Hessian (syrk) and Cholesky-of-inverse times,
+// Backend ops at Llama-2-7B shapes and the forward pass on each backend, per backend ("cpu",
+// "cuda"): GEMM fp32 and fp16-input GFLOP/s, the GPTQ Hessian (syrk) and Cholesky-of-inverse times,
 // and forward tokens/s of a 7B-shaped model cut to 2 layers (the per-layer rate is what a
 // whole model divides by its layer count; the lm_head is included once). Timings end with
 // synchronize(), so they include the kernels' execution, not just their launch.
@@ -10,7 +10,6 @@
 
 #include "backends/backend.h"
 #include "common/half.h"
-#include "model/resident_model.h"
 #include "model/transformer.h"
 #include "model/weights.h"
 
@@ -112,7 +111,7 @@ void BM_ResidentForward7BShaped(benchmark::State& state) {
   s.head_dim = 128;
   s.max_position_embeddings = 4096;
   static const Transformer* model = new Transformer(s, random_weights(s, 7, 0.02f));
-  ResidentModel resident(*b, *model);
+  const Transformer resident(model->spec(), model->weights(), *b);
   std::vector<std::vector<int>> seqs(8);
   for (size_t i = 0; i < seqs.size(); ++i)
     for (int t = 0; t < 256; ++t) seqs[i].push_back(int((i * 7919 + size_t(t) * 104729) % 32000));

@@ -73,7 +73,7 @@ TEST(KQuantLayers, OutputErrorsByLayerWithAndWithoutImatrix) {
     double tot[2][3] = {};
     for (int l = 0; l < spec.num_layers; ++l)
       for (LinearRole r : kAllLinearRoles) {
-        const MatrixRM& W = model.weights().layers[size_t(l)].linear(r);
+        const MatrixRM& W = model.weights().layers[size_t(l)].linear(r).to_matrix();
         const std::string name = gguf_linear_name(l, r);
         const int32_t t = type_of.at(name);
         const MatrixRM q_none = quantized(W, t, nullptr);

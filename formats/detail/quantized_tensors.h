@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -41,22 +42,25 @@ inline std::vector<uint16_t> read_scales_f16(const TensorView& s, int64_t n_grou
   return v;
 }
 
-/// Unpacks with `unpack()` (errors get `where` prefixed), dequantizes, refuses
-/// non-finite values, and keeps the QTensor in `keep`.
+/// Unpacks with `unpack()` (errors get `where` prefixed), refuses non-finite dequantized
+/// values, keeps the QTensor in `keep` and returns it as a Quantized WeightTensor (codes).
 template <typename Unpack>
-MatrixRM unpack_and_dequantize(const std::string& where, Unpack&& unpack,
-                               std::vector<QTensor>* keep) {
+WeightTensor unpack_and_dequantize(const std::string& where, Unpack&& unpack,
+                                   std::vector<QTensor>* keep) {
   QTensor t;
   try {
     t = unpack();
   } catch (const Error& e) {
     throw Error(cat(where, ": ", e.what()));
   }
-  MatrixRM w = t.dequantize();
-  for (int64_t i = 0; i < w.size(); ++i)
-    QS_THROW_IF_NOT(std::isfinite(w.data()[i]), where, ".scales holds a non-finite value");
-  keep->push_back(std::move(t));
-  return w;
+  std::vector<float> row(size_t(t.cols));
+  for (int64_t r = 0; r < t.rows; ++r) {
+    t.dequantize_rows(r, 1, row.data());
+    for (float v : row)
+      QS_THROW_IF_NOT(std::isfinite(v), where, ".scales holds a non-finite value");
+  }
+  keep->push_back(t);
+  return qtensor_weight(std::make_shared<const QTensor>(std::move(t)));
 }
 
 }  // namespace qsweep::detail

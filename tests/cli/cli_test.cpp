@@ -305,7 +305,7 @@ TEST(Cli, HostileInputFilesFailCleanly) {
   s.max_position_embeddings = 32;
   ModelWeights w = random_weights(s, 5);
   w.final_norm.setConstant(3e38f);
-  w.lm_head.row(7).setConstant(3e38f);
+  w.lm_head.mutable_matrix().row(7).setConstant(3e38f);
   const std::string nan_dir = test::make_temp_dir("nonfinite");
   save_hf_checkpoint(nan_dir, s, w, "F32");
   std::filesystem::copy_file(test::tinycode_dir() + "/tokenizer.model",

@@ -39,7 +39,7 @@ Transformer perturbed(const Transformer& m, float sigma, uint64_t seed) {
   ModelWeights w = m.weights();
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> d(0.0f, sigma);
-  MatrixRM& wq = w.layers[0].linear(LinearRole::Down);
+  MatrixRM& wq = w.layers[0].linear(LinearRole::Down).mutable_matrix();
   for (int64_t i = 0; i < wq.size(); ++i) wq.data()[i] += d(rng);
   return Transformer(m.spec(), std::move(w));
 }

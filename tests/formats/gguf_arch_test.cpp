@@ -59,13 +59,14 @@ void expect_same_weights(const ModelSpec& spec, const ModelWeights& a, const Mod
     ASSERT_EQ(x.cols(), y.cols()) << what;
     EXPECT_TRUE(x == y) << what;
   };
-  same("embed", a.embed, b.embed);
-  same("lm_head", a.lm_head, b.lm_head);
+  same("embed", a.embed.to_matrix(), b.embed.to_matrix());
+  same("lm_head", a.lm_head.to_matrix(), b.lm_head.to_matrix());
   same("final_norm", a.final_norm, b.final_norm);
   ASSERT_EQ(a.layers.size(), b.layers.size());
   for (size_t l = 0; l < a.layers.size(); ++l) {
     const LayerWeights &x = a.layers[l], &y = b.layers[l];
-    for (LinearRole r : kAllLinearRoles) same(hf_linear_name(int(l), r), x.linear(r), y.linear(r));
+    for (LinearRole r : kAllLinearRoles)
+      same(hf_linear_name(int(l), r), x.linear(r).to_matrix(), y.linear(r).to_matrix());
     same(cat(l, ".attn_norm"), x.attn_norm, y.attn_norm);
     same(cat(l, ".mlp_norm"), x.mlp_norm, y.mlp_norm);
     same(cat(l, ".q_norm"), x.q_norm, y.q_norm);
@@ -208,7 +209,7 @@ TEST(GgufArch, Qwen3KeysTokensAndTensorsAreWhatLlamaCppExpects) {
     }
   // NEOX rope: attn_q rows stay in HF order (no permutation).
   const std::vector<float> q = f.to_float(*f.find_tensor("blk.0.attn_q.weight"));
-  const MatrixRM& wq = e.hf.weights.layers[0].wq;
+  const MatrixRM wq = e.hf.weights.layers[0].wq.to_matrix();
   for (int64_t r : {1, 16, 33})
     for (int64_t c = 0; c < wq.cols(); ++c) ASSERT_EQ(q[size_t(r * wq.cols() + c)], wq(r, c));
 }
@@ -247,7 +248,7 @@ TEST(GgufArch, Llama31KeysRopeFreqsAndPermutation) {
   for (int i = 0; i < 16; ++i) EXPECT_NEAR(got[size_t(i)], want[i], 1e-6) << i;
   // NORM rope: GGUF row 2j+i of a head holds HF row i·16+j (head_dim 32).
   const std::vector<float> k = f.to_float(*f.find_tensor("blk.1.attn_k.weight"));
-  const MatrixRM& wk = e.hf.weights.layers[1].wk;
+  const MatrixRM wk = e.hf.weights.layers[1].wk.to_matrix();
   for (auto [g, h] : {std::pair{1, 16}, {2, 1}, {33, 48}})
     for (int64_t c = 0; c < wk.cols(); ++c) ASSERT_EQ(k[size_t(g * wk.cols() + c)], wk(h, c));
 }

@@ -54,7 +54,7 @@ TEST(GgufMix, ImportanceMatrixIsTheMeanSquareOfEachLinearsInput) {
   int64_t n = 0;
   for (const auto& win : tiny().calib.windows)
     for (int t : win) {
-      const Eigen::VectorXd e = w.embed.row(t).transpose().cast<double>();
+      const Eigen::VectorXd e = w.embed.to_matrix().row(t).transpose().cast<double>();
       const double rms = std::sqrt(e.squaredNorm() / H + tiny().hf.spec.rms_norm_eps);
       const Eigen::VectorXd x =
           (e / rms).cwiseProduct(w.layers[0].attn_norm.cast<double>());  // fp32 in the model
@@ -98,14 +98,15 @@ TEST(GgufMix, TensorsGetThePlannedTypesAndImatrixReachesTheQuantizer) {
     int differ = 0;
     for (int l = 0; l < tiny().hf.spec.num_layers; ++l)
       for (LinearRole r : kAllLinearRoles) {
-        const MatrixRM& W = tiny().hf.weights.layers[size_t(l)].linear(r);
+        const MatrixRM& W = tiny().hf.weights.layers[size_t(l)].linear(r).to_matrix();
         const int32_t t = f.find_tensor(gguf_linear_name(l, r))->ggml_type;
         // q/k rows are permuted on disk and back on load; rows quantize independently.
-        EXPECT_TRUE(a.weights.layers[size_t(l)].linear(r) == dequantized(W, t, nullptr))
+        EXPECT_TRUE(a.weights.layers[size_t(l)].linear(r).to_matrix() == dequantized(W, t, nullptr))
             << gguf_linear_name(l, r);
         const MatrixRM want = dequantized(W, t, imat.at({l, r}).data());
-        EXPECT_TRUE(b.weights.layers[size_t(l)].linear(r) == want) << gguf_linear_name(l, r);
-        differ += !(want == a.weights.layers[size_t(l)].linear(r));
+        EXPECT_TRUE(b.weights.layers[size_t(l)].linear(r).to_matrix() == want)
+            << gguf_linear_name(l, r);
+        differ += !(want == a.weights.layers[size_t(l)].linear(r).to_matrix());
       }
     EXPECT_EQ(differ, 7 * tiny().hf.spec.num_layers) << kquants::mix_name(mix);
   }
@@ -119,7 +120,7 @@ TEST(GgufMix, ImatrixLowersTheImportanceWeightedError) {
     int better = 0, total = 0;
     for (int l = 0; l < tiny().hf.spec.num_layers; ++l)
       for (LinearRole r : kAllLinearRoles) {
-        const MatrixRM& W = tiny().hf.weights.layers[size_t(l)].linear(r);
+        const MatrixRM& W = tiny().hf.weights.layers[size_t(l)].linear(r).to_matrix();
         const std::vector<float>& im = imat.at({l, r});
         const Eigen::Map<const Eigen::RowVectorXf> wts(im.data(), Eigen::Index(im.size()));
         auto weighted = [&](const MatrixRM& q) {

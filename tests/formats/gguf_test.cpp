@@ -45,12 +45,13 @@ const Tiny& tiny() {
 
 template <typename F>
 void for_each_tensor(const ModelWeights& a, const ModelWeights& b, F&& f) {
-  f("embed", a.embed, b.embed);
-  f("lm_head", a.lm_head, b.lm_head);
+  f("embed", a.embed.to_matrix(), b.embed.to_matrix());
+  f("lm_head", a.lm_head.to_matrix(), b.lm_head.to_matrix());
   f("final_norm", MatrixRM(a.final_norm), MatrixRM(b.final_norm));
   for (size_t l = 0; l < a.layers.size(); ++l) {
     for (LinearRole r : kAllLinearRoles)
-      f(hf_linear_name(int(l), r), a.layers[l].linear(r), b.layers[l].linear(r));
+      f(hf_linear_name(int(l), r), a.layers[l].linear(r).to_matrix(),
+        b.layers[l].linear(r).to_matrix());
     f(cat(l, ".attn_norm"), MatrixRM(a.layers[l].attn_norm), MatrixRM(b.layers[l].attn_norm));
     f(cat(l, ".mlp_norm"), MatrixRM(a.layers[l].mlp_norm), MatrixRM(b.layers[l].mlp_norm));
   }
@@ -450,7 +451,7 @@ TEST(Gguf, GoldenHeaderBytes) {
   // Data: F16 of the first embedding value, at data_offset.
   uint16_t h;
   std::memcpy(&h, b.data() + f.data_offset(), 2);
-  EXPECT_EQ(h, float_to_half(w.embed(0, 0)));
+  EXPECT_EQ(h, float_to_half(w.embed.to_matrix()(0, 0)));
   EXPECT_EQ(b.size() % 32, 0u);
 }
 

@@ -71,10 +71,11 @@ Mat naive_logits(const ModelSpec& s, const ModelWeights& w, const std::vector<in
   const size_t T = ids.size();
   Mat h(T, std::vector<double>(size_t(s.hidden_size)));
   for (size_t t = 0; t < T; ++t)
-    for (int i = 0; i < s.hidden_size; ++i) h[t][size_t(i)] = w.embed(ids[t], i);
+    for (int i = 0; i < s.hidden_size; ++i) h[t][size_t(i)] = w.embed.to_matrix()(ids[t], i);
   for (const auto& L : w.layers) {
     Mat x = rmsnorm(h, L.attn_norm, s.rms_norm_eps);
-    Mat q = matmul_t(x, L.wq, L.bq), k = matmul_t(x, L.wk, L.bk), v = matmul_t(x, L.wv, L.bv);
+    Mat q = matmul_t(x, L.wq.to_matrix(), L.bq), k = matmul_t(x, L.wk.to_matrix(), L.bk),
+        v = matmul_t(x, L.wv.to_matrix(), L.bv);
     rope(q, s.num_heads, s.head_dim, s.rope_theta);
     rope(k, s.num_kv_heads, s.head_dim, s.rope_theta);
     Mat att(T, std::vector<double>(size_t(s.num_heads * s.head_dim), 0.0));
@@ -105,19 +106,20 @@ Mat naive_logits(const ModelSpec& s, const ModelWeights& w, const std::vector<in
             att[i][size_t(hh * s.head_dim + e)] += p[j] / sum * v[j][size_t(kvh * s.head_dim + e)];
       }
     }
-    Mat o = matmul_t(att, L.wo, L.bo);
+    Mat o = matmul_t(att, L.wo.to_matrix(), L.bo);
     for (size_t t = 0; t < T; ++t)
       for (size_t i = 0; i < h[t].size(); ++i) h[t][i] += o[t][i];
     x = rmsnorm(h, L.mlp_norm, s.rms_norm_eps);
-    Mat g = matmul_t(x, L.w_gate, VectorF()), u = matmul_t(x, L.w_up, VectorF());
+    Mat g = matmul_t(x, L.w_gate.to_matrix(), VectorF()),
+        u = matmul_t(x, L.w_up.to_matrix(), VectorF());
     for (size_t t = 0; t < T; ++t)
       for (size_t i = 0; i < g[t].size(); ++i)
         g[t][i] = g[t][i] / (1 + std::exp(-g[t][i])) * u[t][i];
-    Mat d = matmul_t(g, L.w_down, VectorF());
+    Mat d = matmul_t(g, L.w_down.to_matrix(), VectorF());
     for (size_t t = 0; t < T; ++t)
       for (size_t i = 0; i < h[t].size(); ++i) h[t][i] += d[t][i];
   }
-  return matmul_t(rmsnorm(h, w.final_norm, s.rms_norm_eps), w.lm_head, VectorF());
+  return matmul_t(rmsnorm(h, w.final_norm, s.rms_norm_eps), w.lm_head.to_matrix(), VectorF());
 }
 
 double rel_err(const MatrixRM& got, int64_t row0, const Mat& want) {

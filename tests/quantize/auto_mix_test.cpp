@@ -164,7 +164,7 @@ TEST(Sensitivity, CachedMeasurementEqualsAWholeForwardPass) {
     const TensorGroup& g = groups[gi];
     // Independent: quantize → dequantize through kquants directly, whole forward passes.
     ModelWeights qw = base.weights();
-    MatrixRM& m = group_matrix(qw, g);
+    MatrixRM& m = group_matrix(qw, g).mutable_matrix();
     const auto bytes =
         kquants::quantize_tensor(kquants::QuantType::Q3_K, m.data(), m.rows(), m.cols());
     const auto d = kquants::dequantize_tensor(kquants::QuantType::Q3_K, bytes, m.rows(), m.cols());

@@ -87,7 +87,7 @@ std::map<std::string, double> group_errors(const Transformer& q,
     std::map<LinearRole, MatrixRM> yf, yq;
     auto cap = [](const Transformer& m, std::map<LinearRole, MatrixRM>& y) {
       return [&m, &y](int layer, LinearRole r, const MatrixRM& x) {
-        y[r] = x * m.weights().layers[size_t(layer)].linear(r).transpose();
+        y[r] = x * m.weights().layers[size_t(layer)].linear(r).to_matrix().transpose();
       };
     };
     MatrixRM hq = h;

@@ -45,7 +45,7 @@ TEST(KQuantLayers, ImatrixLowersTheWeightedErrorOfEveryLinear) {
   for (QuantType t : {QuantType::Q2_K, QuantType::Q3_K, QuantType::Q4_K})
     for (int l = 0; l < model.spec().num_layers; ++l)
       for (LinearRole r : kAllLinearRoles) {
-        const MatrixRM& W = model.weights().layers[size_t(l)].linear(r);
+        const MatrixRM& W = model.weights().layers[size_t(l)].linear(r).to_matrix();
         const std::vector<float>& imat = code_imatrix().at({l, r});
         const double plain = weighted_error(W, roundtrip(t, W, nullptr), imat);
         const double with = weighted_error(W, roundtrip(t, W, &imat), imat);
@@ -61,7 +61,7 @@ TEST(KQuantLayers, ErrorFallsWithBitWidthForEveryLinear) {
   const Transformer& model = tiny().model;
   for (int l = 0; l < model.spec().num_layers; ++l)
     for (LinearRole r : kAllLinearRoles) {
-      const MatrixRM& W = model.weights().layers[size_t(l)].linear(r);
+      const MatrixRM& W = model.weights().layers[size_t(l)].linear(r).to_matrix();
       const std::vector<float>& imat = code_imatrix().at({l, r});
       const double e2 = weighted_error(W, roundtrip(QuantType::Q2_K, W, nullptr), imat);
       const double e3 = weighted_error(W, roundtrip(QuantType::Q3_K, W, nullptr), imat);

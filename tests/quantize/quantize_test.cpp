@@ -22,7 +22,7 @@ TEST(Quantize, GptqReducesLayerOutputErrorVersusRtnOnRealActivations) {
     inputs[{l, linear_input_of(r)}] = x;
   });
   for (LinearRole r : kAllLinearRoles) {
-    const MatrixRM& W = tiny().model.weights().layers[1].linear(r);
+    const MatrixRM& W = tiny().model.weights().layers[1].linear(r).to_matrix();
     const MatrixRM& X = inputs.at({1, linear_input_of(r)});
     for (int bits : {3, 4}) {
       GptqConfig g;
@@ -60,7 +60,10 @@ TEST(Quantize, ExportReloadScoresExactlyTheSame) {
   const Transformer reloaded(back.spec, back.weights);
   EXPECT_EQ(ppl(reloaded, tiny().code_tokens, 4096), ppl(qm.model, tiny().code_tokens, 4096));
   // The unquantized tensors were copied as they were.
-  EXPECT_EQ((reloaded.weights().embed - tiny().model.weights().embed).cwiseAbs().maxCoeff(), 0.f);
+  EXPECT_EQ((reloaded.weights().embed.to_matrix() - tiny().model.weights().embed.to_matrix())
+                .cwiseAbs()
+                .maxCoeff(),
+            0.f);
 }
 
 TEST(Quantize, BitsPerWeightCountWhatEachLayoutStores) {
@@ -112,7 +115,7 @@ TEST(Quantize, BadConfigurationsAreErrors) {
 
 TEST(Quantize, NanWeightNamesTheLayerAndNothingIsWritten) {
   Transformer broken(tiny().loaded.spec, tiny().loaded.weights);
-  broken.mutable_weights().layers[3].w_up(5, 7) = std::nanf("");
+  broken.mutable_weights().layers[3].w_up.mutable_matrix()(5, 7) = std::nanf("");
   const QuantMethodConfig cfg = QuantMethodConfig::defaults(Method::Gptq);
   const CalibrationSet set = calib("code", 2, 64);
   try {

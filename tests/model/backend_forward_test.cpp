@@ -1,4 +1,4 @@
-// The forward pass over the Backend interface (ResidentModel) against Transformer::forward:
+// The forward pass on a chosen backend (Transformer with that Backend) against the default one:
 // bit for bit on the CPU backend (it runs the same CPU ops), within fp32 GEMM rounding on CUDA
 // (skipped, saying why, without a GPU). Llama, Qwen2 (q/k/v biases), Mistral (sliding window)
 // with random weights, packed sequences, and tinycode itself.
@@ -11,7 +11,6 @@
 
 #include "backends/backend.h"
 #include "model/model_spec.h"
-#include "model/resident_model.h"
 #include "model/transformer.h"
 #include "model/weights.h"
 #include "tests/support/small_model.h"
@@ -47,7 +46,7 @@ TEST_P(Resident, RandomModelsMatchTheCpuForward) {
   for (Architecture arch : {Architecture::Llama, Architecture::Qwen2, Architecture::Mistral}) {
     const ModelSpec spec = small_spec(arch);
     const Transformer model(spec, random_weights(spec, test::test_seed(21), 0.2f));
-    ResidentModel resident(*backend_, model);
+    const Transformer resident(model.spec(), model.weights(), *backend_);
     std::vector<std::vector<int>> seqs = {{1, 5, 9, 2, 36, 0, 7, 7, 3}, {4}, {8, 2, 11}, {}};
     // Beyond max_position_embeddings (64), as Transformer::forward allows (extrapolation).
     for (int i = 0; i < 70; ++i) seqs[3].push_back((i * 13 + 5) % spec.vocab_size);
@@ -60,7 +59,7 @@ TEST_P(Resident, TinycodeLogitsAndNextTokenNll) {
   const std::string dir = test::tinycode_dir();
   const ModelSpec spec = load_model_spec(dir);
   const Transformer model(spec, load_weights(dir, spec));
-  ResidentModel resident(*backend_, model);
+  const Transformer resident(model.spec(), model.weights(), *backend_);
   std::vector<std::vector<int>> seqs = {{}, {}};
   for (int i = 0; i < 200; ++i) seqs[0].push_back((i * 37 + 11) % model.spec().vocab_size);
   for (int i = 0; i < 57; ++i) seqs[1].push_back((i * 101 + 3) % model.spec().vocab_size);
