@@ -69,7 +69,7 @@ printf '%s\n' "${rows[@]}" | awk '
     printf "| layers | command | file MiB | peak RSS MiB | RSS/file | time s | RSS growth/layer MiB | growth / layer bytes |\n"
     printf "|---:|---|---:|---:|---:|---:|---:|---:|\n"
     for (i = 1; i <= NR; i++) {
-      g = "", r = ""
+      g = ""; r = ""
       for (j = i - 1; j >= 1; j--) if (c[j] == c[i]) {
         dl = n[i] - n[j]; if (dl > 0 && kb[i] > 0 && kb[j] > 0) {
           gm = (kb[i] - kb[j]) / 1024 / dl; lb = (f[i] - f[j]) / dl

@@ -1,8 +1,10 @@
 // 32-weight block formats: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (ggml-quants.c reference paths).
 #include <algorithm>
+#include <bit>
 #include <cfloat>
 #include <cmath>
 #include <cstddef>
+#include <cstring>
 
 #include "backends/kernels/ggml_decode.h"
 #include "quantizers/kquants/detail/quant_helpers.h"
@@ -277,6 +279,35 @@ void dequantize_row_q5_1(const void* blocks, float* y, int64_t n) {
 
 // ---- Q8_0 ------------------------------------------------------------------------------
 
+// ggml's running `amax = amax > |x| ? amax : |x|` over one block: without a NaN that is the
+// largest |x| (exact in any order), taken here 8 lanes at a time; with a NaN the sequential
+// loop (a NaN resets the running value) decides.
+inline float block_amax(const float* xb) {
+  using VF = float __attribute__((vector_size(32)));
+  using VI = int32_t __attribute__((vector_size(32)));
+  static_assert(kQK % 8 == 0);
+  VF m = VF{} * 0.0f;
+  VI nan = VI{} * 0;
+  for (int j = 0; j < kQK; j += 8) {
+    VF v;
+    std::memcpy(&v, xb + j, sizeof(VF));
+    v = std::bit_cast<VF>(std::bit_cast<VI>(v) & 0x7fffffff);
+    nan |= v != v;
+    m = m > v ? m : v;
+  }
+  bool any_nan = false;
+  float amax = 0.0f;
+  for (int k = 0; k < 8; ++k) {
+    any_nan |= nan[k] != 0;
+    amax = amax > m[k] ? amax : m[k];
+  }
+  if (any_nan) {
+    amax = 0.0f;
+    for (int j = 0; j < kQK; ++j) amax = amax > std::fabs(xb[j]) ? amax : std::fabs(xb[j]);
+  }
+  return amax;
+}
+
 // std::round(v) (halves away from zero) for |v| < 2^31, without the libm call, so that the
 // loop vectorizes: a - trunc(a) is exact, and rounds up exactly when it is >= 0.5.
 inline int round_half_away(float v) {
@@ -291,8 +322,7 @@ void quantize_row_q8_0_ref(const float* x, void* blocks, int64_t n) {
   auto* y = static_cast<block_q8_0*>(blocks);
   for (int64_t i = 0; i < nb; ++i) {
     const float* xb = x + i * kQK;
-    float amax = 0.0f;
-    for (int j = 0; j < kQK; ++j) amax = amax > std::fabs(xb[j]) ? amax : std::fabs(xb[j]);
+    const float amax = block_amax(xb);
     const float d = amax / 127;
     const float id = d != 0 ? 1.0f / d : 0.0f;
     y[i].d = float_to_half(d);
