@@ -70,7 +70,7 @@ rc=0
 # Twin tests: each CUDA case skips itself, saying why, when no device is usable.
 for t in test_backends test_kquants quantizers_test test_model test_eval; do
   if "$here/bin/$t" --gtest_output="json:$out/$t.json" >"$out/$t.log" 2>&1; then st=pass; else st=fail; rc=1; fi
-  row "$t" $st "$(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$out/$t.log" | tr '\n' ' ')"
+  row "$t" $st "$(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ test' "$out/$t.log" | tr '\n' ' ')$(grep -m1 -o 'no CUDA: .*' "$out/$t.log")"
 done
 grep -E 'FAILED|Failure' -A4 "$out"/test_*.log "$out"/quantizers_test.log | head -60
 # tinycode perplexity on each device.

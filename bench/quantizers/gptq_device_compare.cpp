@@ -105,12 +105,13 @@ int main(int argc, char** argv) {
                  {"down_proj", hidden, inter}};
   bool ok = true;
   double cpu_total = 0, cuda_total = 0;
+  uint64_t seed = 1000;
   for (int64_t l = 0; l < layers; ++l) {
     const MatrixD H_attn = hessian(hidden, tokens, uint64_t(100 + l));
     const MatrixD H_down = hessian(inter, tokens, uint64_t(200 + l));
     for (const auto& lin : linears) {
       const MatrixD& H = lin.in == hidden ? H_attn : H_down;
-      const MatrixRM W = weight(lin.out, lin.in, uint64_t(1000 * l + lin.out + lin.in));
+      const MatrixRM W = weight(lin.out, lin.in, ++seed);  // a different weight per linear
       qsweep::GptqConfig cfg;
       cfg.bits = bits;
       cfg.group_size = group;
