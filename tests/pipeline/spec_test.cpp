@@ -371,37 +371,6 @@ TEST(SweepSpec, AutoMixTakesABudgetMixOrBitsPerWeight) {
             "s.yaml:9:30: 'budget' does not apply to method 'q4_k_m' (it uses calibration)");
 }
 
-// The `sensitivity:` section (issue #19): its values, its defaults, each mistake at its place.
-TEST(SweepSpec, SensitivitySectionTypesCalibrationAndWindows) {
-  const std::string sens = "sensitivity: {types: [q2_k, q6_k], calibration: wiki, seqlen: 128}\n";
-  const SweepSpec s =
-      parse_sweep_text(sens + kHead + "  - {method: auto_mix, budget: q3_k_m}\n", "s.yaml");
-  EXPECT_TRUE(s.has_sensitivity_section);
-  EXPECT_EQ(s.sensitivity.types, (std::vector<std::string>{"q2_k", "q6_k"}));
-  EXPECT_EQ(s.sensitivity.seqlen, 128);
-  EXPECT_EQ(s.sensitivity.n_samples, 0);         // the calibration set's
-  EXPECT_EQ(s.variants[0].calibration, "wiki");  // auto_mix's default set: the section's
-  const SweepSpec d = parse_sweep_text(
-      kHead + "  - {method: auto_mix, budget: q3_k_m, calibration: code}\n", "s.yaml");
-  EXPECT_FALSE(d.has_sensitivity_section);
-  EXPECT_EQ(d.sensitivity.types,
-            (std::vector<std::string>{"q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "q8_0"}));
-  const std::string rtn = "  - {method: rtn}\n";
-  EXPECT_EQ(error_of("sensitivity: {types: [q2_k, q4k]}\n" + kHead + rtn),
-            "s.yaml:1:29: unknown candidate type 'q4k'; did you mean 'q4_k'? (types: q2_k, q3_k, "
-            "q4_k, q5_k, q6_k, q8_0, q4_0, q4_1, q5_0 or q5_1)");
-  EXPECT_EQ(error_of("sensitivity: {types: q4_k, calibration: cod}\n" + kHead + rtn),
-            "s.yaml:1:41: calibration 'cod' is not defined under 'calibration:' (defined: code or "
-            "wiki); did you mean 'code'?");
-  EXPECT_EQ(error_of("sensitivity: {typs: [q4_k]}\n" + kHead + rtn),
-            "s.yaml:1:15: unknown key 'typs' in sensitivity; did you mean 'types'?");
-  EXPECT_EQ(error_of("sensitivity: {seqlen: 1}\n" + kHead + rtn),
-            "s.yaml:1:23: 'seqlen' must be an integer >= 2, got '1'");
-  EXPECT_EQ(error_of("sensitivity: {types: q4_k}\n" + kHead + rtn),
-            "s.yaml:1:1: 'sensitivity' needs 'calibration: <name>' (the sweep defines several "
-            "sets and no auto_mix variant names one)");
-}
-
 TEST(SweepErrors, UnknownAndUnimplementedMethods) {
   EXPECT_EQ(error_of(kHead + "  - {method: gtpq}\n"),
             "s.yaml:9:14: unknown method 'gtpq'; did you mean 'gptq'? (methods: rtn, gptq, awq, "

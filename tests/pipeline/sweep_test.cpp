@@ -265,6 +265,51 @@ TEST(Sweep, KQuantMixVariantsAreGgufFilesEvaluatedAsWritten) {
   EXPECT_NE(plain["metrics"][eid]["value"], imat["metrics"][eid]["value"]);
 }
 
+// Issue #19 through the real stages: a sensitivity node measures every group on windows held
+// out from the calibration node's, and the auto_mix node chooses from exactly that table.
+TEST(Sweep, AutoMixChoosesFromTheSensitivityNodeMeasuredOnHeldOutWindows) {
+  const std::string dir = test::make_temp_dir("sweep-sens");
+  const std::string yaml = write_yaml(
+      dir, "name: sens\nmodel: " + test::tinycode_dir() +
+               "\ncalibration:\n  code: {source: code, n_samples: 4, seqlen: 128, seed: 0}\n"
+               "sensitivity: {types: [q8_0], n_samples: 2, seqlen: 32}\n"
+               "variants:\n  - {method: auto_mix, budget_bpw: 8.6}\n"
+               "eval:\n  - {task: perplexity, dataset: code-heldout, protocol: chunks, ctx: "
+               "128, max_tokens: 1024}\n");
+  const SweepRunSummary sum = run_once(yaml, dir + "/out");
+  EXPECT_EQ(sum.failed, 0);
+  EXPECT_EQ(sum.ran, 5);  // calib, sensitivity, quantize, 2 evals
+  const SweepSpec spec = parse_sweep(yaml);
+  const SweepPlan plan = make_sweep_plan(spec, spec.model, test::data_dir());
+  std::map<std::string, std::string> art;
+  for (const auto& n : plan.nodes) art[n.id] = dir + "/out/store/" + n.key;
+  const json calib = json::parse(read_text_file(art["calib:code"] + "/meta.json"));
+  const json sens = json::parse(read_text_file(art["sensitivity:code:q8_0"] + "/sensitivity.json"));
+  ASSERT_EQ(sens["offsets"].size(), 2u);
+  for (const auto& o : sens["offsets"])
+    for (const auto& c : calib["offsets"]) {
+      const int64_t a = o.get<int64_t>(), b = c.get<int64_t>();
+      EXPECT_TRUE(a + 32 <= b || b + 128 <= a)
+          << "held-out window at " << a << " overlaps the calibration window at " << b;
+    }
+  ASSERT_EQ(sens["measurements"].size(), 44u);
+  std::map<std::string, double> kl;
+  for (const auto& m : sens["measurements"]) kl[m["name"]] = m["kl"];
+  const json meta =
+      json::parse(read_text_file(art["quantize:auto_mix-bpw8.6-code"] + "/meta.json"));
+  EXPECT_EQ(meta["auto_mix"]["study_offsets"], sens["offsets"]);
+  int q8 = 0;
+  for (const auto& c : meta["auto_mix"]["choices"]) {
+    if (c["type"] != "Q8_0") continue;
+    ++q8;
+    EXPECT_EQ(c["kl"].get<double>(), kl.at(c["name"])) << c["name"];
+  }
+  EXPECT_GT(q8, 30);  // 8.6 bits per weight: nearly all Q8_0, the rest F16
+  const json r = results_of(dir + "/out");
+  ASSERT_EQ(r["sensitivity"].size(), 1u);
+  EXPECT_EQ(r["sensitivity"][0]["measurements"].size(), 44u);
+}
+
 TEST(Sweep, TaskEvalsRunSkipAndStoreTheKlBaselineOnce) {
   const std::string dir = test::make_temp_dir("sweep-tasks");
   // A 2-question MMLU in the upstream layout (no header; question,A,B,C,D,answer).
