@@ -276,8 +276,8 @@ MatrixRM Transformer::head(const MatrixRM& hidden) const {
   return logits;
 }
 
-void Transformer::run_all(const std::vector<std::vector<int>>& sequences, Scratch& s,
-                          BackendArray<float>* logits, int64_t* rows) const {
+void Transformer::run_all(const std::vector<std::vector<int>>& sequences, Scratch& s, float* logits,
+                          int64_t* rows) const {
   // Like the reference implementations, no limit at max_position_embeddings: RoPE extends,
   // and the CLI warns that such a run measures extrapolation.
   std::vector<int> lengths;
@@ -294,16 +294,20 @@ void Transformer::run_all(const std::vector<std::vector<int>>& sequences, Scratc
   }
   for (int l = 0; l < spec_.num_layers; ++l)
     layer_dev(l, h, n, lengths, nullptr, {}, std::nullopt, s);
-  head_dev(h, n, logits->get(), s);
+  head_dev(h, n, logits, s);
 }
 
 MatrixRM Transformer::forward(const std::vector<std::vector<int>>& sequences) const {
   Lease lease(*pool_);
   int64_t n = 0;
   for (const auto& seq : sequences) n += int64_t(seq.size());
-  BackendArray<float> logits(*backend_, size_t(n * spec_.vocab_size));
-  run_all(sequences, lease.get(), &logits, &n);
   MatrixRM out(n, spec_.vocab_size);
+  if (backend_->host_memory()) {  // the logits are written where they are returned
+    run_all(sequences, lease.get(), out.data(), &n);
+    return out;
+  }
+  BackendArray<float> logits(*backend_, size_t(n * spec_.vocab_size));
+  run_all(sequences, lease.get(), logits.get(), &n);
   if (out.size()) backend_->to_host(out.data(), logits.get(), size_t(out.size()) * sizeof(float));
   return out;
 }
@@ -318,7 +322,7 @@ std::vector<float> Transformer::next_token_nll(
   int64_t n = 0;
   for (const auto& seq : sequences) n += int64_t(seq.size());
   BackendArray<float> logits(*backend_, size_t(n * spec_.vocab_size));
-  run_all(sequences, lease.get(), &logits, &n);
+  run_all(sequences, lease.get(), logits.get(), &n);
   // Full-row targets: the last row of each sequence has none; 0, dropped after.
   std::vector<int32_t> all(size_t(n), 0);
   std::vector<int64_t> rows;

@@ -103,10 +103,10 @@ class Transformer {
   struct Scratch;  // a forward pass's buffers (weight scratch), pooled
   struct ScratchPool;
   class Lease;
-  // embed → layers → final norm and lm_head, all in backend memory; logits [n, vocab] left in
-  // `logits` (backend memory).
-  void run_all(const std::vector<std::vector<int>>& sequences, Scratch& s,
-               BackendArray<float>* logits_out, int64_t* rows) const;
+  // embed → layers → final norm and lm_head, all in backend memory; logits [n, vocab] written
+  // to `logits` (backend memory).
+  void run_all(const std::vector<std::vector<int>>& sequences, Scratch& s, float* logits,
+               int64_t* rows) const;
   void layer_dev(int layer, float* h, int64_t n, const std::vector<int>& lengths, KvCache* cache,
                  const LinearInputHook& hook, std::optional<LinearRole> stop_after,
                  Scratch& s) const;
