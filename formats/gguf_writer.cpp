@@ -114,8 +114,7 @@ std::vector<GgufSourceTensor> gguf_source_tensors(const ModelSpec& spec, const M
     // Rows are decoded from the weight as stored when the writer asks for them (a WeightTensor
     // copy shares its storage; decode_rows is safe to call concurrently), so no tensor is
     // widened whole ahead of its turn.
-    t.read_rows = [m, perm = perm_of(m.rows(), permute_heads)](int64_t r0, int64_t n,
-                                                                  float* out) {
+    t.read_rows = [m, perm = perm_of(m.rows(), permute_heads)](int64_t r0, int64_t n, float* out) {
       if (!perm) return m.decode_rows(r0, n, out);
       for (int64_t r = 0; r < n; ++r) m.decode_rows((*perm)[size_t(r0 + r)], 1, out + r * m.cols());
     };

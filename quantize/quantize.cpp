@@ -111,8 +111,8 @@ QuantizedModel quantize_gptq_model(const Transformer& source, const QuantMethodC
         g.damp_percent = cfg.damp_percent;
         g.layer_name = hf_linear_name(l, r);
         WeightTensor& W = w.layers[size_t(l)].linear(r);
-        GptqResult res = gptq_quantize(W.to_matrix(), capture.stats(l, linear_input_of(r)).hessian(),
-                                       g, run.backend);
+        GptqResult res = gptq_quantize(
+            W.to_matrix(), capture.stats(l, linear_input_of(r)).hessian(), g, run.backend);
         W = WeightTensor::from_matrix(res.q.dequantize());
         out.linears.push_back(
             {l, r, std::move(res.q), res.loss, res.damp_percent_used, res.seconds});

@@ -44,10 +44,11 @@ std::vector<std::vector<uint8_t>> compute_expected_bytes() {
   for (const GgufTensorSpec& ts : t.specs) {
     std::vector<float> x;
     if (ts.name == "token_embd.weight") {
-      x.assign(t.hf.weights.embed.data(), t.hf.weights.embed.data() + t.hf.weights.embed.size());
+      const MatrixRM e = t.hf.weights.embed.to_matrix();
+      x.assign(e.data(), e.data() + e.size());
     } else if (ts.name == "output.weight") {
-      x.assign(t.hf.weights.lm_head.data(),
-               t.hf.weights.lm_head.data() + t.hf.weights.lm_head.size());
+      const MatrixRM h = t.hf.weights.lm_head.to_matrix();
+      x.assign(h.data(), h.data() + h.size());
     } else if (ts.name == "output_norm.weight") {
       x.assign(t.hf.weights.final_norm.data(),
                t.hf.weights.final_norm.data() + t.hf.weights.final_norm.size());
@@ -58,13 +59,13 @@ std::vector<std::vector<uint8_t>> compute_expected_bytes() {
       MatrixRM m;
       if (role == "attn_norm.weight") m = L.attn_norm.transpose();
       if (role == "ffn_norm.weight") m = L.mlp_norm.transpose();
-      if (role == "attn_q.weight") m = gguf_permute_qk(L.wq, s.num_heads);
-      if (role == "attn_k.weight") m = gguf_permute_qk(L.wk, s.num_kv_heads);
-      if (role == "attn_v.weight") m = L.wv;
-      if (role == "attn_output.weight") m = L.wo;
-      if (role == "ffn_gate.weight") m = L.w_gate;
-      if (role == "ffn_up.weight") m = L.w_up;
-      if (role == "ffn_down.weight") m = L.w_down;
+      if (role == "attn_q.weight") m = gguf_permute_qk(L.wq.to_matrix(), s.num_heads);
+      if (role == "attn_k.weight") m = gguf_permute_qk(L.wk.to_matrix(), s.num_kv_heads);
+      if (role == "attn_v.weight") m = L.wv.to_matrix();
+      if (role == "attn_output.weight") m = L.wo.to_matrix();
+      if (role == "ffn_gate.weight") m = L.w_gate.to_matrix();
+      if (role == "ffn_up.weight") m = L.w_up.to_matrix();
+      if (role == "ffn_down.weight") m = L.w_down.to_matrix();
       EXPECT_GT(m.size(), 0) << ts.name;
       x.assign(m.data(), m.data() + m.size());
     }

@@ -158,8 +158,8 @@ TEST(Quantize, PerModuleBitsRoundTripThroughGptqModelsDynamicOverrides) {
   const QuantMethodConfig rtn{Method::Rtn, RtnOptions{4, 128, false}};
   QuantizedModel qm = quantize_model(tiny().model, rtn, nullptr);
   const auto& w = tiny().model.weights().layers;
-  qm.linears[2].q = quantize_rtn(w[0].linear(qm.linears[2].role), {8, 128, false});
-  qm.linears[13].q = quantize_rtn(w[1].linear(qm.linears[13].role), {8, -1, false});
+  qm.linears[2].q = quantize_rtn(w[0].linear(qm.linears[2].role).to_matrix(), {8, 128, false});
+  qm.linears[13].q = quantize_rtn(w[1].linear(qm.linears[13].role).to_matrix(), {8, -1, false});
   ASSERT_EQ(qm.linears[2].role, LinearRole::V);
   ASSERT_EQ(qm.linears[13].layer, 1);
   const std::string out = test::make_temp_dir("dynamic") + "/m";
