@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -19,6 +20,7 @@
 #include "eval/run_eval.h"
 #include "formats/formats.h"
 #include "formats/gguf.h"
+#include "model/memory_estimate.h"
 #include "model/model_spec.h"
 #include "model/tokenizer.h"
 #include "model/transformer.h"
@@ -201,6 +203,8 @@ const CommandSpec& eval_command() {
                          "where perplexity runs (auto: a usable CUDA device, else the CPU); the "
                          "other tasks run on the CPU"});
     c.options.push_back(threads_option());
+    c.options.push_back(
+        {"max-memory", "GiB", "", "refuse up front when the estimated peak memory exceeds this"});
     c.options.push_back({"json", "", "", "machine-readable output"});
     c.options.push_back({"no-progress", "", "", "no progress line on stderr"});
     return c;
@@ -251,6 +255,20 @@ int cmd_eval(const std::vector<std::string>& argv) {
                  "extrapolation, not quality\n",
                  e.ctx, spec.max_position_embeddings);
 
+  if (args.has("max-memory")) {
+    const double gb = args.get_double("max-memory");
+    QS_THROW_IF_NOT(gb > 0, "--max-memory must be a positive number of GiB");
+    int64_t mapped = 0;  // the model's files: a .gguf, or a directory's *.safetensors
+    if (is_gguf_file(model_dir)) {
+      mapped = int64_t(std::filesystem::file_size(model_dir));
+    } else {
+      for (const auto& f : std::filesystem::directory_iterator(model_dir))
+        if (f.path().extension() == ".safetensors") mapped += int64_t(f.file_size());
+    }
+    check_memory_budget(estimate_peak_memory(spec, {mapped, e.ctx, e.ctx, 0}),
+                        int64_t(gb * double(int64_t(1) << 30)), cat("qsweep eval ", model_dir),
+                        "lower --ctx, or use a smaller model");
+  }
   EvalInputs in(*m.model, *m.tokenizer, data);
   in.label = cat("model ", model_dir);
   in.progress = !args.has("no-progress");

@@ -13,6 +13,7 @@
 #include "cli/data_dir.h"
 #include "common/errors.h"
 #include "formats/formats.h"
+#include "model/memory_estimate.h"
 #include "model/tokenizer.h"
 #include "quantize/export.h"
 #include "quantize/kquant_mix.h"
@@ -203,6 +204,7 @@ const CommandSpec& quantize_command() {
           "where GPTQ's column loop runs (auto: a usable CUDA device, else the CPU); the other "
           "methods and the calibration passes run on the CPU"},
          threads_option(),
+         {"max-memory", "GiB", "", "refuse up front when the estimated peak memory exceeds this"},
          {"json", "", "", "machine-readable summary"},
          {"quiet", "", "", "no progress on stderr"}});
     return c;
@@ -247,6 +249,20 @@ int cmd_quantize(const std::vector<std::string>& argv) {
                   "); quantize the original checkpoint");
   const Transformer model(loaded.spec, std::move(loaded.weights));
   const double load_s = since(t0);
+  if (args.has("max-memory")) {
+    const double gb = args.get_double("max-memory");
+    QS_THROW_IF_NOT(gb > 0, "--max-memory must be a positive number of GiB");
+    int64_t mapped = 0;  // the checkpoint's *.safetensors (mapped)
+    for (const auto& f : std::filesystem::directory_iterator(model_dir))
+      if (f.path().extension() == ".safetensors") mapped += int64_t(f.file_size());
+    const int64_t seqlen = calibrated ? args.get_int("seqlen") : 0;
+    const int64_t samples = calibrated ? args.get_int("n-samples") : 0;
+    const int64_t batch = std::min<int64_t>(samples, run.batch_windows) * seqlen;
+    check_memory_budget(
+        estimate_peak_memory(model.spec(), {mapped, batch, seqlen, samples * seqlen}),
+        int64_t(gb * double(int64_t(1) << 30)), cat("qsweep quantize ", model_dir),
+        "lower --n-samples or --seqlen, or use a smaller model");
+  }
 
   CalibrationSet calib;
   double calib_s = 0;

@@ -319,10 +319,55 @@ int int_key(const GgufFile& f, const std::string& key, std::optional<int64_t> fa
   return int(*v);
 }
 
+/// A GGUF matrix tensor [rows, cols] as a WeightTensor over the mapped file: F32 a view,
+/// F16/BF16 a half view, ggml block types a row decoder (kquants' dequantize_row). With
+/// heads > 0 the llama q/k row permutation is undone in the decoder (HF row k is GGUF row
+/// inv[k]), so no copy of the tensor is made.
+WeightTensor gguf_weight(const std::shared_ptr<const GgufFile>& file, const GgufTensorInfo& t,
+                         int64_t rows, int64_t cols, int heads) {
+  const uint8_t* bytes = file->data(t).data();
+  const int32_t type = t.ggml_type;
+  std::shared_ptr<const void> keep = file;
+  if (heads == 0 && type == gt::F32 && reinterpret_cast<uintptr_t>(bytes) % 4 == 0)
+    return WeightTensor::f32_view(reinterpret_cast<const float*>(bytes), rows, cols, keep);
+  if (heads == 0 && (type == gt::F16 || type == gt::BF16))
+    return WeightTensor::half_view(type == gt::F16 ? WeightDType::F16 : WeightDType::BF16, bytes,
+                                   rows, cols, keep);
+  std::vector<int64_t> inv;  // HF row -> GGUF row
+  if (heads > 0) {
+    const std::vector<int64_t> src = gguf_qk_row_source(rows, heads);
+    inv.resize(src.size());
+    for (size_t r = 0; r < src.size(); ++r) inv[size_t(src[r])] = int64_t(r);
+  }
+  const size_t row_bytes = size_t(t.nbytes) / size_t(std::max<int64_t>(rows, 1));
+  const auto q = kquants::type_from_ggml(type);
+  auto decode_one = [file, bytes, type, q, row_bytes, cols](int64_t src_row, float* y) {
+    const uint8_t* b = bytes + size_t(src_row) * row_bytes;
+    if (type == gt::F32) {
+      std::memcpy(y, b, size_t(cols) * 4);
+    } else if (type == gt::F16 || type == gt::BF16) {
+      for (int64_t c = 0; c < cols; ++c) {
+        uint16_t h;
+        std::memcpy(&h, b + 2 * c, 2);
+        y[c] = type == gt::F16 ? half_to_float(h) : bf16_to_float(h);
+      }
+    } else {
+      kquants::dequantize_row(*q, b, y, cols);
+    }
+  };
+  auto decode = [decode_one, inv = std::move(inv), cols](int64_t r0, int64_t n, float* out) {
+    for (int64_t i = 0; i < n; ++i)
+      decode_one(inv.empty() ? r0 + i : inv[size_t(r0 + i)], out + i * cols);
+  };
+  return WeightTensor::quantized(rows, cols, size_t(t.nbytes), ggml_type_name(type),
+                                 std::move(decode));
+}
+
 }  // namespace
 
 LoadedModel load_gguf(const std::string& path) {
-  const GgufFile f(path);
+  const auto file = std::make_shared<const GgufFile>(path);
+  const GgufFile& f = *file;
   const std::string arch = f.get_string("general.architecture").value_or("");
   QS_THROW_IF_NOT(!arch.empty(), path, ": key 'general.architecture' is missing");
   QS_THROW_IF_NOT(arch == "llama" || arch == "qwen3", path, ": general.architecture '", arch,
@@ -391,7 +436,7 @@ LoadedModel load_gguf(const std::string& path) {
 
   std::set<std::string> used;
   std::map<std::string, int> histogram;
-  auto fetch = [&](const std::string& name, std::vector<int64_t> ne) {
+  auto find = [&](const std::string& name, std::vector<int64_t> ne) {
     const GgufTensorInfo* t = f.find_tensor(name);
     QS_THROW_IF_NOT(t, path, ": tensor '", name, "' is missing");
     QS_THROW_IF_NOT(
@@ -404,14 +449,29 @@ LoadedModel load_gguf(const std::string& path) {
         "], expected [", ne[0], ne.size() > 1 ? cat(", ", ne[1]) : "", "]");
     used.insert(name);
     ++histogram[ggml_type_name(t->ggml_type)];
-    std::vector<float> v = f.to_float(*t);
+    return t;
+  };
+  auto fetch = [&](const std::string& name, std::vector<int64_t> ne) {
+    std::vector<float> v = f.to_float(*find(name, ne));
     for (float x : v)
       QS_THROW_IF_NOT(std::isfinite(x), path, ": tensor '", name, "' contains NaN or Inf");
     return v;
   };
-  auto mat = [&](const std::string& name, int64_t rows, int64_t cols) {
-    const std::vector<float> v = fetch(name, {cols, rows});
-    return MatrixRM(Eigen::Map<const MatrixRM>(v.data(), rows, cols));
+  // Matrices stay in the file's form (mapped); each is checked for NaN/Inf a row block at a
+  // time, never widened whole.
+  auto mat = [&](const std::string& name, int64_t rows, int64_t cols, int heads = 0) {
+    const GgufTensorInfo* t = find(name, {cols, rows});
+    WeightTensor w = gguf_weight(file, *t, rows, cols, heads);
+    const int64_t block = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(cols, 1));
+    std::vector<float> buf(size_t(std::min(block, rows) * cols));
+    for (int64_t r0 = 0; r0 < rows; r0 += block) {
+      const int64_t n = std::min(block, rows - r0);
+      w.decode_rows(r0, n, buf.data());
+      for (int64_t i = 0; i < n * cols; ++i)
+        QS_THROW_IF_NOT(std::isfinite(buf[size_t(i)]), path, ": tensor '", name,
+                        "' contains NaN or Inf");
+    }
+    return w;
   };
   auto vec = [&](const std::string& name, int64_t n) {
     const std::vector<float> v = fetch(name, {n});
@@ -437,16 +497,16 @@ LoadedModel load_gguf(const std::string& path) {
   auto unpermute = [](MatrixRM m, int heads) {
     return heads > 0 ? gguf_unpermute_qk(m, heads) : m;
   };
-  w.embed = WeightTensor::from_matrix(mat("token_embd.weight", s.vocab_size, H));
+  w.embed = mat("token_embd.weight", s.vocab_size, H);
   w.layers.resize(size_t(s.num_layers));
   for (int l = 0; l < s.num_layers; ++l) {
     LayerWeights& L = w.layers[size_t(l)];
     const std::string b = cat("blk.", l, ".");
     L.attn_norm = vec(b + "attn_norm.weight", H);
-    L.wq = WeightTensor::from_matrix(unpermute(mat(b + "attn_q.weight", q_rows, H), q_heads));
-    L.wk = WeightTensor::from_matrix(unpermute(mat(b + "attn_k.weight", kv_rows, H), k_heads));
-    L.wv = WeightTensor::from_matrix(mat(b + "attn_v.weight", kv_rows, H));
-    L.wo = WeightTensor::from_matrix(mat(b + "attn_output.weight", H, q_rows));
+    L.wq = mat(b + "attn_q.weight", q_rows, H, q_heads);
+    L.wk = mat(b + "attn_k.weight", kv_rows, H, k_heads);
+    L.wv = mat(b + "attn_v.weight", kv_rows, H);
+    L.wo = mat(b + "attn_output.weight", H, q_rows);
     if (s.qkv_bias) {
       L.bq = unpermute(vec(b + "attn_q.bias", q_rows), q_heads);
       L.bk = unpermute(vec(b + "attn_k.bias", kv_rows), k_heads);
@@ -458,14 +518,12 @@ LoadedModel load_gguf(const std::string& path) {
       L.k_norm = vec(b + "attn_k_norm.weight", s.head_dim);
     }
     L.mlp_norm = vec(b + "ffn_norm.weight", H);
-    L.w_gate = WeightTensor::from_matrix(mat(b + "ffn_gate.weight", I, H));
-    L.w_up = WeightTensor::from_matrix(mat(b + "ffn_up.weight", I, H));
-    L.w_down = WeightTensor::from_matrix(mat(b + "ffn_down.weight", H, I));
+    L.w_gate = mat(b + "ffn_gate.weight", I, H);
+    L.w_up = mat(b + "ffn_up.weight", I, H);
+    L.w_down = mat(b + "ffn_down.weight", H, I);
   }
   w.final_norm = vec("output_norm.weight", H);
-  w.lm_head = s.tie_word_embeddings
-                  ? w.embed
-                  : WeightTensor::from_matrix(mat("output.weight", s.vocab_size, H));
+  w.lm_head = s.tie_word_embeddings ? w.embed : mat("output.weight", s.vocab_size, H);
   for (const GgufTensorInfo& t : f.tensors())
     QS_THROW_IF_NOT(used.count(t.name), path, ": byte ", t.info_pos, ": tensor '", t.name,
                     "' is not part of a ", arch, " model qsweep can run (unsupported feature)");

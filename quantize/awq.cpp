@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <optional>
 
 #include "backends/cpu/cpu_gemm.h"
@@ -360,7 +361,7 @@ QuantizedModel awq_quantize_model(const Transformer& source, const QuantMethodCo
       const auto t = Clock::now();
       WeightTensor& W = L.linear(r);
       QuantizedLinear ql{l, r, quantize_rtn(W.matrix(), rtn), group_loss[r], 0, 0};
-      W = WeightTensor::from_matrix(ql.q.dequantize());
+      W = qtensor_weight(std::make_shared<const QTensor>(ql.q));  // codes, not fp32
       ql.seconds = since(t);
       out.linears.push_back(std::move(ql));
     }

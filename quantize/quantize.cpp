@@ -1,6 +1,7 @@
 #include "quantize/quantize.h"
 
 #include <chrono>
+#include <memory>
 #include <optional>
 
 #include "common/errors.h"
@@ -61,7 +62,7 @@ QuantizedModel quantize_rtn_model(const Transformer& source, const QuantMethodCo
       const auto t = Clock::now();
       WeightTensor& W = w.layers[size_t(l)].linear(r);
       QuantizedLinear ql{l, r, quantize_rtn(W.to_matrix(), {o.bits, o.group_size, o.sym}), 0, 0, 0};
-      W = WeightTensor::from_matrix(ql.q.dequantize());
+      W = qtensor_weight(std::make_shared<const QTensor>(ql.q));  // codes, not fp32
       ql.seconds = since(t);
       out.linears.push_back(std::move(ql));
     }
@@ -113,7 +114,7 @@ QuantizedModel quantize_gptq_model(const Transformer& source, const QuantMethodC
         WeightTensor& W = w.layers[size_t(l)].linear(r);
         GptqResult res = gptq_quantize(
             W.to_matrix(), capture.stats(l, linear_input_of(r)).hessian(), g, run.backend);
-        W = WeightTensor::from_matrix(res.q.dequantize());
+        W = qtensor_weight(std::make_shared<const QTensor>(res.q));  // codes, not fp32
         out.linears.push_back(
             {l, r, std::move(res.q), res.loss, res.damp_percent_used, res.seconds});
       }

@@ -15,6 +15,7 @@
 #include "eval/line_completion.h"
 #include "eval/task.h"
 #include "formats/formats.h"
+#include "model/memory_estimate.h"
 #include "model/tokenizer.h"
 #include "model/transformer.h"
 #include "model/weights.h"
@@ -87,6 +88,44 @@ TEST(Cli, EvalJsonCarriesProvenance) {
   EXPECT_EQ(j["tokens_used"], 1000);
   EXPECT_EQ(j["scored_tokens"], 999);
   EXPECT_GT(j["perplexity"].get<double>(), 1.0);
+}
+
+TEST(Cli, EvalMaxMemoryRefusesUpFrontNamingTheNumber) {
+  const std::string base = "eval --model " + test::tinycode_dir() + " --data-dir " +
+                           test::data_dir() + " --dataset code-heldout --ctx 128" +
+                           " --max-tokens 256 --no-progress --max-memory ";
+  // tinycode's 13 MB of weights alone exceed 0.005 GiB (5.4 MB).
+  const ModelSpec spec = load_model_spec(test::tinycode_dir());
+  const int64_t mapped =
+      int64_t(std::filesystem::file_size(test::tinycode_dir() + "/model.safetensors"));
+  const MemoryEstimate e = estimate_peak_memory(spec, {mapped, 128, 128, 0});
+  char need[32];
+  std::snprintf(need, sizeof need, "%.3f", double(e.total()) / double(int64_t(1) << 30));
+  expect_clean_failure(run(base + "0.005"), {"needs about " + std::string(need) + " GiB",
+                                             "--max-memory is 0.005 GiB", "lower --ctx"});
+  EXPECT_EQ(run(base + "0").status, 2);
+  const CliRun ok = run(base + "8");
+  EXPECT_EQ(ok.status, 0) << ok.err;
+  EXPECT_NE(ok.out.find("perplexity"), std::string::npos) << ok.out;
+}
+
+TEST(Cli, QuantizeMaxMemoryRefusesBeforeCalibrating) {
+  const std::string out = test::make_temp_dir("maxmem") + "/gptq";
+  const std::string base = "quantize --model " + test::tinycode_dir() + " --data-dir " +
+                           test::data_dir() + " --method gptq --calib code --n-samples 2" +
+                           " --seqlen 64 --quiet --out " + out + " --max-memory ";
+  const ModelSpec spec = load_model_spec(test::tinycode_dir());
+  const int64_t mapped =
+      int64_t(std::filesystem::file_size(test::tinycode_dir() + "/model.safetensors"));
+  const MemoryEstimate e = estimate_peak_memory(spec, {mapped, 128, 64, 128});
+  char need[32];
+  std::snprintf(need, sizeof need, "%.3f", double(e.total()) / double(int64_t(1) << 30));
+  expect_clean_failure(run(base + "0.005"), {"needs about " + std::string(need) + " GiB",
+                                             "lower --n-samples or --seqlen"});
+  EXPECT_FALSE(std::filesystem::exists(out));
+  const CliRun ok = run(base + "8");
+  EXPECT_EQ(ok.status, 0) << ok.err;
+  EXPECT_TRUE(std::filesystem::exists(out));
 }
 
 TEST(Cli, ThreadsFlagAndEnvironmentLimitTheProcess) {

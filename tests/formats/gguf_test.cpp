@@ -187,6 +187,49 @@ TEST(Gguf, BlockTypesReadBackAsDequantizeOfQuantize) {
   }
 }
 
+// The reader keeps F16 and block tensors in the file's form (mapped, decoded per row); every
+// matrix reads as what widening the whole tensor gives (GgufFile::to_float, q/k rows
+// un-permuted), whole and in a row range.
+TEST(Gguf, MatricesStayMappedAndDecodeToTheWholeTensorWidening) {
+  for (int32_t type : {gt::F16, gt::Q4_K, gt::Q6_K}) {
+    std::string path = tiny().f16;
+    if (type != gt::F16) {
+      GgufTypePlan plan;
+      plan.weights = type;
+      path = cat(tiny().tmp, "/mapped-", type, ".gguf");
+      write_gguf(path, tiny().hf.spec, tiny().hf.weights, tiny().dir, plan);
+    }
+    const LoadedModel m = load_gguf(path);
+    const GgufFile f(path);
+    const ModelSpec& s = m.spec;
+    auto check = [&](const std::string& name, const WeightTensor& w, int heads) {
+      const GgufTensorInfo* t = f.find_tensor(name);
+      ASSERT_TRUE(t) << name;
+      const std::vector<float> v = f.to_float(*t);
+      MatrixRM want = Eigen::Map<const MatrixRM>(v.data(), w.rows(), w.cols());
+      if (heads > 0) want = gguf_unpermute_qk(want, heads);
+      EXPECT_NE(w.dtype(), WeightDType::F32) << name;  // not widened at load
+      EXPECT_TRUE(w.to_matrix() == want) << name;
+      const int64_t r0 = 3, n = std::min<int64_t>(5, w.rows() - r0);
+      MatrixRM part(n, w.cols());
+      w.decode_rows(r0, n, part.data());
+      EXPECT_TRUE(part == want.middleRows(r0, n)) << name;
+    };
+    check("token_embd.weight", m.weights.embed, 0);
+    for (int l = 0; l < s.num_layers; ++l) {
+      const LayerWeights& L = m.weights.layers[size_t(l)];
+      const std::string b = cat("blk.", l, ".");
+      check(b + "attn_q.weight", L.wq, s.num_heads);
+      check(b + "attn_k.weight", L.wk, s.num_kv_heads);
+      check(b + "attn_v.weight", L.wv, 0);
+      check(b + "attn_output.weight", L.wo, 0);
+      check(b + "ffn_gate.weight", L.w_gate, 0);
+      check(b + "ffn_up.weight", L.w_up, 0);
+      check(b + "ffn_down.weight", L.w_down, 0);
+    }
+  }
+}
+
 TEST(Gguf, PlanOverridesAndFileType) {
   GgufTypePlan plan;
   plan.weights = gt::Q4_K;

@@ -66,6 +66,38 @@ TEST(Quantize, ExportReloadScoresExactlyTheSame) {
             0.f);
 }
 
+// GPTQ's quantized linears are codes (a Quantized WeightTensor decoding to q.dequantize()),
+// and the codes do not depend on how the source weights are stored: the mmapped-F16 model
+// and the same weights pre-widened to owned fp32 give identical codes, scales and zeros.
+TEST(Quantize, GptqCodesDoNotDependOnTheSourceStorageAndStayCodes) {
+  ASSERT_EQ(tiny().model.weights().layers[0].wq.dtype(), WeightDType::F16);
+  ModelWeights wide = tiny().model.weights();
+  wide.embed.mutable_matrix();
+  wide.lm_head.mutable_matrix();
+  for (LayerWeights& L : wide.layers)
+    for (LinearRole r : kAllLinearRoles) L.linear(r).mutable_matrix();
+  ASSERT_EQ(wide.layers[0].wq.dtype(), WeightDType::F32);
+  const Transformer widened(tiny().model.spec(), wide);
+  GptqOptions o;
+  o.bits = 4;
+  o.group_size = 64;
+  const QuantMethodConfig cfg{Method::Gptq, o};
+  const CalibrationSet set = calib("code", 4, 128);
+  const QuantizedModel a = quantize_model(tiny().model, cfg, &set);
+  const QuantizedModel b = quantize_model(widened, cfg, &set);
+  ASSERT_EQ(a.linears.size(), b.linears.size());
+  for (size_t i = 0; i < a.linears.size(); ++i) {
+    const QuantizedLinear& x = a.linears[i];
+    EXPECT_EQ(x.q.codes, b.linears[i].q.codes) << i;
+    EXPECT_EQ(x.q.scales, b.linears[i].q.scales) << i;
+    EXPECT_EQ(x.q.zeros, b.linears[i].q.zeros) << i;
+    const WeightTensor& w = a.model.weights().layers[size_t(x.layer)].linear(x.role);
+    EXPECT_EQ(w.dtype(), WeightDType::Quantized) << i;
+    EXPECT_TRUE(w.to_matrix() == x.q.dequantize()) << i;
+  }
+  EXPECT_EQ(ppl(a.model, tiny().code_tokens, 2048), ppl(b.model, tiny().code_tokens, 2048));
+}
+
 TEST(Quantize, BitsPerWeightCountWhatEachLayoutStores) {
   // tinycode per layer: 786,432 weights, 2,304 input columns, 6,144 (group, row) pairs at g128.
   // GPTQ layout: 4-bit codes + per group and row an fp16 scale and a 4-bit zero + int32 g_idx
