@@ -43,11 +43,13 @@ SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt, Nod
   // Before any work: `device: cuda` with no usable CUDA device is the sweep file's error.
   const int gpus = opt.gpus >= 0 ? opt.gpus : usable_gpus();
   std::vector<std::string> device(plan.nodes.size(), "cpu");
+  bool needs_gpu = false;
   for (size_t i = 0; i < plan.nodes.size(); ++i) {
     const std::string& d = plan.nodes[i].device;
     if (d == "cuda" || (d == "auto" && gpus > 0)) device[i] = "cuda";
+    needs_gpu |= d == "cuda";
   }
-  if (gpus == 0 && plan.spec.device == "cuda")
+  if (gpus == 0 && needs_gpu)
     throw Error(cat(plan.spec.file, ": device: cuda but no CUDA device is usable (",
                     cuda_available() ? "none scheduled" : cuda_unavailable_reason(),
                     "): set `device: auto` or `device: cpu`"));

@@ -279,7 +279,8 @@ TEST(SweepRunner, OneGpuRunsTheCudaNodesOneAtATime) {
   EXPECT_EQ(r.device_of["calib:code"], "cpu");  // calibration never holds a GPU
   int cuda_nodes = 0;
   for (const auto& [id, d] : r.device_of) cuda_nodes += d == "cuda";
-  EXPECT_EQ(cuda_nodes, 11);  // 3 quantize + 8 evals
+  EXPECT_EQ(cuda_nodes, 9);  // gptq's quantize + 8 perplexity evals (rtn runs on the CPU)
+  EXPECT_EQ(r.device_of["quantize:rtn-b8-g128"], "cpu");
 }
 
 TEST(SweepRunner, CpuNodesStillRunSideBySideWhenAGpuExists) {
@@ -295,9 +296,9 @@ TEST(SweepRunner, AutoTakesTheGpuWhenThereIsOneAndTheCpuWhenNot) {
   DeviceCountingRunner with, without;
   run_with_gpus(plan, test::make_temp_dir("fake") + "/out", with, 1);
   run_with_gpus(plan, test::make_temp_dir("fake") + "/out", without, 0);
-  EXPECT_EQ(with.device_of["quantize:rtn-b8-g128"], "cuda");
+  EXPECT_EQ(with.device_of["quantize:gptq-b4-g128-code"], "cuda");
   EXPECT_EQ(with.max["cuda"], 1);
-  EXPECT_EQ(without.device_of["quantize:rtn-b8-g128"], "cpu");
+  EXPECT_EQ(without.device_of["quantize:gptq-b4-g128-code"], "cpu");
   EXPECT_EQ(without.max.count("cuda"), 0u);
 }
 
