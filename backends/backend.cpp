@@ -27,7 +27,27 @@ bool cuda_device_present(std::string* why);
 #endif
 
 WeightScratch::~WeightScratch() {
-  if (device) owner->release(device);
+  for (void* p : device)
+    if (p) owner->release(p);
+}
+
+void* WeightScratch::device_buffer(Backend& b, int slot, size_t bytes) {
+  if (owner && owner != &b) {  // another backend's buffers: give them all back first
+    for (int i = 0; i < 2; ++i)
+      if (device[i]) owner->release(device[i]);
+    device[0] = device[1] = nullptr;
+    device_bytes[0] = device_bytes[1] = 0;
+  }
+  owner = &b;
+  if (device[slot] && device_bytes[slot] < bytes) {
+    b.release(device[slot]);
+    device[slot] = nullptr;
+  }
+  if (!device[slot]) {
+    device[slot] = b.allocate(bytes);
+    device_bytes[slot] = bytes;
+  }
+  return device[slot];
 }
 
 namespace {
@@ -58,17 +78,9 @@ void Backend::gemm_nt_weight(const float* A, const WeightTensor& W, float* C, in
   const float* host = W.f32_data();
   if (!host) host = widen(W, s);
   const size_t bytes = size_t(W.rows() * W.cols()) * sizeof(float);
-  if (s.device && (s.owner != this || s.device_bytes < bytes)) {
-    s.owner->release(s.device);
-    s.device = nullptr;
-  }
-  if (!s.device) {
-    s.device = allocate(bytes);
-    s.owner = this;
-    s.device_bytes = bytes;
-  }
-  to_device(s.device, host, bytes);
-  gemm_nt(A, static_cast<const float*>(s.device), C, m, W.rows(), W.cols());
+  void* dev = s.device_buffer(*this, 0, bytes);
+  to_device(dev, host, bytes);
+  gemm_nt(A, static_cast<const float*>(dev), C, m, W.rows(), W.cols());
 }
 
 namespace {

@@ -33,10 +33,13 @@ struct WeightScratch {
   WeightScratch(const WeightScratch&) = delete;
   WeightScratch& operator=(const WeightScratch&) = delete;
   ~WeightScratch();
+  /// A backend buffer of at least `bytes` in `slot` (0: the weight, 1: the narrowed
+  /// activations), reused across calls: allocated only when it grows or the backend changes.
+  void* device_buffer(Backend& b, int slot, size_t bytes);
   std::vector<float> host;
   Backend* owner = nullptr;  ///< the backend `device` belongs to
-  void* device = nullptr;
-  size_t device_bytes = 0;
+  void* device[2] = {nullptr, nullptr};
+  size_t device_bytes[2] = {0, 0};
 };
 
 class Backend {
@@ -103,6 +106,8 @@ class Backend {
   /// memory): fp32 weights are multiplied in place; others are widened row-exactly
   /// (WeightTensor::decode_rows) into `scratch` and then multiplied by gemm_nt, so the result
   /// is what gemm_nt gives on the widened matrix. Default: widen on the host, upload, gemm_nt.
+  /// CUDA: F16/BF16 weights upload their 2-byte form and multiply with gemm_nt_w16 (so the
+  /// activations are rounded to the weight's type: gemm_nt_w16's bound, not gemm_nt's).
   virtual void gemm_nt_weight(const float* A, const WeightTensor& W, float* C, int64_t m,
                               WeightScratch& scratch);
 

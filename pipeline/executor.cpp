@@ -78,6 +78,7 @@ std::vector<NodeResult> execute_dag(const std::vector<DagNode>& nodes,
   std::condition_variable cv;
   int running = 0, finished = 0, to_run = 0;
   int64_t mem_in_use = 0;
+  int gpus_in_use = 0;
   const auto t0 = Clock::now();
   std::vector<Clock::time_point> started(static_cast<size_t>(n));
 
@@ -139,16 +140,24 @@ std::vector<NodeResult> execute_dag(const std::vector<DagNode>& nodes,
       // Serialize when the budget says so; a node alone always runs.
       if (opt.max_memory_bytes > 0 && running > 0 && mem_in_use + need > opt.max_memory_bytes)
         continue;
+      // GPUs are counted strictly (a node that needs more than exist fails below, unrun).
+      const int gpus = nodes[size_t(i)].gpus;
+      if (gpus > 0 && gpus <= opt.gpus && gpus_in_use + gpus > opt.gpus) continue;
+      const int held = gpus <= opt.gpus ? gpus : 0;
       res[size_t(i)].status = NodeStatus::Running;
       ++running;
       mem_in_use += need;
+      gpus_in_use += held;
       started[size_t(i)] = Clock::now();
       log.write({{"event", "started"}, {"node", nodes[size_t(i)].id}});
       draw("");
       launched = true;
-      threads.emplace_back([&, i, need] {
+      threads.emplace_back([&, i, need, held, gpus] {
         std::string error;
         try {
+          QS_THROW_IF_NOT(gpus <= opt.gpus, nodes[size_t(i)].id, " needs a CUDA device and ",
+                          opt.gpus == 0 ? "none is usable" : "too few are present",
+                          ": install a GPU driver or set `device: cpu` in the sweep file");
           run(i);
         } catch (const std::exception& e) {
           error = e.what();
@@ -162,6 +171,7 @@ std::vector<NodeResult> execute_dag(const std::vector<DagNode>& nodes,
         r.error = error;
         --running;
         mem_in_use -= need;
+        gpus_in_use -= held;
         ++finished;
         ++done_run;
         log.write({{"event", error.empty() ? "done" : "failed"},

@@ -1,5 +1,5 @@
-// Runs a DAG of nodes: independent nodes in parallel within a job count and a
-// memory budget; a failing node fails its descendants only (they are skipped)
+// Runs a DAG of nodes: independent nodes in parallel within a job count, a
+// memory budget and a GPU count; a failing node fails its descendants only (they are skipped)
 // and everything else finishes. Every state change is appended to a JSONL event
 // log (flushed per line, so a run can be followed from another shell and a
 // crash loses at most the line being written).
@@ -17,6 +17,7 @@ struct DagNode {
   std::vector<int> deps;     ///< indices of nodes that must finish first
   bool cached = false;       ///< its artifact exists: nothing to run
   int64_t memory_bytes = 0;  ///< estimate while it runs
+  int gpus = 0;              ///< CUDA devices it holds while it runs (0 or 1)
 };
 
 enum class NodeStatus { Pending, Cached, Running, Done, Failed, Skipped };
@@ -31,8 +32,11 @@ struct NodeResult {
 struct ExecutorOptions {
   int jobs = 1;
   int64_t max_memory_bytes = 0;  ///< 0 = unlimited
-  std::string event_log;         ///< JSONL path ("" = none)
-  bool progress = true;          ///< live view on stderr
+  /// CUDA devices present: never more GPU nodes running at once than this; a node that needs
+  /// more than there are fails (without running) saying so.
+  int gpus = 0;
+  std::string event_log;  ///< JSONL path ("" = none)
+  bool progress = true;   ///< live view on stderr
 };
 
 /// Runs `run(i)` for every non-cached node once its dependencies are done. `run`

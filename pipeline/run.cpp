@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "backends/backend.h"
 #include "common/errors.h"
 #include "pipeline/detail/artifacts.h"
 #include "pipeline/sweep.h"
@@ -34,7 +35,24 @@ SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt) {
   return run_sweep(plan, opt, *runner);
 }
 
+static int usable_gpus() {
+  return cuda_available() ? 1 : 0;
+}
+
 SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt, NodeRunner& runner) {
+  // Before any work: `device: cuda` with no usable CUDA device is the sweep file's error.
+  const int gpus = opt.gpus >= 0 ? opt.gpus : usable_gpus();
+  std::vector<std::string> device(plan.nodes.size(), "cpu");
+  bool needs_gpu = false;
+  for (size_t i = 0; i < plan.nodes.size(); ++i) {
+    const std::string& d = plan.nodes[i].device;
+    if (d == "cuda" || (d == "auto" && gpus > 0)) device[i] = "cuda";
+    needs_gpu |= d == "cuda";
+  }
+  if (gpus == 0 && needs_gpu)
+    throw Error(cat(plan.spec.file, ": device: cuda but no CUDA device is usable (",
+                    cuda_available() ? "none scheduled" : cuda_unavailable_reason(),
+                    "): set `device: auto` or `device: cpu`"));
   prepare_output_dir(opt.out_dir);
   // One run at a time in a directory: a second one waits here (and says for whom).
   const OutDirLock lock(
@@ -42,7 +60,8 @@ SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt, Nod
   const ArtifactStore store(opt.out_dir + "/store");  // removes only dead writers' temporaries
   std::vector<DagNode> dag;
   for (const SweepNode& n : plan.nodes)
-    dag.push_back({n.id, n.deps, store.has(n.key), n.memory_bytes});
+    dag.push_back(
+        {n.id, n.deps, store.has(n.key), n.memory_bytes, device[dag.size()] == "cuda" ? 1 : 0});
 
   // A node's artifact appears only when it is complete: written in a temporary directory,
   // renamed into place when the runner returns, discarded when it throws.
@@ -50,7 +69,7 @@ SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt, Nod
     const SweepNode& n = plan.nodes[size_t(i)];
     const std::string tmp = store.begin(n.key);
     try {
-      runner.run(NodeTask{plan, n, store, tmp});
+      runner.run(NodeTask{plan, n, store, tmp, device[size_t(i)]});
       store.commit(n.key, tmp);
     } catch (...) {
       store.abort(tmp);
@@ -61,6 +80,7 @@ SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt, Nod
   ExecutorOptions eo;
   eo.jobs = opt.jobs;
   eo.max_memory_bytes = opt.max_memory_bytes > 0 ? opt.max_memory_bytes : physical_memory() * 3 / 4;
+  eo.gpus = gpus;
   eo.event_log = opt.out_dir + "/events.jsonl";
   eo.progress = opt.progress;
   const std::vector<NodeResult> results = execute_dag(dag, run_node, eo);

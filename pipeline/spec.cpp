@@ -457,7 +457,7 @@ SweepSpec parse_sweep_text(const std::string& yaml, const std::string& file) {
   try {
     const MapView top(src, root,
                       {"name", "model", "baseline", "calibration", "variants", "eval", "report",
-                       "resources", "sensitivity"},
+                       "resources", "sensitivity", "device"},
                       "the sweep file");
     if (const Entry* name = top.find("name")) {
       spec.name = read_string(src, *name, "a name");
@@ -475,6 +475,10 @@ SweepSpec parse_sweep_text(const std::string& yaml, const std::string& file) {
         return s == "fp16" ? "" : cat("baseline '", s, "' is not supported; only fp16 for now");
       };
       spec.baseline = std::get<std::string>(read_one(src, baseline, *b).value);
+    }
+    if (const Entry* d = top.find("device")) {
+      const Field device = choice_field("device", {"auto", "cpu", "cuda"});
+      spec.device = std::get<std::string>(read_one(src, device, *d).value);
     }
     if (const Entry* c = top.find("calibration")) spec.calibration = read_calibration(src, *c);
     const Entry* sens = top.find("sensitivity");

@@ -86,6 +86,9 @@ struct SweepSpec {
   std::string name;
   std::string model;  ///< as written: a name in the data directory or a path
   std::string baseline = "fp16";
+  /// `device:` where quantize and eval nodes run: "auto" (a CUDA device when one is usable at
+  /// run time, else the CPU), "cpu" or "cuda" (fails without a usable CUDA device).
+  std::string device = "auto";
   std::map<std::string, CalibrationSpec> calibration;
   std::vector<VariantSpec> variants;  ///< expanded, in file order, ids unique
   std::vector<EvalConfig> evals;      ///< `eval:` entries, in file order, ids unique (unresolved)

@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 
+#include "backends/backend.h"
 #include "calibration/calibration.h"
 #include "common/errors.h"
 #include "common/json_reader.h"
@@ -204,13 +205,17 @@ class StageRunner final : public NodeRunner {
   // formats/); the eval nodes reload what was written.
   void quantize(const NodeTask& t) {
     const VariantSpec& v = plan_.spec.variants.at(size_t(t.node.variant_index));
+    // The node's device (run_sweep resolved it; only GPTQ nodes are ever "cuda").
+    const std::unique_ptr<Backend> backend = t.device == "cuda" ? make_backend("cuda") : nullptr;
+    QuantRunOptions run;
+    run.backend = backend.get();
     std::optional<CalibrationSet> calib;
     if (!v.calibration.empty())
       calib = read_calibration(t, plan_.spec.calibration.at(v.calibration));
     const QuantizedModel qm =
         v.config.family() == MethodFamily::AutoMix && t.node.deps.size() > 1
             ? auto_mix_from_nodes(t, v)
-            : quantize_model(shared_.base(), v.config, calib ? &*calib : nullptr);
+            : quantize_model(shared_.base(), v.config, calib ? &*calib : nullptr, {}, run);
     const ExportSummary ex =
         write_quantized(qm, plan_.model_dir, quantized_model_path(v.config, t.out + "/model"));
     json meta = {{"bits_per_weight", ex.linear_bits_per_weight},
@@ -248,6 +253,9 @@ class StageRunner final : public NodeRunner {
       model = owned.get();
     }
     EvalInputs in(*model, shared_.tokenizer(), resolve_task_data(e, plan_.data_dir));
+    // Perplexity on the node's device (only perplexity nodes are ever "cuda").
+    const std::unique_ptr<Backend> backend = t.device == "cuda" ? make_backend("cuda") : nullptr;
+    in.backend = backend.get();
     std::shared_ptr<const std::vector<int>> tokens;  // each dataset tokenized once per run
     if (e.task == Task::Perplexity || e.task == Task::Kld)
       tokens = shared_.tokens({e.dataset, in.data.path, in.data.domain});

@@ -48,6 +48,9 @@ struct SweepNode {
   int replicate = -1;
   nlohmann::json config;  ///< everything hashed into `key`
   int64_t memory_bytes = 0;
+  /// Quantize and Evaluate: the sweep's `device:` (auto, cpu, cuda; not part of `key`);
+  /// "" for nodes that never use a GPU. run_sweep resolves auto and holds a GPU for cuda.
+  std::string device;
 };
 
 /// The name a replicated node uses in its id: "code@seed1" for a calibration, "<variant>@seed1"
@@ -80,6 +83,7 @@ struct SweepRunOptions {
   std::string out_dir;
   int jobs = 1;
   int64_t max_memory_bytes = 0;  ///< 0 = 75% of physical memory
+  int gpus = -1;                 ///< CUDA devices to schedule on; -1 = detect (0 or 1)
   bool progress = true;
 };
 
@@ -96,6 +100,8 @@ struct NodeTask {
   const SweepNode& node;
   const ArtifactStore& store;
   std::string out;  ///< the temporary artifact directory (exists, empty)
+  /// Where the node runs: "cuda" (it holds one of the executor's GPUs) or "cpu".
+  std::string device = "cpu";
 
   /// The artifact directory of the node's i-th dependency.
   std::string upstream(size_t i) const;

@@ -397,6 +397,21 @@ class CudaBackend final : public Backend {
                    int64_t k) override {
     cuda_ops::gemm_nt_w16(*this, stream_, blas_, A, W, bf16, C, m, n, k);
   }
+  // F16/BF16 weights travel in their 2-byte form (half the bytes of fp32) into the scratch's
+  // reused buffers; F32 and quantized weights take the default (widen on the host, fp32).
+  void gemm_nt_weight(const float* A, const WeightTensor& W, float* C, int64_t m,
+                      WeightScratch& s) override {
+    const bool bf16 = W.dtype() == WeightDType::BF16;
+    if (!bf16 && W.dtype() != WeightDType::F16) {
+      Backend::gemm_nt_weight(A, W, C, m, s);
+      return;
+    }
+    const int64_t n = W.rows(), k = W.cols();
+    auto* w = static_cast<uint16_t*>(s.device_buffer(*this, 0, size_t(n * k) * 2));
+    auto* a16 = static_cast<uint16_t*>(s.device_buffer(*this, 1, size_t(m * k) * 2));
+    to_device(w, W.half_data(), size_t(n * k) * 2);  // any host alignment; synchronous
+    cuda_ops::gemm_nt_w16_with(stream_, blas_, A, w, bf16, C, m, n, k, a16);
+  }
   void hessian_accumulate_f16(const uint16_t* X, double* H, int64_t n, int64_t d) override {
     cuda_ops::hessian_accumulate_f16(*this, stream_, blas_, X, H, n, d);
   }

@@ -152,20 +152,26 @@ __global__ void gptq_block_kernel(float* W, const float* Hinv, const int64_t* pe
 
 }  // namespace
 
-void gemm_nt_w16(Backend& b, cudaStream_t s, cublasHandle_t blas, const float* A, const uint16_t* W,
-                 bool bf16, float* C, int64_t m, int64_t n, int64_t k) {
+void gemm_nt_w16_with(cudaStream_t s, cublasHandle_t blas, const float* A, const uint16_t* W,
+                      bool bf16, float* C, int64_t m, int64_t n, int64_t k, uint16_t* a16) {
   if (m == 0 || n == 0) return;
   // cublasGemmEx takes A and B of one type: the activations are rounded to the weight's type
   // (the tensor-core path), products accumulated in fp32.
-  BackendArray<uint16_t> a16(b, size_t(m * k));
-  narrow_kernel<<<blocks_for(m * k), kThreads, 0, s>>>(A, a16.get(), m * k, bf16);
+  narrow_kernel<<<blocks_for(m * k), kThreads, 0, s>>>(A, a16, m * k, bf16);
   QSQ_CUDA_CHECK(cudaGetLastError());
   const cudaDataType_t t = bf16 ? CUDA_R_16BF : CUDA_R_16F;
   const float one = 1.0f, zero = 0.0f;
   // Row-major C[m, n] = A·Wᵀ is column-major Cᵀ[n, m] = W·Aᵀ: W col-major [k, n] transposed.
   QSQ_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(m), int(k), &one, W, t,
-                                int(k), a16.get(), t, int(k), &zero, C, CUDA_R_32F, int(n),
+                                int(k), a16, t, int(k), &zero, C, CUDA_R_32F, int(n),
                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+void gemm_nt_w16(Backend& b, cudaStream_t s, cublasHandle_t blas, const float* A, const uint16_t* W,
+                 bool bf16, float* C, int64_t m, int64_t n, int64_t k) {
+  if (m == 0 || n == 0) return;
+  BackendArray<uint16_t> a16(b, size_t(m * k));
+  gemm_nt_w16_with(s, blas, A, W, bf16, C, m, n, k, a16.get());
   QSQ_CUDA_CHECK(cudaStreamSynchronize(s));  // a16 is released on return
 }
 

@@ -14,6 +14,10 @@ namespace qsweep::cuda_ops {
 
 void gemm_nt_w16(Backend& b, cudaStream_t s, cublasHandle_t blas, const float* A, const uint16_t* W,
                  bool bf16, float* C, int64_t m, int64_t n, int64_t k);
+/// gemm_nt_w16 with the caller's buffer for the narrowed activations (a16: m·k entries), so a
+/// caller that reuses it allocates nothing per call.
+void gemm_nt_w16_with(cudaStream_t s, cublasHandle_t blas, const float* A, const uint16_t* W,
+                      bool bf16, float* C, int64_t m, int64_t n, int64_t k, uint16_t* a16);
 void hessian_accumulate_f16(Backend& b, cudaStream_t s, cublasHandle_t blas, const uint16_t* X,
                             double* H, int64_t n, int64_t d);
 void column_stats(cudaStream_t s, const float* X, int64_t n, int64_t d, double* sum_sq,

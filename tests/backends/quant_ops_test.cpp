@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -76,6 +77,65 @@ TEST_P(QuantOps, GemmWithFp16AndBf16WeightsWithinTheirRoundingBounds) {
     for (size_t i = 0; i < got.size(); ++i)
       ASSERT_LE(std::abs(got[i] - ref[i]), tol * mag[i] + 1e-30)
           << (bf16 ? "bf16" : "fp16") << " entry " << i << " got " << got[i] << " ref " << ref[i];
+  }
+}
+
+// gemm_nt_weight on every stored form, one scratch reused across calls of growing and shrinking
+// shapes: F32 in place, F16/BF16 (an unaligned view; CUDA uploads the 2-byte form and runs
+// gemm_nt_w16, so its bound), Quantized (a 4-bit row decoder, widened on the host).
+TEST_P(QuantOps, GemmWithWeightsInTheirStoredFormWithinGemmNtW16Bounds) {
+  WeightScratch scratch;
+  for (int64_t m : {7, 19, 3}) {
+    const int64_t n = 45, k = 300;
+    const auto A = randn(size_t(m * k)), Wf = randn(size_t(n * k), 0.05f);
+    for (WeightDType dt :
+         {WeightDType::F32, WeightDType::F16, WeightDType::BF16, WeightDType::Quantized}) {
+      std::vector<double> wd(Wf.size());  // the weight's exact values
+      WeightTensor W;
+      if (dt == WeightDType::F32) {
+        MatrixRM M(n, k);
+        for (size_t i = 0; i < Wf.size(); ++i) M.data()[i] = Wf[i], wd[i] = Wf[i];
+        W = WeightTensor::from_matrix(std::move(M));
+      } else if (dt == WeightDType::Quantized) {
+        auto codes = std::make_shared<std::vector<uint8_t>>(Wf.size());
+        for (size_t i = 0; i < Wf.size(); ++i) {
+          (*codes)[i] = uint8_t(std::lround(std::clamp(Wf[i] / 0.02f, -8.0f, 7.0f)) + 8);
+          wd[i] = 0.02 * (double((*codes)[i]) - 8.0) * double(1 + (i / size_t(k)) % 3);
+        }
+        W = WeightTensor::quantized(
+            n, k, Wf.size() / 2, "test4", [codes, k](int64_t r0, int64_t rn, float* o) {
+              for (int64_t r = r0; r < r0 + rn; ++r)
+                for (int64_t c = 0; c < k; ++c)
+                  *o++ = 0.02f * float(1 + r % 3) * (float((*codes)[size_t(r * k + c)]) - 8.0f);
+            });
+      } else {
+        const bool bf16 = dt == WeightDType::BF16;
+        auto bytes = std::make_shared<std::vector<uint8_t>>(Wf.size() * 2 + 1);
+        for (size_t i = 0; i < Wf.size(); ++i) {
+          const uint16_t h = bf16 ? float_to_bf16(Wf[i]) : float_to_half(Wf[i]);
+          std::memcpy(bytes->data() + 1 + 2 * i, &h, 2);  // odd address: an unaligned view
+          wd[i] = bf16 ? bf16_to_float(h) : half_to_float(h);
+        }
+        W = WeightTensor::half_view(dt, bytes->data() + 1, n, k, bytes);
+      }
+      std::vector<double> ref(size_t(m * n)), mag(size_t(m * n));
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j)
+          for (int64_t t = 0; t < k; ++t) {
+            const double p = double(A[size_t(i * k + t)]) * wd[size_t(j * k + t)];
+            ref[size_t(i * n + j)] += p;
+            mag[size_t(i * n + j)] += std::abs(p);
+          }
+      BackendArray<float> a(b(), A), c(b(), size_t(m * n));
+      b().gemm_nt_weight(a.get(), W, c.get(), m, scratch);
+      const auto got = c.download();
+      const double u = dt == WeightDType::F16 ? kU16 : dt == WeightDType::BF16 ? kUbf16 : 0.0;
+      const double tol = fp32_sum_tol(k) + (cuda() ? u : 0.0);
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_LE(std::abs(got[i] - ref[i]), tol * mag[i] + 1e-30)
+            << weight_dtype_name(dt) << " m " << m << " entry " << i << " got " << got[i] << " ref "
+            << ref[i];
+    }
   }
 }
 

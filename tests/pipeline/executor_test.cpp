@@ -76,6 +76,53 @@ TEST(Executor, MemoryBudgetSerializes) {
   EXPECT_LE(t.max_mem, 1000);
 }
 
+// Three GPU nodes and three CPU nodes, all independent, six jobs and one GPU: the GPU nodes
+// run one at a time, the CPU nodes side by side (and beside the GPU node).
+TEST(Executor, NeverMoreGpuNodesAtOnceThanGpus) {
+  std::vector<DagNode> nodes;
+  for (int i = 0; i < 6; ++i) nodes.push_back({cat(i < 3 ? "gpu" : "cpu", i), {}, false, 1, i < 3});
+  std::mutex mu;
+  int gpu_now = 0, gpu_max = 0, cpu_now = 0, cpu_max = 0;
+  auto run = [&](int i) {
+    const bool gpu = nodes[size_t(i)].gpus > 0;
+    {
+      std::lock_guard<std::mutex> g(mu);
+      int& now = gpu ? gpu_now : cpu_now;
+      int& mx = gpu ? gpu_max : cpu_max;
+      mx = std::max(mx, ++now);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    std::lock_guard<std::mutex> g(mu);
+    --(gpu ? gpu_now : cpu_now);
+  };
+  ExecutorOptions o;
+  o.jobs = 6;
+  o.gpus = 1;
+  o.progress = false;
+  const auto r = execute_dag(nodes, run, o);
+  for (const auto& x : r) EXPECT_EQ(x.status, NodeStatus::Done);
+  EXPECT_EQ(gpu_max, 1);
+  EXPECT_EQ(cpu_max, 3);
+}
+
+// No GPU: the GPU node fails unrun with the reason, its dependent is skipped, the rest runs.
+TEST(Executor, AGpuNodeWithoutAGpuFailsSayingWhy) {
+  std::vector<DagNode> nodes = {
+      {"quantize:x", {}, false, 1, 1}, {"eval:x", {0}, false, 1, 0}, {"calib", {}, false, 1, 0}};
+  std::atomic<int> ran{0};
+  ExecutorOptions o;
+  o.jobs = 2;
+  o.progress = false;
+  const auto r = execute_dag(
+      nodes, [&](int) { ++ran; }, o);
+  EXPECT_EQ(r[0].status, NodeStatus::Failed);
+  EXPECT_NE(r[0].error.find("quantize:x needs a CUDA device and none is usable"), std::string::npos)
+      << r[0].error;
+  EXPECT_EQ(r[1].status, NodeStatus::Skipped);
+  EXPECT_EQ(r[2].status, NodeStatus::Done);
+  EXPECT_EQ(ran.load(), 1);
+}
+
 TEST(Executor, AFailureSkipsOnlyDescendants) {
   const auto nodes = diamond(1);
   Tracker t;

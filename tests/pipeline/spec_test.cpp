@@ -420,6 +420,10 @@ TEST(SweepErrors, MissingAndMalformedSections) {
             "'-' (it becomes part of variant ids)");
   EXPECT_EQ(error_of("name: t\nmodel: m\nbaseline: bf16\n"),
             "s.yaml:3:11: baseline 'bf16' is not supported; only fp16 for now");
+  EXPECT_EQ(error_of("name: t\nmodel: m\ndevice: gpu\n"),
+            "s.yaml:3:9: 'device' must be auto, cpu or cuda, got 'gpu'; did you mean 'cpu'?");
+  EXPECT_EQ(error_of("name: t\nmodel: m\ndevice: [cuda]\n"),
+            "s.yaml:3:9: 'device' must be auto, cpu or cuda, got a list");
   EXPECT_EQ(error_of("name: my sweep\n"),
             "s.yaml:1:7: 'name' must use only letters, digits, '.', '_' and '-' (it names the "
             "sweep's folder), got 'my sweep'");

@@ -232,6 +232,92 @@ TEST(SweepRunner, WithoutASensitivitySectionTheDefaultTypesAreStudied) {
   EXPECT_EQ(sens, 1);
 }
 
+// Wraps FakeRunner: counts how many nodes of each device run at once (each holds 20 ms).
+class DeviceCountingRunner : public NodeRunner {
+ public:
+  FakeRunner inner;
+  std::map<std::string, int> now, max;  ///< by device
+  std::map<std::string, std::string> device_of;
+  void run(const NodeTask& t) override {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      max[t.device] = std::max(max[t.device], ++now[t.device]);
+      device_of[t.node.id] = t.device;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      --now[t.device];
+    }
+    inner.run(t);
+  }
+
+ private:
+  std::mutex mu_;
+};
+
+SweepRunSummary run_with_gpus(const SweepPlan& plan, const std::string& out, NodeRunner& r,
+                              int gpus) {
+  SweepRunOptions opt;
+  opt.out_dir = out;
+  opt.jobs = 4;
+  opt.gpus = gpus;
+  opt.progress = false;
+  return run_sweep(plan, opt, r);
+}
+
+std::string with_device(const std::string& device) {
+  return "device: " + device + "\n" + yaml();
+}
+
+TEST(SweepRunner, OneGpuRunsTheCudaNodesOneAtATime) {
+  const SweepPlan plan = plan_of(with_device("cuda"));
+  DeviceCountingRunner r;
+  const auto s = run_with_gpus(plan, test::make_temp_dir("fake") + "/out", r, 1);
+  EXPECT_EQ(s.ran, 12);
+  EXPECT_EQ(r.max["cuda"], 1);
+  EXPECT_EQ(r.device_of["calib:code"], "cpu");  // calibration never holds a GPU
+  int cuda_nodes = 0;
+  for (const auto& [id, d] : r.device_of) cuda_nodes += d == "cuda";
+  EXPECT_EQ(cuda_nodes, 9);  // gptq's quantize + 8 perplexity evals (rtn runs on the CPU)
+  EXPECT_EQ(r.device_of["quantize:rtn-b8-g128"], "cpu");
+}
+
+TEST(SweepRunner, CpuNodesStillRunSideBySideWhenAGpuExists) {
+  const SweepPlan plan = plan_of(with_device("cpu"));
+  DeviceCountingRunner r;
+  run_with_gpus(plan, test::make_temp_dir("fake") + "/out", r, 1);
+  EXPECT_EQ(r.max.count("cuda"), 0u);
+  EXPECT_GE(r.max["cpu"], 2);
+}
+
+TEST(SweepRunner, AutoTakesTheGpuWhenThereIsOneAndTheCpuWhenNot) {
+  const SweepPlan plan = plan_of(with_device("auto"));
+  DeviceCountingRunner with, without;
+  run_with_gpus(plan, test::make_temp_dir("fake") + "/out", with, 1);
+  run_with_gpus(plan, test::make_temp_dir("fake") + "/out", without, 0);
+  EXPECT_EQ(with.device_of["quantize:gptq-b4-g128-code"], "cuda");
+  EXPECT_EQ(with.max["cuda"], 1);
+  EXPECT_EQ(without.device_of["quantize:gptq-b4-g128-code"], "cpu");
+  EXPECT_EQ(without.max.count("cuda"), 0u);
+}
+
+TEST(SweepRunner, DeviceCudaWithoutAGpuFailsBeforeAnyWork) {
+  const SweepPlan plan = plan_of(with_device("cuda"));
+  const std::string out = test::make_temp_dir("fake") + "/out";
+  DeviceCountingRunner r;
+  try {
+    run_with_gpus(plan, out, r, 0);
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fake.yaml: device: cuda but no CUDA device is usable"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_TRUE(r.device_of.empty());
+  EXPECT_FALSE(fs::exists(out));
+}
+
 TEST(SweepRunner, FirstRunDoesEveryNodeOnceAndTheSecondNone) {
   const std::string out = test::make_temp_dir("fake") + "/out";
   const SweepPlan plan = plan_of(yaml());
