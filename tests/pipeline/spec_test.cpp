@@ -1,5 +1,4 @@
-// The sweep-file parser: the example, matrix expansion with include/exclude,
-// the id rules, and every kind of error with its exact file:line:column.
+// Sweep-file parser: the example, matrix expansion, id rules, every error's file:line:col.
 #include <gtest/gtest.h>
 
 #include <filesystem>
