@@ -302,7 +302,10 @@ void write_gguf_streamed(const std::string& path, const ModelSpec& spec,
   AtomicFileWriter file(path);
   file.write(out.buf.data(), out.buf.size());
   out.buf = {};
-  using Encoded = std::pair<size_t, std::vector<uint8_t>>;
+  // Only indices travel between filters; the bytes wait in `encoded`, owned out here, because
+  // oneTBB (2021.8) does not destroy the items in flight when a filter throws: a vector passed
+  // between filters would leak on every error (LeakSanitizer saw it).
+  std::vector<std::vector<uint8_t>> encoded(ts.size());
   size_t next = 0;
   tbb::parallel_pipeline(
       size_t(std::max(1, max_in_flight)),
@@ -314,16 +317,17 @@ void write_gguf_streamed(const std::string& path, const ModelSpec& spec,
                                        }
                                        return next++;
                                      }) &
-          tbb::make_filter<size_t, Encoded>(tbb::filter_mode::parallel,
-                                            [&](size_t i) {
-                                              return Encoded{i, encode(i)};
-                                            }) &
-          tbb::make_filter<Encoded, void>(tbb::filter_mode::serial_in_order, [&](const Encoded& e) {
-            const GgufTensorSpec& t = ts[e.first];
-            QS_THROW_IF_NOT(e.second.size() == nbytes[e.first], path, ": tensor '", t.name,
-                            "' has ", e.second.size(), " bytes, its type and shape take ",
-                            nbytes[e.first]);
-            file.write(e.second.data(), e.second.size());
+          tbb::make_filter<size_t, size_t>(tbb::filter_mode::parallel,
+                                           [&](size_t i) {
+                                             encoded[i] = encode(i);
+                                             return i;
+                                           }) &
+          tbb::make_filter<size_t, void>(tbb::filter_mode::serial_in_order, [&](size_t i) {
+            std::vector<uint8_t> bytes = std::move(encoded[i]);
+            const GgufTensorSpec& t = ts[i];
+            QS_THROW_IF_NOT(bytes.size() == nbytes[i], path, ": tensor '", t.name, "' has ",
+                            bytes.size(), " bytes, its type and shape take ", nbytes[i]);
+            file.write(bytes.data(), bytes.size());
             file.pad_to(opt.alignment);
           }));
   file.commit();
