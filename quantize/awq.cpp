@@ -360,8 +360,10 @@ QuantizedModel awq_quantize_model(const Transformer& source, const QuantMethodCo
     for (LinearRole r : kAllLinearRoles) {
       const auto t = Clock::now();
       WeightTensor& W = L.linear(r);
-      QuantizedLinear ql{l, r, quantize_rtn(W.matrix(), rtn), group_loss[r], 0, 0};
-      W = qtensor_weight(std::make_shared<const QTensor>(ql.q));  // codes, not fp32
+      QuantizedLinear ql{
+          l, r, std::make_shared<const QTensor>(quantize_rtn(W.matrix(), rtn)), group_loss[r],
+          0, 0};
+      W = qtensor_weight(ql.q);  // codes, not fp32
       ql.seconds = since(t);
       out.linears.push_back(std::move(ql));
     }

@@ -48,7 +48,7 @@ json gptq_layout_config(const QuantMethodConfig& c) {
 
 QuantizedCheckpoint checkpoint_of(const QuantizedModel& qm) {
   QuantizedCheckpoint ck;
-  for (const auto& l : qm.linears) ck.linears.push_back({l.layer, l.role, &l.q});
+  for (const auto& l : qm.linears) ck.linears.push_back({l.layer, l.role, l.q.get()});
   return ck;
 }
 

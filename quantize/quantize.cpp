@@ -61,8 +61,14 @@ QuantizedModel quantize_rtn_model(const Transformer& source, const QuantMethodCo
     for (LinearRole r : kAllLinearRoles) {
       const auto t = Clock::now();
       WeightTensor& W = w.layers[size_t(l)].linear(r);
-      QuantizedLinear ql{l, r, quantize_rtn(W.to_matrix(), {o.bits, o.group_size, o.sym}), 0, 0, 0};
-      W = qtensor_weight(std::make_shared<const QTensor>(ql.q));  // codes, not fp32
+      QuantizedLinear ql{
+          l,
+          r,
+          std::make_shared<const QTensor>(quantize_rtn(W.to_matrix(), {o.bits, o.group_size, o.sym})),
+          0,
+          0,
+          0};
+      W = qtensor_weight(ql.q);  // codes, not fp32
       ql.seconds = since(t);
       out.linears.push_back(std::move(ql));
     }
@@ -114,9 +120,9 @@ QuantizedModel quantize_gptq_model(const Transformer& source, const QuantMethodC
         WeightTensor& W = w.layers[size_t(l)].linear(r);
         GptqResult res = gptq_quantize(
             W.to_matrix(), capture.stats(l, linear_input_of(r)).hessian(), g, run.backend);
-        W = qtensor_weight(std::make_shared<const QTensor>(res.q));  // codes, not fp32
-        out.linears.push_back(
-            {l, r, std::move(res.q), res.loss, res.damp_percent_used, res.seconds});
+        auto codes = std::make_shared<const QTensor>(std::move(res.q));
+        W = qtensor_weight(codes);  // codes, not fp32
+        out.linears.push_back({l, r, codes, res.loss, res.damp_percent_used, res.seconds});
       }
     }
     // This layer's outputs with all its weights quantized feed the next layer.
@@ -161,8 +167,8 @@ double QuantizedModel::linear_bits_per_weight() const {
   const bool awq = config.info().layout == CheckpointLayout::AwqGemmSafetensors;
   double bits = 0, n = 0;
   for (const auto& l : linears) {
-    const double w = double(l.q.rows) * double(l.q.cols);
-    bits += (awq ? awq_bits_per_weight(l.q) : gptq_bits_per_weight(l.q)) * w;
+    const double w = double(l.q->rows) * double(l.q->cols);
+    bits += (awq ? awq_bits_per_weight(*l.q) : gptq_bits_per_weight(*l.q)) * w;
     n += w;
   }
   return n > 0 ? bits / n : 0;
@@ -171,8 +177,8 @@ double QuantizedModel::linear_bits_per_weight() const {
 int64_t QuantizedModel::model_bytes(double other_bytes_per_param) const {
   int64_t quantized_params = 0, bytes = 0;
   for (const auto& l : linears) {
-    quantized_params += l.q.rows * l.q.cols;
-    bytes += gptq_storage_bytes(l.q);
+    quantized_params += l.q->rows * l.q->cols;
+    bytes += gptq_storage_bytes(*l.q);
   }
   const int64_t other = model.spec().parameter_count() - quantized_params;
   return bytes + int64_t(double(other) * other_bytes_per_param);

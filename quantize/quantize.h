@@ -24,7 +24,8 @@ namespace qsweep {
 struct QuantizedLinear {
   int layer = 0;
   LinearRole role = LinearRole::Q;
-  QTensor q;
+  /// The codes, shared with the model's weight (`qtensor_weight`): held once.
+  std::shared_ptr<const QTensor> q;
   double loss = 0;          ///< GPTQ's Σ (w−q)²/d² / 2 (0 for RTN)
   double damp_percent = 0;  ///< damping actually used (GPTQ)
   double seconds = 0;

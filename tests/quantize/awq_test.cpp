@@ -132,7 +132,7 @@ TEST(Awq, ExportReloadGivesTheSamePerplexity) {
   EXPECT_EQ(back.description, "awq 4-bit g128 gemm");
   ASSERT_EQ(back.quantized.size(), q.linears.size());
   for (size_t i = 0; i < q.linears.size(); ++i)
-    EXPECT_EQ(back.quantized[i].codes, q.linears[i].q.codes);
+    EXPECT_EQ(back.quantized[i].codes, q.linears[i].q->codes);
   const Transformer reloaded(back.spec, back.weights);
   for (size_t l = 0; l < back.weights.layers.size(); ++l) {
     EXPECT_TRUE(back.weights.layers[l].attn_norm == q.model.weights().layers[l].attn_norm);
@@ -147,7 +147,7 @@ TEST(Awq, ExportReloadGivesTheSamePerplexity) {
   const QuantizedModel q3 = quantize_model(tiny().model, c3, &set);
   EXPECT_THROW(write_quantized(q3, tiny().dir, dir + "3"), Error);
   QuantizedCheckpoint ck;  // the layout itself refuses it too
-  for (const auto& l : q3.linears) ck.linears.push_back({l.layer, l.role, &l.q});
+  for (const auto& l : q3.linears) ck.linears.push_back({l.layer, l.role, l.q.get()});
   ck.folded = &q3.model.weights();
   EXPECT_THROW(export_awq(ck, tiny().dir, dir + "3"), Error);
   EXPECT_FALSE(std::filesystem::exists(dir + "3"));

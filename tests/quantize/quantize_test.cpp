@@ -54,8 +54,8 @@ TEST(Quantize, ExportReloadScoresExactlyTheSame) {
   EXPECT_EQ(back.format, "gptq");
   ASSERT_EQ(back.quantized.size(), 42u);
   for (size_t i = 0; i < qm.linears.size(); ++i) {
-    EXPECT_EQ(back.quantized[i].codes, qm.linears[i].q.codes) << i;
-    EXPECT_EQ(back.quantized[i].g_idx, qm.linears[i].q.g_idx) << i;
+    EXPECT_EQ(back.quantized[i].codes, qm.linears[i].q->codes) << i;
+    EXPECT_EQ(back.quantized[i].g_idx, qm.linears[i].q->g_idx) << i;
   }
   const Transformer reloaded(back.spec, back.weights);
   EXPECT_EQ(ppl(reloaded, tiny().code_tokens, 4096), ppl(qm.model, tiny().code_tokens, 4096));
@@ -88,12 +88,12 @@ TEST(Quantize, GptqCodesDoNotDependOnTheSourceStorageAndStayCodes) {
   ASSERT_EQ(a.linears.size(), b.linears.size());
   for (size_t i = 0; i < a.linears.size(); ++i) {
     const QuantizedLinear& x = a.linears[i];
-    EXPECT_EQ(x.q.codes, b.linears[i].q.codes) << i;
-    EXPECT_EQ(x.q.scales, b.linears[i].q.scales) << i;
-    EXPECT_EQ(x.q.zeros, b.linears[i].q.zeros) << i;
+    EXPECT_EQ(x.q->codes, b.linears[i].q->codes) << i;
+    EXPECT_EQ(x.q->scales, b.linears[i].q->scales) << i;
+    EXPECT_EQ(x.q->zeros, b.linears[i].q->zeros) << i;
     const WeightTensor& w = a.model.weights().layers[size_t(x.layer)].linear(x.role);
     EXPECT_EQ(w.dtype(), WeightDType::Quantized) << i;
-    EXPECT_TRUE(w.to_matrix() == x.q.dequantize()) << i;
+    EXPECT_TRUE(w.to_matrix() == x.q->dequantize()) << i;
   }
   EXPECT_EQ(ppl(a.model, tiny().code_tokens, 2048), ppl(b.model, tiny().code_tokens, 2048));
 }
@@ -190,8 +190,10 @@ TEST(Quantize, PerModuleBitsRoundTripThroughGptqModelsDynamicOverrides) {
   const QuantMethodConfig rtn{Method::Rtn, RtnOptions{4, 128, false}};
   QuantizedModel qm = quantize_model(tiny().model, rtn, nullptr);
   const auto& w = tiny().model.weights().layers;
-  qm.linears[2].q = quantize_rtn(w[0].linear(qm.linears[2].role).to_matrix(), {8, 128, false});
-  qm.linears[13].q = quantize_rtn(w[1].linear(qm.linears[13].role).to_matrix(), {8, -1, false});
+  qm.linears[2].q = std::make_shared<const QTensor>(
+      quantize_rtn(w[0].linear(qm.linears[2].role).to_matrix(), {8, 128, false}));
+  qm.linears[13].q = std::make_shared<const QTensor>(
+      quantize_rtn(w[1].linear(qm.linears[13].role).to_matrix(), {8, -1, false}));
   ASSERT_EQ(qm.linears[2].role, LinearRole::V);
   ASSERT_EQ(qm.linears[13].layer, 1);
   const std::string out = test::make_temp_dir("dynamic") + "/m";
@@ -205,9 +207,9 @@ TEST(Quantize, PerModuleBitsRoundTripThroughGptqModelsDynamicOverrides) {
   const LoadedModel back = load_model(out);
   ASSERT_EQ(back.quantized.size(), qm.linears.size());
   for (size_t i = 0; i < qm.linears.size(); ++i) {
-    EXPECT_EQ(back.quantized[i].bits, qm.linears[i].q.bits) << i;
-    EXPECT_EQ(back.quantized[i].group_size, qm.linears[i].q.group_size) << i;
-    EXPECT_EQ(back.quantized[i].codes, qm.linears[i].q.codes) << i;
+    EXPECT_EQ(back.quantized[i].bits, qm.linears[i].q->bits) << i;
+    EXPECT_EQ(back.quantized[i].group_size, qm.linears[i].q->group_size) << i;
+    EXPECT_EQ(back.quantized[i].codes, qm.linears[i].q->codes) << i;
   }
   EXPECT_NE(back.description.find("2 per-module overrides"), std::string::npos);
 
