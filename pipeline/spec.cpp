@@ -164,16 +164,7 @@ std::vector<Field> variant_fields(const std::map<std::string, CalibrationSpec>& 
     if (!v || std::get<int64_t>(*v) == 0) return std::nullopt;
     return v;
   };
-  Field cal = string_field("calibration", "a name from 'calibration:'");
-  cal.check = [cal_names](const Scalar& v) -> std::string {
-    const auto& s = std::get<std::string>(v);
-    if (std::find(cal_names.begin(), cal_names.end(), s) != cal_names.end()) return "";
-    if (cal_names.empty())
-      return cat("calibration '", s, "' is not defined: the sweep has no 'calibration:' section");
-    return cat("calibration '", s,
-               "' is not defined under 'calibration:' (defined: ", join_or(cal_names), ")",
-               did_you_mean(s, cal_names));
-  };
+  const Field cal = calibration_name_field(cal_names);
   return {
       method,
       int_field("bits", 2, 8, "an integer 2..8"),

@@ -22,16 +22,7 @@ SensitivitySpec read_sensitivity(const Source& src, const Entry& section,
     return cat("unknown candidate type '", s, "'", did_you_mean(s, sensitivity_type_names()),
                " (types: ", join_or(sensitivity_type_names()), ")");
   };
-  Field cal = string_field("calibration", "a name from 'calibration:'");
-  cal.check = [cal_names](const Scalar& v) -> std::string {
-    const auto& s = std::get<std::string>(v);
-    if (std::find(cal_names.begin(), cal_names.end(), s) != cal_names.end()) return "";
-    if (cal_names.empty())
-      return cat("calibration '", s, "' is not defined: the sweep has no 'calibration:' section");
-    return cat("calibration '", s,
-               "' is not defined under 'calibration:' (defined: ", join_or(cal_names), ")",
-               did_you_mean(s, cal_names));
-  };
+  const Field cal = calibration_name_field(cal_names);
   const int64_t int_max = std::numeric_limits<int>::max();
   const std::vector<Field> fields = {
       types,

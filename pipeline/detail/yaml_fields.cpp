@@ -228,6 +228,20 @@ Field string_field(const std::string& key, const std::string& expected) {
           }};
 }
 
+Field calibration_name_field(const std::vector<std::string>& defined) {
+  Field cal = string_field("calibration", "a name from 'calibration:'");
+  cal.check = [defined](const Scalar& v) -> std::string {
+    const auto& s = std::get<std::string>(v);
+    if (std::find(defined.begin(), defined.end(), s) != defined.end()) return "";
+    if (defined.empty())
+      return cat("calibration '", s, "' is not defined: the sweep has no 'calibration:' section");
+    return cat("calibration '", s,
+               "' is not defined under 'calibration:' (defined: ", join_or(defined), ")",
+               did_you_mean(s, defined));
+  };
+  return cal;
+}
+
 Field choice_field(const std::string& key, const std::vector<std::string>& choices) {
   Field f = string_field(key, join_or(choices));
   f.check = [key, choices](const Scalar& v) -> std::string {

@@ -108,6 +108,9 @@ Field number_field(const std::string& key, std::function<bool(double)> ok,
                    const std::string& expected);
 /// Any non-empty string.
 Field string_field(const std::string& key, const std::string& expected);
+/// `calibration: NAME`, NAME one of `defined` (the sweep's 'calibration:' section); an
+/// undefined name is refused listing the defined ones.
+Field calibration_name_field(const std::vector<std::string>& defined);
 /// One of `choices`; a near miss gets a suggestion.
 Field choice_field(const std::string& key, const std::vector<std::string>& choices);
 
