@@ -7,19 +7,12 @@
 
 #include "common/errors.h"
 #include "pipeline/spec.h"
+#include "tests/pipeline/sweep_error.h"
 
 namespace qsweep {
 namespace {
 
-/// The message parse_sweep_text throws for `yaml`, or "(no error)".
-std::string error_of(const std::string& yaml) {
-  try {
-    parse_sweep_text(yaml, "s.yaml");
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 // As in spec_test.cpp: lines 1-8, a test's variants start at line 9.
 const std::string kHead =

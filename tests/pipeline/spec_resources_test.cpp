@@ -8,6 +8,7 @@
 #include "common/errors.h"
 #include "pipeline/spec.h"
 #include "pipeline/sweep.h"
+#include "tests/pipeline/sweep_error.h"
 #include "tests/support/test_support.h"
 
 namespace qsweep {
@@ -21,14 +22,7 @@ std::string sweep(const std::string& resources) {
          resources;
 }
 
-std::string error_of(const std::string& yaml) {
-  try {
-    parse_sweep_text(yaml, "s.yaml");
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 TEST(SweepResources, DefaultThenTheKindsOwnFields) {
   const SweepSpec s = parse_sweep_text(sweep("resources:\n"

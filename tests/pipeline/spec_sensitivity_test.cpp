@@ -6,6 +6,7 @@
 
 #include "common/errors.h"
 #include "pipeline/spec.h"
+#include "tests/pipeline/sweep_error.h"
 
 namespace qsweep {
 namespace {
@@ -20,14 +21,7 @@ const std::string kHead =
     "  - {task: perplexity, dataset: wikitext2}\n"
     "variants:\n";
 
-std::string error_of(const std::string& yaml) {
-  try {
-    parse_sweep_text(yaml, "s.yaml");
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 // The `sensitivity:` section (issue #19): its values, its defaults, each mistake at its place.
 TEST(SweepSpec, SensitivitySectionTypesCalibrationAndWindows) {

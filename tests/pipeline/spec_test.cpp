@@ -8,20 +8,13 @@
 
 #include "common/errors.h"
 #include "pipeline/spec.h"
+#include "tests/pipeline/sweep_error.h"
 #include "tests/support/test_support.h"
 
 namespace qsweep {
 namespace {
 
-/// The message parse_sweep_text throws for `yaml`, or "(no error)".
-std::string error_of(const std::string& yaml) {
-  try {
-    parse_sweep_text(yaml, "s.yaml");
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 std::vector<std::string> variant_ids(const SweepSpec& s) {
   std::vector<std::string> ids;
