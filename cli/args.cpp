@@ -166,4 +166,11 @@ void apply_threads(const Args& args) {
   set_backend_threads(int(n), "--threads");
 }
 
+long long max_memory_bytes(const Args& args) {
+  if (!args.has("max-memory")) return 0;
+  const double gb = args.get_double("max-memory");
+  QS_THROW_IF_NOT(gb > 0, "--max-memory must be a positive number of GiB");
+  return (long long)(gb * double(1LL << 30));
+}
+
 }  // namespace qsweep::cli

@@ -71,6 +71,9 @@ const OptionSpec& threads_option();
 /// it is a positive integer.
 void apply_threads(const Args& args);
 
+/// `--max-memory GiB` (run, eval, quantize) in bytes; 0 when absent. Error unless positive.
+long long max_memory_bytes(const Args& args);
+
 /// The known name closest to `word` by edit distance (for "did you mean").
 std::string closest(const std::string& word, const std::set<std::string>& known);
 

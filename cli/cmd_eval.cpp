@@ -255,20 +255,10 @@ int cmd_eval(const std::vector<std::string>& argv) {
                  "extrapolation, not quality\n",
                  e.ctx, spec.max_position_embeddings);
 
-  if (args.has("max-memory")) {
-    const double gb = args.get_double("max-memory");
-    QS_THROW_IF_NOT(gb > 0, "--max-memory must be a positive number of GiB");
-    int64_t mapped = 0;  // the model's files: a .gguf, or a directory's *.safetensors
-    if (is_gguf_file(model_dir)) {
-      mapped = int64_t(std::filesystem::file_size(model_dir));
-    } else {
-      for (const auto& f : std::filesystem::directory_iterator(model_dir))
-        if (f.path().extension() == ".safetensors") mapped += int64_t(f.file_size());
-    }
-    check_memory_budget(estimate_peak_memory(spec, {mapped, e.ctx, e.ctx, 0}),
-                        int64_t(gb * double(int64_t(1) << 30)), cat("qsweep eval ", model_dir),
-                        "lower --ctx, or use a smaller model");
-  }
+  if (const int64_t budget = max_memory_bytes(args))
+    check_memory_budget(
+        estimate_peak_memory(spec, {mapped_model_bytes(model_dir), e.ctx, e.ctx, 0}), budget,
+        cat("qsweep eval ", model_dir), "lower --ctx, or use a smaller model");
   EvalInputs in(*m.model, *m.tokenizer, data);
   in.label = cat("model ", model_dir);
   in.progress = !args.has("no-progress");

@@ -249,19 +249,14 @@ int cmd_quantize(const std::vector<std::string>& argv) {
                   "); quantize the original checkpoint");
   const Transformer model(loaded.spec, std::move(loaded.weights));
   const double load_s = since(t0);
-  if (args.has("max-memory")) {
-    const double gb = args.get_double("max-memory");
-    QS_THROW_IF_NOT(gb > 0, "--max-memory must be a positive number of GiB");
-    int64_t mapped = 0;  // the checkpoint's *.safetensors (mapped)
-    for (const auto& f : std::filesystem::directory_iterator(model_dir))
-      if (f.path().extension() == ".safetensors") mapped += int64_t(f.file_size());
+  if (const int64_t budget = max_memory_bytes(args)) {
     const int64_t seqlen = calibrated ? args.get_int("seqlen") : 0;
     const int64_t samples = calibrated ? args.get_int("n-samples") : 0;
     const int64_t batch = std::min<int64_t>(samples, run.batch_windows) * seqlen;
-    check_memory_budget(
-        estimate_peak_memory(model.spec(), {mapped, batch, seqlen, samples * seqlen}),
-        int64_t(gb * double(int64_t(1) << 30)), cat("qsweep quantize ", model_dir),
-        "lower --n-samples or --seqlen, or use a smaller model");
+    check_memory_budget(estimate_peak_memory(model.spec(), {mapped_model_bytes(model_dir), batch,
+                                                            seqlen, samples * seqlen}),
+                        budget, cat("qsweep quantize ", model_dir),
+                        "lower --n-samples or --seqlen, or use a smaller model");
   }
 
   CalibrationSet calib;

@@ -94,11 +94,7 @@ int cmd_run(const std::vector<std::string>& argv) {
   SweepRunOptions opt;
   opt.jobs = int(args.get_int("jobs", 1));
   QS_THROW_IF_NOT(opt.jobs >= 1, "--jobs must be >= 1");
-  if (args.has("max-memory")) {
-    const double gb = args.get_double("max-memory");
-    QS_THROW_IF_NOT(gb > 0, "--max-memory must be a positive number of GiB");
-    opt.max_memory_bytes = int64_t(gb * double(int64_t(1) << 30));
-  }
+  if (args.has("max-memory")) opt.max_memory_bytes = max_memory_bytes(args);
   opt.progress = !args.has("no-progress");
   const std::string executor = args.get("executor", "local");
   QS_THROW_IF_NOT(executor == "local" || executor == "slurm",

@@ -2,10 +2,20 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 
 #include "common/errors.h"
 
 namespace qsweep {
+
+int64_t mapped_model_bytes(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(path)) return int64_t(fs::file_size(path));
+  int64_t mapped = 0;
+  for (const auto& f : fs::directory_iterator(path))
+    if (f.path().extension() == ".safetensors") mapped += int64_t(f.file_size());
+  return mapped;
+}
 
 MemoryEstimate estimate_peak_memory(const ModelSpec& s, const MemoryEstimateInput& in) {
   const int64_t H = s.hidden_size, I = s.intermediate_size, V = s.vocab_size;

@@ -24,6 +24,9 @@ struct MemoryEstimate {
   int64_t total() const { return model + scratch + activations + calibration; }
 };
 
+/// The bytes a model's files map: a file (.gguf) whole, or a directory's *.safetensors.
+int64_t mapped_model_bytes(const std::string& path);
+
 /// model = mapped_bytes; scratch = 4·max(V·H, I·H, nq·hd·H);
 /// activations = 4·T·(6·H + 2·I + V) + 4·heads·ctx²  (T = tokens, hidden states + MLP
 /// intermediates + logits + one head group's scores for each head);
