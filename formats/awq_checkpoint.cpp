@@ -1,6 +1,5 @@
 // The AutoAWQ "gemm" checkpoint (quant_method "awq"): writer and reader. The bit layout is
 // formats/awq_packing.h; this file is the safetensors and config.json side.
-#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -12,6 +11,7 @@
 #include "common/json_reader.h"
 #include "common/mapped_file.h"
 #include "formats/awq_packing.h"
+#include "formats/detail/checkpoint_dir.h"
 #include "formats/detail/quantized_tensors.h"
 #include "formats/formats.h"
 #include "model/safetensors.h"
@@ -50,12 +50,7 @@ void export_awq(const QuantizedCheckpoint& ckpt, const std::string& source_dir,
                     " (AutoAWQ WQLinear_GEMM); this model is ",
                     l.q->bits, "-bit");
   QS_THROW_IF_NOT(ckpt.folded != nullptr, "export_awq: the folded float weights are missing");
-  const fs::path out(out_dir);
-  const fs::path tmp =
-      out.parent_path() / (out.filename().string() + ".tmp-" + std::to_string(::getpid()));
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  try {
+  detail::write_directory_atomically(out_dir, [&](const fs::path& tmp) {
     const SafetensorsCheckpoint src(source_dir);
     std::map<std::string, const LinearQTensor*> by_name;
     for (const auto& l : ckpt.linears) by_name[hf_linear_name(l.layer, l.role)] = &l;
@@ -113,21 +108,8 @@ void export_awq(const QuantizedCheckpoint& ckpt, const std::string& source_dir,
                      {"version", "GEMM"}};
     const std::string qc_text = qc.dump(2) + "\n";
     write_file_atomic((tmp / "quant_config.json").string(), qc_text.data(), qc_text.size());
-    for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
-                          "special_tokens_map.json", "generation_config.json"})
-      if (fs::exists(fs::path(source_dir) / f)) {  // read_text_file: regular files only
-        const std::string bytes = read_text_file((fs::path(source_dir) / f).string());
-        write_file_atomic((tmp / f).string(), bytes.data(), bytes.size());
-      }
-  } catch (...) {
-    fs::remove_all(tmp);
-    throw;
-  }
-  const fs::path old =
-      out.parent_path() / (out.filename().string() + ".old-" + std::to_string(::getpid()));
-  if (fs::exists(out)) fs::rename(out, old);
-  fs::rename(tmp, out);
-  fs::remove_all(old);
+    detail::copy_tokenizer_files(source_dir, tmp);
+  });
 }
 
 LoadedModel load_awq_checkpoint(const std::string& dir) {

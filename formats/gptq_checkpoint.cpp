@@ -1,4 +1,3 @@
-#include <unistd.h>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -10,6 +9,7 @@
 #include "common/errors.h"
 #include "common/json_reader.h"
 #include "common/mapped_file.h"
+#include "formats/detail/checkpoint_dir.h"
 #include "formats/detail/quantized_tensors.h"
 #include "formats/formats.h"
 #include "formats/gguf.h"
@@ -89,12 +89,7 @@ std::vector<DynamicRule> read_dynamic(const JsonReader& q) {
 
 void export_gptq(const QuantizedCheckpoint& ckpt, const std::string& source_dir,
                  const std::string& out_dir) {
-  const fs::path out(out_dir);
-  const fs::path tmp =
-      out.parent_path() / (out.filename().string() + ".tmp-" + std::to_string(::getpid()));
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  try {
+  detail::write_directory_atomically(out_dir, [&](const fs::path& tmp) {
     const SafetensorsCheckpoint src(source_dir);
     std::map<std::string, const LinearQTensor*> by_name;
     for (const auto& l : ckpt.linears) by_name[hf_linear_name(l.layer, l.role)] = &l;
@@ -153,22 +148,8 @@ void export_gptq(const QuantizedCheckpoint& ckpt, const std::string& source_dir,
     qc["model_file_base_name"] = "model";
     const std::string qc_text = qc.dump(2) + "\n";
     write_file_atomic((tmp / "quantize_config.json").string(), qc_text.data(), qc_text.size());
-    for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
-                          "special_tokens_map.json", "generation_config.json"})
-      if (fs::exists(fs::path(source_dir) / f)) {  // read_text_file: regular files only
-        const std::string bytes = read_text_file((fs::path(source_dir) / f).string());
-        write_file_atomic((tmp / f).string(), bytes.data(), bytes.size());
-      }
-  } catch (...) {
-    fs::remove_all(tmp);
-    throw;
-  }
-  // Replace atomically enough: the old directory disappears only once the new one is complete.
-  const fs::path old =
-      out.parent_path() / (out.filename().string() + ".old-" + std::to_string(::getpid()));
-  if (fs::exists(out)) fs::rename(out, old);
-  fs::rename(tmp, out);
-  fs::remove_all(old);
+    detail::copy_tokenizer_files(source_dir, tmp);
+  });
 }
 
 namespace {}  // namespace
