@@ -228,7 +228,8 @@ class StageRunner final : public NodeRunner {
       meta["imatrix"] = calib && v.config.info().calibration == CalibrationUse::Optional
                             ? json(calib->source)
                             : json();
-      if (!qm.method_meta.is_null()) meta["auto_mix"] = qm.method_meta;
+      if (!qm.method_meta.is_null())
+        meta[qm.config.gptq() ? "gptq_bits" : "auto_mix"] = qm.method_meta;
       meta["tensors"] = ex.records;
     } else {
       meta["max_layer_loss"] = ex.max_layer_loss;

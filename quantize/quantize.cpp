@@ -9,6 +9,7 @@
 #include "formats/gptq_packing.h"
 #include "quantize/auto_mix_model.h"
 #include "quantize/awq.h"
+#include "quantize/gptq_budget.h"
 
 namespace qsweep {
 
@@ -72,6 +73,36 @@ QuantizedModel quantize_rtn_model(const Transformer& source, const QuantMethodCo
   return out;
 }
 
+// budget_bpw: a width per linear (layer-major, kAllLinearRoles order) from the Hessians of
+// the unquantized model (one calibration pass), recorded in out.method_meta.
+std::vector<int> choose_bits_for_budget(const Transformer& model, const CalibrationSet& calib,
+                                        const GptqOptions& cfg, const QuantRunOptions& run,
+                                        const QuantProgress& progress, nlohmann::json& meta) {
+  const ModelSpec& spec = model.spec();
+  std::vector<std::vector<GptqBitsOption>> options;
+  std::vector<int64_t> params;
+  std::vector<std::string> names;
+  std::vector<int> lengths;
+  MatrixRM hidden = model.embed(calib.windows, &lengths);
+  for (int l = 0; l < spec.num_layers; ++l) {
+    ActivationCapture capture(/*with_xtx=*/true);
+    run_layer_batched(model, l, hidden, lengths, run.batch_windows, capture.hook());
+    for (LinearRole r : kAllLinearRoles) {
+      const MatrixRM W = model.weights().layers[size_t(l)].linear(r).to_matrix();
+      options.push_back(gptq_bits_options(W, capture.stats(l, linear_input_of(r)).hessian(),
+                                          cfg.group_size, cfg.sym));
+      params.push_back(int64_t(W.size()));
+      names.push_back(hf_linear_name(l, r));
+    }
+    if (progress) progress(l + 1, spec.num_layers, cat("layer ", l, " bit costs"));
+  }
+  const std::string what =
+      cfg.group_size > 0 ? cat("group_size ", cfg.group_size) : std::string("group_size -1");
+  const GptqBitsChoice c = choose_gptq_bits(options, params, cfg.budget_bpw, what);
+  meta = gptq_bits_meta(c, cfg.budget_bpw, names, options);
+  return c.bits;
+}
+
 QuantizedModel quantize_gptq_model(const Transformer& source, const QuantMethodConfig& config,
                                    const CalibrationSet* calib, const QuantProgress& progress,
                                    const QuantRunOptions& run) {
@@ -86,6 +117,9 @@ QuantizedModel quantize_gptq_model(const Transformer& source, const QuantMethodC
   out.calibration_source = calib->source;
   out.calibration_domain = calib->domain;
   out.calibration_options = calib->options;
+  std::vector<int> bits;  // per linear, layer-major in kAllLinearRoles order
+  if (cfg.budget_bpw > 0)
+    bits = choose_bits_for_budget(out.model, *calib, cfg, run, progress, out.method_meta);
   std::vector<int> lengths;
   MatrixRM inps = out.model.embed(calib->windows, &lengths);
 
@@ -103,7 +137,8 @@ QuantizedModel quantize_gptq_model(const Transformer& source, const QuantMethodC
                         group.back());
       for (LinearRole r : group) {
         GptqConfig g;
-        g.bits = cfg.bits;
+        g.bits =
+            bits.empty() ? cfg.bits : bits[size_t(l) * std::size(kAllLinearRoles) + size_t(int(r))];
         g.group_size = cfg.group_size;
         g.sym = cfg.sym;
         g.desc_act = cfg.desc_act;
