@@ -56,6 +56,13 @@ const std::vector<MethodFlag>& method_flags() {
         it->methods.push_back(m.name);
       }
     }
+    // Options written only when set (GPTQ's budget_bpw) are named in the table's keys.
+    for (const MethodInfo& m : all_methods())
+      for (const std::string& key : m.keys) {
+        auto it = std::find_if(out.begin(), out.end(), [&](auto& f) { return f.key == key; });
+        if (it != out.end() && std::count(it->methods.begin(), it->methods.end(), m.name) == 0)
+          it->methods.push_back(m.name);
+      }
     return out;
   }();
   return flags;

@@ -79,6 +79,23 @@ std::vector<int> choose_bits_for_budget(const Transformer& model, const Calibrat
                                         const GptqOptions& cfg, const QuantRunOptions& run,
                                         const QuantProgress& progress, nlohmann::json& meta) {
   const ModelSpec& spec = model.spec();
+  const std::string what =
+      cfg.group_size > 0 ? cat("group_size ", cfg.group_size) : std::string("group_size -1");
+  {  // A budget below the least the shapes allow is refused before any work.
+    std::vector<std::vector<GptqBitsOption>> least;
+    std::vector<int64_t> shapes;
+    for (const LayerWeights& L : model.weights().layers)
+      for (LinearRole r : kAllLinearRoles) {
+        QTensor q;
+        q.rows = L.linear(r).rows();
+        q.cols = L.linear(r).cols();
+        q.bits = kGptqBudgetBits[0];
+        q.group_size = cfg.group_size;
+        least.push_back({{q.bits, gptq_storage_bytes(q), 0.0}});
+        shapes.push_back(q.rows * q.cols);
+      }
+    choose_gptq_bits(least, shapes, cfg.budget_bpw, what);
+  }
   std::vector<std::vector<GptqBitsOption>> options;
   std::vector<int64_t> params;
   std::vector<std::string> names;
@@ -96,8 +113,6 @@ std::vector<int> choose_bits_for_budget(const Transformer& model, const Calibrat
     }
     if (progress) progress(l + 1, spec.num_layers, cat("layer ", l, " bit costs"));
   }
-  const std::string what =
-      cfg.group_size > 0 ? cat("group_size ", cfg.group_size) : std::string("group_size -1");
   const GptqBitsChoice c = choose_gptq_bits(options, params, cfg.budget_bpw, what);
   meta = gptq_bits_meta(c, cfg.budget_bpw, names, options);
   return c.bits;
