@@ -56,6 +56,13 @@ const std::vector<MethodFlag>& method_flags() {
         it->methods.push_back(m.name);
       }
     }
+    // Options written only when set (GPTQ's budget_bpw) are named in the table's keys.
+    for (const MethodInfo& m : all_methods())
+      for (const std::string& key : m.keys) {
+        auto it = std::find_if(out.begin(), out.end(), [&](auto& f) { return f.key == key; });
+        if (it != out.end() && std::count(it->methods.begin(), it->methods.end(), m.name) == 0)
+          it->methods.push_back(m.name);
+      }
     return out;
   }();
   return flags;
@@ -72,7 +79,9 @@ const std::map<std::string, std::string>& method_flag_help() {
       {"damp_percent", "Hessian damping as a fraction of its mean diagonal"},
       {"block_size", "columns per lazy-batch block"},
       {"budget", "auto_mix: at most the size of this llama.cpp mix (q3_k_m, ...)"},
-      {"budget_bpw", "auto_mix: at most this many bits per weight over the weight tensors"},
+      {"budget_bpw",
+       "auto_mix: at most this many bits per weight over the weight tensors; gptq: bits chosen "
+       "per linear (2/3/4/8) for at most this many bits per weight over the linears"},
   };
   return help;
 }
@@ -84,7 +93,8 @@ QuantMethodConfig config_from_args(const Args& args) {
   nlohmann::json j = QuantMethodConfig::defaults(method).to_json();
   for (const MethodFlag& f : method_flags()) {
     if (!args.has(f.flag)) continue;
-    QS_THROW_IF_NOT(j.contains(f.key), "--", f.flag, " does not apply to method ", info.name,
+    const bool takes = j.contains(f.key) || std::count(info.keys.begin(), info.keys.end(), f.key);
+    QS_THROW_IF_NOT(takes, "--", f.flag, " does not apply to method ", info.name,
                     info.family == MethodFamily::KQuantMix
                         ? " (a llama.cpp mix: its rules choose every tensor's type)"
                         : cat(" (methods taking it: ", join(f.methods), ")"));

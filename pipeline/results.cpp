@@ -266,6 +266,7 @@ json collect_results(const SweepPlan& plan, const std::string& out_dir,
                  {"calibration", nullptr},
                  {"calibration_domain", nullptr},
                  {"bits_per_weight", 16.0},
+                 {"file_bits_per_weight", 16.0},
                  {"size_bytes", mspec.parameter_count() * 2},
                  {"quantize_seconds", 0.0}};
     base["metrics"] = metrics_of(s.baseline, &status, &error);
@@ -318,6 +319,10 @@ json collect_results(const SweepPlan& plan, const std::string& out_dir,
       }
       j["metrics"] = seed_metrics[0];
     }
+    // Every layout alike (GGUF's meta has the same number): bytes on disk × 8 / parameters.
+    if (j["size_bytes"].is_number())
+      j["file_bits_per_weight"] =
+          8.0 * j["size_bytes"].get<double>() / double(mspec.parameter_count());
     j["status"] = status;
     j["error"] = error.empty() || status == "ok" ? json() : json(error);
     r["variants"].push_back(j);

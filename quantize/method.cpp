@@ -37,7 +37,7 @@ const std::vector<MethodInfo>& table() {
        F::Gptq,
        C::Required,
        {"bits", "group_size", "sym", "desc_act", "static_groups", "true_sequential", "damp_percent",
-        "calibration"},
+        "budget_bpw", "calibration"},
        0,
        L::GptqSafetensors,
        std::nullopt},
@@ -170,7 +170,11 @@ QuantMethodConfig QuantMethodConfig::defaults(Method m) {
 int QuantMethodConfig::bits() const {
   return std::visit(
       [&](const auto& o) -> int {
-        if constexpr (requires { o.bits; }) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(o)>, GptqOptions>) {
+          // A budgeted GPTQ counts as the width class of its budget (3.5 bpw → 3), like auto_mix.
+          if (o.budget_bpw > 0) return std::clamp(int(std::floor(o.budget_bpw)), 2, 8);
+          return o.bits;
+        } else if constexpr (requires { o.bits; }) {
           return o.bits;
         } else if constexpr (std::is_same_v<std::decay_t<decltype(o)>, AutoMixOptions>) {
           // The width class of its budget, as a hand mix of that size is counted (q3_k_m → 3;
@@ -220,6 +224,8 @@ nlohmann::json QuantMethodConfig::to_json() const {
               {"true_sequential", g->true_sequential},
               {"damp_percent", g->damp_percent},
               {"block_size", g->block_size}});
+    // Written only when set, so the keys (and cache keys) of uniform GPTQ stay as they were.
+    if (g->budget_bpw != 0) j["budget_bpw"] = g->budget_bpw;
   } else if (const auto* a = awq()) {
     j.update({{"bits", a->bits}, {"group_size", a->group_size}, {"sym", a->sym}});
   } else if (const auto* m = auto_mix()) {
@@ -238,6 +244,7 @@ QuantMethodConfig QuantMethodConfig::from_json(const nlohmann::json& j) {
     const nlohmann::json defaults = c.to_json();
     for (const auto& [key, v] : defaults.items())
       if (key != "method") k.push_back(key);
+    if (c.gptq()) k.push_back("budget_bpw");
     return k;
   }();
   for (const auto& [key, v] : j.items())
@@ -251,7 +258,7 @@ QuantMethodConfig QuantMethodConfig::from_json(const nlohmann::json& j) {
           read_int(j, "group_size", o.group_size);
           read_bool(j, "sym", o.sym);
         }
-        if constexpr (requires { o.budget_bpw; }) {
+        if constexpr (requires { o.budget; }) {
           if (j.contains("budget")) {
             QS_THROW_IF_NOT(j.at("budget").is_string(), "quantization config: 'budget' must be ",
                             "a llama.cpp mix name such as q3_k_m, got ", j.at("budget").dump());
@@ -265,6 +272,7 @@ QuantMethodConfig QuantMethodConfig::from_json(const nlohmann::json& j) {
           read_bool(j, "true_sequential", o.true_sequential);
           read_double(j, "damp_percent", o.damp_percent);
           read_int(j, "block_size", o.block_size);
+          read_double(j, "budget_bpw", o.budget_bpw);
         }
       },
       c.options);
@@ -299,6 +307,11 @@ std::optional<ConfigProblem> QuantMethodConfig::problem(bool for_export) const {
       return ConfigProblem{"damp_percent",
                            cat("damp_percent ", g->damp_percent, " must be in (0, 1]")};
     if (g->block_size < 1) return ConfigProblem{"block_size", "block_size must be >= 1"};
+    if (g->budget_bpw != 0 && !(g->budget_bpw >= 2 && g->budget_bpw <= 16))
+      return ConfigProblem{"budget_bpw",
+                           cat("budget_bpw ", g->budget_bpw,
+                               " is out of range: use 2 to 16 bits per weight (0: every linear "
+                               "at 'bits')")};
   }
   if (for_export && info().layout == CheckpointLayout::AwqGemmSafetensors) {
     if (b != 4)
@@ -327,7 +340,11 @@ std::string QuantMethodConfig::label() const {
     return m->budget.empty() ? cat("auto mix ", number_text(m->budget_bpw), " bpw")
                              : cat("auto mix @", m->budget);
   const int gs = group_size();
-  std::string s = cat(info().display, " ", bits(), "-bit ", gs > 0 ? cat("g", gs) : "per-channel");
+  const GptqOptions* budgeted = gptq() && gptq()->budget_bpw > 0 ? gptq() : nullptr;
+  std::string s =
+      cat(info().display, " ",
+          budgeted ? cat("mixed ", number_text(budgeted->budget_bpw), " bpw") : cat(bits(), "-bit"),
+          " ", gs > 0 ? cat("g", gs) : "per-channel");
   if (sym()) s += " sym";
   if (const auto* g = gptq()) {
     if (g->desc_act) s += " act-order";
@@ -343,8 +360,10 @@ std::string QuantMethodConfig::id() const {
     return m->budget.empty() ? cat("auto_mix-bpw", number_text(m->budget_bpw))
                              : cat("auto_mix-", m->budget);
   const int gs = group_size();
-  std::string id =
-      cat(info().name, "-b", bits(), "-g", gs == -1 ? std::string("ch") : std::to_string(gs));
+  const GptqOptions* budgeted = gptq() && gptq()->budget_bpw > 0 ? gptq() : nullptr;
+  std::string id = cat(
+      info().name, budgeted ? cat("-bpw", number_text(budgeted->budget_bpw)) : cat("-b", bits()),
+      "-g", gs == -1 ? std::string("ch") : std::to_string(gs));
   if (sym()) id += "-sym";
   if (const auto* g = gptq()) {
     if (g->desc_act) id += "-act";

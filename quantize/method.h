@@ -87,6 +87,10 @@ struct GptqOptions {
   bool true_sequential = true;
   double damp_percent = 0.01;
   int block_size = 128;
+  /// > 0: the width is chosen per linear among 2/3/4/8 bits so that the GPTQ layout's bits
+  /// per weight over the linears (scales, zeros, g_idx included) are at most this
+  /// (quantize/gptq_budget.h); `bits` is then unused. 0: every linear at `bits`.
+  double budget_bpw = 0;
   bool operator==(const GptqOptions&) const = default;
 };
 struct AwqOptions {

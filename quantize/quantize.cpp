@@ -9,6 +9,7 @@
 #include "formats/gptq_packing.h"
 #include "quantize/auto_mix_model.h"
 #include "quantize/awq.h"
+#include "quantize/gptq_budget.h"
 
 namespace qsweep {
 
@@ -78,6 +79,51 @@ QuantizedModel quantize_rtn_model(const Transformer& source, const QuantMethodCo
   return out;
 }
 
+// budget_bpw: a width per linear (layer-major, kAllLinearRoles order) from the Hessians of
+// the unquantized model (one calibration pass), recorded in out.method_meta.
+std::vector<int> choose_bits_for_budget(const Transformer& model, const CalibrationSet& calib,
+                                        const GptqOptions& cfg, const QuantRunOptions& run,
+                                        const QuantProgress& progress, nlohmann::json& meta) {
+  const ModelSpec& spec = model.spec();
+  const std::string what =
+      cfg.group_size > 0 ? cat("group_size ", cfg.group_size) : std::string("group_size -1");
+  {  // A budget below the least the shapes allow is refused before any work.
+    std::vector<std::vector<GptqBitsOption>> least;
+    std::vector<int64_t> shapes;
+    for (const LayerWeights& L : model.weights().layers)
+      for (LinearRole r : kAllLinearRoles) {
+        QTensor q;
+        q.rows = L.linear(r).rows();
+        q.cols = L.linear(r).cols();
+        q.bits = kGptqBudgetBits[0];
+        q.group_size = cfg.group_size;
+        least.push_back({{q.bits, gptq_storage_bytes(q), 0.0}});
+        shapes.push_back(q.rows * q.cols);
+      }
+    choose_gptq_bits(least, shapes, cfg.budget_bpw, what);
+  }
+  std::vector<std::vector<GptqBitsOption>> options;
+  std::vector<int64_t> params;
+  std::vector<std::string> names;
+  std::vector<int> lengths;
+  MatrixRM hidden = model.embed(calib.windows, &lengths);
+  for (int l = 0; l < spec.num_layers; ++l) {
+    ActivationCapture capture(/*with_xtx=*/true);
+    run_layer_batched(model, l, hidden, lengths, run.batch_windows, capture.hook());
+    for (LinearRole r : kAllLinearRoles) {
+      const MatrixRM W = model.weights().layers[size_t(l)].linear(r).to_matrix();
+      options.push_back(gptq_bits_options(W, capture.stats(l, linear_input_of(r)).hessian(),
+                                          cfg.group_size, cfg.sym));
+      params.push_back(int64_t(W.size()));
+      names.push_back(hf_linear_name(l, r));
+    }
+    if (progress) progress(l + 1, spec.num_layers, cat("layer ", l, " bit costs"));
+  }
+  const GptqBitsChoice c = choose_gptq_bits(options, params, cfg.budget_bpw, what);
+  meta = gptq_bits_meta(c, cfg.budget_bpw, names, options);
+  return c.bits;
+}
+
 QuantizedModel quantize_gptq_model(const Transformer& source, const QuantMethodConfig& config,
                                    const CalibrationSet* calib, const QuantProgress& progress,
                                    const QuantRunOptions& run) {
@@ -92,6 +138,9 @@ QuantizedModel quantize_gptq_model(const Transformer& source, const QuantMethodC
   out.calibration_source = calib->source;
   out.calibration_domain = calib->domain;
   out.calibration_options = calib->options;
+  std::vector<int> bits;  // per linear, layer-major in kAllLinearRoles order
+  if (cfg.budget_bpw > 0)
+    bits = choose_bits_for_budget(out.model, *calib, cfg, run, progress, out.method_meta);
   std::vector<int> lengths;
   MatrixRM inps = out.model.embed(calib->windows, &lengths);
 
@@ -109,7 +158,8 @@ QuantizedModel quantize_gptq_model(const Transformer& source, const QuantMethodC
                         group.back());
       for (LinearRole r : group) {
         GptqConfig g;
-        g.bits = cfg.bits;
+        g.bits =
+            bits.empty() ? cfg.bits : bits[size_t(l) * std::size(kAllLinearRoles) + size_t(int(r))];
         g.group_size = cfg.group_size;
         g.sym = cfg.sym;
         g.desc_act = cfg.desc_act;

@@ -143,9 +143,9 @@ std::string quality_chart_svg(const ReportData& d) {
   for (size_t e : series)
     for (size_t i = 0; i < d.n_table_rows; ++i) {
       const ReportRow& r = d.rows[i];
-      if (!r.cells[e].has_relative || !r.bits_per_weight) continue;
-      xmin = std::min(xmin, *r.bits_per_weight);
-      xmax = std::max(xmax, *r.bits_per_weight);
+      if (!r.cells[e].has_relative || !r.axis_bpw) continue;
+      xmin = std::min(xmin, *r.axis_bpw);
+      xmax = std::max(xmax, *r.axis_bpw);
       ymin = std::min(ymin, r.cells[e].relative);
       ymax = std::max(ymax, r.cells[e].relative);
     }
@@ -162,7 +162,9 @@ std::string quality_chart_svg(const ReportData& d) {
                   n1(H) + "\" viewBox=\"0 0 " + n1(W) + " " + n1(H) +
                   "\" role=\"img\" aria-label=\"relative perplexity against bits per weight\">\n";
   s += axes(
-      &ax, ay, x0, x1, y0, y1, "bits per weight (measured, scales included)",
+      &ax, ay, x0, x1, y0, y1,
+      d.axis_is_file ? "bits per weight (file bytes × 8 / parameters)"
+                     : "bits per weight (linears, scales included)",
       std::string("relative perplexity vs ") + d.baseline_label + (ay.log ? " (log scale)" : ""));
   const double yb = ay.to_px(1.0, y1, y0);
   s += line(x0, yb, x1, yb, "class=\"baseline-ref\"");
@@ -176,22 +178,21 @@ std::string quality_chart_svg(const ReportData& d) {
     for (size_t i : d.frontier[e]) {
       const ReportRow& r = d.rows[i];
       if (!pts.empty()) pts += ' ';
-      pts += n1(ax.to_px(*r.bits_per_weight, x0, x1)) + "," +
-             n1(ay.to_px(r.cells[e].relative, y1, y0));
+      pts += n1(ax.to_px(*r.axis_bpw, x0, x1)) + "," + n1(ay.to_px(r.cells[e].relative, y1, y0));
     }
     s += "<polyline class=\"pareto\" points=\"" + pts + "\" stroke=\"" + col + "\"/>\n";
     for (size_t i = 0; i < d.n_table_rows; ++i) {
       const ReportRow& r = d.rows[i];
       const ReportCell& c = r.cells[e];
-      if (!c.has_relative || !r.bits_per_weight) continue;
-      const double px = ax.to_px(*r.bits_per_weight, x0, x1), py = ay.to_px(c.relative, y1, y0);
+      if (!c.has_relative || !r.axis_bpw) continue;
+      const double px = ax.to_px(*r.axis_bpw, x0, x1), py = ay.to_px(c.relative, y1, y0);
       s += "<circle cx=\"" + n1(px) + "\" cy=\"" + n1(py) + "\" r=\"" +
            (c.on_frontier ? "5" : "4") + "\" stroke=\"" + col + "\" fill=\"" +
            (c.on_frontier ? col : "#ffffff") + "\" class=\"" +
            (c.on_frontier ? "point frontier" : "point") + "\"><title>" +
            html_escape(r.label + " on " + d.evals[e].name + ": relative perplexity " +
-                       fixed(c.relative, 3) + " at " + fixed(*r.bits_per_weight, 3) +
-                       " bits/weight" + (c.on_frontier ? " (Pareto frontier)" : "")) +
+                       fixed(c.relative, 3) + " at " + fixed(*r.axis_bpw, 3) + " bits/weight" +
+                       (c.on_frontier ? " (Pareto frontier)" : "")) +
            "</title></circle>\n";
     }
     s += "</g>\n";

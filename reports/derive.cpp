@@ -96,6 +96,7 @@ ReportRow parse_variant(const json& v, const std::vector<ReportEval>& evals,
   r.group_size = get_int(v, "group_size", where);
   r.size_bytes = get_int(v, "size_bytes", where);
   r.bits_per_weight = get_number(v, "bits_per_weight", where);
+  r.file_bits_per_weight = get_number(v, "file_bits_per_weight", where);
   r.config_key = json::object();
   for (auto it = v.begin(); it != v.end(); ++it)
     if (!kNotConfig.count(it.key())) r.config_key[it.key()] = it.value();
@@ -144,10 +145,8 @@ ReportRow parse_variant(const json& v, const std::vector<ReportEval>& evals,
 
 bool better_row_order(const ReportRow& a, const ReportRow& b) {
   if (a.is_baseline != b.is_baseline) return a.is_baseline;
-  if (a.bits_per_weight.has_value() != b.bits_per_weight.has_value())
-    return a.bits_per_weight.has_value();
-  if (a.bits_per_weight && *a.bits_per_weight != *b.bits_per_weight)
-    return *a.bits_per_weight > *b.bits_per_weight;
+  if (a.axis_bpw.has_value() != b.axis_bpw.has_value()) return a.axis_bpw.has_value();
+  if (a.axis_bpw && *a.axis_bpw != *b.axis_bpw) return *a.axis_bpw > *b.axis_bpw;
   return a.id < b.id;
 }
 
@@ -246,6 +245,10 @@ ReportData derive_report(const json& results) {
   }
   QS_THROW_IF_NOT(ids.count(d.baseline_id), "results.json: sweep.baseline \"", d.baseline_id,
                   "\" names no variant");
+  // One x axis for the whole report: file bits per weight when every table row has it.
+  d.axis_is_file = std::all_of(
+      ok.begin(), ok.end(), [](const ReportRow& r) { return r.file_bits_per_weight.has_value(); });
+  for (ReportRow& r : ok) r.axis_bpw = d.axis_is_file ? r.file_bits_per_weight : r.bits_per_weight;
   std::stable_sort(ok.begin(), ok.end(), better_row_order);
   d.n_table_rows = ok.size();
   d.rows = std::move(ok);
@@ -323,9 +326,9 @@ ReportData derive_report(const json& results) {
     if (!d.evals[e].is_perplexity) continue;
     std::vector<size_t> pts;
     for (size_t i = 0; i < d.n_table_rows; ++i)
-      if (d.rows[i].cells[e].has_relative && d.rows[i].bits_per_weight) pts.push_back(i);
+      if (d.rows[i].cells[e].has_relative && d.rows[i].axis_bpw) pts.push_back(i);
     std::stable_sort(pts.begin(), pts.end(), [&](size_t a, size_t b) {
-      const double xa = *d.rows[a].bits_per_weight, xb = *d.rows[b].bits_per_weight;
+      const double xa = *d.rows[a].axis_bpw, xb = *d.rows[b].axis_bpw;
       if (xa != xb) return xa < xb;
       return d.rows[a].cells[e].relative < d.rows[b].cells[e].relative;
     });

@@ -65,7 +65,10 @@ std::string render_html(const nlohmann::json& results) {
   s += "<figcaption class=\"meta\">" +
        html_escape(
            "Relative perplexity (lower is better) of every variant on each perplexity "
-           "eval against its measured bits per weight; the line joins each eval's Pareto "
+           "eval against its bits per weight (" +
+           std::string(d.axis_is_file ? "file bytes × 8 / parameters"
+                                      : "linears only: not every variant has a file size") +
+           "); the line joins each eval's Pareto "
            "frontier (the lowest relative perplexity at that many bits per weight or "
            "fewer), whose points are filled.") +
        "</figcaption>\n</figure>\n";

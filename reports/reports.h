@@ -87,7 +87,13 @@ struct ReportRow {
   std::string calibration_domain;  ///< "" when none
   bool is_baseline = false;
   std::optional<int64_t> bits, group_size, size_bytes;
-  std::optional<double> bits_per_weight;  ///< measured, scales and zeros included
+  std::optional<double> bits_per_weight;  ///< linears: measured, scales and zeros included
+  /// The variant's bytes on disk × 8 / the model's parameter count (every tensor counted).
+  std::optional<double> file_bits_per_weight;
+  /// The bits per weight rows are ordered by and the Pareto frontier and chart use:
+  /// file_bits_per_weight when every table row has it (ReportData::axis_is_file), else
+  /// bits_per_weight (results.json files written before file sizes were recorded).
+  std::optional<double> axis_bpw;
   /// The variant's fields that define "the same quantization apart from the
   /// calibration" (everything but id, label, calibration, status, metrics, ...).
   nlohmann::json config_key;
@@ -110,6 +116,8 @@ struct ReportData {
   /// the failed and skipped variants in input order.
   std::vector<ReportRow> rows;
   size_t n_table_rows = 0;
+  /// Whether ReportRow::axis_bpw is the file bits per weight (else the linears').
+  bool axis_is_file = false;
   /// Calibration sets by name (as in results.json "calibrations").
   nlohmann::json calibrations;
   double accept_yes = 1.05, accept_usually = 1.12, accept_marginal = 1.20;

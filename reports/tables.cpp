@@ -65,8 +65,8 @@ std::string join(const std::vector<std::string>& parts, const std::string& sep,
 
 Table tradeoff_table(const ReportData& d) {
   Table t;
-  t.header = {"Format", "Bits", "bits/weight", "Size (MB)"};
-  t.align = "lrrr";
+  t.header = {"Format", "Bits", "bpw file", "bpw linears", "Size (MB)"};
+  t.align = "lrrrr";
   for (const auto& e : d.evals) {
     if (e.is_perplexity) {
       t.header.push_back("rel PPL " + e.name);
@@ -83,6 +83,7 @@ Table tradeoff_table(const ReportData& d) {
     const ReportRow& r = d.rows[i];
     std::vector<std::string> row = {
         r.label, or_missing(r.bits),
+        r.file_bits_per_weight ? fixed(*r.file_bits_per_weight, 3) : std::string(kMissing),
         r.bits_per_weight ? fixed(*r.bits_per_weight, 3) : std::string(kMissing),
         r.size_bytes ? fixed(*r.size_bytes / 1e6, 2) : std::string(kMissing)};
     for (size_t e = 0; e < d.evals.size(); ++e) {
@@ -106,9 +107,10 @@ Table tradeoff_table(const ReportData& d) {
 std::vector<std::string> tradeoff_notes(const ReportData& d) {
   const std::string& b = d.baseline_label;
   std::vector<std::string> n;
-  n.push_back("Rows: the baseline (" + b +
-              ") first, then by measured bits per weight, highest first (quality falls "
-              "downward); failed and skipped variants are listed below the table.");
+  n.push_back("Rows: the baseline (" + b + ") first, then by " +
+              (d.axis_is_file ? "bpw file" : "bpw linears (not every row has a file size)") +
+              ", highest first (quality falls downward); failed and skipped variants are listed "
+              "below the table. The Pareto frontier uses the same bits per weight.");
   n.push_back("rel PPL = the variant's perplexity / " + b +
               "'s perplexity on the same eval (lower is better); PPL = the absolute perplexity.");
   bool other = false;
@@ -117,8 +119,9 @@ std::vector<std::string> tradeoff_notes(const ReportData& d) {
     n.push_back("Δ = the variant's value − " + b +
                 "'s value, in the metric's own units (points for percentages).");
   n.push_back(
-      "bits/weight = measured bits per weight of the quantized tensors, scales and zero points "
-      "included; Size = size_bytes / 10^6.");
+      "bpw file = the variant's bytes on disk × 8 / the model's parameter count (every tensor, "
+      "quantized or not); bpw linears = measured bits per weight of the quantized linear "
+      "layers only, scales and zero points included; Size = size_bytes / 10^6.");
   n.push_back(
       "Acceptable? = the category of the worst relative perplexity over the perplexity "
       "evals: yes ≤ " +
@@ -456,8 +459,15 @@ std::string render_table_md(const json& results) {
 
 std::string render_table_csv(const json& results) {
   const ReportData d = derive_report(results);
-  std::vector<std::string> header = {"id",        "label",      "status",      "method",
-                                     "bits",      "group_size", "calibration", "bits_per_weight",
+  std::vector<std::string> header = {"id",
+                                     "label",
+                                     "status",
+                                     "method",
+                                     "bits",
+                                     "group_size",
+                                     "calibration",
+                                     "bits_per_weight",
+                                     "file_bits_per_weight",
                                      "size_bytes"};
   for (const auto& e : d.evals)
     for (const char* f : {"value", "relative", "relative_se", "near_noise", "pareto"})
@@ -482,6 +492,7 @@ std::string render_table_csv(const json& results) {
                                   opt(r.group_size),
                                   r.calibration,
                                   r.bits_per_weight ? shortest(*r.bits_per_weight) : "",
+                                  r.file_bits_per_weight ? shortest(*r.file_bits_per_weight) : "",
                                   opt(r.size_bytes)};
     for (size_t e = 0; e < d.evals.size(); ++e) {
       const ReportCell& c = r.cells[e];

@@ -54,5 +54,22 @@ TEST(SweepSpec, SensitivitySectionTypesCalibrationAndWindows) {
             "sets and no auto_mix variant names one)");
 }
 
+// GPTQ's budget_bpw (issue #19's GPTQ twin): a list sweeps it, the id names it, a value out
+// of range is named at its place.
+TEST(SweepSpec, GptqTakesABitsPerWeightBudget) {
+  const SweepSpec s = parse_sweep_text(
+      kHead + "  - {method: gptq, budget_bpw: [3.5, 4.25], calibration: code}\n", "s.yaml");
+  ASSERT_EQ(s.variants.size(), 2u);
+  ASSERT_NE(s.variants[0].config.gptq(), nullptr);
+  EXPECT_EQ(s.variants[0].config.gptq()->budget_bpw, 3.5);
+  EXPECT_EQ(s.variants[0].id, "gptq-bpw3.5-g128-code");
+  EXPECT_EQ(s.variants[1].id, "gptq-bpw4.25-g128-code");
+  EXPECT_EQ(error_of(kHead + "  - {method: gptq, budget_bpw: 20, calibration: code}\n"),
+            "s.yaml:9:32: 'budget_bpw' must be a number of bits 2..16 or a list of them, got '20'");
+  EXPECT_EQ(error_of(kHead + "  - {method: awq, budget_bpw: 3.5, calibration: code}\n"),
+            "s.yaml:9:31: 'budget_bpw' does not apply to method 'awq' (it uses bits, group_size, "
+            "sym or calibration)");
+}
+
 }  // namespace
 }  // namespace qsweep

@@ -45,9 +45,10 @@ TEST(MethodTable, EveryNameParsesToItsRow) {
   EXPECT_EQ(method_info(Method::Rtn).layout, CheckpointLayout::GptqSafetensors);
   EXPECT_EQ(method_info(Method::Rtn).calibration, CalibrationUse::None);
   EXPECT_EQ(method_info(Method::Gptq).calibration, CalibrationUse::Required);
-  EXPECT_EQ(method_info(Method::Gptq).keys,
-            (std::vector<std::string>{"bits", "group_size", "sym", "desc_act", "static_groups",
-                                      "true_sequential", "damp_percent", "calibration"}));
+  EXPECT_EQ(
+      method_info(Method::Gptq).keys,
+      (std::vector<std::string>{"bits", "group_size", "sym", "desc_act", "static_groups",
+                                "true_sequential", "damp_percent", "budget_bpw", "calibration"}));
   EXPECT_EQ(method_info(Method::Awq).keys,
             (std::vector<std::string>{"bits", "group_size", "sym", "calibration"}));
   EXPECT_EQ(method_info(Method::Rtn).keys, (std::vector<std::string>{"bits", "group_size", "sym"}));
@@ -176,6 +177,29 @@ TEST(QuantMethodConfig, AutoMixBitsAreItsBudgetsWidthClass) {
   EXPECT_EQ(QuantMethodConfig::from_json({{"method", "auto_mix"}, {"budget", "q2_k"}}).bits(), 2);
   EXPECT_EQ(QuantMethodConfig::from_json({{"method", "auto_mix"}, {"budget_bpw", 3.9}}).bits(), 3);
   EXPECT_EQ(QuantMethodConfig::from_json({{"method", "auto_mix"}, {"budget_bpw", 5.5}}).bits(), 5);
+}
+
+// GPTQ's budget_bpw: absent from the JSON of a uniform GPTQ (its keys and cache keys stay as
+// they were), read back when set, named in id and label, range-checked like auto_mix's.
+TEST(QuantMethodConfig, GptqBudgetBpwRoundTripsAndIsValidated) {
+  EXPECT_FALSE(QuantMethodConfig::defaults(Method::Gptq).to_json().contains("budget_bpw"));
+  const QuantMethodConfig c =
+      QuantMethodConfig::from_json({{"method", "gptq"}, {"budget_bpw", 3.5}, {"group_size", 64}});
+  ASSERT_NE(c.gptq(), nullptr);
+  EXPECT_EQ(c.gptq()->budget_bpw, 3.5);
+  EXPECT_EQ(c.to_json()["budget_bpw"], 3.5);
+  EXPECT_EQ(QuantMethodConfig::from_json(c.to_json()), c);
+  EXPECT_EQ(c.id(), "gptq-bpw3.5-g64");
+  EXPECT_EQ(c.label(), "GPTQ mixed 3.5 bpw g64");
+  EXPECT_EQ(c.bits(), 3);
+  EXPECT_THROW(QuantMethodConfig::from_json({{"method", "awq"}, {"budget_bpw", 3.5}}), Error);
+  for (double bad : {1.5, -3.0, 17.0}) {
+    GptqOptions o;
+    o.budget_bpw = bad;
+    const auto p = QuantMethodConfig{Method::Gptq, o}.problem();
+    ASSERT_TRUE(p.has_value()) << bad;
+    EXPECT_EQ(p->key, "budget_bpw");
+  }
 }
 
 }  // namespace

@@ -91,8 +91,9 @@ TEST(Reports, RelativePerplexityMatchesHandComputedValues) {
   EXPECT_EQ(g3c.acceptable, "marginal");
   // And the rendered table shows the same numbers.
   const std::string md = render_table_md(fixture());
-  EXPECT_NE(md.find("| GPTQ 4-bit g128 (wiki) | 4 | 4.242 | 7.62 | 1.031 ±0.024 ≈ | 314.20 |"),
-            std::string::npos)
+  EXPECT_NE(
+      md.find("| GPTQ 4-bit g128 (wiki) | 4 | 8.936 | 4.242 | 7.62 | 1.031 ±0.024 ≈ | 314.20 |"),
+      std::string::npos)
       << md;
   EXPECT_NE(md.find("| 1.188 ±0.028 ≈ | 362.00 | 1.151 ±0.025 ≈ | 27.20 | marginal |"),
             std::string::npos);
@@ -146,10 +147,11 @@ TEST(Reports, NoiseRule) {
   // 1.0992 vs 1.00106 differ by 0.098 > 2σ ≈ 0.048.
   EXPECT_FALSE(rows_within_noise(d, 0, b8, b4));
   const std::string md = render_table_md(fixture());
-  EXPECT_NE(
-      md.find("| FP16 | 16 | 16.000 | 13.64 | 1.000 ≈ | 304.78 | 1.000 ≈ | 23.64 | baseline |"),
-      std::string::npos);
-  EXPECT_NE(md.find("| RTN 8-bit g128 | 8 | 8.250 | 10.20 | 1.001 ±0.024 ≈ |"), std::string::npos);
+  EXPECT_NE(md.find("| FP16 | 16 | 16.000 | 16.000 | 13.64 | 1.000 ≈ | 304.78 | 1.000 ≈ | 23.64 | "
+                    "baseline |"),
+            std::string::npos);
+  EXPECT_NE(md.find("| RTN 8-bit g128 | 8 | 11.961 | 8.250 | 10.20 | 1.001 ±0.024 ≈ |"),
+            std::string::npos);
 }
 
 TEST(Reports, PairedStandardErrorTightensTheNoiseRule) {
@@ -182,6 +184,34 @@ TEST(Reports, ParetoFrontier) {
   for (size_t i : d.frontier[1]) code.push_back(d.rows[i].id);
   EXPECT_EQ(code, (std::vector<std::string>{"gptq-b3-g128-code", "gptq-b4-g128-code", "rtn-b8-g128",
                                             "fp16"}));
+}
+
+// Issue #19: rows and the Pareto frontier use the file's bits per weight (bytes on disk × 8 /
+// parameters) when every row has it. RTN-4 made smaller on disk than GPTQ-4 (8.90 vs 8.936)
+// while its linears count more (4.25 vs 4.242): it moves below GPTQ-4 and joins the wiki
+// frontier (1.099 < GPTQ-3's 1.170 at fewer bits than GPTQ-4). With one row lacking a file
+// size, the whole report falls back to the linears' bits per weight, as before.
+TEST(Reports, RankingAndParetoUseFileBitsPerWeight) {
+  json r = fixture();
+  for (auto& v : r["variants"])
+    if (v["id"] == "rtn-b4-g128") v["file_bits_per_weight"] = 8.90;
+  const ReportData d = derive_report(r);
+  EXPECT_TRUE(d.axis_is_file);
+  EXPECT_GT(row_of(d, "rtn-b4-g128"), row_of(d, "gptq-b4-g128-wiki"));
+  std::vector<std::string> wiki;
+  for (size_t i : d.frontier[0]) wiki.push_back(d.rows[i].id);
+  EXPECT_EQ(wiki, (std::vector<std::string>{"gptq-b3-g128-wiki", "rtn-b4-g128", "gptq-b4-g128-code",
+                                            "rtn-b8-g128", "fp16"}));
+  EXPECT_NE(render_table_md(r).find("| RTN 4-bit g128, \"naive\" | 4 | 8.900 | 4.250 | 7.63 |"),
+            std::string::npos);
+
+  for (auto& v : r["variants"])
+    if (v["id"] == "rtn-b8-g128") v.erase("file_bits_per_weight");
+  const ReportData lin = derive_report(r);
+  EXPECT_FALSE(lin.axis_is_file);
+  EXPECT_LT(row_of(lin, "rtn-b4-g128"), row_of(lin, "gptq-b4-g128-wiki"));
+  EXPECT_FALSE(lin.rows[row_of(lin, "rtn-b4-g128")].cells[0].on_frontier);
+  EXPECT_NE(render_table_md(r).find("then by bpw linears"), std::string::npos);
 }
 
 TEST(Reports, CalibrationDomainAnalysis) {
@@ -396,8 +426,9 @@ TEST(Reports, WideRangesUseALogAxisAndLabelsAreEscaped) {
   EXPECT_NE(html.find("(log scale)"), std::string::npos);
   EXPECT_NE(html.find("RTN | 3-bit &lt;x&gt; *y*"), std::string::npos);
   const std::string md = render_table_md(r);
-  EXPECT_NE(md.find("| RTN \\| 3-bit \\<x\\> \\*y\\* | 3 | 3.250 | 6.12 | 10.000 | 3047.77 |"),
-            std::string::npos)
+  EXPECT_NE(
+      md.find("| RTN \\| 3-bit \\<x\\> \\*y\\* | 3 | 7.177 | 3.250 | 6.12 | 10.000 | 3047.77 |"),
+      std::string::npos)
       << md;
 }
 
