@@ -99,9 +99,9 @@ TEST(GptqBudget, TinycodeMixedBitsHonourTheBudgetAndRoundTrip) {
   std::set<int> widths;
   double bits = 0, n = 0;
   for (const auto& l : qm.linears) {
-    widths.insert(l.q.bits);
-    bits += gptq_bits_per_weight(l.q) * double(l.q.rows * l.q.cols);
-    n += double(l.q.rows * l.q.cols);
+    widths.insert(l.q->bits);
+    bits += gptq_bits_per_weight(*l.q) * double(l.q->rows * l.q->cols);
+    n += double(l.q->rows * l.q->cols);
   }
   EXPECT_GE(widths.size(), 2u);
   EXPECT_LE(bits / n, 3.5);
@@ -109,15 +109,15 @@ TEST(GptqBudget, TinycodeMixedBitsHonourTheBudgetAndRoundTrip) {
   EXPECT_EQ(qm.linear_bits_per_weight(), bits / n);
   ASSERT_EQ(qm.method_meta["linears"].size(), qm.linears.size());
   for (size_t i = 0; i < qm.linears.size(); ++i)
-    EXPECT_EQ(qm.method_meta["linears"][i]["bits"], qm.linears[i].q.bits) << i;
+    EXPECT_EQ(qm.method_meta["linears"][i]["bits"], qm.linears[i].q->bits) << i;
 
   const std::string out = test::make_temp_dir("gptq_budget") + "/m";
   write_quantized(qm, tiny().dir, out);
   const LoadedModel back = load_model(out);
   ASSERT_EQ(back.quantized.size(), qm.linears.size());
   for (size_t i = 0; i < qm.linears.size(); ++i) {
-    EXPECT_EQ(back.quantized[i].bits, qm.linears[i].q.bits) << i;
-    EXPECT_EQ(back.quantized[i].codes, qm.linears[i].q.codes) << i;
+    EXPECT_EQ(back.quantized[i].bits, qm.linears[i].q->bits) << i;
+    EXPECT_EQ(back.quantized[i].codes, qm.linears[i].q->codes) << i;
   }
   const Transformer reloaded(back.spec, back.weights);
   const std::vector<std::vector<int>> seq = {
