@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_ops.h"
+#include "backends/kernels/awq_math.h"
 #include "backends/kernels/gptq_math.h"
 #include "common/weight_tensor.h"
 
@@ -146,6 +147,22 @@ class Backend {
   virtual void gptq_columns(float* W, const float* Hinv, const int64_t* perm, float* scales,
                             float* zeros, uint8_t* codes, double* row_loss, int64_t rows,
                             int64_t cols, const kernels::GptqColumnsConfig& cfg) = 0;
+
+  // --- AWQ's searches (quantize/awq.cpp): CPU twins cpu/cpu_awq_ops.h, CUDA twins
+  // cuda/cuda_awq_ops.cu, per-element math kernels/awq_math.h; tests/backends/awq_ops_test.cpp.
+  /// Q[rows, cols] = AWQ's fake quantization of W·diag(s) per (row, group), divided by s again
+  /// (kernels::awq_fake_quant_group); s[cols]. All in backend memory. The CPU twin throws Error
+  /// when W·s is not finite or a scale overflows fp16; the CUDA twin writes NaN/Inf through.
+  virtual void awq_fake_quant_scaled(const float* W, const float* s, float* Q, int64_t rows,
+                                     int64_t cols, const kernels::AwqGridConfig& cfg) = 0;
+  /// Σ (a[i] − b[i])² / n in fp64 over backend memory (CPU: in order; CUDA: a fixed tree).
+  virtual double mean_squared_error(const float* a, const float* b, int64_t n) = 0;
+  /// AWQ's clip search (cpu_awq_clip_search) on backend memory: W[rows, cols], sampled inputs
+  /// Xs[T, cols]; best_max[groups, rows] written. CUDA: each candidate's error summed in fp64
+  /// instead of fp32, so a near-tie may pick the neighbouring ratio.
+  virtual void awq_clip_search(const float* W, const float* Xs, int64_t T, int64_t rows,
+                               int64_t cols, const kernels::AwqGridConfig& cfg, int n_grid,
+                               int n_shrink, float* best_max) = 0;
 };
 
 /// GPTQ's damping escalation, the one copy: attempt(pct) for pct = start, then ×10 per
