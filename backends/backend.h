@@ -123,8 +123,8 @@ class Backend {
   /// H[d, d] += XᵀX for X[n, d] fp16 bits, H fp64. The products are exact in fp32; the CPU
   /// sums them in fp64, CUDA in fp32 per slab of ≤ 512 rows, then adds the slab into H.
   virtual void hessian_accumulate_f16(const uint16_t* X, double* H, int64_t n, int64_t d) = 0;
-  /// sum_sq[j] += Σ_t X[t, j]² and sum_abs[j] += Σ_t |X[t, j]| (fp64, tokens in order) for
-  /// X[n, d] fp32: the importance matrix's and AWQ's per-channel statistics.
+  /// sum_sq[j] += Σ_t X[t, j]² and sum_abs[j] += Σ_t |X[t, j]| (fp64, tokens in order, each
+  /// square added by an fma) for X[n, d] fp32: the importance matrix's and AWQ's statistics.
   virtual void column_stats(const float* X, int64_t n, int64_t d, double* sum_sq,
                             double* sum_abs) = 0;
   /// For each row of logits[rows, vocab]: top_ids[r, 0..k) = the ids of the k largest logits,
