@@ -262,7 +262,9 @@ QuantizedModel awq_quantize_model(const Transformer& source, const QuantMethodCo
                      {}};
   ModelWeights& w = out.model.mutable_weights();
   const RtnConfig rtn{cfg.bits, cfg.group_size, cfg.sym};
-  Backend& b = source.backend();  // AWQ's searches run here
+  // AWQ's searches run on the given backend; the layer passes that capture inputs on the
+  // source's.
+  Backend& b = run.backend ? *run.backend : source.backend();
   std::vector<int> lengths;
   MatrixRM inps = out.model.embed(calib.windows, &lengths);
   const bool scale_o = awq_scales_o(spec);
