@@ -13,6 +13,7 @@
 #include <cstring>
 #include <vector>
 
+#include "backends/cpu/cpu_awq_ops.h"
 #include "backends/cpu/cpu_gemm.h"
 #include "backends/cpu/cpu_quant_ops.h"
 #include "common/errors.h"
@@ -213,6 +214,18 @@ class CpuBackend final : public Backend {
                     uint8_t* codes, double* row_loss, int64_t rows, int64_t cols,
                     const kernels::GptqColumnsConfig& cfg) override {
     cpu_gptq_columns(W, Hinv, perm, scales, zeros, codes, row_loss, rows, cols, cfg);
+  }
+  void awq_fake_quant_scaled(const float* W, const float* s, float* Q, int64_t rows, int64_t cols,
+                             const kernels::AwqGridConfig& cfg) override {
+    cpu_awq_fake_quant_scaled(W, s, Q, rows, cols, cfg);
+  }
+  double mean_squared_error(const float* a, const float* b, int64_t n) override {
+    return cpu_mean_squared_error(a, b, n);
+  }
+  void awq_clip_search(const float* W, const float* Xs, int64_t T, int64_t rows, int64_t cols,
+                       const kernels::AwqGridConfig& cfg, int n_grid, int n_shrink,
+                       float* best_max) override {
+    cpu_awq_clip_search(W, Xs, T, rows, cols, cfg, n_grid, n_shrink, best_max);
   }
 };
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_ops.h"
+#include "backends/kernels/awq_math.h"
 #include "backends/kernels/gptq_math.h"
 #include "common/weight_tensor.h"
 
@@ -122,8 +123,8 @@ class Backend {
   /// H[d, d] += XᵀX for X[n, d] fp16 bits, H fp64. The products are exact in fp32; the CPU
   /// sums them in fp64, CUDA in fp32 per slab of ≤ 512 rows, then adds the slab into H.
   virtual void hessian_accumulate_f16(const uint16_t* X, double* H, int64_t n, int64_t d) = 0;
-  /// sum_sq[j] += Σ_t X[t, j]² and sum_abs[j] += Σ_t |X[t, j]| (fp64, tokens in order) for
-  /// X[n, d] fp32: the importance matrix's and AWQ's per-channel statistics.
+  /// sum_sq[j] += Σ_t X[t, j]² and sum_abs[j] += Σ_t |X[t, j]| (fp64, tokens in order, each
+  /// square added by an fma) for X[n, d] fp32: the importance matrix's and AWQ's statistics.
   virtual void column_stats(const float* X, int64_t n, int64_t d, double* sum_sq,
                             double* sum_abs) = 0;
   /// For each row of logits[rows, vocab]: top_ids[r, 0..k) = the ids of the k largest logits,
@@ -146,6 +147,22 @@ class Backend {
   virtual void gptq_columns(float* W, const float* Hinv, const int64_t* perm, float* scales,
                             float* zeros, uint8_t* codes, double* row_loss, int64_t rows,
                             int64_t cols, const kernels::GptqColumnsConfig& cfg) = 0;
+
+  // --- AWQ's searches (quantize/awq.cpp): CPU twins cpu/cpu_awq_ops.h, CUDA twins
+  // cuda/cuda_awq_ops.cu, per-element math kernels/awq_math.h; tests/backends/awq_ops_test.cpp.
+  /// Q[rows, cols] = AWQ's fake quantization of W·diag(s) per (row, group), divided by s again
+  /// (kernels::awq_fake_quant_group); s[cols]. All in backend memory. The CPU twin throws Error
+  /// when W·s is not finite or a scale overflows fp16; the CUDA twin writes NaN/Inf through.
+  virtual void awq_fake_quant_scaled(const float* W, const float* s, float* Q, int64_t rows,
+                                     int64_t cols, const kernels::AwqGridConfig& cfg) = 0;
+  /// Σ (a[i] − b[i])² / n in fp64 over backend memory (CPU: in order; CUDA: a fixed tree).
+  virtual double mean_squared_error(const float* a, const float* b, int64_t n) = 0;
+  /// AWQ's clip search (cpu_awq_clip_search) on backend memory: W[rows, cols], sampled inputs
+  /// Xs[T, cols]; best_max[groups, rows] written. CUDA: each candidate's error summed in fp64
+  /// instead of fp32, so a near-tie may pick the neighbouring ratio.
+  virtual void awq_clip_search(const float* W, const float* Xs, int64_t T, int64_t rows,
+                               int64_t cols, const kernels::AwqGridConfig& cfg, int n_grid,
+                               int n_shrink, float* best_max) = 0;
 };
 
 /// GPTQ's damping escalation, the one copy: attempt(pct) for pct = start, then ×10 per

@@ -1,6 +1,5 @@
-#include <tbb/parallel_for.h>
-
 #include "backends/cpu/cpu_gemm.h"
+#include "backends/cpu/cpu_quant_ops.h"
 #include "calibration/calibration.h"
 #include "common/errors.h"
 
@@ -57,18 +56,9 @@ void ActivationStats::add(const MatrixRM& x, bool with_xtx) {
     if (with_xtx) xtx = MatrixD::Zero(d, d);
   }
   QS_ASSERT(sum_abs.size() == d, "input width changed between batches");
-  // Per-channel sums: columns in parallel, tokens in order (the same sums for any thread count).
-  tbb::parallel_for(
-      tbb::blocked_range<int64_t>(0, d, 64),
-      [&](const tbb::blocked_range<int64_t>& cols) {
-        for (int64_t t = 0; t < x.rows(); ++t)
-          for (int64_t j = cols.begin(); j < cols.end(); ++j) {
-            const double v = x(t, j);
-            sum_abs[j] += std::abs(v);
-            sum_sq[j] += v * v;
-          }
-      },
-      tbb::simple_partitioner());
+  // Per-channel sums: columns in parallel, tokens in order (the same sums for any thread
+  // count); the backend's column_stats CPU twin.
+  cpu_column_stats(x.data(), x.rows(), d, sum_sq.data(), sum_abs.data());
   if (with_xtx) {
     // xᵀx in fp32 GEMMs over slabs of ≤ 512 tokens (fast, error ~1e-7 relative per
     // slab), each tile summed into the double accumulator by the task that computed it, so

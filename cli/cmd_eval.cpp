@@ -200,8 +200,8 @@ const CommandSpec& eval_command() {
     c.options.push_back(
         {"data-dir", "DIR", "", "where datasets live (else $QSWEEP_DATA, else ../shared/data)"});
     c.options.push_back({"device", "auto|cpu|cuda", "auto",
-                         "where perplexity runs (auto: a usable CUDA device, else the CPU); the "
-                         "other tasks run on the CPU"});
+                         "where the model runs, for every task (auto: a usable CUDA device, else "
+                         "the CPU)"});
     c.options.push_back(threads_option());
     c.options.push_back(
         {"max-memory", "GiB", "", "refuse up front when the estimated peak memory exceeds this"});
@@ -233,16 +233,10 @@ int cmd_eval(const std::vector<std::string>& argv) {
                   "configs/capabilities.yaml)");
   EvalConfig e = parse_eval_options(options);
 
-  // auto: CUDA when a device is usable, else the CPU. Perplexity runs on either; the other
-  // tasks (generation, multiple choice) run on the CPU only so far (issue #7).
+  // auto: CUDA when a device is usable, else the CPU. Every task runs its Transformer there.
   const std::string device = args.get("device");
-  std::unique_ptr<Backend> backend = make_backend(device);
+  const std::unique_ptr<Backend> backend = make_backend(device);
   const bool on_cuda = backend->name() != "cpu";
-  if (e.task != Task::Perplexity && on_cuda) {
-    QS_THROW_IF_NOT(device == "auto", "--device cuda: --task ", task,
-                    " runs on the CPU only so far (perplexity runs on CUDA); use --device cpu");
-    backend = make_backend("cpu");
-  }
   const std::string data_dir_flag = args.get("data-dir");
   const std::string model_dir = resolve_model_dir(args.require("model"), data_dir_flag);
   const TaskData data = resolve_task_data(e, resolve_data_dir(data_dir_flag));

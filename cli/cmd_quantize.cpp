@@ -211,8 +211,8 @@ const CommandSpec& quantize_command() {
          {"sampling", "random|contiguous", "random", "how windows are drawn"},
          {"data-dir", "DIR", "", "where datasets live (else $QSWEEP_DATA, else ../shared/data)"},
          {"device", "auto|cpu|cuda", "auto",
-          "where GPTQ's column loop runs (auto: a usable CUDA device, else the CPU); the other "
-          "methods and the calibration passes run on the CPU"},
+          "where GPTQ's column loop and AWQ's scale/clip searches run (auto: a usable CUDA "
+          "device, else the CPU); the other methods and the calibration passes run on the CPU"},
          threads_option(),
          {"max-memory", "GiB", "", "refuse up front when the estimated peak memory exceeds this"},
          {"json", "", "", "machine-readable summary"},
@@ -241,9 +241,11 @@ int cmd_quantize(const std::vector<std::string>& argv) {
   // Resolved before any loading, so that --device cuda without a usable GPU fails at once.
   const std::string device = args.get("device");
   std::unique_ptr<Backend> backend = make_backend(device);
-  if (backend->name() != "cpu" && info.family != MethodFamily::Gptq) {
+  if (backend->name() != "cpu" && info.family != MethodFamily::Gptq &&
+      info.family != MethodFamily::Awq) {
     QS_THROW_IF_NOT(device == "auto", "--device cuda: --method ", info.name,
-                    " runs on the CPU only so far (GPTQ runs on CUDA); use --device cpu or auto");
+                    " runs on the CPU only so far (GPTQ and AWQ run on CUDA); use --device cpu "
+                    "or auto");
     backend = make_backend("cpu");
   }
   QuantRunOptions run;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <memory>
+#include <optional>
 
 #include "common/errors.h"
 #include "eval/code_tasks.h"
@@ -303,9 +305,24 @@ EvalResult run_eval(const EvalConfig& e, const EvalInputs& in) {
                   e.ctx, "); call EvalConfig::resolved with the model's context");
   const std::string who =
       cat(in.label.empty() ? std::string() : in.label + ": ", "eval '", e.id, "': ");
+  // Every task runs the one Transformer on in.backend: the same weights (shared storage, not
+  // copied) on that backend. Perplexity takes it through PerplexityOptions (its own
+  // device-resident NLL reduction).
+  std::unique_ptr<Transformer> on_backend;
+  std::optional<EvalInputs> moved;
+  if (in.backend && e.task != Task::Perplexity && &in.model.backend() != in.backend) {
+    on_backend = std::make_unique<Transformer>(in.model.spec(), in.model.weights(), *in.backend);
+    moved.emplace(*on_backend, in.tokenizer, in.data);
+    moved->text_tokens = in.text_tokens;
+    moved->kld_baseline_file = in.kld_baseline_file;
+    moved->write_kld_baseline = in.write_kld_baseline;
+    moved->backend = in.backend;
+    moved->progress = in.progress;
+    moved->label = in.label;
+  }
   EvalResult r;
   try {
-    r = dispatch(e, in);
+    r = dispatch(e, moved ? *moved : in);
   } catch (const NonFiniteMetric& err) {  // other errors name their file already
     throw Error(who + err.what());
   }

@@ -63,8 +63,8 @@ struct EvalInputs {
   /// baseline — compute them and write this file; otherwise read it.
   std::string kld_baseline_file;
   bool write_kld_baseline = false;
-  /// perplexity: nullptr = Transformer::forward on the CPU, else this backend
-  /// (PerplexityOptions::backend).
+  /// Where the model runs: nullptr = its own backend (the CPU), else every task runs the
+  /// Transformer on this backend (perplexity through PerplexityOptions::backend).
   Backend* backend = nullptr;
   bool progress = false;  ///< draw progress on stderr (perplexity)
   /// Names the model / variant in errors about its metrics (e.g. a non-finite NLL).

@@ -197,21 +197,39 @@ void Transformer::layer_dev(int layer, float* h, int64_t n, const std::vector<in
     if (cache) {
       KvCache::Layer& c = cache->layers_[size_t(layer)];
       const int64_t p0 = cache->length_, need = p0 + n;
-      if (c.k.rows() < need) {
-        // Grow geometrically (capped at the context) so a token-by-token decode
-        // copies the cache O(log n) times, not n times.
-        const int64_t cap = std::min<int64_t>(std::max<int64_t>(need, 2 * c.k.rows()),
-                                              std::max<int64_t>(need, sp.max_position_embeddings));
-        c.k.conservativeResize(cap, kw);
-        c.v.conservativeResize(cap, kw);
-      }
-      // The cache lives on the host; an off-host backend sees an uploaded copy.
       const size_t nb = size_t(n * kw) * sizeof(float);
-      if (nb) b.to_host(c.k.row(p0).data(), k.get(), nb);
-      if (nb) b.to_host(c.v.row(p0).data(), v.get(), nb);
-      std::unique_ptr<Arr> kt, vt;
-      b.attention(q.get(), on_backend(b, c.k.data(), need * kw, kt),
-                  on_backend(b, c.v.data(), need * kw, vt), a.get(), spans, shape);
+      // Grow geometrically (capped at the context) so a token-by-token decode copies the
+      // cache O(log n) times, not n times.
+      auto capacity = [&](int64_t rows) {
+        return std::min<int64_t>(std::max<int64_t>(need, 2 * rows),
+                                 std::max<int64_t>(need, sp.max_position_embeddings));
+      };
+      if (b.host_memory()) {
+        if (c.k.rows() < need) {
+          const int64_t cap = capacity(c.k.rows());
+          c.k.conservativeResize(cap, kw);
+          c.v.conservativeResize(cap, kw);
+        }
+        if (nb) b.to_host(c.k.row(p0).data(), k.get(), nb);
+        if (nb) b.to_host(c.v.row(p0).data(), v.get(), nb);
+        b.attention(q.get(), c.k.data(), c.v.data(), a.get(), spans, shape);
+      } else {
+        // Device-resident: the new keys/values are appended in place in backend memory.
+        if (c.dev_rows < need) {
+          const int64_t cap = capacity(c.dev_rows);
+          auto k2 = std::make_unique<Arr>(b, size_t(cap * kw));
+          auto v2 = std::make_unique<Arr>(b, size_t(cap * kw));
+          const size_t old_bytes = size_t(p0 * kw) * sizeof(float);
+          if (old_bytes) b.copy(k2->get(), c.dk->get(), old_bytes);
+          if (old_bytes) b.copy(v2->get(), c.dv->get(), old_bytes);
+          c.dk = std::move(k2);
+          c.dv = std::move(v2);
+          c.dev_rows = cap;
+        }
+        if (nb) b.copy(c.dk->get() + p0 * kw, k.get(), nb);
+        if (nb) b.copy(c.dv->get() + p0 * kw, v.get(), nb);
+        b.attention(q.get(), c.dk->get(), c.dv->get(), a.get(), spans, shape);
+      }
     } else {
       b.attention(q.get(), k.get(), v.get(), a.get(), spans, shape);
     }
@@ -353,7 +371,12 @@ MatrixRM Transformer::decode(KvCache& cache, const std::vector<int>& new_tokens)
                   " positions (max_position_embeddings); shorten the prompt or max_new_tokens");
   std::vector<int> lengths;
   MatrixRM h = embed({new_tokens}, &lengths);  // checks the ids before anything changes
-  if (cache.layers_.empty()) cache.layers_.resize(size_t(spec_.num_layers));
+  if (cache.layers_.empty()) {
+    cache.layers_.resize(size_t(spec_.num_layers));
+    cache.backend_ = backend_;
+  }
+  QS_THROW_IF_NOT(cache.backend_ == backend_,
+                  "a KvCache filled on one backend is used with a model on another");
   QS_ASSERT(int(cache.layers_.size()) == spec_.num_layers &&
                 (cache.layers_[0].k.rows() == 0 ||
                  cache.layers_[0].k.cols() == int64_t(spec_.num_kv_heads) * spec_.head_dim),

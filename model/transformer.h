@@ -36,7 +36,9 @@ using LinearInputHook = std::function<void(int layer, LinearRole role, const Mat
 /// Keys and values (after RoPE) of every token one sequence has decoded so far, per
 /// layer, so that generation runs each new token through the model once instead
 /// of recomputing the whole prefix. Filled by Transformer::decode(); sized on first
-/// use for the model that fills it (a cache belongs to one model).
+/// use for the model that fills it (a cache belongs to one model). On the CPU the keys and
+/// values are host matrices; on an off-host backend (CUDA) they stay in its memory, appended
+/// in place, and never travel to the host. Move-only.
 class KvCache {
  public:
   /// Tokens decoded so far = the position the next token gets.
@@ -48,9 +50,13 @@ class KvCache {
   friend class Transformer;
   struct Layer {
     MatrixRM k, v;  ///< [capacity, kv_heads·head_dim]; rows [0, length) are valid
+    /// Off-host backends: the same in backend memory, dev_rows rows of capacity.
+    std::unique_ptr<BackendArray<float>> dk, dv;
+    int64_t dev_rows = 0;
   };
   std::vector<Layer> layers_;
   int length_ = 0;
+  const Backend* backend_ = nullptr;  ///< whose memory dk/dv are in
 };
 
 class Transformer {

@@ -148,8 +148,10 @@ SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& model_dir,
     for (size_t si = 0; si < n_seeds; ++si) {
       SweepNode n;
       n.kind = SweepNodeKind::Quantize;
-      // Only GPTQ's column loop runs on a backend so far; the other methods never hold a GPU.
-      if (v.config.family() == MethodFamily::Gptq) n.device = spec.device;
+      // GPTQ's column loop and AWQ's searches run on a backend; RTN, the llama.cpp mixes and
+      // auto_mix never hold a GPU.
+      if (v.config.family() == MethodFamily::Gptq || v.config.family() == MethodFamily::Awq)
+        n.device = v.device.empty() ? spec.device : v.device;
       n.variant = v.id;
       n.variant_index = int(vi);
       n.calibration = v.calibration;
@@ -196,8 +198,8 @@ SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& model_dir,
                         const std::string& upstream) {
       SweepNode n;
       n.kind = SweepNodeKind::Evaluate;
-      // Only perplexity runs on a backend so far; the other tasks never hold a GPU.
-      if (e.task == Task::Perplexity) n.device = spec.device;
+      // Every task runs its Transformer on the node's backend (eval/run_eval.h).
+      n.device = spec.device;
       n.variant = variant;
       if (dep >= 0) {
         n.seed = plan.nodes[size_t(dep)].seed;

@@ -179,6 +179,7 @@ std::vector<Field> variant_fields(const std::map<std::string, CalibrationSpec>& 
       string_field("budget", "a llama.cpp mix name such as q3_k_m"),
       number_field(
           "budget_bpw", [](double d) { return d >= 2 && d <= 16; }, "a number of bits 2..16"),
+      choice_field("device", {"auto", "cpu", "cuda"}),
   };
 }
 
@@ -203,6 +204,10 @@ std::vector<VariantSpec> read_variants(const Source& src, const Entry& section,
       v.config = QuantMethodConfig::defaults(info.method);
       for (const auto& [key, fv] : c.values) {
         if (key == "method") continue;
+        if (key == "device") {  // any method; only GPTQ and AWQ nodes use it
+          v.device = std::get<std::string>(fv.value);
+          continue;
+        }
         if (std::find(info.keys.begin(), info.keys.end(), key) == info.keys.end())
           src.fail(fv.node, cat("'", key, "' does not apply to method '", info.name, "' (it uses ",
                                 join_or(info.keys), ")"));
@@ -212,7 +217,7 @@ std::vector<VariantSpec> read_variants(const Source& src, const Entry& section,
       // The options, through the config's own JSON reader (keys checked above).
       nlohmann::json options = v.config.to_json();
       for (const auto& [key, fv] : c.values) {
-        if (key == "method" || key == "calibration") continue;
+        if (key == "method" || key == "calibration" || key == "device") continue;
         std::visit([&, k = key](const auto& x) { options[k] = x; }, fv.value);
       }
       v.config = QuantMethodConfig::from_json(options);

@@ -37,7 +37,9 @@ struct VariantSpec {
   std::string id;            ///< unique, stable, filesystem-safe: "gptq-b4-g128-act-code"
   QuantMethodConfig config;  ///< the method and its options (quantize/method.h)
   std::string calibration;   ///< a CalibrationSpec name, "" for methods without calibration
-  int source_line = 0;       ///< line of the `variants:` entry it came from (for messages)
+  /// The variant's own `device:` (auto|cpu|cuda) for its quantize node; "" = the sweep's.
+  std::string device;
+  int source_line = 0;  ///< line of the `variants:` entry it came from (for messages)
 };
 
 /// What reports show: config.label(), then " (<calibration>)", or " imatrix (<calibration>)"

@@ -205,7 +205,7 @@ class StageRunner final : public NodeRunner {
   // formats/); the eval nodes reload what was written.
   void quantize(const NodeTask& t) {
     const VariantSpec& v = plan_.spec.variants.at(size_t(t.node.variant_index));
-    // The node's device (run_sweep resolved it; only GPTQ nodes are ever "cuda").
+    // The node's device (run_sweep resolved it; only GPTQ and AWQ nodes are ever "cuda").
     const std::unique_ptr<Backend> backend = t.device == "cuda" ? make_backend("cuda") : nullptr;
     QuantRunOptions run;
     run.backend = backend.get();
@@ -255,7 +255,7 @@ class StageRunner final : public NodeRunner {
       model = owned.get();
     }
     EvalInputs in(*model, shared_.tokenizer(), resolve_task_data(e, plan_.data_dir));
-    // Perplexity on the node's device (only perplexity nodes are ever "cuda").
+    // Every task on the node's device (run_eval runs the Transformer there).
     const std::unique_ptr<Backend> backend = t.device == "cuda" ? make_backend("cuda") : nullptr;
     in.backend = backend.get();
     std::shared_ptr<const std::vector<int>> tokens;  // each dataset tokenized once per run

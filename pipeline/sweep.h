@@ -48,7 +48,8 @@ struct SweepNode {
   int replicate = -1;
   nlohmann::json config;  ///< everything hashed into `key`
   int64_t memory_bytes = 0;
-  /// Quantize and Evaluate: the sweep's `device:` (auto, cpu, cuda; not part of `key`);
+  /// GPTQ/AWQ quantize and every eval: the variant's or the sweep's `device:` (auto, cpu,
+  /// cuda; not part of `key`);
   /// "" for nodes that never use a GPU. run_sweep resolves auto and holds a GPU for cuda.
   std::string device;
 };

@@ -1,14 +1,12 @@
 #include "quantize/awq.h"
 
-#include <tbb/parallel_for.h>
-
 #include <chrono>
 #include <cmath>
 #include <limits>
 #include <memory>
 #include <optional>
 
-#include "backends/cpu/cpu_gemm.h"
+#include "backends/backend.h"
 #include "common/errors.h"
 
 namespace qsweep {
@@ -20,22 +18,31 @@ double since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// y[N, out] = x[N, in] · Wᵀ
-MatrixRM matmul_nt(const MatrixRM& x, const MatrixRM& W) {
-  MatrixRM y(x.rows(), W.rows());
-  cpu_gemm_nt(x.data(), W.data(), y.data(), x.rows(), W.rows(), x.cols());
-  return y;
-}
-
-double mse(const MatrixRM& a, const MatrixRM& b) {
-  QS_ASSERT(a.rows() == b.rows() && a.cols() == b.cols());
-  const int64_t n = a.size();
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const double d = double(a.data()[i]) - double(b.data()[i]);
-    s += d * d;
+// A host matrix in a backend's memory: the host data itself where backend memory is host
+// memory (the CPU: no copy), else an uploaded copy.
+class OnBackend {
+ public:
+  OnBackend(Backend& b, const MatrixRM& m) : rows_(m.rows()), cols_(m.cols()), p_(m.data()) {
+    if (b.host_memory()) return;
+    copy_ = std::make_unique<BackendArray<float>>(b, size_t(m.size()));
+    b.to_device(copy_->get(), m.data(), sizeof(float) * size_t(m.size()));
+    p_ = copy_->get();
   }
-  return n > 0 ? s / double(n) : 0;
+  const float* get() const { return p_; }
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+
+ private:
+  int64_t rows_, cols_;
+  std::unique_ptr<BackendArray<float>> copy_;
+  const float* p_;
+};
+
+// y = x·Wᵀ into `y` (backend memory, x.rows() × W_rows), then MSE against `ref`.
+double linear_mse(Backend& b, const OnBackend& x, const float* W, int64_t W_rows,
+                  BackendArray<float>& y, const float* ref) {
+  b.gemm_nt(x.get(), W, y.get(), x.rows(), W_rows, x.cols());
+  return b.mean_squared_error(y.get(), ref, x.rows() * W_rows);
 }
 
 // Runs layer `l` on `hidden` in batches of windows; the inputs of the roles named in `sinks`
@@ -66,24 +73,17 @@ void run_layer_collect(const Transformer& m, int l, MatrixRM& hidden,
   }
 }
 
-// SwiGLU block output, computed like Transformer::run_layer: down(silu(gate(x)) * up(x)).
-MatrixRM mlp_forward(const MatrixRM& x, const MatrixRM& Wg, const MatrixRM& Wu,
-                     const MatrixRM& Wd) {
-  MatrixRM g = matmul_nt(x, Wg);
-  const MatrixRM u = matmul_nt(x, Wu);
-  tbb::parallel_for(int64_t(0), int64_t(g.rows()), [&](int64_t i) {
-    float* gr = g.row(i).data();
-    const float* ur = u.row(i).data();
-    for (int64_t j = 0; j < g.cols(); ++j) gr[j] = gr[j] / (1.0f + std::exp(-gr[j])) * ur[j];
-  });
-  return matmul_nt(g, Wd);
-}
-
-// Per input channel mean |x| over tokens (AWQ's x_mean), in double.
-Eigen::VectorXd mean_abs_cols(const MatrixRM& x) {
-  ActivationStats st;
-  st.add(x, /*with_xtx=*/false);
-  return st.mean_abs();
+// Per input channel mean |x| over tokens (AWQ's x_mean), in double (Backend::column_stats).
+Eigen::VectorXd mean_abs_cols(Backend& b, const OnBackend& x) {
+  const int64_t d = x.cols();
+  BackendArray<double> sq(b, size_t(d)), ab(b, size_t(d));
+  const std::vector<double> zeros(size_t(d), 0.0);
+  sq.upload(zeros);
+  ab.upload(zeros);
+  b.column_stats(x.get(), x.rows(), d, sq.get(), ab.get());
+  const std::vector<double> sum_abs = ab.download();
+  return Eigen::Map<const Eigen::VectorXd>(sum_abs.data(), d) /
+         double(std::max<int64_t>(1, x.rows()));
 }
 
 // AutoAWQ's w_mean: |w| / (max |w| of its quantization group + 1e-6), averaged over the
@@ -105,12 +105,8 @@ Eigen::VectorXd weight_mean(const std::vector<const MatrixRM*>& Ws, int group_si
   return sum / double(rows);
 }
 
-// Q(W · diag(s)) · diag(s)^-1 with the RTN grid.
-MatrixRM fake_quant_scaled(const MatrixRM& W, const VectorF& s, const RtnConfig& rtn) {
-  MatrixRM Ws = W.array().rowwise() * s.transpose().array();
-  MatrixRM Q = quantize_rtn(Ws, rtn).dequantize();
-  Q.array().rowwise() /= s.transpose().array();
-  return Q;
+kernels::AwqGridConfig awq_grid(const AwqOptions& cfg, int64_t cols) {
+  return {cfg.bits, cfg.sym, cfg.group_size > 0 ? int64_t(cfg.group_size) : cols};
 }
 
 struct ScaleResult {
@@ -119,14 +115,26 @@ struct ScaleResult {
   double ratio = 0;
 };
 
-// The grid search over α (AutoAWQ _compute_best_scale). `loss` gets the group's fake-quantized
-// weights (same order as Ws) and returns the block output MSE against fp32.
-ScaleResult search_scale(const Eigen::VectorXd& x_mean, const std::vector<const MatrixRM*>& Ws,
-                         const AwqOptions& cfg, const AwqSearchOptions& opt,
-                         const std::function<double(const std::vector<MatrixRM>&)>& loss) {
-  const RtnConfig rtn{cfg.bits, cfg.group_size, cfg.sym};
+// The grid search over α (AutoAWQ _compute_best_scale) on backend `b`. `loss` gets the
+// group's fake-quantized weights Q(W·s)/s (backend memory, same order as Ws) and returns the
+// block output MSE against fp32.
+ScaleResult search_scale(Backend& b, const Eigen::VectorXd& x_mean,
+                         const std::vector<const MatrixRM*>& Ws, const AwqOptions& cfg,
+                         const AwqSearchOptions& opt,
+                         const std::function<double(const std::vector<const float*>&)>& loss) {
+  const int64_t in = Ws.front()->cols();
+  const kernels::AwqGridConfig grid = awq_grid(cfg, in);
   const Eigen::VectorXd w_mean =
       opt.duo_scaling ? weight_mean(Ws, cfg.group_size) : Eigen::VectorXd();
+  std::vector<OnBackend> Wd;
+  std::vector<std::unique_ptr<BackendArray<float>>> Qd;
+  std::vector<const float*> Qp;
+  for (const MatrixRM* W : Ws) {
+    Wd.emplace_back(b, *W);
+    Qd.push_back(std::make_unique<BackendArray<float>>(b, size_t(W->size())));
+    Qp.push_back(Qd.back()->get());
+  }
+  BackendArray<float> s_dev(b, size_t(in));
   ScaleResult best;
   best.loss = std::numeric_limits<double>::infinity();
   for (int i = 0; i < opt.n_grid; ++i) {
@@ -142,60 +150,40 @@ ScaleResult search_scale(const Eigen::VectorXd& x_mean, const std::vector<const 
     VectorF s = sd.cast<float>();
     for (int64_t c = 0; c < s.size(); ++c)
       if (!std::isfinite(s[c])) s[c] = 1.0f;  // AutoAWQ: "avoid scaling values that overflow"
-    std::vector<MatrixRM> Q;
-    for (const MatrixRM* W : Ws) Q.push_back(fake_quant_scaled(*W, s, rtn));
-    const double l = loss(Q);
+    b.to_device(s_dev.get(), s.data(), sizeof(float) * size_t(in));
+    for (size_t k = 0; k < Ws.size(); ++k)
+      b.awq_fake_quant_scaled(Wd[k].get(), s_dev.get(), Qd[k]->get(), Ws[k]->rows(), in, grid);
+    const double l = loss(Qp);
     if (l < best.loss) best = {s, l, ratio};
   }
   QS_THROW_IF_NOT(std::isfinite(best.loss), "AWQ scale search found no finite loss");
   return best;
 }
 
-// auto_clip for one linear: W [out, in] (already scaled), X [N, in] its (scaled) inputs.
-// Clamps W in place per (row, group) to the best ±max found.
-void clip_search(MatrixRM& W, const MatrixRM& X, const AwqOptions& cfg,
+// auto_clip for one linear on backend `b`: W [out, in] (already scaled), X [N, in] its
+// (scaled) inputs. Clamps W in place per (row, group) to the best ±max found.
+void clip_search(Backend& b, MatrixRM& W, const MatrixRM& X, const AwqOptions& cfg,
                  const AwqSearchOptions& opt) {
   const int64_t out = W.rows(), in = W.cols();
-  const int64_t gs = cfg.group_size > 0 ? cfg.group_size : in;
+  const kernels::AwqGridConfig grid = awq_grid(cfg, in);
+  const int64_t gs = grid.group_size;
   const int64_t step = std::max<int64_t>(1, X.rows() / opt.clip_n_sample_tokens);
   const int64_t T = (X.rows() + step - 1) / step;
   MatrixRM Xs(T, in);
   for (int64_t t = 0; t < T; ++t) Xs.row(t) = X.row(t * step);
-  const QuantGrid grid{cfg.bits, cfg.sym, true};
   const int n_shrink = int(opt.clip_max_shrink * opt.clip_n_grid);
   const int64_t n_groups = (in + gs - 1) / gs;
-  tbb::parallel_for(int64_t(0), n_groups, [&](int64_t g) {
-    const int64_t c0 = g * gs, n = std::min(gs, in - c0);
-    const MatrixRM Xg = Xs.middleCols(c0, n);
-    const MatrixRM Wg = W.middleCols(c0, n);
-    const MatrixRM org = Xg * Wg.transpose();  // [T, out]
-    const VectorF org_max = Wg.cwiseAbs().rowwise().maxCoeff();
-    VectorF best_max = org_max;
-    Eigen::VectorXd min_err = Eigen::VectorXd::Constant(out, 1e9);
-    MatrixRM Qg(out, n);
-    std::vector<float> row(static_cast<size_t>(n));
-    for (int i_s = 0; i_s < n_shrink; ++i_s) {
-      const VectorF max_val = org_max * (1.0f - float(i_s) / float(opt.clip_n_grid));
-      for (int64_t r = 0; r < out; ++r) {
-        for (int64_t c = 0; c < n; ++c)
-          row[size_t(c)] = std::clamp(Wg(r, c), -max_val[r], max_val[r]);
-        const GroupParams p = grid.find_params(row.data(), n);
-        for (int64_t c = 0; c < n; ++c)
-          Qg(r, c) = p.scale * (float(grid.quantize(row[size_t(c)], p)) - p.zero);
-      }
-      const MatrixRM cur = Xg * Qg.transpose();
-      for (int64_t r = 0; r < out; ++r) {
-        const double err = double((cur.col(r) - org.col(r)).squaredNorm()) / double(T);
-        if (err < min_err[r]) {
-          min_err[r] = err;
-          best_max[r] = max_val[r];
-        }
-      }
+  BackendArray<float> best(b, size_t(n_groups * out));
+  {
+    const OnBackend Wd(b, W), Xd(b, Xs);
+    b.awq_clip_search(Wd.get(), Xd.get(), T, out, in, grid, opt.clip_n_grid, n_shrink, best.get());
+  }
+  const std::vector<float> best_max = best.download();
+  for (int64_t r = 0; r < out; ++r)
+    for (int64_t c = 0; c < in; ++c) {
+      const float m = best_max[size_t((c / gs) * out + r)];
+      W(r, c) = std::clamp(W(r, c), -m, m);
     }
-    for (int64_t r = 0; r < out; ++r)
-      for (int64_t c = c0; c < c0 + n; ++c)
-        W(r, c) = std::clamp(W(r, c), -best_max[r], best_max[r]);
-  });
 }
 
 }  // namespace
@@ -274,6 +262,9 @@ QuantizedModel awq_quantize_model(const Transformer& source, const QuantMethodCo
                      {}};
   ModelWeights& w = out.model.mutable_weights();
   const RtnConfig rtn{cfg.bits, cfg.group_size, cfg.sym};
+  // AWQ's searches run on the given backend; the layer passes that capture inputs on the
+  // source's.
+  Backend& b = run.backend ? *run.backend : source.backend();
   std::vector<int> lengths;
   MatrixRM inps = out.model.embed(calib.windows, &lengths);
   const bool scale_o = awq_scales_o(spec);
@@ -294,40 +285,65 @@ QuantizedModel awq_quantize_model(const Transformer& source, const QuantMethodCo
     }
     const LayerWeights L0 = L;  // the original weights every search starts from
 
-    // [2] Scale searches, all on the original weights (AutoAWQ: scales_list, then apply).
+    // [2] Scale searches, all on the original weights (AutoAWQ: scales_list, then apply), on
+    // the source's backend: captured inputs, weights and references uploaded once per search.
     std::map<LinearRole, double> group_loss;
+    const OnBackend xo_d(b, x_o), wo_d(b, L0.wo.matrix()), xd_d(b, x_down),
+        wd_d(b, L0.w_down.matrix());
+    const int64_t H = x_o.cols();
+    // o_proj(attention) in fp32 (the qkv and o searches' reference) and down(mlp) in fp32.
+    BackendArray<float> attn_ref(b, size_t(x_o.rows() * L0.wo.rows())),
+        mlp_ref(b, size_t(x_down.rows() * L0.w_down.rows()));
+    b.gemm_nt(xo_d.get(), wo_d.get(), attn_ref.get(), x_o.rows(), L0.wo.rows(), H);
+    b.gemm_nt(xd_d.get(), wd_d.get(), mlp_ref.get(), x_down.rows(), L0.w_down.rows(),
+              x_down.cols());
+    BackendArray<float> y_attn(b, size_t(x_o.rows() * L0.wo.rows())),
+        y_mlp(b, size_t(x_down.rows() * L0.w_down.rows()));
     // (q, k, v): loss on the attention block output o_proj(attn(...)), o_proj in fp32.
-    const MatrixRM attn_ref = matmul_nt(x_o, L0.wo.matrix());
-    const ScaleResult s_qkv =
-        search_scale(mean_abs_cols(x_attn), {&L0.wq.matrix(), &L0.wk.matrix(), &L0.wv.matrix()},
-                     cfg, opt, [&](const std::vector<MatrixRM>& Q) {
-                       L.wq = WeightTensor::from_matrix(Q[0]);
-                       L.wk = WeightTensor::from_matrix(Q[1]);
-                       L.wv = WeightTensor::from_matrix(Q[2]);
-                       MatrixRM scratch = inps, a;
-                       run_layer_collect(out.model, l, scratch, lengths, batch_windows,
-                                         {{LinearRole::O, &a}}, LinearRole::O);
-                       L.wq = L0.wq;
-                       L.wk = L0.wk;
-                       L.wv = L0.wv;
-                       return mse(matmul_nt(a, L0.wo.matrix()), attn_ref);
-                     });
+    auto download = [&](const float* Q, const WeightTensor& like) {
+      MatrixRM m(like.rows(), like.cols());
+      b.to_host(m.data(), Q, sizeof(float) * size_t(m.size()));
+      return WeightTensor::from_matrix(m);
+    };
+    const ScaleResult s_qkv = search_scale(
+        b, mean_abs_cols(b, OnBackend(b, x_attn)),
+        {&L0.wq.matrix(), &L0.wk.matrix(), &L0.wv.matrix()}, cfg, opt,
+        [&](const std::vector<const float*>& Q) {
+          L.wq = download(Q[0], L0.wq);
+          L.wk = download(Q[1], L0.wk);
+          L.wv = download(Q[2], L0.wv);
+          MatrixRM scratch = inps, a;
+          run_layer_collect(out.model, l, scratch, lengths, batch_windows, {{LinearRole::O, &a}},
+                            LinearRole::O);
+          L.wq = L0.wq;
+          L.wk = L0.wk;
+          L.wv = L0.wv;
+          return linear_mse(b, OnBackend(b, a), wo_d.get(), L0.wo.rows(), y_attn, attn_ref.get());
+        });
     std::optional<ScaleResult> s_o;
-    if (scale_o) {
-      const MatrixRM ref = matmul_nt(x_o, L0.wo.matrix());
-      s_o = search_scale(
-          mean_abs_cols(x_o), {&L0.wo.matrix()}, cfg, opt,
-          [&](const std::vector<MatrixRM>& Q) { return mse(matmul_nt(x_o, Q[0]), ref); });
-    }
-    const MatrixRM mlp_ref = matmul_nt(x_down, L0.w_down.matrix());
-    const ScaleResult s_gu =
-        search_scale(mean_abs_cols(x_mlp), {&L0.w_gate.matrix(), &L0.w_up.matrix()}, cfg, opt,
-                     [&](const std::vector<MatrixRM>& Q) {
-                       return mse(mlp_forward(x_mlp, Q[0], Q[1], L0.w_down.matrix()), mlp_ref);
+    if (scale_o)
+      s_o = search_scale(b, mean_abs_cols(b, xo_d), {&L0.wo.matrix()}, cfg, opt,
+                         [&](const std::vector<const float*>& Q) {
+                           return linear_mse(b, xo_d, Q[0], L0.wo.rows(), y_attn, attn_ref.get());
+                         });
+    // gate/up: down(silu(gate(x)) · up(x)) as Transformer::run_layer computes it.
+    const OnBackend xm_d(b, x_mlp);
+    const int64_t I = L0.w_gate.rows();
+    BackendArray<float> g(b, size_t(x_mlp.rows() * I)), u(b, size_t(x_mlp.rows() * I));
+    const ScaleResult s_gu = search_scale(
+        b, mean_abs_cols(b, xm_d), {&L0.w_gate.matrix(), &L0.w_up.matrix()}, cfg, opt,
+        [&](const std::vector<const float*>& Q) {
+          b.gemm_nt(xm_d.get(), Q[0], g.get(), x_mlp.rows(), I, x_mlp.cols());
+          b.gemm_nt(xm_d.get(), Q[1], u.get(), x_mlp.rows(), I, x_mlp.cols());
+          b.swiglu(g.get(), u.get(), x_mlp.rows() * I);
+          b.gemm_nt(g.get(), wd_d.get(), y_mlp.get(), x_mlp.rows(), L0.w_down.rows(), I);
+          return b.mean_squared_error(y_mlp.get(), mlp_ref.get(), x_mlp.rows() * L0.w_down.rows());
+        });
+    const ScaleResult s_down =
+        search_scale(b, mean_abs_cols(b, xd_d), {&L0.w_down.matrix()}, cfg, opt,
+                     [&](const std::vector<const float*>& Q) {
+                       return linear_mse(b, xd_d, Q[0], L0.w_down.rows(), y_mlp, mlp_ref.get());
                      });
-    const ScaleResult s_down = search_scale(
-        mean_abs_cols(x_down), {&L0.w_down.matrix()}, cfg, opt,
-        [&](const std::vector<MatrixRM>& Q) { return mse(matmul_nt(x_down, Q[0]), mlp_ref); });
     // Fold, and scale the captured inputs the same way (x / s) for the clip search.
     auto div_cols = [](MatrixRM& x, const VectorF& s) {
       x.array().rowwise() /= s.transpose().array();
@@ -349,11 +365,11 @@ QuantizedModel awq_quantize_model(const Transformer& source, const QuantMethodCo
 
     // [3] Clip search, all linears but q and k ("due to qk bmm, it is hard to clip precisely").
     if (opt.apply_clip) {
-      clip_search(L.wv.mutable_matrix(), x_attn, cfg, opt);
-      clip_search(L.wo.mutable_matrix(), x_o, cfg, opt);
-      clip_search(L.w_gate.mutable_matrix(), x_mlp, cfg, opt);
-      clip_search(L.w_up.mutable_matrix(), x_mlp, cfg, opt);
-      clip_search(L.w_down.mutable_matrix(), x_down, cfg, opt);
+      clip_search(b, L.wv.mutable_matrix(), x_attn, cfg, opt);
+      clip_search(b, L.wo.mutable_matrix(), x_o, cfg, opt);
+      clip_search(b, L.w_gate.mutable_matrix(), x_mlp, cfg, opt);
+      clip_search(b, L.w_up.mutable_matrix(), x_mlp, cfg, opt);
+      clip_search(b, L.w_down.mutable_matrix(), x_down, cfg, opt);
     }
 
     // [4] Quantize.

@@ -161,8 +161,9 @@ struct QuantMethodConfig {
 /// Knobs that change memory or speed, never results.
 struct QuantRunOptions {
   int batch_windows = 16;  ///< calibration windows per forward batch
-  /// Where GPTQ's column loop runs (Backend::gptq_columns); nullptr: the CPU. Not part of a
-  /// variant's identity; the other methods run on the CPU.
+  /// Where GPTQ's column loop and AWQ's searches run (Backend::gptq_columns, the AWQ ops);
+  /// nullptr: the CPU (AWQ: the source model's backend). Not part of a
+  /// method's identity: results agree across backends up to fp32 rounding.
   Backend* backend = nullptr;
 };
 

@@ -84,6 +84,26 @@ for dev in cpu cuda; do
     rc=1; row "perplexity_$dev" fail "$(tail -1 "$out/ppl_$dev.err")"
   fi
 done
+# KV-cache decode, CPU vs CUDA (device-resident cache): token by token vs the CPU forward pass.
+if [ -z "$gpu" ]; then
+  row decode_cpu_vs_cuda skipped "no GPU"
+elif "$here/bin/test_model" --gtest_filter='*DeviceResidentCache*' >"$out/decode.log" 2>&1; then
+  row decode_cpu_vs_cuda pass "$(grep -E '^\[  PASSED' "$out/decode.log" | tr '\n' ' ')"
+else
+  rc=1; row decode_cpu_vs_cuda fail "$(grep -m1 -A3 Failure "$out/decode.log" | tr '\n"' '  ')"
+fi
+# AWQ of tinycode on each device (the searches on the backend): same file size, logs kept.
+for dev in cpu cuda; do
+  if [ $dev = cuda ] && [ -z "$gpu" ]; then row "awq_$dev" skipped "no GPU"; continue; fi
+  if [ -z "${QSWEEP_SHARED:-}" ]; then row "awq_$dev" skipped "no shared/models/tinycode"; continue; fi
+  if "$here/bin/qsweep" quantize --model tinycode --method awq --calib code --n-samples 16 \
+      --seqlen 128 --device $dev --out "${TMPDIR:-/tmp}/qsweep-bundle-awq-$dev" --json --quiet >"$out/awq_$dev.json" \
+      2>"$out/awq_$dev.err"; then
+    row "awq_$dev" pass "$(grep -E '"(device|quantize)"' "$out/awq_$dev.json" | tr -d '\n ')"
+  else
+    rc=1; row "awq_$dev" fail "$(tail -1 "$out/awq_$dev.err")"
+  fi
+done
 # GPTQ of a random 2-layer model, CPU twin vs CUDA (identical codes within 1%, loss 1e-3).
 if "$here/bin/bench_gptq_device" --layers 2 --hidden 512 --inter 1376 --tokens 2048 --act-order \
     >"$out/gptq_small.json" 2>"$out/gptq_small.log"; then st=pass; else st=fail; rc=1; fi

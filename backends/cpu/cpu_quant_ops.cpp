@@ -47,7 +47,7 @@ void cpu_column_stats(const float* X, int64_t n, int64_t d, double* sum_sq, doub
           for (int64_t j = cols.begin(); j < cols.end(); ++j) {
             const double v = X[t * d + j];
             sum_abs[j] += std::abs(v);
-            sum_sq[j] += v * v;
+            sum_sq[j] = std::fma(v, v, sum_sq[j]);  // one rounding, as the imatrix always had
           }
       },
       tbb::simple_partitioner());

@@ -2,8 +2,8 @@
 // the code the CPU pipeline itself runs where it calls them (quantizers/gptq.cpp runs
 // cpu_gptq_columns, the KL baseline cpu_topk_logsumexp_row, kquants' decoders and the grid the
 // same kernels/*.h math), so the CUDA twins are pinned to the pipeline by
-// tests/backends/quant_ops_test.cpp. cpu_column_stats is calibration/capture.cpp's loop, not yet
-// called from there.
+// tests/backends/quant_ops_test.cpp. calibration/capture.cpp's statistics (the importance matrix,
+// AWQ's x_mean) are cpu_column_stats.
 #pragma once
 
 #include <cstdint>
@@ -22,7 +22,8 @@ void cpu_gemm_nt_w16(const float* A, const uint16_t* W, bool bf16, float* C, int
 void cpu_hessian_accumulate_f16(const uint16_t* X, double* H, int64_t n, int64_t d);
 
 /// sum_sq[j] += Σ_t x², sum_abs[j] += Σ_t |x| over the rows of X[n, d], fp64, tokens in order,
-/// columns in parallel (the same sums for any thread count).
+/// columns in parallel (the same sums for any thread count); each square added with one
+/// rounding (fma), as the importance matrix was computed before it called this.
 void cpu_column_stats(const float* X, int64_t n, int64_t d, double* sum_sq, double* sum_abs);
 
 /// One logits row z[vocab] (finite): ids[0..k) of the k largest (largest first, ties to the

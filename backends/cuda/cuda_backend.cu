@@ -435,6 +435,19 @@ class CudaBackend final : public Backend {
     cuda_ops::gptq_columns(*this, stream_, blas_, W, Hinv, perm, scales, zeros, codes, row_loss,
                            rows, cols, cfg);
   }
+  void awq_fake_quant_scaled(const float* W, const float* s, float* Q, int64_t rows, int64_t cols,
+                             const kernels::AwqGridConfig& cfg) override {
+    cuda_ops::awq_fake_quant_scaled(stream_, W, s, Q, rows, cols, cfg);
+  }
+  double mean_squared_error(const float* a, const float* b, int64_t n) override {
+    return cuda_ops::mean_squared_error(*this, stream_, a, b, n);
+  }
+  void awq_clip_search(const float* W, const float* Xs, int64_t T, int64_t rows, int64_t cols,
+                       const kernels::AwqGridConfig& cfg, int n_grid, int n_shrink,
+                       float* best_max) override {
+    cuda_ops::awq_clip_search(*this, stream_, blas_, W, Xs, T, rows, cols, cfg, n_grid, n_shrink,
+                              best_max);
+  }
 
  private:
   cudaStream_t stream_ = nullptr;

@@ -57,7 +57,7 @@ __global__ void column_stats_kernel(const float* X, int64_t n, int64_t d, double
   for (int64_t t = 0; t < n; ++t) {
     const double v = X[t * d + j];
     ab += fabs(v);
-    sq += v * v;
+    sq = fma(v, v, sq);  // explicit: --fmad=false does not apply
   }
   sum_sq[j] = sq;
   sum_abs[j] = ab;

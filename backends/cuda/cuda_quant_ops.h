@@ -30,5 +30,12 @@ void gptq_columns(Backend& b, cudaStream_t s, cublasHandle_t blas, float* W, con
                   const int64_t* perm, float* scales, float* zeros, uint8_t* codes,
                   double* row_loss, int64_t rows, int64_t cols,
                   const kernels::GptqColumnsConfig& cfg);
+// AWQ's searches (cuda_awq_ops.cu).
+void awq_fake_quant_scaled(cudaStream_t s, const float* W, const float* sc, float* Q, int64_t rows,
+                           int64_t cols, const kernels::AwqGridConfig& cfg);
+double mean_squared_error(Backend& b, cudaStream_t s, const float* x, const float* y, int64_t n);
+void awq_clip_search(Backend& b, cudaStream_t s, cublasHandle_t blas, const float* W,
+                     const float* Xs, int64_t T, int64_t rows, int64_t cols,
+                     const kernels::AwqGridConfig& cfg, int n_grid, int n_shrink, float* best_max);
 
 }  // namespace qsweep::cuda_ops

@@ -12,6 +12,7 @@
 #include "model/tokenizer.h"
 #include "model/transformer.h"
 #include "model/weights.h"
+#include "tests/support/off_host_backend.h"
 #include "tests/support/small_model.h"
 #include "tests/support/test_support.h"
 
@@ -99,6 +100,32 @@ TEST_P(KvCacheArch, ContextLimitThrowsAndLeavesTheCacheUsable) {
   // clear() starts a new sequence at position 0.
   cache.clear();
   EXPECT_LT(rel_err(model.decode(cache, {ids[0], ids[1]}), want.topRows(2)), kMaxRelErr);
+}
+
+// The device-resident cache of off-host backends: on the off-host CPU test backend (every op
+// the CPU's) the logits equal the host cache's bit for bit, whatever the chunking (growth
+// copies included); on CUDA (skipped without a device) token-by-token decoding is within
+// kMaxRelErr of the CPU forward pass. A cache filled on one backend is refused on another.
+TEST_P(KvCacheArch, DeviceResidentCacheDecodesAsTheHostCache) {
+  const uint64_t seed = test::test_seed(78);
+  const ModelSpec spec = random_spec(GetParam());
+  const ModelWeights w = random_weights(spec, seed, 0.3f);
+  const Transformer cpu(spec, w);
+  test::OffHostCpuBackend off;
+  const Transformer dev(spec, w, off);
+  std::mt19937 rng{uint32_t(seed)};
+  const std::vector<int> ids = random_ids(spec.max_position_embeddings, spec.vocab_size, rng);
+  for (const std::vector<int>& chunks : std::vector<std::vector<int>>{{1}, {7, 1, 3}, {40}}) {
+    const MatrixRM a = decode_in_chunks(dev, ids, chunks), b = decode_in_chunks(cpu, ids, chunks);
+    EXPECT_TRUE((a.array() == b.array()).all()) << "chunks " << chunks[0];
+  }
+  KvCache cache;
+  cpu.decode(cache, {ids[0]});
+  EXPECT_THROW(dev.decode(cache, {ids[1]}), Error);
+  if (!cuda_available()) GTEST_SKIP() << "CUDA half: no CUDA: " << cuda_unavailable_reason();
+  const auto cuda = make_backend("cuda");
+  const Transformer on_cuda(spec, w, *cuda);
+  EXPECT_LT(rel_err(decode_in_chunks(on_cuda, ids, {1}), cpu.forward(ids)), kMaxRelErr);
 }
 
 INSTANTIATE_TEST_SUITE_P(Architectures, KvCacheArch,

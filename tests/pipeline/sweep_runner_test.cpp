@@ -283,6 +283,26 @@ TEST(SweepRunner, OneGpuRunsTheCudaNodesOneAtATime) {
   EXPECT_EQ(r.device_of["quantize:rtn-b8-g128"], "cpu");
 }
 
+// Every eval task takes the sweep's device; GPTQ and AWQ quantize nodes too unless the variant
+// names its own `device:`; RTN never holds a GPU.
+TEST(SweepRunner, EvalTasksAwqAndPerVariantDevicesReachTheNodes) {
+  std::string y = with_device("cuda");
+  y.replace(y.find("  - {method: rtn"), 0,
+            "  - {method: awq, calibration: code, device: cpu}\n"
+            "  - {method: awq, group_size: 64, calibration: code}\n");
+  y.replace(y.find("report:"), 0, "  - {task: kld, dataset: code-heldout, ctx: 64}\n");
+  std::map<std::string, std::string> d;
+  for (const auto& n : plan_of(y).nodes) d[n.id] = n.device;
+  EXPECT_EQ(d.at("quantize:awq-b4-g128-code"), "cpu");
+  EXPECT_EQ(d.at("quantize:awq-b4-g64-code"), "cuda");
+  EXPECT_EQ(d.at("quantize:gptq-b4-g128-code"), "cuda");
+  EXPECT_EQ(d.at("quantize:rtn-b8-g128"), "");
+  int kld = 0;
+  for (const auto& [id, dev] : d)
+    if (id.find("kld") != std::string::npos) kld += dev == "cuda";
+  EXPECT_EQ(kld, 6);  // the baseline and five variants
+}
+
 TEST(SweepRunner, CpuNodesStillRunSideBySideWhenAGpuExists) {
   const SweepPlan plan = plan_of(with_device("cpu"));
   DeviceCountingRunner r;
