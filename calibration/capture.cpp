@@ -41,6 +41,16 @@ MatrixD ActivationStats::hessian() const {
   return xtx * (2.0 / double(n_tokens));
 }
 
+MatrixD ActivationCapture::take_hessian(int layer, LinearInput in) {
+  auto it = stats_.find({layer, in});
+  QS_ASSERT(it != stats_.end() && it->second.n_tokens > 0 && it->second.xtx.size() > 0,
+            "no activations were captured");
+  MatrixD h = std::move(it->second.xtx);
+  h *= 2.0 / double(it->second.n_tokens);  // the same product per element as hessian()
+  stats_.erase(it);
+  return h;
+}
+
 Eigen::VectorXd ActivationStats::mean_abs() const {
   return sum_abs / double(std::max<int64_t>(1, n_tokens));
 }

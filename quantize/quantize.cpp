@@ -1,6 +1,8 @@
 #include "quantize/quantize.h"
 
+#include <algorithm>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 
@@ -156,7 +158,13 @@ QuantizedModel quantize_gptq_model(const Transformer& source, const QuantMethodC
       MatrixRM scratch = inps;
       run_layer_batched(out.model, l, scratch, lengths, run.batch_windows, capture.hook(),
                         group.back());
-      for (LinearRole r : group) {
+      // One Hessian per distinct input, taken out of the capture (not copied), each dropped
+      // after the group's last linear that reads it.
+      std::map<LinearInput, MatrixD> hessians;
+      for (LinearInput in : inputs)
+        if (!hessians.count(in)) hessians.emplace(in, capture.take_hessian(l, in));
+      for (size_t gi = 0; gi < group.size(); ++gi) {
+        const LinearRole r = group[gi];
         GptqConfig g;
         g.bits =
             bits.empty() ? cfg.bits : bits[size_t(l) * std::size(kAllLinearRoles) + size_t(int(r))];
@@ -168,8 +176,11 @@ QuantizedModel quantize_gptq_model(const Transformer& source, const QuantMethodC
         g.damp_percent = cfg.damp_percent;
         g.layer_name = hf_linear_name(l, r);
         WeightTensor& W = w.layers[size_t(l)].linear(r);
-        GptqResult res = gptq_quantize(
-            W.to_matrix(), capture.stats(l, linear_input_of(r)).hessian(), g, run.backend);
+        const LinearInput in = linear_input_of(r);
+        GptqResult res = gptq_quantize(W.to_matrix(), hessians.at(in), g, run.backend);
+        if (std::none_of(group.begin() + long(gi) + 1, group.end(),
+                         [&](LinearRole later) { return linear_input_of(later) == in; }))
+          hessians.erase(in);
         auto codes = std::make_shared<const QTensor>(std::move(res.q));
         W = qtensor_weight(codes);  // codes, not fp32
         out.linears.push_back({l, r, codes, res.loss, res.damp_percent_used, res.seconds});

@@ -188,6 +188,12 @@ TEST(Capture, StatisticsMatchDirectComputation) {
   EXPECT_EQ(attn.n_tokens, rows);  // q/k/v share one input, counted once
   EXPECT_LT((attn.mean_abs() - abs_q / double(rows)).cwiseAbs().maxCoeff(), 1e-9);
   EXPECT_TRUE(capture.has(5, LinearInput::AttnOut));
+  // take_hessian (GPTQ's way, no second copy) gives hessian()'s bits and forgets the input.
+  const MatrixD expected = down.hessian();
+  const MatrixD taken = capture.take_hessian(2, LinearInput::MlpOut);
+  EXPECT_TRUE(taken == expected);
+  EXPECT_FALSE(capture.has(2, LinearInput::MlpOut));
+  EXPECT_TRUE(capture.has(2, LinearInput::Attn));
 }
 
 }  // namespace
