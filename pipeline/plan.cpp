@@ -158,6 +158,10 @@ SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& model_dir,
       // The method's typed configuration, as one JSON (quantize/method.h's round trip).
       n.config = {
           {"model", plan.model_hash}, {"variant", v.config.to_json()}, {"version", kVersion}};
+      // GPTQ and AWQ hold the calibration hidden states between layers in fp16 since #15
+      // (quantize/layer_inputs.h); results computed with fp32 ones are not reused for them.
+      if (v.config.family() == MethodFamily::Gptq || v.config.family() == MethodFamily::Awq)
+        n.config["layer_inputs"] = "f16";
       int64_t act = 0;
       if (cs) {
         const int c = calib_node.at(v.calibration)[si];

@@ -8,6 +8,7 @@
 
 #include "backends/backend.h"
 #include "common/errors.h"
+#include "quantize/layer_inputs.h"
 
 namespace qsweep {
 
@@ -45,32 +46,23 @@ double linear_mse(Backend& b, const OnBackend& x, const float* W, int64_t W_rows
   return b.mean_squared_error(y.get(), ref, x.rows() * W_rows);
 }
 
-// Runs layer `l` on `hidden` in batches of windows; the inputs of the roles named in `sinks`
-// are copied, rows in window order, into the matrices given there.
+// Runs layer `l` on the held inputs in batches of windows (their outputs are not kept); the
+// inputs of the roles named in `sinks` are copied, rows in window order, into the matrices
+// given there.
 using Sinks = std::vector<std::pair<LinearRole, MatrixRM*>>;
-void run_layer_collect(const Transformer& m, int l, MatrixRM& hidden,
-                       const std::vector<int>& lengths, int batch_windows, const Sinks& sinks,
+void run_layer_collect(const Transformer& m, int l, const LayerInputs& inps, const Sinks& sinks,
                        std::optional<LinearRole> stop_after = std::nullopt) {
   for (auto& s : sinks) s.second->resize(0, 0);
-  int64_t row = 0;
-  for (size_t w0 = 0; w0 < lengths.size(); w0 += size_t(batch_windows)) {
-    const size_t w1 = std::min(lengths.size(), w0 + size_t(batch_windows));
-    std::vector<int> lens(lengths.begin() + long(w0), lengths.begin() + long(w1));
-    int64_t rows = 0;
-    for (int n : lens) rows += n;
-    MatrixRM part = hidden.middleRows(row, rows);
-    auto hook = [&](int, LinearRole r, const MatrixRM& x) {
+  inps.for_each_batch([&](int64_t row, MatrixRM& x, const std::vector<int>& lens) {
+    auto hook = [&](int, LinearRole r, const MatrixRM& in) {
       for (auto& s : sinks) {
         if (s.first != r) continue;
-        if (s.second->rows() != hidden.rows()) s.second->resize(hidden.rows(), x.cols());
-        s.second->middleRows(row, rows) = x;
+        if (s.second->rows() != inps.rows()) s.second->resize(inps.rows(), in.cols());
+        s.second->middleRows(row, in.rows()) = in;
       }
     };
-    m.run_layer(l, part, lens, sinks.empty() ? LinearInputHook() : LinearInputHook(hook),
-                stop_after);
-    if (!stop_after) hidden.middleRows(row, rows) = part;
-    row += rows;
-  }
+    m.run_layer(l, x, lens, sinks.empty() ? LinearInputHook() : LinearInputHook(hook), stop_after);
+  });
 }
 
 // Per input channel mean |x| over tokens (AWQ's x_mean), in double (Backend::column_stats).
@@ -265,8 +257,7 @@ QuantizedModel awq_quantize_model(const Transformer& source, const QuantMethodCo
   // AWQ's searches run on the given backend; the layer passes that capture inputs on the
   // source's.
   Backend& b = run.backend ? *run.backend : source.backend();
-  std::vector<int> lengths;
-  MatrixRM inps = out.model.embed(calib.windows, &lengths);
+  LayerInputs inps(out.model, calib.windows, batch_windows, run.fp32_layer_inputs);
   const bool scale_o = awq_scales_o(spec);
 
   for (int l = 0; l < spec.num_layers; ++l) {
@@ -275,14 +266,11 @@ QuantizedModel awq_quantize_model(const Transformer& source, const QuantMethodCo
     for (LinearRole r : kAllLinearRoles) L.linear(r).mutable_matrix();  // this layer in fp32
     // [1] The inputs of every linear, with this layer in fp32.
     MatrixRM x_attn, x_o, x_mlp, x_down;
-    {
-      MatrixRM scratch = inps;
-      run_layer_collect(out.model, l, scratch, lengths, batch_windows,
-                        {{LinearRole::Q, &x_attn},
-                         {LinearRole::O, &x_o},
-                         {LinearRole::Gate, &x_mlp},
-                         {LinearRole::Down, &x_down}});
-    }
+    run_layer_collect(out.model, l, inps,
+                      {{LinearRole::Q, &x_attn},
+                       {LinearRole::O, &x_o},
+                       {LinearRole::Gate, &x_mlp},
+                       {LinearRole::Down, &x_down}});
     const LayerWeights L0 = L;  // the original weights every search starts from
 
     // [2] Scale searches, all on the original weights (AutoAWQ: scales_list, then apply), on
@@ -312,9 +300,8 @@ QuantizedModel awq_quantize_model(const Transformer& source, const QuantMethodCo
           L.wq = download(Q[0], L0.wq);
           L.wk = download(Q[1], L0.wk);
           L.wv = download(Q[2], L0.wv);
-          MatrixRM scratch = inps, a;
-          run_layer_collect(out.model, l, scratch, lengths, batch_windows, {{LinearRole::O, &a}},
-                            LinearRole::O);
+          MatrixRM a;
+          run_layer_collect(out.model, l, inps, {{LinearRole::O, &a}}, LinearRole::O);
           L.wq = L0.wq;
           L.wk = L0.wk;
           L.wv = L0.wv;
@@ -384,7 +371,7 @@ QuantizedModel awq_quantize_model(const Transformer& source, const QuantMethodCo
       out.linears.push_back(std::move(ql));
     }
     // The quantized layer's outputs feed the next layer.
-    run_layer_collect(out.model, l, inps, lengths, batch_windows, {});
+    inps.advance(l);
     if (progress)
       progress(l + 1, spec.num_layers,
                cat("layer ", l, " awq a_qkv=", s_qkv.ratio, s_o ? cat(" a_o=", s_o->ratio) : "",

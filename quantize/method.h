@@ -165,6 +165,11 @@ struct QuantRunOptions {
   /// nullptr: the CPU (AWQ: the source model's backend). Not part of a
   /// method's identity: results agree across backends up to fp32 rounding.
   Backend* backend = nullptr;
+  /// GPTQ and AWQ hold the calibration windows' hidden states between layers in fp16
+  /// (quantize/layer_inputs.h). true: in fp32 — the one knob here that changes results (at the
+  /// fp16 rounding level of those inputs); it exists to measure that (bench/quantize/
+  /// measure_layer_inputs), not for sweeps.
+  bool fp32_layer_inputs = false;
 };
 
 }  // namespace qsweep

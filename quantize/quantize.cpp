@@ -12,6 +12,7 @@
 #include "quantize/auto_mix_model.h"
 #include "quantize/awq.h"
 #include "quantize/gptq_budget.h"
+#include "quantize/layer_inputs.h"
 
 namespace qsweep {
 
@@ -20,25 +21,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-// Runs layer `l` on all calibration windows in batches (sequences are
-// independent, so batching changes nothing but memory).
-void run_layer_batched(const Transformer& m, int l, MatrixRM& hidden,
-                       const std::vector<int>& lengths, int batch_windows,
-                       const LinearInputHook& hook,
-                       std::optional<LinearRole> stop_after = std::nullopt) {
-  int64_t row = 0;
-  for (size_t w0 = 0; w0 < lengths.size(); w0 += size_t(batch_windows)) {
-    const size_t w1 = std::min(lengths.size(), w0 + size_t(batch_windows));
-    std::vector<int> lens(lengths.begin() + long(w0), lengths.begin() + long(w1));
-    int64_t rows = 0;
-    for (int n : lens) rows += n;
-    MatrixRM part = hidden.middleRows(row, rows);
-    m.run_layer(l, part, lens, hook, stop_after);
-    hidden.middleRows(row, rows) = part;
-    row += rows;
-  }
 }
 
 // The groups of linears quantized together, in order.
@@ -107,11 +89,10 @@ std::vector<int> choose_bits_for_budget(const Transformer& model, const Calibrat
   std::vector<std::vector<GptqBitsOption>> options;
   std::vector<int64_t> params;
   std::vector<std::string> names;
-  std::vector<int> lengths;
-  MatrixRM hidden = model.embed(calib.windows, &lengths);
+  LayerInputs inps(model, calib.windows, run.batch_windows, run.fp32_layer_inputs);
   for (int l = 0; l < spec.num_layers; ++l) {
     ActivationCapture capture(/*with_xtx=*/true);
-    run_layer_batched(model, l, hidden, lengths, run.batch_windows, capture.hook());
+    inps.advance(l, capture.hook());
     for (LinearRole r : kAllLinearRoles) {
       const MatrixRM W = model.weights().layers[size_t(l)].linear(r).to_matrix();
       options.push_back(gptq_bits_options(W, capture.stats(l, linear_input_of(r)).hessian(),
@@ -143,8 +124,7 @@ QuantizedModel quantize_gptq_model(const Transformer& source, const QuantMethodC
   std::vector<int> bits;  // per linear, layer-major in kAllLinearRoles order
   if (cfg.budget_bpw > 0)
     bits = choose_bits_for_budget(out.model, *calib, cfg, run, progress, out.method_meta);
-  std::vector<int> lengths;
-  MatrixRM inps = out.model.embed(calib->windows, &lengths);
+  LayerInputs inps(out.model, calib->windows, run.batch_windows, run.fp32_layer_inputs);
 
   for (int l = 0; l < spec.num_layers; ++l) {
     const auto tl = Clock::now();
@@ -155,9 +135,9 @@ QuantizedModel quantize_gptq_model(const Transformer& source, const QuantMethodC
       capture.restrict_to(inputs);
       // The layer's inputs with the weights as they are now (earlier groups quantized),
       // computed only as far as this group's last input.
-      MatrixRM scratch = inps;
-      run_layer_batched(out.model, l, scratch, lengths, run.batch_windows, capture.hook(),
-                        group.back());
+      inps.for_each_batch([&](int64_t, MatrixRM& x, const std::vector<int>& lens) {
+        out.model.run_layer(l, x, lens, capture.hook(), group.back());
+      });
       // One Hessian per distinct input, taken out of the capture (not copied), each dropped
       // after the group's last linear that reads it.
       std::map<LinearInput, MatrixD> hessians;
@@ -187,7 +167,7 @@ QuantizedModel quantize_gptq_model(const Transformer& source, const QuantMethodC
       }
     }
     // This layer's outputs with all its weights quantized feed the next layer.
-    run_layer_batched(out.model, l, inps, lengths, run.batch_windows, {});
+    inps.advance(l);
     if (progress) progress(l + 1, spec.num_layers, cat("layer ", l, " gptq ", since(tl), "s"));
   }
   out.seconds = since(t0);
