@@ -25,7 +25,7 @@ MemoryEstimate estimate_peak_memory(const ModelSpec& s, const MemoryEstimateInpu
   e.scratch = 4 * std::max({V * H, I * H, Q * H});
   e.activations = 4 * in.tokens * (6 * H + 2 * I + V) + 4 * int64_t(s.num_heads) * in.ctx * in.ctx;
   if (in.calib_tokens > 0)
-    e.calibration = 2 * 4 * in.calib_tokens * H + 8 * (H * H + Q * Q + H * H + I * I);
+    e.calibration = 2 * in.calib_tokens * H + 8 * (H * H + Q * Q + H * H + I * I);
   return e;
 }
 

@@ -20,7 +20,8 @@ struct MemoryEstimate {
   int64_t model = 0;        ///< mapped_bytes
   int64_t scratch = 0;      ///< the widest weight widened to fp32 (4 × rows × cols)
   int64_t activations = 0;  ///< one batch through one layer, plus the logits
-  int64_t calibration = 0;  ///< layer inputs (twice) + one layer's fp64 Hessians
+  int64_t calibration =
+      0;  ///< layer inputs (fp16, quantize/layer_inputs.h) + one layer's fp64 Hessians
   int64_t total() const { return model + scratch + activations + calibration; }
 };
 
@@ -30,7 +31,7 @@ int64_t mapped_model_bytes(const std::string& path);
 /// model = mapped_bytes; scratch = 4·max(V·H, I·H, nq·hd·H);
 /// activations = 4·T·(6·H + 2·I + V) + 4·heads·ctx²  (T = tokens, hidden states + MLP
 /// intermediates + logits + one head group's scores for each head);
-/// calibration (calib_tokens C > 0) = 2·4·C·H + 8·(H² + (nq·hd)² + H² + I²).
+/// calibration (calib_tokens C > 0) = 2·C·H + 8·(H² + (nq·hd)² + H² + I²).
 MemoryEstimate estimate_peak_memory(const ModelSpec& s, const MemoryEstimateInput& in);
 
 /// Throws Error "<what> needs about X GiB (model A, weight scratch B, activations C,

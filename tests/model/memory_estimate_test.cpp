@@ -17,10 +17,10 @@ TEST(MemoryEstimate, HandComputedBytes) {
   s.head_dim = 4;
   const MemoryEstimate e = estimate_peak_memory(s, {1000, 3, 3, 5});
   EXPECT_EQ(e.model, 1000);
-  EXPECT_EQ(e.scratch, 4 * 128);                             // I·H is the widest
-  EXPECT_EQ(e.activations, 4 * 3 * (48 + 32 + 10) + 72);     // + 4·2 heads·3²
-  EXPECT_EQ(e.calibration, 320 + 8 * (64 + 64 + 64 + 256));  // 2·4·5·8 + Hessians
-  EXPECT_EQ(e.total(), 6568);
+  EXPECT_EQ(e.scratch, 4 * 128);                            // I·H is the widest
+  EXPECT_EQ(e.activations, 4 * 3 * (48 + 32 + 10) + 72);    // + 4·2 heads·3²
+  EXPECT_EQ(e.calibration, 80 + 8 * (64 + 64 + 64 + 256));  // 2·5·8 (fp16) + Hessians
+  EXPECT_EQ(e.total(), 6328);
   EXPECT_EQ(estimate_peak_memory(s, {1000, 3, 3, 0}).calibration, 0);
 }
 
