@@ -303,6 +303,42 @@ TEST(SweepRunner, EvalTasksAwqAndPerVariantDevicesReachTheNodes) {
   EXPECT_EQ(kld, 6);  // the baseline and five variants
 }
 
+// An eval entry's own `device:` overrides the sweep's for that entry's eval nodes only (the
+// baseline's and every variant's); the other entry's evals and the quantize nodes keep the
+// sweep's; the node keys are the same as without it.
+TEST(SweepRunner, PerEvalDeviceReachesThatEntrysEvalNodesOnly) {
+  const std::string plain = with_device("cuda");
+  std::string y = plain;
+  const std::string wiki = "dataset: wikitext2, ctx: 64, max_tokens: 256}";
+  y.replace(y.find(wiki), wiki.size(),
+            "dataset: wikitext2, ctx: 64, max_tokens: 256, device: cpu}");
+  const SweepPlan plan = plan_of(y);
+  DeviceCountingRunner r;
+  run_with_gpus(plan, test::make_temp_dir("fake") + "/out", r, 1);
+  int wiki_cpu = 0, code_cuda = 0;
+  for (const auto& [id, dev] : r.device_of) {
+    if (id.find(":ppl-wikitext2") != std::string::npos) wiki_cpu += dev == "cpu";
+    if (id.find(":ppl-code-heldout") != std::string::npos) code_cuda += dev == "cuda";
+  }
+  EXPECT_EQ(wiki_cpu, 4);   // the baseline and three variants
+  EXPECT_EQ(code_cuda, 4);  // the sweep's device
+  EXPECT_EQ(r.device_of.at("quantize:gptq-b4-g128-code"), "cuda");
+  EXPECT_EQ(r.device_of.at("eval:fp16:ppl-wikitext2-chunks-ctx64-n256"), "cpu");
+  // The other way round: a CPU sweep with one eval on CUDA.
+  std::string z = with_device("cpu");
+  z.replace(z.find(wiki), wiki.size(),
+            "dataset: wikitext2, ctx: 64, max_tokens: 256, device: cuda}");
+  std::map<std::string, std::string> d;
+  for (const auto& n : plan_of(z).nodes) d[n.id] = n.device;
+  EXPECT_EQ(d.at("eval:fp16:ppl-wikitext2-chunks-ctx64-n256"), "cuda");
+  EXPECT_EQ(d.at("eval:fp16:ppl-code-heldout-chunks-ctx64-n512"), "cpu");
+  EXPECT_EQ(d.at("quantize:gptq-b4-g128-code"), "cpu");
+  // Device is not part of any key.
+  const SweepPlan p0 = plan_of(plain);
+  ASSERT_EQ(p0.nodes.size(), plan.nodes.size());
+  for (size_t i = 0; i < p0.nodes.size(); ++i) EXPECT_EQ(p0.nodes[i].key, plan.nodes[i].key);
+}
+
 TEST(SweepRunner, CpuNodesStillRunSideBySideWhenAGpuExists) {
   const SweepPlan plan = plan_of(with_device("cpu"));
   DeviceCountingRunner r;
