@@ -37,6 +37,19 @@ bool cuda_device_present(std::string* why) {
   return true;
 }
 
+int cuda_devices_present() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // as above: no device is 0 devices, and nothing stays poisoned
+    return 0;
+  }
+  return n;
+}
+
+void cuda_set_device(int index) {
+  QS_CUDA_CHECK(cudaSetDevice(index));
+}
+
 namespace {
 
 using cuda_ops::blocks_for;

@@ -265,5 +265,22 @@ TEST_P(BackendOps, DequantizeGroupsWithActOrder) {
 
 QSWEEP_INSTANTIATE_TWINS(BackendOps);
 
+// The device count the executor schedules on: 0 exactly when CUDA is not usable; a device
+// index that is not there is an Error naming it and the count.
+TEST(CudaDevices, CountIsZeroExactlyWithoutCudaAndAMissingIndexIsAnError) {
+  const int n = cuda_device_count();
+  EXPECT_GE(n, 0);
+  EXPECT_EQ(n > 0, cuda_available());
+  try {
+    use_cuda_device(n);
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(cat("CUDA device ", n, " is not there (", n, " usable)")),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(use_cuda_device(-1), Error);
+}
+
 }  // namespace
 }  // namespace qsweep

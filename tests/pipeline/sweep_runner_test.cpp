@@ -238,16 +238,26 @@ class DeviceCountingRunner : public NodeRunner {
   FakeRunner inner;
   std::map<std::string, int> now, max;  ///< by device
   std::map<std::string, std::string> device_of;
+  std::set<int> gpus_held, gpus_seen;  ///< CUDA device indices held now / ever
+  bool gpu_shared = false;             ///< two running nodes were given the same device
+  bool gpu_missing = false;            ///< a "cuda" node got no device index, or a CPU node one
   void run(const NodeTask& t) override {
+    const bool cuda = t.device == "cuda";
     {
       std::lock_guard<std::mutex> g(mu_);
       max[t.device] = std::max(max[t.device], ++now[t.device]);
       device_of[t.node.id] = t.device;
+      gpu_missing |= cuda != (t.gpu >= 0);
+      if (cuda) {
+        gpu_shared |= !gpus_held.insert(t.gpu).second;
+        gpus_seen.insert(t.gpu);
+      }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     {
       std::lock_guard<std::mutex> g(mu_);
       --now[t.device];
+      if (cuda) gpus_held.erase(t.gpu);
     }
     inner.run(t);
   }
@@ -337,6 +347,27 @@ TEST(SweepRunner, PerEvalDeviceReachesThatEntrysEvalNodesOnly) {
   const SweepPlan p0 = plan_of(plain);
   ASSERT_EQ(p0.nodes.size(), plan.nodes.size());
   for (size_t i = 0; i < p0.nodes.size(); ++i) EXPECT_EQ(p0.nodes[i].key, plan.nodes[i].key);
+}
+
+// With two GPUs (an injected count) at most two CUDA nodes run at once, each on its own
+// device; CPU nodes still run side by side within --jobs.
+TEST(SweepRunner, TwoGpusRunAtMostTwoCudaNodesAtOnceEachOnItsOwnDevice) {
+  std::string y = with_device("cuda");
+  y.replace(y.find("  - {method: rtn"), 0, "  - {method: gptq, bits: 8, calibration: code}\n");
+  const SweepPlan plan = plan_of(y);
+  DeviceCountingRunner r;
+  SweepRunOptions opt;
+  opt.out_dir = test::make_temp_dir("fake") + "/out";
+  opt.jobs = 6;
+  opt.gpus = 2;
+  opt.progress = false;
+  const auto s = run_sweep(plan, opt, r);
+  EXPECT_EQ(s.ran, 15);  // 1 calibration + 4 quantize + (1 + 4) x 2 evals
+  EXPECT_EQ(r.max["cuda"], 2);
+  EXPECT_FALSE(r.gpu_shared);
+  EXPECT_FALSE(r.gpu_missing);
+  EXPECT_EQ(r.gpus_seen, (std::set<int>{0, 1}));
+  EXPECT_GE(r.max["cpu"], 2);  // calibration and the two RTN quantize nodes
 }
 
 TEST(SweepRunner, CpuNodesStillRunSideBySideWhenAGpuExists) {
