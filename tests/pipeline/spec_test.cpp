@@ -422,27 +422,6 @@ TEST(SweepErrors, MissingAndMalformedSections) {
   EXPECT_EQ(error_of("- a\n- b\n"), "s.yaml:1:1: the sweep file must be a map of keys, got a list");
 }
 
-// An eval entry's own `device:` (issue #16): the sweep's choices, typos named with the file,
-// line, key and the allowed values; where it runs is not part of the eval id.
-TEST(SweepErrors, PerEvalDeviceIsCheckedLikeTheSweeps) {
-  EXPECT_EQ(error_of(kEvalHead + "  - {task: perplexity, dataset: d, device: gpu}\n"),
-            "s.yaml:5:44: 'device' must be auto, cpu or cuda, got 'gpu'; did you mean 'cpu'?");
-  EXPECT_EQ(error_of(kEvalHead + "  - {task: perplexity, dataset: d, devcie: cpu}\n"),
-            "s.yaml:5:36: unknown key 'devcie' in eval entry; did you mean 'device'?");
-  EXPECT_EQ(error_of(kEvalHead + "  - {task: perplexity, dataset: d, device: [cpu, cuda]}\n"),
-            "s.yaml:5:5: eval 'ppl-d-chunks-ctxmax' is defined twice: by the eval entry at line 5 "
-            "and the one at line 5");
-  const SweepSpec s = parse_sweep_text(kEvalHead +
-                                           "  - {task: perplexity, dataset: d, device: cuda}\n"
-                                           "  - {task: gsm8k, limit: 3}\n",
-                                       "s.yaml");
-  ASSERT_EQ(s.evals.size(), 2u);
-  EXPECT_EQ(s.evals[0].device, "cuda");
-  EXPECT_EQ(s.evals[0].id, "ppl-d-chunks-ctxmax");
-  EXPECT_EQ(s.evals[0].options_json().count("device"), 0u);
-  EXPECT_EQ(s.evals[1].device, "");
-}
-
 TEST(SweepErrors, SyntaxErrorsAndTabs) {
   EXPECT_EQ(error_of("name: t\nvariants: [{method: rtn}\n"),
             "s.yaml:3:1: end of sequence flow not found");
