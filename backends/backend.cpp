@@ -25,6 +25,8 @@ namespace qsweep {
 // Defined in backends/cuda/cuda_backend.cu.
 std::unique_ptr<Backend> make_cuda_backend();
 bool cuda_device_present(std::string* why);
+int cuda_devices_present();
+void cuda_set_device(int index);
 #endif
 
 WeightScratch::~WeightScratch() {
@@ -247,6 +249,23 @@ std::string cuda_unavailable_reason() {
 
 bool cuda_available() {
   return cuda_unavailable_reason().empty();
+}
+
+int cuda_device_count() {
+#ifdef QSWEEP_WITH_CUDA
+  return cuda_devices_present();
+#else
+  return 0;
+#endif
+}
+
+void use_cuda_device(int index) {
+  const int n = cuda_device_count();
+  QS_THROW_IF_NOT(index >= 0 && index < n, "CUDA device ", index, " is not there (", n,
+                  " usable): schedule at most ", n, " GPU nodes at once");
+#ifdef QSWEEP_WITH_CUDA
+  cuda_set_device(index);
+#endif
 }
 
 std::unique_ptr<Backend> make_backend(const std::string& device) {

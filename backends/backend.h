@@ -218,6 +218,11 @@ Backend& cpu_backend();
 bool cuda_available();
 /// Why CUDA is not available ("built without CUDA", "no CUDA device", ...), or "".
 std::string cuda_unavailable_reason();
+/// CUDA devices usable now: 0 without one, or in a build without CUDA.
+int cuda_device_count();
+/// Makes CUDA device `index` (0 .. cuda_device_count() − 1) the one this thread's CUDA
+/// backends are made on (cudaSetDevice); an Error when it is not there.
+void use_cuda_device(int index);
 
 /// "cpu", "cuda" or "auto" (CUDA when available, else CPU). Throws Error for
 /// "cuda" when no device is usable, saying why.

@@ -15,6 +15,7 @@
 #include "common/half.h"
 #include "common/mapped_file.h"
 #include "common/progress.h"
+#include "eval/window_batches.h"
 
 namespace qsweep {
 namespace {
@@ -41,13 +42,6 @@ std::vector<Window> chunk_windows(int64_t n, int ctx) {
   return w;
 }
 
-int64_t default_rows(int64_t batch_rows, int ctx, int64_t vocab) {
-  return batch_rows > 0
-             ? batch_rows
-             : std::max<int64_t>(ctx, std::min<int64_t>(16384, (int64_t(64) << 20) /
-                                                                   std::max<int64_t>(1, vocab)));
-}
-
 /// Calls fn(row of logits predicting position t of window wi, wi, t, output index)
 /// for every scored position, forward passes batched `rows_per_batch` tokens at a
 /// time and rows processed in parallel.
@@ -60,16 +54,9 @@ void for_each_scored(const Transformer& model, const std::vector<int32_t>& token
     out_offset[i + 1] = out_offset[i] + (windows[i].len - 1);
   Progress progress(label, int64_t(windows.size()), "windows", progress_on);
   size_t w0 = 0;
+  std::vector<std::vector<int>> seqs;
   while (w0 < windows.size()) {
-    size_t w1 = w0;
-    int64_t rows = 0;
-    std::vector<std::vector<int>> seqs;
-    while (w1 < windows.size() && (seqs.empty() || rows + windows[w1].len <= rows_per_batch)) {
-      const Window& w = windows[w1];
-      seqs.emplace_back(tokens.begin() + w.begin, tokens.begin() + w.begin + w.len);
-      rows += w.len;
-      ++w1;
-    }
+    const size_t w1 = eval_detail::next_window_batch(tokens, windows, w0, rows_per_batch, &seqs);
     const MatrixRM logits = model.forward(seqs);
     // (row of the logits, output index, target token) of every scored position
     struct Job {
@@ -230,8 +217,9 @@ KlBaseline compute_kl_baseline(const Transformer& base, const std::vector<int>& 
   b.rest_logp.assign(size_t(b.positions), 0.0f);
   b.target_logp.assign(size_t(b.positions), 0.0f);
 
-  for_each_scored(base, b.tokens, windows, default_rows(opt.batch_rows, opt.ctx, vocab),
-                  opt.progress, "kl baseline",
+  for_each_scored(base, b.tokens, windows,
+                  eval_detail::rows_per_batch(opt.batch_rows, opt.ctx, vocab), opt.progress,
+                  "kl baseline",
                   [&](const float* z, int64_t out, int target, std::vector<double>& mask) {
                     // Top-k ids and log Σ exp: Backend::topk_logsumexp's CPU twin (its CUDA twin is
                     // tested against it in tests/backends/quant_ops_test.cpp).
@@ -384,8 +372,9 @@ KlResult evaluate_kl_divergence(const Transformer& variant, const KlBaseline& b,
   std::vector<float> kl(static_cast<size_t>(b.positions)), dlogp(static_cast<size_t>(b.positions));
   std::vector<uint8_t> agree(static_cast<size_t>(b.positions));
   for_each_scored(
-      variant, b.tokens, windows, default_rows(opt.batch_rows, b.ctx, vocab), opt.progress,
-      "kl divergence", [&](const float* z, int64_t out, int target, std::vector<double>& mask) {
+      variant, b.tokens, windows, eval_detail::rows_per_batch(opt.batch_rows, b.ctx, vocab),
+      opt.progress, "kl divergence",
+      [&](const float* z, int64_t out, int target, std::vector<double>& mask) {
         const double lse = log_sum_exp(z, vocab);
         // argmax, ties → lowest id (as the baseline's ordering)
         int arg = 0;

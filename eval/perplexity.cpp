@@ -9,6 +9,7 @@
 
 #include "common/errors.h"
 #include "common/progress.h"
+#include "eval/window_batches.h"
 
 namespace qsweep {
 
@@ -91,26 +92,17 @@ PerplexityResult evaluate_perplexity(const Transformer& model, const std::vector
 
   // Batch windows so that the logits of one batch stay around 256 MiB.
   const int64_t vocab = model.spec().vocab_size;
-  const int64_t rows_per_batch =
-      opt.batch_rows > 0
-          ? opt.batch_rows
-          : std::max<int64_t>(opt.ctx, std::min<int64_t>(16384, (int64_t(64) << 20) / vocab));
+  const int64_t rows_per_batch = eval_detail::rows_per_batch(opt.batch_rows, opt.ctx, vocab);
   // On another backend: the same weights (shared storage, not copied) run there.
   std::unique_ptr<Transformer> resident;
   if (opt.backend)
     resident = std::make_unique<Transformer>(model.spec(), model.weights(), *opt.backend);
   Progress progress("perplexity", int64_t(windows.size()), "windows", opt.progress);
   size_t w0 = 0;
+  std::vector<std::vector<int>> seqs;
   while (w0 < windows.size()) {
-    size_t w1 = w0;
-    int64_t rows = 0;
-    std::vector<std::vector<int>> seqs;
-    while (w1 < windows.size() && (seqs.empty() || rows + windows[w1].len <= rows_per_batch)) {
-      const Window& w = windows[w1];
-      seqs.emplace_back(all_tokens.begin() + w.begin, all_tokens.begin() + w.begin + w.len);
-      rows += w.len;
-      ++w1;
-    }
+    const size_t w1 =
+        eval_detail::next_window_batch(all_tokens, windows, w0, rows_per_batch, &seqs);
     if (resident) {
       // NLL of position p + 1 of each window, concatenated (len − 1 per window).
       const std::vector<float> nll = resident->next_token_nll(seqs);

@@ -64,6 +64,9 @@ struct EvalConfig {
   double temperature = 0;  ///< humaneval/mbpp: 0 = greedy
   int max_new_tokens = 0;  ///< generative tasks; 0 = the task's default
   uint64_t seed = 0;       ///< line_completion positions, sampling seeds
+  /// A sweep eval entry's own `device:` (auto|cpu|cuda) for its eval nodes; "" = the sweep's.
+  /// Where it runs, not what it measures: not in the id, options_json() or the node key.
+  std::string device;
 
   /// Every default resolved for a model whose context is `model_ctx`: ctx 0 →
   /// min(model_ctx, kDefaultMaxCtx);

@@ -65,6 +65,12 @@ class EventLog {
 std::vector<NodeResult> execute_dag(const std::vector<DagNode>& nodes,
                                     const std::function<void(int)>& run,
                                     const ExecutorOptions& opt) {
+  return execute_dag(nodes, std::function<void(int, int)>([&run](int i, int) { run(i); }), opt);
+}
+
+std::vector<NodeResult> execute_dag(const std::vector<DagNode>& nodes,
+                                    const std::function<void(int, int)>& run,
+                                    const ExecutorOptions& opt) {
   const int n = int(nodes.size());
   std::vector<NodeResult> res(static_cast<size_t>(n));
   std::vector<std::vector<int>> children(static_cast<size_t>(n));
@@ -79,6 +85,7 @@ std::vector<NodeResult> execute_dag(const std::vector<DagNode>& nodes,
   int running = 0, finished = 0, to_run = 0;
   int64_t mem_in_use = 0;
   int gpus_in_use = 0;
+  std::vector<char> gpu_busy(size_t(std::max(0, opt.gpus)), 0);  // by device index
   const auto t0 = Clock::now();
   std::vector<Clock::time_point> started(static_cast<size_t>(n));
 
@@ -144,6 +151,11 @@ std::vector<NodeResult> execute_dag(const std::vector<DagNode>& nodes,
       const int gpus = nodes[size_t(i)].gpus;
       if (gpus > 0 && gpus <= opt.gpus && gpus_in_use + gpus > opt.gpus) continue;
       const int held = gpus <= opt.gpus ? gpus : 0;
+      std::vector<int> slots;  // the devices it holds, lowest free first
+      for (int g = 0; g < opt.gpus && int(slots.size()) < held; ++g)
+        if (!gpu_busy[size_t(g)]) slots.push_back(g);
+      QS_ASSERT(int(slots.size()) == held, "GPU count and busy devices disagree");
+      for (const int g : slots) gpu_busy[size_t(g)] = 1;
       res[size_t(i)].status = NodeStatus::Running;
       ++running;
       mem_in_use += need;
@@ -152,13 +164,13 @@ std::vector<NodeResult> execute_dag(const std::vector<DagNode>& nodes,
       log.write({{"event", "started"}, {"node", nodes[size_t(i)].id}});
       draw("");
       launched = true;
-      threads.emplace_back([&, i, need, held, gpus] {
+      threads.emplace_back([&, i, need, held, gpus, slots] {
         std::string error;
         try {
           QS_THROW_IF_NOT(gpus <= opt.gpus, nodes[size_t(i)].id, " needs a CUDA device and ",
                           opt.gpus == 0 ? "none is usable" : "too few are present",
                           ": install a GPU driver or set `device: cpu` in the sweep file");
-          run(i);
+          run(i, slots.empty() ? -1 : slots.front());
         } catch (const std::exception& e) {
           error = e.what();
         } catch (...) {
@@ -172,6 +184,7 @@ std::vector<NodeResult> execute_dag(const std::vector<DagNode>& nodes,
         --running;
         mem_in_use -= need;
         gpus_in_use -= held;
+        for (const int g : slots) gpu_busy[size_t(g)] = 0;
         ++finished;
         ++done_run;
         log.write({{"event", error.empty() ? "done" : "failed"},

@@ -17,7 +17,7 @@ struct DagNode {
   std::vector<int> deps;     ///< indices of nodes that must finish first
   bool cached = false;       ///< its artifact exists: nothing to run
   int64_t memory_bytes = 0;  ///< estimate while it runs
-  int gpus = 0;              ///< CUDA devices it holds while it runs (0 or 1)
+  int gpus = 0;              ///< CUDA devices it holds while it runs
 };
 
 enum class NodeStatus { Pending, Cached, Running, Done, Failed, Skipped };
@@ -43,6 +43,11 @@ struct ExecutorOptions {
 /// throws to fail a node (the message is recorded). Returns one result per node.
 std::vector<NodeResult> execute_dag(const std::vector<DagNode>& nodes,
                                     const std::function<void(int)>& run,
+                                    const ExecutorOptions& opt);
+/// The same, telling `run(i, gpu)` which CUDA device (0 .. opt.gpus − 1) node i holds: the
+/// first of its devices, none of which any other running node holds; −1 for a node without.
+std::vector<NodeResult> execute_dag(const std::vector<DagNode>& nodes,
+                                    const std::function<void(int, int)>& run,
                                     const ExecutorOptions& opt);
 
 }  // namespace qsweep

@@ -202,8 +202,9 @@ SweepPlan make_sweep_plan(const SweepSpec& spec, const std::string& model_dir,
                         const std::string& upstream) {
       SweepNode n;
       n.kind = SweepNodeKind::Evaluate;
-      // Every task runs its Transformer on the node's backend (eval/run_eval.h).
-      n.device = spec.device;
+      // Every task runs its Transformer on the node's backend (eval/run_eval.h): the eval
+      // entry's own `device:`, else the sweep's.
+      n.device = e.device.empty() ? spec.device : e.device;
       n.variant = variant;
       if (dep >= 0) {
         n.seed = plan.nodes[size_t(dep)].seed;

@@ -35,13 +35,9 @@ SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt) {
   return run_sweep(plan, opt, *runner);
 }
 
-static int usable_gpus() {
-  return cuda_available() ? 1 : 0;
-}
-
 SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt, NodeRunner& runner) {
   // Before any work: `device: cuda` with no usable CUDA device is the sweep file's error.
-  const int gpus = opt.gpus >= 0 ? opt.gpus : usable_gpus();
+  const int gpus = opt.gpus >= 0 ? opt.gpus : cuda_device_count();
   std::vector<std::string> device(plan.nodes.size(), "cpu");
   bool needs_gpu = false;
   for (size_t i = 0; i < plan.nodes.size(); ++i) {
@@ -65,11 +61,11 @@ SweepRunSummary run_sweep(const SweepPlan& plan, const SweepRunOptions& opt, Nod
 
   // A node's artifact appears only when it is complete: written in a temporary directory,
   // renamed into place when the runner returns, discarded when it throws.
-  auto run_node = [&](int i) {
+  auto run_node = [&](int i, int gpu) {
     const SweepNode& n = plan.nodes[size_t(i)];
     const std::string tmp = store.begin(n.key);
     try {
-      runner.run(NodeTask{plan, n, store, tmp, device[size_t(i)]});
+      runner.run(NodeTask{plan, n, store, tmp, device[size_t(i)], gpu});
       store.commit(n.key, tmp);
     } catch (...) {
       store.abort(tmp);

@@ -298,6 +298,7 @@ std::vector<EvalConfig> read_evals(const Source& src, const Entry& section) {
           "temperature", [](double t) { return t >= 0 && t <= 5; }, "a number in [0, 5]"),
       int_field("max_new_tokens", 1, 1 << 20, "a positive integer"),
       int_field("seed", 0, std::numeric_limits<int64_t>::max(), "a non-negative integer"),
+      choice_field("device", {"auto", "cpu", "cuda"}),
   };
   std::vector<EvalConfig> out;
   std::map<std::string, YAML::Node> origin_of;
@@ -315,6 +316,10 @@ std::vector<EvalConfig> read_evals(const Source& src, const Entry& section) {
       e.dataset = ti.default_dataset;
       for (const auto& [key, fv] : c.values) {
         const Scalar& s = fv.value;
+        if (key == "device") {  // any task
+          e.device = std::get<std::string>(s);
+          continue;
+        }
         if (key != "task" && std::find(ti.keys.begin(), ti.keys.end(), key) == ti.keys.end())
           src.fail(fv.node, cat("'", key, "' does not apply to task '", task_name, "' (it uses ",
                                 join_or(ti.keys), ")"));

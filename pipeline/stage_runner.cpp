@@ -29,6 +29,15 @@ using nlohmann::json;
 
 namespace {
 
+/// The node's backend: null on the CPU; on CUDA, made on the device the executor gave the node
+/// (run_sweep resolved the device; calibration, RTN, the llama.cpp mixes and auto_mix are never
+/// "cuda").
+std::unique_ptr<Backend> node_backend(const NodeTask& t) {
+  if (t.device != "cuda") return nullptr;
+  if (t.gpu >= 0) use_cuda_device(t.gpu);  // this node's thread only
+  return make_backend("cuda");
+}
+
 /// What nodes share in memory during one run: the base model, the tokenizer and
 /// tokenized evaluation sets, each built once.
 class SharedInputs {
@@ -206,7 +215,7 @@ class StageRunner final : public NodeRunner {
   void quantize(const NodeTask& t) {
     const VariantSpec& v = plan_.spec.variants.at(size_t(t.node.variant_index));
     // The node's device (run_sweep resolved it; only GPTQ and AWQ nodes are ever "cuda").
-    const std::unique_ptr<Backend> backend = t.device == "cuda" ? make_backend("cuda") : nullptr;
+    const std::unique_ptr<Backend> backend = node_backend(t);
     QuantRunOptions run;
     run.backend = backend.get();
     std::optional<CalibrationSet> calib;
@@ -256,7 +265,7 @@ class StageRunner final : public NodeRunner {
     }
     EvalInputs in(*model, shared_.tokenizer(), resolve_task_data(e, plan_.data_dir));
     // Every task on the node's device (run_eval runs the Transformer there).
-    const std::unique_ptr<Backend> backend = t.device == "cuda" ? make_backend("cuda") : nullptr;
+    const std::unique_ptr<Backend> backend = node_backend(t);
     in.backend = backend.get();
     std::shared_ptr<const std::vector<int>> tokens;  // each dataset tokenized once per run
     if (e.task == Task::Perplexity || e.task == Task::Kld)

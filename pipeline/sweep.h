@@ -84,7 +84,7 @@ struct SweepRunOptions {
   std::string out_dir;
   int jobs = 1;
   int64_t max_memory_bytes = 0;  ///< 0 = 75% of physical memory
-  int gpus = -1;                 ///< CUDA devices to schedule on; -1 = detect (0 or 1)
+  int gpus = -1;                 ///< CUDA devices to schedule on; -1 = detect (cuda_device_count())
   bool progress = true;
 };
 
@@ -103,6 +103,9 @@ struct NodeTask {
   std::string out;  ///< the temporary artifact directory (exists, empty)
   /// Where the node runs: "cuda" (it holds one of the executor's GPUs) or "cpu".
   std::string device = "cpu";
+  /// With "cuda": which CUDA device (0-based) it holds, no other running node holding it; -1 =
+  /// not said (a Slurm job: the device Slurm gave it).
+  int gpu = -1;
 
   /// The artifact directory of the node's i-th dependency.
   std::string upstream(size_t i) const;

@@ -4,35 +4,18 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backends/cuda/cuda_check.cuh"
 #include "backends/cuda/cuda_quant_ops.h"
 #include "backends/kernels/awq_math.h"
 #include "common/errors.h"
-
-#define QSA_CUDA_CHECK(expr)                                                            \
-  do {                                                                                  \
-    cudaError_t e_ = (expr);                                                            \
-    if (e_ != cudaSuccess)                                                              \
-      throw ::qsweep::Error(::qsweep::cat(#expr, " failed: ", cudaGetErrorString(e_))); \
-  } while (0)
-#define QSA_CUBLAS_CHECK(expr)                                                         \
-  do {                                                                                 \
-    cublasStatus_t s_ = (expr);                                                        \
-    if (s_ != CUBLAS_STATUS_SUCCESS)                                                   \
-      throw ::qsweep::Error(::qsweep::cat(#expr, " failed: cuBLAS status ", int(s_))); \
-  } while (0)
 
 namespace qsweep::cuda_ops {
 
 namespace {
 
-constexpr int kThreads = 256;
 // Device bytes the clip search's per-chunk buffers (two [T, rows] outputs and the clipped
 // weights per group) may take; groups are processed in chunks that fit.
 constexpr size_t kClipChunkBytes = size_t(512) << 20;
-
-unsigned blocks_for(int64_t n) {
-  return unsigned(std::min<int64_t>((n + kThreads - 1) / kThreads, int64_t(1) << 30));
-}
 
 // One thread per (row, group).
 __global__ void fake_quant_kernel(const float* W, const float* s, float* Q, int64_t rows,
@@ -112,9 +95,9 @@ void batched_gemm_nt(cublasHandle_t blas, const float* X, int64_t T, int64_t col
                      int64_t gs, int64_t n, const float* B, int64_t ldb, int64_t strideB,
                      int64_t rows, int64_t nb, float* out) {
   const float one = 1.0f, zero = 0.0f;
-  QSA_CUBLAS_CHECK(cublasSgemmStridedBatched(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(rows), int(T),
-                                             int(n), &one, B, int(ldb), strideB, X + c0, int(cols),
-                                             gs, &zero, out, int(rows), T * rows, int(nb)));
+  QS_CUBLAS_CHECK(cublasSgemmStridedBatched(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(rows), int(T),
+                                            int(n), &one, B, int(ldb), strideB, X + c0, int(cols),
+                                            gs, &zero, out, int(rows), T * rows, int(nb)));
 }
 
 }  // namespace
@@ -126,13 +109,13 @@ void awq_fake_quant_scaled(cudaStream_t s, const float* W, const float* sc, floa
   const int64_t n = rows * ((cols + cfg.group_size - 1) / cfg.group_size);
   if (n == 0) return;
   fake_quant_kernel<<<blocks_for(n), kThreads, 0, s>>>(W, sc, Q, rows, cols, cfg);
-  QSA_CUDA_CHECK(cudaGetLastError());
+  QS_CUDA_CHECK(cudaGetLastError());
 }
 
 double mean_squared_error(Backend& b, cudaStream_t s, const float* x, const float* y, int64_t n) {
   BackendArray<double> out(b, 1);
   mse_kernel<<<1, kThreads, 0, s>>>(x, y, n, out.get());
-  QSA_CUDA_CHECK(cudaGetLastError());
+  QS_CUDA_CHECK(cudaGetLastError());
   return out.download()[0];  // to_host synchronizes the stream
 }
 
@@ -156,19 +139,19 @@ void awq_clip_search(Backend& bk, cudaStream_t s, cublasHandle_t blas, const flo
     const unsigned blocks = blocks_for(nb * rows);
     clip_init_kernel<<<blocks, kThreads, 0, s>>>(W, rows, cols, c0, gs, n, nb, org_max.get(), best,
                                                  min_err.get());
-    QSA_CUDA_CHECK(cudaGetLastError());
+    QS_CUDA_CHECK(cudaGetLastError());
     batched_gemm_nt(blas, Xs, T, cols, c0, gs, n, W + c0, cols, gs, rows, nb, org.get());
     for (int i_s = 0; i_s < n_shrink; ++i_s) {
       const float ratio = 1.0f - float(i_s) / float(n_grid);
       clip_candidate_kernel<<<blocks, kThreads, 0, s>>>(W, rows, cols, c0, gs, n, nb, org_max.get(),
                                                         ratio, cfg, Q.get());
-      QSA_CUDA_CHECK(cudaGetLastError());
+      QS_CUDA_CHECK(cudaGetLastError());
       batched_gemm_nt(blas, Xs, T, cols, c0, gs, n, Q.get(), n, rows * n, rows, nb, cur.get());
       clip_error_kernel<<<blocks, kThreads, 0, s>>>(cur.get(), org.get(), T, rows, nb,
                                                     org_max.get(), ratio, min_err.get(), best);
-      QSA_CUDA_CHECK(cudaGetLastError());
+      QS_CUDA_CHECK(cudaGetLastError());
     }
-    QSA_CUDA_CHECK(cudaStreamSynchronize(s));  // the chunk's buffers are released next
+    QS_CUDA_CHECK(cudaStreamSynchronize(s));  // the chunk's buffers are released next
     g0 += nb;
   }
 }

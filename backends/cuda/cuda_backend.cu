@@ -16,30 +16,9 @@
 #include <vector>
 
 #include "backends/backend.h"
+#include "backends/cuda/cuda_check.cuh"
 #include "backends/cuda/cuda_quant_ops.h"
 #include "common/errors.h"
-
-#define QS_CUDA_CHECK(expr)                                                             \
-  do {                                                                                  \
-    cudaError_t e_ = (expr);                                                            \
-    if (e_ != cudaSuccess)                                                              \
-      throw ::qsweep::Error(::qsweep::cat(#expr, " failed: ", cudaGetErrorString(e_))); \
-  } while (0)
-#define QS_CUBLAS_CHECK(expr)                                                          \
-  do {                                                                                 \
-    cublasStatus_t s_ = (expr);                                                        \
-    if (s_ != CUBLAS_STATUS_SUCCESS)                                                   \
-      throw ::qsweep::Error(::qsweep::cat(#expr, " failed: cuBLAS status ", int(s_))); \
-  } while (0)
-#define QS_CUSOLVER_CHECK(expr)                                                          \
-  do {                                                                                   \
-    cusolverStatus_t s_ = (expr);                                                        \
-    if (s_ != CUSOLVER_STATUS_SUCCESS)                                                   \
-      throw ::qsweep::Error(::qsweep::cat(#expr, " failed: cuSOLVER status ", int(s_))); \
-  } while (0)
-// A kernel launch reports configuration errors at once and execution errors at the next
-// synchronizing call; both end up as an Error naming the kernel.
-#define QS_KERNEL_CHECK(name) QS_CUDA_CHECK(cudaGetLastError())
 
 namespace qsweep {
 
@@ -58,13 +37,23 @@ bool cuda_device_present(std::string* why) {
   return true;
 }
 
+int cuda_devices_present() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // as above: no device is 0 devices, and nothing stays poisoned
+    return 0;
+  }
+  return n;
+}
+
+void cuda_set_device(int index) {
+  QS_CUDA_CHECK(cudaSetDevice(index));
+}
+
 namespace {
 
-constexpr int kThreads = 256;
-
-int blocks_for(int64_t n, int threads = kThreads) {
-  return int(std::min<int64_t>((n + threads - 1) / threads, 1 << 30));
-}
+using cuda_ops::blocks_for;
+using cuda_ops::kThreads;
 
 // Sum of v over the block (blockDim.x a multiple of 32, ≤ 1024); every thread gets it.
 template <typename T>

@@ -9,33 +9,15 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backends/cuda/cuda_check.cuh"
 #include "backends/cuda/cuda_quant_ops.h"
 #include "backends/kernels/ggml_decode.h"
 #include "backends/kernels/gptq_math.h"
 #include "common/errors.h"
 
-#define QSQ_CUDA_CHECK(expr)                                                            \
-  do {                                                                                  \
-    cudaError_t e_ = (expr);                                                            \
-    if (e_ != cudaSuccess)                                                              \
-      throw ::qsweep::Error(::qsweep::cat(#expr, " failed: ", cudaGetErrorString(e_))); \
-  } while (0)
-#define QSQ_CUBLAS_CHECK(expr)                                                         \
-  do {                                                                                 \
-    cublasStatus_t s_ = (expr);                                                        \
-    if (s_ != CUBLAS_STATUS_SUCCESS)                                                   \
-      throw ::qsweep::Error(::qsweep::cat(#expr, " failed: cuBLAS status ", int(s_))); \
-  } while (0)
-
 namespace qsweep::cuda_ops {
 
 namespace {
-
-constexpr int kThreads = 256;
-
-int blocks_for(int64_t n, int threads = kThreads) {
-  return int(std::min<int64_t>((n + threads - 1) / threads, int64_t(1) << 30));
-}
 
 // fp32 → fp16 / bf16 bits (round to nearest even, the same as common/half.h).
 __global__ void narrow_kernel(const float* x, uint16_t* y, int64_t n, bool bf16) {
@@ -158,13 +140,13 @@ void gemm_nt_w16_with(cudaStream_t s, cublasHandle_t blas, const float* A, const
   // cublasGemmEx takes A and B of one type: the activations are rounded to the weight's type
   // (the tensor-core path), products accumulated in fp32.
   narrow_kernel<<<blocks_for(m * k), kThreads, 0, s>>>(A, a16, m * k, bf16);
-  QSQ_CUDA_CHECK(cudaGetLastError());
+  QS_CUDA_CHECK(cudaGetLastError());
   const cudaDataType_t t = bf16 ? CUDA_R_16BF : CUDA_R_16F;
   const float one = 1.0f, zero = 0.0f;
   // Row-major C[m, n] = A·Wᵀ is column-major Cᵀ[n, m] = W·Aᵀ: W col-major [k, n] transposed.
-  QSQ_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(m), int(k), &one, W, t,
-                                int(k), a16, t, int(k), &zero, C, CUDA_R_32F, int(n),
-                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  QS_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(m), int(k), &one, W, t,
+                               int(k), a16, t, int(k), &zero, C, CUDA_R_32F, int(n),
+                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 void gemm_nt_w16(Backend& b, cudaStream_t s, cublasHandle_t blas, const float* A, const uint16_t* W,
@@ -172,7 +154,7 @@ void gemm_nt_w16(Backend& b, cudaStream_t s, cublasHandle_t blas, const float* A
   if (m == 0 || n == 0) return;
   BackendArray<uint16_t> a16(b, size_t(m * k));
   gemm_nt_w16_with(s, blas, A, W, bf16, C, m, n, k, a16.get());
-  QSQ_CUDA_CHECK(cudaStreamSynchronize(s));  // a16 is released on return
+  QS_CUDA_CHECK(cudaStreamSynchronize(s));  // a16 is released on return
 }
 
 void hessian_accumulate_f16(Backend& b, cudaStream_t s, cublasHandle_t blas, const uint16_t* X,
@@ -184,21 +166,21 @@ void hessian_accumulate_f16(Backend& b, cudaStream_t s, cublasHandle_t blas, con
   for (int64_t t0 = 0; t0 < n; t0 += kSlab) {
     const int64_t ns = std::min(kSlab, n - t0);
     // Row-major X[ns, d] is column-major Xc[d, ns]; XᵀX = Xc·Xcᵀ (symmetric: either layout).
-    QSQ_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_T, int(d), int(d), int(ns), &one,
-                                  X + t0 * d, CUDA_R_16F, int(d), X + t0 * d, CUDA_R_16F, int(d),
-                                  &zero, tile.get(), CUDA_R_32F, int(d), CUBLAS_COMPUTE_32F,
-                                  CUBLAS_GEMM_DEFAULT));
+    QS_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_T, int(d), int(d), int(ns), &one,
+                                 X + t0 * d, CUDA_R_16F, int(d), X + t0 * d, CUDA_R_16F, int(d),
+                                 &zero, tile.get(), CUDA_R_32F, int(d), CUBLAS_COMPUTE_32F,
+                                 CUBLAS_GEMM_DEFAULT));
     add_f32_to_f64_kernel<<<blocks_for(d * d), kThreads, 0, s>>>(tile.get(), H, d * d);
-    QSQ_CUDA_CHECK(cudaGetLastError());
+    QS_CUDA_CHECK(cudaGetLastError());
   }
-  QSQ_CUDA_CHECK(cudaStreamSynchronize(s));
+  QS_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
 void column_stats(cudaStream_t s, const float* X, int64_t n, int64_t d, double* sum_sq,
                   double* sum_abs) {
   if (d == 0) return;
   column_stats_kernel<<<blocks_for(d), kThreads, 0, s>>>(X, n, d, sum_sq, sum_abs);
-  QSQ_CUDA_CHECK(cudaGetLastError());
+  QS_CUDA_CHECK(cudaGetLastError());
 }
 
 void topk_logsumexp(cudaStream_t s, const float* logits, int64_t rows, int64_t vocab, int k,
@@ -207,7 +189,7 @@ void topk_logsumexp(cudaStream_t s, const float* logits, int64_t rows, int64_t v
   QS_THROW_IF_NOT(rows < (int64_t(1) << 31), "top-k: ", rows, " rows in one call; split them");
   if (rows == 0) return;
   topk_lse_kernel<<<unsigned(rows), kThreads, 0, s>>>(logits, vocab, k, top_ids, lse);
-  QSQ_CUDA_CHECK(cudaGetLastError());
+  QS_CUDA_CHECK(cudaGetLastError());
 }
 
 void dequantize_ggml(cudaStream_t s, int type, const uint8_t* blocks, float* y, int64_t n) {
@@ -217,13 +199,13 @@ void dequantize_ggml(cudaStream_t s, int type, const uint8_t* blocks, float* y, 
                   " weights are not a whole number of blocks of ", bw);
   if (n == 0) return;
   dequantize_ggml_kernel<<<blocks_for(n), kThreads, 0, s>>>(type, bw, bb, blocks, y, n);
-  QSQ_CUDA_CHECK(cudaGetLastError());
+  QS_CUDA_CHECK(cudaGetLastError());
 }
 
 void add_diagonal(cudaStream_t s, double* H, int64_t d, double v) {
   if (d == 0) return;
   add_diagonal_kernel<<<blocks_for(d), kThreads, 0, s>>>(H, d, v);
-  QSQ_CUDA_CHECK(cudaGetLastError());
+  QS_CUDA_CHECK(cudaGetLastError());
 }
 
 void gptq_columns(Backend& b, cudaStream_t s, cublasHandle_t blas, float* W, const float* Hinv,
@@ -239,17 +221,17 @@ void gptq_columns(Backend& b, cudaStream_t s, cublasHandle_t blas, float* W, con
     gptq_block_kernel<<<blocks_for(rows, 128), 128, 0, s>>>(W, Hinv, perm, scales, zeros, codes,
                                                             row_loss, w1.get(), err1.get(), rows,
                                                             cols, i1, count, cfg);
-    QSQ_CUDA_CHECK(cudaGetLastError());
+    QS_CUDA_CHECK(cudaGetLastError());
     if (i2 < cols) {
       // Row-major W[:, i2:] −= Err[rows, count]·Hinv[i1:i2, i2:]; column-major:
       // W[:, i2:]ᵀ (rest × rows, ld cols) −= Hinv-blockᵀ (rest × count, ld cols) · Errᵀ, with
       // Err stored column-major [rows, count] (ld rows), hence OP_T.
-      QSQ_CUBLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_T, int(cols - i2), int(rows),
-                                   int(count), &minus_one, Hinv + i1 * cols + i2, int(cols),
-                                   err1.get(), int(rows), &one, W + i2, int(cols)));
+      QS_CUBLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_T, int(cols - i2), int(rows),
+                                  int(count), &minus_one, Hinv + i1 * cols + i2, int(cols),
+                                  err1.get(), int(rows), &one, W + i2, int(cols)));
     }
   }
-  QSQ_CUDA_CHECK(cudaStreamSynchronize(s));  // w1/err1 are released on return
+  QS_CUDA_CHECK(cudaStreamSynchronize(s));  // w1/err1 are released on return
 }
 
 }  // namespace qsweep::cuda_ops

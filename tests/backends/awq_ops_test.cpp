@@ -13,6 +13,7 @@
 
 #include "backends/backend.h"
 #include "common/half.h"
+#include "tests/backends/twins.h"
 #include "tests/support/test_support.h"
 
 namespace qsweep {
@@ -45,23 +46,9 @@ std::vector<float> ref_grid(const std::vector<float>& x, int bits, bool sym) {
   return q;
 }
 
-class AwqOps : public ::testing::TestWithParam<std::string> {
+class AwqOps : public test::Twins {
  protected:
-  void SetUp() override {
-    if (GetParam() == "cuda" && !cuda_available())
-      GTEST_SKIP() << "no CUDA: " << cuda_unavailable_reason();
-    backend_ = make_backend(GetParam());
-    rng_.seed(uint32_t(test::test_seed(17)));
-  }
-  std::vector<float> randn(size_t n, float sd = 1.0f) {
-    std::normal_distribution<float> d(0.0f, sd);
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(rng_);
-    return v;
-  }
-  Backend& b() { return *backend_; }
-  std::unique_ptr<Backend> backend_;
-  std::mt19937 rng_;
+  AwqOps() : Twins(17) {}
 };
 
 // 200 columns in groups of 64: three full groups and a narrower last one (8 columns).
@@ -152,8 +139,7 @@ TEST_P(AwqOps, ClipSearchPicksTheMaxRatioWithTheSmallestOutputError) {
   EXPECT_GE(exact, int(groups * kRows) * 9 / 10);
 }
 
-INSTANTIATE_TEST_SUITE_P(Twins, AwqOps, ::testing::Values("cpu", "cuda"),
-                         [](const auto& info) { return info.param; });
+QSWEEP_INSTANTIATE_TWINS(AwqOps);
 
 }  // namespace
 }  // namespace qsweep

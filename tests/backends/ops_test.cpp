@@ -14,28 +14,15 @@
 #include "backends/backend.h"
 #include "common/errors.h"
 #include "common/half.h"
+#include "tests/backends/twins.h"
 #include "tests/support/test_support.h"
 
 namespace qsweep {
 namespace {
 
-class BackendOps : public ::testing::TestWithParam<std::string> {
+class BackendOps : public test::Twins {
  protected:
-  void SetUp() override {
-    if (GetParam() == "cuda" && !cuda_available())
-      GTEST_SKIP() << "no CUDA: " << cuda_unavailable_reason();
-    backend_ = make_backend(GetParam());
-    rng_.seed(uint32_t(test::test_seed(11)));
-  }
-  std::vector<float> randn(size_t n, float sd = 1.0f) {
-    std::normal_distribution<float> d(0.0f, sd);
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(rng_);
-    return v;
-  }
-  Backend& b() { return *backend_; }
-  std::unique_ptr<Backend> backend_;
-  std::mt19937 rng_;
+  BackendOps() : Twins(11) {}
 };
 
 // max |got − ref| / max(|ref|, floor) over all entries.
@@ -276,8 +263,24 @@ TEST_P(BackendOps, DequantizeGroupsWithActOrder) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Twins, BackendOps, ::testing::Values("cpu", "cuda"),
-                         [](const auto& info) { return info.param; });
+QSWEEP_INSTANTIATE_TWINS(BackendOps);
+
+// The device count the executor schedules on: 0 exactly when CUDA is not usable; a device
+// index that is not there is an Error naming it and the count.
+TEST(CudaDevices, CountIsZeroExactlyWithoutCudaAndAMissingIndexIsAnError) {
+  const int n = cuda_device_count();
+  EXPECT_GE(n, 0);
+  EXPECT_EQ(n > 0, cuda_available());
+  try {
+    use_cuda_device(n);
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(cat("CUDA device ", n, " is not there (", n, " usable)")),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(use_cuda_device(-1), Error);
+}
 
 }  // namespace
 }  // namespace qsweep

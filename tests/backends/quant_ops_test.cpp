@@ -18,6 +18,7 @@
 #include "common/errors.h"
 #include "common/half.h"
 #include "quantizers/kquants/kquants.h"
+#include "tests/backends/twins.h"
 #include "tests/support/test_support.h"
 
 namespace qsweep {
@@ -32,24 +33,9 @@ double fp32_sum_tol(int64_t k) {
 // fp64 sums of exact products (CPU Hessian, column statistics, log-sum-exp).
 constexpr double kFp64Tol = 1e-12;
 
-class QuantOps : public ::testing::TestWithParam<std::string> {
+class QuantOps : public test::Twins {
  protected:
-  void SetUp() override {
-    if (GetParam() == "cuda" && !cuda_available())
-      GTEST_SKIP() << "no CUDA: " << cuda_unavailable_reason();
-    backend_ = make_backend(GetParam());
-    rng_.seed(uint32_t(test::test_seed(16)));
-  }
-  std::vector<float> randn(size_t n, float sd = 1.0f) {
-    std::normal_distribution<float> d(0.0f, sd);
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(rng_);
-    return v;
-  }
-  bool cuda() const { return GetParam() == "cuda"; }
-  Backend& b() { return *backend_; }
-  std::unique_ptr<Backend> backend_;
-  std::mt19937 rng_;
+  QuantOps() : Twins(16) {}
 };
 
 TEST_P(QuantOps, GemmWithFp16AndBf16WeightsWithinTheirRoundingBounds) {
@@ -368,8 +354,7 @@ TEST_P(QuantOps, DampedCholeskyEscalatesTenfoldUntilPositiveDefinite) {
                Error);
 }
 
-INSTANTIATE_TEST_SUITE_P(Twins, QuantOps, ::testing::Values("cpu", "cuda"),
-                         [](const auto& info) { return info.param; });
+QSWEEP_INSTANTIATE_TWINS(QuantOps);
 
 }  // namespace
 }  // namespace qsweep

@@ -104,8 +104,8 @@ TEST_P(KvCacheArch, ContextLimitThrowsAndLeavesTheCacheUsable) {
 
 // The device-resident cache of off-host backends: on the off-host CPU test backend (every op
 // the CPU's) the logits equal the host cache's bit for bit, whatever the chunking (growth
-// copies included); on CUDA (skipped without a device) token-by-token decoding is within
-// kMaxRelErr of the CPU forward pass. A cache filled on one backend is refused on another.
+// copies included). A cache filled on one backend is refused on another. Needs no GPU: it runs
+// in every build, CUDA or not.
 TEST_P(KvCacheArch, DeviceResidentCacheDecodesAsTheHostCache) {
   const uint64_t seed = test::test_seed(78);
   const ModelSpec spec = random_spec(GetParam());
@@ -122,7 +122,18 @@ TEST_P(KvCacheArch, DeviceResidentCacheDecodesAsTheHostCache) {
   KvCache cache;
   cpu.decode(cache, {ids[0]});
   EXPECT_THROW(dev.decode(cache, {ids[1]}), Error);
-  if (!cuda_available()) GTEST_SKIP() << "CUDA half: no CUDA: " << cuda_unavailable_reason();
+}
+
+// On CUDA (skipped without a device) token-by-token decoding with the device-resident cache is
+// within kMaxRelErr of the CPU forward pass.
+TEST_P(KvCacheArch, CudaResidentCacheDecodesAsTheCpuForwardPass) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA: " << cuda_unavailable_reason();
+  const uint64_t seed = test::test_seed(78);
+  const ModelSpec spec = random_spec(GetParam());
+  const ModelWeights w = random_weights(spec, seed, 0.3f);
+  const Transformer cpu(spec, w);
+  std::mt19937 rng{uint32_t(seed)};
+  const std::vector<int> ids = random_ids(spec.max_position_embeddings, spec.vocab_size, rng);
   const auto cuda = make_backend("cuda");
   const Transformer on_cuda(spec, w, *cuda);
   EXPECT_LT(rel_err(decode_in_chunks(on_cuda, ids, {1}), cpu.forward(ids)), kMaxRelErr);

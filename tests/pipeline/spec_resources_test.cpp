@@ -1,6 +1,7 @@
 // The sweep file's `resources:` section (Slurm requests per node kind): values, the default
 // merged under each kind, every bad value an error at its file:line:col, and no effect on the
-// plan's node keys (where a node runs does not change what it computes).
+// plan's node keys (where a node runs does not change what it computes). Also an eval entry's
+// own `device:`, checked like the sweep's.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -77,6 +78,34 @@ TEST(SweepResources, DoNotChangeNodeKeys) {
       test::tinycode_dir(), data);
   ASSERT_EQ(a.nodes.size(), b.nodes.size());
   for (size_t i = 0; i < a.nodes.size(); ++i) EXPECT_EQ(a.nodes[i].key, b.nodes[i].key);
+}
+
+// Lines 1-4; the eval entries start at line 5.
+const std::string kDeviceEvalHead =
+    "name: t\n"
+    "model: tinycode\n"
+    "variants: [{method: rtn}]\n"
+    "eval:\n";
+
+// An eval entry's own `device:` (issue #16): the sweep's choices, typos named with the file,
+// line, key and the allowed values; where it runs is not part of the eval id.
+TEST(SweepErrors, PerEvalDeviceIsCheckedLikeTheSweeps) {
+  EXPECT_EQ(error_of(kDeviceEvalHead + "  - {task: perplexity, dataset: d, device: gpu}\n"),
+            "s.yaml:5:44: 'device' must be auto, cpu or cuda, got 'gpu'; did you mean 'cpu'?");
+  EXPECT_EQ(error_of(kDeviceEvalHead + "  - {task: perplexity, dataset: d, devcie: cpu}\n"),
+            "s.yaml:5:36: unknown key 'devcie' in eval entry; did you mean 'device'?");
+  EXPECT_EQ(error_of(kDeviceEvalHead + "  - {task: perplexity, dataset: d, device: [cpu, cuda]}\n"),
+            "s.yaml:5:5: eval 'ppl-d-chunks-ctxmax' is defined twice: by the eval entry at line 5 "
+            "and the one at line 5");
+  const SweepSpec s = parse_sweep_text(kDeviceEvalHead +
+                                           "  - {task: perplexity, dataset: d, device: cuda}\n"
+                                           "  - {task: gsm8k, limit: 3}\n",
+                                       "s.yaml");
+  ASSERT_EQ(s.evals.size(), 2u);
+  EXPECT_EQ(s.evals[0].device, "cuda");
+  EXPECT_EQ(s.evals[0].id, "ppl-d-chunks-ctxmax");
+  EXPECT_EQ(s.evals[0].options_json().count("device"), 0u);
+  EXPECT_EQ(s.evals[1].device, "");
 }
 
 }  // namespace

@@ -25,6 +25,7 @@
 #include "pipeline/spec.h"
 #include "pipeline/sweep.h"
 #include "reports/reports.h"
+#include "tests/pipeline/fake_runner.h"
 #include "tests/support/test_support.h"
 
 namespace qsweep {
@@ -32,128 +33,11 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-// 1 calibration + 3 quantize + (1 + 3) x 2 evals = 12 nodes.
-std::string yaml(const std::string& gptq_bits = "4", const std::string& seed = "0",
-                 const std::string& extra_eval = "") {
-  return "name: fake\nmodel: " + test::tinycode_dir() +
-         "\ncalibration:\n  code: {source: code, n_samples: 4, seqlen: 64, seed: " + seed +
-         "}\nvariants:\n"
-         "  - {method: rtn, bits: [4, 8]}\n"
-         "  - {method: gptq, bits: " +
-         gptq_bits +
-         ", calibration: code}\n"
-         "eval:\n"
-         "  - {task: perplexity, dataset: code-heldout, ctx: 64, max_tokens: 512}\n"
-         "  - {task: perplexity, dataset: wikitext2, ctx: 64, max_tokens: 256}\n" +
-         extra_eval + "report:\n  formats: [json]\n";
-}
-
-// Writes the files results.json is assembled from, with values that depend only on the
-// node's identity, and counts each node it runs. Optionally fails or dies at a node.
-class FakeRunner : public NodeRunner {
- public:
-  std::string fail_id;  ///< throw for this node
-  int die_after = -1;   ///< SIGKILL the process when this many nodes have run
-  std::map<std::string, int> runs;
-  /// When set and it returns a value for an eval node: that perplexity, with per-token NLLs
-  /// log(value) ± token_eps (alternating; ± 0 for the baseline), so the paired SE of a variant
-  /// against a constant baseline is token_eps / √(n − 1).
-  std::function<std::optional<double>(const SweepNode&)> ppl_of;
-  double token_eps = 0;
-
-  void run(const NodeTask& t) override {
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      if (die_after >= 0 && total() >= die_after) ::raise(SIGKILL);
-      ++runs[t.node.id];
-    }
-    if (t.node.id == fail_id) throw std::runtime_error("fake failure");
-    const double v = double(std::hash<std::string>{}(t.node.id) % 1000) / 100.0;
-    const json config = {{"config", t.node.config}};
-    switch (t.node.kind) {
-      case SweepNodeKind::Calibrate:
-        write(t.out + "/meta.json",
-              {{"source", "fake"}, {"domain", "code"}, {"tokens_in_source", 1000}});
-        break;
-      case SweepNodeKind::Sensitivity: {
-        // Two groups with a KL that depends on the node's identity.
-        json rows = json::array();
-        for (int l = 0; l < 2; ++l)
-          rows.push_back({{"name", cat("blk.", l, ".attn_v.weight")},
-                          {"role", "attn_v"},
-                          {"layer", l},
-                          {"type", t.node.sensitivity_type},
-                          {"kl", v + l},
-                          {"kl_se", 0.01},
-                          {"bytes", 100},
-                          {"bytes_f16", 400}});
-        write(t.out + "/sensitivity.json",
-              {{"source", "fake"}, {"tokens", 64}, {"measurements", rows}});
-        break;
-      }
-      case SweepNodeKind::Quantize:
-        write(t.out + "/meta.json",
-              {{"bits_per_weight", v}, {"size_bytes", 1000}, {"quantize_seconds", 0.0}});
-        break;
-      case SweepNodeKind::Evaluate: {
-        if (const auto ppl = ppl_of ? ppl_of(t.node) : std::nullopt) {
-          std::vector<float> nll(64);
-          for (size_t i = 0; i < nll.size(); ++i)
-            nll[i] = float(std::log(*ppl) +
-                           (t.node.variant_index < 0 ? 0.0 : (i % 2 ? -token_eps : token_eps)));
-          write_file_atomic(t.out + "/token_nll.f32", nll.data(), nll.size() * sizeof(float));
-          write(t.out + "/metrics.json", {{"value", *ppl},
-                                          {"mean_nll", std::log(*ppl)},
-                                          {"nll_standard_error", 0.05},
-                                          {"scored_tokens", 64},
-                                          {"protocol", "fake"}});
-          break;
-        }
-        const std::vector<float> nll(64, float(v));
-        write_file_atomic(t.out + "/token_nll.f32", nll.data(), nll.size() * sizeof(float));
-        write(t.out + "/metrics.json", {{"value", 10 + v}, {"mean_nll", v}, {"protocol", "fake"}});
-        break;
-      }
-    }
-  }
-  int total() const {
-    int n = 0;
-    for (const auto& [id, c] : runs) n += c;
-    return n;
-  }
-  std::set<std::string> ran() const {
-    std::set<std::string> s;
-    for (const auto& [id, c] : runs) {
-      EXPECT_EQ(c, 1) << id << " ran twice in one run";
-      s.insert(id);
-    }
-    return s;
-  }
-
- private:
-  static void write(const std::string& path, const json& j) {
-    const std::string s = j.dump();
-    write_file_atomic(path, s.data(), s.size());
-  }
-  std::mutex mu_;
-};
-
-SweepPlan plan_of(const std::string& text) {
-  const SweepSpec spec = parse_sweep_text(text, "fake.yaml");
-  return make_sweep_plan(spec, spec.model, test::data_dir());
-}
-
-SweepRunSummary run(const SweepPlan& plan, const std::string& out, FakeRunner& r, int jobs = 2) {
-  SweepRunOptions opt;
-  opt.out_dir = out;
-  opt.jobs = jobs;
-  opt.progress = false;
-  return run_sweep(plan, opt, r);
-}
-
-json results(const std::string& out) {
-  return json::parse(read_text_file(out + "/results.json"));
-}
+using test::FakeRunner;
+using test::plan_of;
+using test::results;
+using test::run;
+using test::yaml;
 
 // Issue #19: the sensitivity study as nodes. 1 calibration + 2 sensitivity + 2 auto_mix
 // quantize + (1 + 2) evals = 8 nodes.
@@ -230,112 +114,6 @@ TEST(SweepRunner, WithoutASensitivitySectionTheDefaultTypesAreStudied) {
       EXPECT_EQ(n.config["seqlen"], 64);  // the calibration set's
     }
   EXPECT_EQ(sens, 1);
-}
-
-// Wraps FakeRunner: counts how many nodes of each device run at once (each holds 20 ms).
-class DeviceCountingRunner : public NodeRunner {
- public:
-  FakeRunner inner;
-  std::map<std::string, int> now, max;  ///< by device
-  std::map<std::string, std::string> device_of;
-  void run(const NodeTask& t) override {
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      max[t.device] = std::max(max[t.device], ++now[t.device]);
-      device_of[t.node.id] = t.device;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      --now[t.device];
-    }
-    inner.run(t);
-  }
-
- private:
-  std::mutex mu_;
-};
-
-SweepRunSummary run_with_gpus(const SweepPlan& plan, const std::string& out, NodeRunner& r,
-                              int gpus) {
-  SweepRunOptions opt;
-  opt.out_dir = out;
-  opt.jobs = 4;
-  opt.gpus = gpus;
-  opt.progress = false;
-  return run_sweep(plan, opt, r);
-}
-
-std::string with_device(const std::string& device) {
-  return "device: " + device + "\n" + yaml();
-}
-
-TEST(SweepRunner, OneGpuRunsTheCudaNodesOneAtATime) {
-  const SweepPlan plan = plan_of(with_device("cuda"));
-  DeviceCountingRunner r;
-  const auto s = run_with_gpus(plan, test::make_temp_dir("fake") + "/out", r, 1);
-  EXPECT_EQ(s.ran, 12);
-  EXPECT_EQ(r.max["cuda"], 1);
-  EXPECT_EQ(r.device_of["calib:code"], "cpu");  // calibration never holds a GPU
-  int cuda_nodes = 0;
-  for (const auto& [id, d] : r.device_of) cuda_nodes += d == "cuda";
-  EXPECT_EQ(cuda_nodes, 9);  // gptq's quantize + 8 perplexity evals (rtn runs on the CPU)
-  EXPECT_EQ(r.device_of["quantize:rtn-b8-g128"], "cpu");
-}
-
-// Every eval task takes the sweep's device; GPTQ and AWQ quantize nodes too unless the variant
-// names its own `device:`; RTN never holds a GPU.
-TEST(SweepRunner, EvalTasksAwqAndPerVariantDevicesReachTheNodes) {
-  std::string y = with_device("cuda");
-  y.replace(y.find("  - {method: rtn"), 0,
-            "  - {method: awq, calibration: code, device: cpu}\n"
-            "  - {method: awq, group_size: 64, calibration: code}\n");
-  y.replace(y.find("report:"), 0, "  - {task: kld, dataset: code-heldout, ctx: 64}\n");
-  std::map<std::string, std::string> d;
-  for (const auto& n : plan_of(y).nodes) d[n.id] = n.device;
-  EXPECT_EQ(d.at("quantize:awq-b4-g128-code"), "cpu");
-  EXPECT_EQ(d.at("quantize:awq-b4-g64-code"), "cuda");
-  EXPECT_EQ(d.at("quantize:gptq-b4-g128-code"), "cuda");
-  EXPECT_EQ(d.at("quantize:rtn-b8-g128"), "");
-  int kld = 0;
-  for (const auto& [id, dev] : d)
-    if (id.find("kld") != std::string::npos) kld += dev == "cuda";
-  EXPECT_EQ(kld, 6);  // the baseline and five variants
-}
-
-TEST(SweepRunner, CpuNodesStillRunSideBySideWhenAGpuExists) {
-  const SweepPlan plan = plan_of(with_device("cpu"));
-  DeviceCountingRunner r;
-  run_with_gpus(plan, test::make_temp_dir("fake") + "/out", r, 1);
-  EXPECT_EQ(r.max.count("cuda"), 0u);
-  EXPECT_GE(r.max["cpu"], 2);
-}
-
-TEST(SweepRunner, AutoTakesTheGpuWhenThereIsOneAndTheCpuWhenNot) {
-  const SweepPlan plan = plan_of(with_device("auto"));
-  DeviceCountingRunner with, without;
-  run_with_gpus(plan, test::make_temp_dir("fake") + "/out", with, 1);
-  run_with_gpus(plan, test::make_temp_dir("fake") + "/out", without, 0);
-  EXPECT_EQ(with.device_of["quantize:gptq-b4-g128-code"], "cuda");
-  EXPECT_EQ(with.max["cuda"], 1);
-  EXPECT_EQ(without.device_of["quantize:gptq-b4-g128-code"], "cpu");
-  EXPECT_EQ(without.max.count("cuda"), 0u);
-}
-
-TEST(SweepRunner, DeviceCudaWithoutAGpuFailsBeforeAnyWork) {
-  const SweepPlan plan = plan_of(with_device("cuda"));
-  const std::string out = test::make_temp_dir("fake") + "/out";
-  DeviceCountingRunner r;
-  try {
-    run_with_gpus(plan, out, r, 0);
-    FAIL() << "expected an Error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("fake.yaml: device: cuda but no CUDA device is usable"),
-              std::string::npos)
-        << e.what();
-  }
-  EXPECT_TRUE(r.device_of.empty());
-  EXPECT_FALSE(fs::exists(out));
 }
 
 TEST(SweepRunner, FirstRunDoesEveryNodeOnceAndTheSecondNone) {
