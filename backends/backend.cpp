@@ -120,7 +120,10 @@ size_t Backend::max_device_memory(std::string* origin) {
     if (origin) *origin = max_device_memory_origin_;
     return max_device_memory_;
   }
-  if (origin) *origin = "the default device-memory budget (free memory minus a margin)";
+  if (origin)
+    *origin =
+        "the default device-memory budget (free device memory minus max(10%, 2 GiB); "
+        "--max-device-memory sets it)";
   return default_weight_budget();
 }
 

@@ -128,7 +128,7 @@ TEST(Cli, EvalMaxDeviceMemoryParsesBytesAndRefusesTooSmall) {
   if (!cuda_available()) GTEST_SKIP() << "CUDA half: no CUDA: " << cuda_unavailable_reason();
   expect_clean_failure(run(base + "1K --device cuda"),
                        {"--max-device-memory = 1024 bytes", "two layer slots", "raise it"});
-  const CliRun streamed = run(base + "16M --device cuda");
+  const CliRun streamed = run(base + "4M --device cuda");  // tinycode: 1.5 MiB layers, all streamed
   EXPECT_EQ(streamed.status, 0) << streamed.err;
 }
 
