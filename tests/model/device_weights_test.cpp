@@ -6,7 +6,7 @@
 // F32, F16, BF16 and a quantized row decoder (widened on the host), for forward, next_token_nll
 // and KV-cache decoding. A budget below two layer slots is an Error naming the knob. The CUDA
 // half runs the same models on make_backend("cuda") within kRelTol (fp16 tensor-core GEMMs)
-// and skips without a device, saying why.
+// and skips without a device, saying why. Weights edited through mutable_weights() are used.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -160,6 +160,25 @@ TEST_P(DeviceWeightsArch, CudaResidentAndStreamedMatchTheCpu) {
     EXPECT_EQ(dev.device_weights_if_built()->streamed_layers(), lay.streamed);
     EXPECT_TRUE(same(dev.forward(seqs), got)) << "a second pass is the first's, bit for bit";
     EXPECT_LT(rel_err(decode_token_by_token(dev, seqs[0]), want_dec), kRelTol);
+  }
+}
+
+// Weights edited through mutable_weights() after a pass are what the next pass uses: the
+// device copy is dropped and rebuilt (quantizers and the sensitivity study edit in place).
+TEST(DeviceWeights, EditedWeightsAreUsedByTheNextPass) {
+  const ModelSpec spec = spec_for(Architecture::Llama);
+  const ModelWeights w = mixed_weights(spec, 7);
+  const std::vector<int> ids{3, 1, 4, 1, 5, 9, 2, 6};
+  for (double slots : {0.0, 2.4}) {
+    test::OffHostCpuBackend off;
+    if (slots > 0) off.set_max_device_memory(size_t(slots * double(widest_layer(w))), "test");
+    Transformer dev(spec, w, off);
+    Transformer cpu(spec, w);
+    EXPECT_TRUE(same(dev.forward(ids), cpu.forward(ids)));
+    for (Transformer* t : {&dev, &cpu}) t->mutable_weights().layers[2].w_up.mutable_matrix() *= 2;
+    const MatrixRM edited = cpu.forward(ids);
+    EXPECT_FALSE(same(edited, Transformer(spec, w).forward(ids)));
+    EXPECT_TRUE(same(dev.forward(ids), edited)) << slots;
   }
 }
 
