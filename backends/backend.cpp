@@ -86,6 +86,49 @@ void Backend::gemm_nt_weight(const float* A, const WeightTensor& W, float* C, in
   gemm_nt(A, static_cast<const float*>(dev), C, m, W.rows(), W.cols());
 }
 
+void Backend::gemm_nt_resident(const float* A, const void* W, WeightDType dtype, float* C,
+                               int64_t m, int64_t n, int64_t k, WeightScratch&) {
+  QS_ASSERT(dtype != WeightDType::Quantized, "resident weights are fp32 or 16-bit");
+  if (dtype == WeightDType::F32)
+    gemm_nt(A, static_cast<const float*>(W), C, m, n, k);
+  else
+    gemm_nt_w16(A, static_cast<const uint16_t*>(W), dtype == WeightDType::BF16, C, m, n, k);
+}
+
+void* Backend::allocate_pinned(size_t bytes) {
+  void* p = std::malloc(std::max<size_t>(bytes, 1));
+  if (!p)
+    throw Error(cat("allocating ", double(bytes) / (1 << 20),
+                    " MiB of staging memory failed: lower --max-device-memory's streamed share"));
+  return p;
+}
+
+void Backend::release_pinned(void* p) noexcept {
+  std::free(p);
+}
+
+void Backend::to_device_async(void* dst, const void* host_src, size_t bytes) {
+  to_device(dst, host_src, bytes);
+}
+
+void Backend::set_max_device_memory(size_t bytes, std::string origin) {
+  QS_THROW_IF_NOT(bytes > 0, origin, ": expected a positive number of bytes");
+  max_device_memory_ = bytes;
+  max_device_memory_origin_ = std::move(origin);
+}
+
+size_t Backend::max_device_memory(std::string* origin) {
+  if (max_device_memory_) {
+    if (origin) *origin = max_device_memory_origin_;
+    return max_device_memory_;
+  }
+  if (origin)
+    *origin =
+        "the default device-memory budget (free device memory minus max(10%, 2 GiB); "
+        "--max-device-memory sets it)";
+  return default_weight_budget();
+}
+
 namespace {
 
 // The CPU twin: backend memory is host memory; every op is the code the CPU pipeline runs

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
@@ -112,6 +113,44 @@ class Backend {
   virtual void gemm_nt_weight(const float* A, const WeightTensor& W, float* C, int64_t m,
                               WeightScratch& scratch);
 
+  /// C[m, n] = A[m, k] · Wᵀ for a weight W[n, k] already in backend memory in its stored form
+  /// (issue #16's resident weights): `dtype` F32 (fp32) or F16/BF16 (raw bits); what
+  /// gemm_nt_weight gives for the same host weight, bit for bit. Default: gemm_nt or
+  /// gemm_nt_w16; CUDA narrows the activations into `scratch` as its gemm_nt_weight does.
+  virtual void gemm_nt_resident(const float* A, const void* W, WeightDType dtype, float* C,
+                                int64_t m, int64_t n, int64_t k, WeightScratch& scratch);
+
+  // --- Layer streaming (issue #16): a copy stream beside the compute stream ---------------
+  // Work on one stream runs in order; the two streams are ordered only by events. Host-memory
+  // backends (the CPU) never stream: the defaults are synchronous and trivial.
+  using Event = void*;
+  enum class Stream { Compute, Copy };
+  /// Host memory the copy stream reads asynchronously (CUDA: cudaHostAlloc). Default: malloc.
+  virtual void* allocate_pinned(size_t bytes);
+  virtual void release_pinned(void* p) noexcept;
+  /// Queues dst (backend memory) ← host_src (pinned) on the copy stream. host_src must stay
+  /// unchanged, and dst unread, until an event recorded on the copy stream after this call has
+  /// completed. Default: to_device (synchronous).
+  virtual void to_device_async(void* dst, const void* host_src, size_t bytes);
+  /// An event (nullptr on the defaults); destroy_event after the last use.
+  virtual Event create_event() { return nullptr; }
+  virtual void destroy_event(Event) noexcept {}
+  /// Records `e` on `s`: it completes when the work queued on `s` so far has.
+  virtual void record_event(Event, Stream) {}
+  /// Work queued on `s` after this call starts after `e` completes (a never-recorded event is
+  /// complete).
+  virtual void wait_event(Stream, Event) {}
+  /// Blocks the calling thread until `e` completes.
+  virtual void host_wait_event(Event) {}
+  /// Bytes a model's weights may take in backend memory when no budget is set (CUDA: the free
+  /// device memory minus a margin for activations and the KV cache). Default: unlimited.
+  virtual size_t default_weight_budget() { return SIZE_MAX; }
+  /// The budget for each model's resident weights on this backend (`--max-device-memory`,
+  /// sweep `max_device_memory:`): `bytes` > 0, `origin` names the knob in errors.
+  void set_max_device_memory(size_t bytes, std::string origin);
+  /// The budget set, else default_weight_budget(); `origin` receives what set it.
+  size_t max_device_memory(std::string* origin);
+
   // --- Quantization and evaluation ops (issue #16) --------------------------------------
   // CPU twins: cpu/cpu_quant_ops.h (the code the CPU pipeline runs); CUDA twins:
   // cuda/cuda_quant_ops.cu; per-element math shared through kernels/*.h. One shared test each
@@ -163,6 +202,10 @@ class Backend {
   virtual void awq_clip_search(const float* W, const float* Xs, int64_t T, int64_t rows,
                                int64_t cols, const kernels::AwqGridConfig& cfg, int n_grid,
                                int n_shrink, float* best_max) = 0;
+
+ private:
+  size_t max_device_memory_ = 0;  ///< 0: default_weight_budget()
+  std::string max_device_memory_origin_;
 };
 
 /// GPTQ's damping escalation, the one copy: attempt(pct) for pct = start, then ×10 per

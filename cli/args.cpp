@@ -1,9 +1,11 @@
 #include "cli/args.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <string>
 
 #include "backends/backend.h"
 #include "common/errors.h"
@@ -171,6 +173,48 @@ long long max_memory_bytes(const Args& args) {
   const double gb = args.get_double("max-memory");
   QS_THROW_IF_NOT(gb > 0, "--max-memory must be a positive number of GiB");
   return (long long)(gb * double(1LL << 30));
+}
+
+long long parse_byte_size(const std::string& text, const std::string& origin) {
+  const auto bad = [&] {
+    return Error(cat(origin, " '", text,
+                     "': expected a positive number of bytes with an optional K, M, G or T "
+                     "suffix (binary: 1G = 2^30), e.g. 70G"));
+  };
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || errno != 0 || !std::isfinite(v) || !(v > 0)) throw bad();
+  std::string unit(end);
+  if (!unit.empty() && unit.back() == 'B') unit.pop_back();
+  if (unit.size() == 2 && unit[1] == 'i') unit.pop_back();
+  double scale = 1;
+  if (unit.size() == 1) {
+    const std::string units = "KMGT";
+    const size_t i = units.find(char(std::toupper(static_cast<unsigned char>(unit[0]))));
+    if (i == std::string::npos) throw bad();
+    scale = std::pow(1024.0, double(i + 1));
+  } else if (!unit.empty()) {
+    throw bad();
+  }
+  const double bytes = v * scale;
+  if (bytes < 1 || bytes > 9.0e18) throw bad();
+  return (long long)bytes;
+}
+
+const OptionSpec& max_device_memory_option() {
+  static const OptionSpec o{
+      "max-device-memory", "BYTES", "free device memory minus max(10%, 2 GiB)",
+      "device memory the model's weights may take (e.g. 70G); layers beyond it are streamed "
+      "from host memory, two at a time"};
+  return o;
+}
+
+void apply_max_device_memory(const Args& args, Backend& backend) {
+  if (!args.has("max-device-memory")) return;
+  backend.set_max_device_memory(
+      size_t(parse_byte_size(args.get("max-device-memory"), "--max-device-memory")),
+      "--max-device-memory");
 }
 
 }  // namespace qsweep::cli

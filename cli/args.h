@@ -9,6 +9,10 @@
 #include <string>
 #include <vector>
 
+namespace qsweep {
+class Backend;
+}  // namespace qsweep
+
 namespace qsweep::cli {
 
 /// One option of a subcommand.
@@ -73,6 +77,14 @@ void apply_threads(const Args& args);
 
 /// `--max-memory GiB` (run, eval, quantize) in bytes; 0 when absent. Error unless positive.
 long long max_memory_bytes(const Args& args);
+
+/// "70G", "81920M", "1.5GiB", "123456": bytes with an optional binary K/M/G/T suffix (an
+/// optional "i" and "B" after it; 1G = 2^30). Error naming `origin` unless positive and whole.
+long long parse_byte_size(const std::string& text, const std::string& origin);
+/// `--max-device-memory BYTES` (eval): sets the backend's budget for the model's weights in
+/// device memory (issue #16: beyond it, layers are streamed). Nothing when absent.
+const OptionSpec& max_device_memory_option();
+void apply_max_device_memory(const Args& args, Backend& backend);
 
 /// The known name closest to `word` by edit distance (for "did you mean").
 std::string closest(const std::string& word, const std::set<std::string>& known);

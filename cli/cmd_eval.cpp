@@ -203,6 +203,7 @@ const CommandSpec& eval_command() {
                          "where the model runs, for every task (auto: a usable CUDA device, else "
                          "the CPU)"});
     c.options.push_back(threads_option());
+    c.options.push_back(max_device_memory_option());
     c.options.push_back(
         {"max-memory", "GiB", "", "refuse up front when the estimated peak memory exceeds this"});
     c.options.push_back({"json", "", "", "machine-readable output"});
@@ -236,6 +237,7 @@ int cmd_eval(const std::vector<std::string>& argv) {
   // auto: CUDA when a device is usable, else the CPU. Every task runs its Transformer there.
   const std::string device = args.get("device");
   const std::unique_ptr<Backend> backend = make_backend(device);
+  apply_max_device_memory(args, *backend);
   const bool on_cuda = backend->name() != "cpu";
   const std::string data_dir_flag = args.get("data-dir");
   const std::string model_dir = resolve_model_dir(args.require("model"), data_dir_flag);

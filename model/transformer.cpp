@@ -6,6 +6,7 @@
 
 #include "backends/cpu/cpu_ops.h"
 #include "common/errors.h"
+#include "model/device_weights.h"
 #include "model/rope.h"
 
 namespace qsweep {
@@ -40,6 +41,9 @@ struct Transformer::Scratch {
 struct Transformer::ScratchPool {
   std::mutex mutex;
   std::vector<std::unique_ptr<Scratch>> free;
+  /// Off-host backends: the weights in backend memory (issue #16), built by the first
+  /// forward/decode/next_token_nll, dropped by mutable_weights().
+  std::unique_ptr<DeviceWeights> device;
 };
 
 // One call's scratch, taken from the pool and given back: calls in flight on several threads
@@ -104,6 +108,42 @@ Transformer& Transformer::operator=(const Transformer& o) {
   return *this;
 }
 
+ModelWeights& Transformer::mutable_weights() {
+  std::lock_guard<std::mutex> lock(pool_->mutex);
+  pool_->device.reset();  // the device copy would go stale
+  return weights_;
+}
+
+DeviceWeights* Transformer::device_weights() const {
+  if (backend_->host_memory()) return nullptr;
+  std::lock_guard<std::mutex> lock(pool_->mutex);
+  if (!pool_->device) pool_->device = std::make_unique<DeviceWeights>(*backend_, spec_, weights_);
+  return pool_->device.get();
+}
+
+const DeviceWeights* Transformer::device_weights_if_built() const {
+  std::lock_guard<std::mutex> lock(pool_->mutex);
+  return pool_->device.get();
+}
+
+void Transformer::run_layers(float* h, int64_t n, const std::vector<int>& lengths, KvCache* cache,
+                             Scratch& s, const DeviceLinear** head) const {
+  *head = nullptr;
+  DeviceWeights* dw = device_weights();
+  if (!dw) {
+    for (int l = 0; l < spec_.num_layers; ++l)
+      layer_dev(l, h, n, lengths, cache, {}, std::nullopt, s, nullptr);
+    return;
+  }
+  DeviceWeights::Pass pass(*dw, weights_);
+  for (int l = 0; l < spec_.num_layers; ++l) {
+    const DeviceLayer& dl = pass.acquire(l);
+    layer_dev(l, h, n, lengths, cache, {}, std::nullopt, s, &dl);
+    pass.release(l);
+  }
+  *head = dw->head();
+}
+
 Transformer::Transformer(Transformer&& o) noexcept = default;
 Transformer& Transformer::operator=(Transformer&& o) noexcept = default;
 Transformer::~Transformer() = default;
@@ -134,7 +174,8 @@ MatrixRM Transformer::embed(const std::vector<std::vector<int>>& sequences,
 
 void Transformer::layer_dev(int layer, float* h, int64_t n, const std::vector<int>& lengths,
                             KvCache* cache, const LinearInputHook& hook,
-                            std::optional<LinearRole> stop_after, Scratch& s) const {
+                            std::optional<LinearRole> stop_after, Scratch& s,
+                            const DeviceLayer* dl) const {
   QS_ASSERT(layer >= 0 && layer < spec_.num_layers);
   const LayerWeights& L = weights_.layers[size_t(layer)];
   Backend& b = *backend_;
@@ -143,7 +184,9 @@ void Transformer::layer_dev(int layer, float* h, int64_t n, const std::vector<in
   const int64_t qw = int64_t(sp.num_heads) * sp.head_dim,
                 kw = int64_t(sp.num_kv_heads) * sp.head_dim;
   std::vector<std::unique_ptr<Arr>> uploads;  // host vectors copied to an off-host backend
-  auto vec = [&](const VectorF& v) {
+  // A norm or bias: resident in `dl`, else uploaded for this call.
+  auto vec = [&](const VectorF& v, const float* resident) {
+    if (dl) return resident;
     uploads.emplace_back();
     return on_backend(b, v.data(), v.size(), uploads.back());
   };
@@ -154,20 +197,26 @@ void Transformer::layer_dev(int layer, float* h, int64_t n, const std::vector<in
     if (m.size()) b.to_host(m.data(), x, size_t(m.size()) * sizeof(float));
     for (LinearRole r : roles) hook(layer, r, m);
   };
-  auto linear = [&](const float* x, const WeightTensor& W, const VectorF& bias, float* y) {
-    b.gemm_nt_weight(x, W, y, n, s.weight);
-    if (bias.size()) b.add_row_bias(y, vec(bias), n, W.rows());
+  auto linear = [&](const float* x, const WeightTensor& W, const DeviceLinear* dw,
+                    const VectorF& bias, const float* dbias, float* y) {
+    if (dw)
+      b.gemm_nt_resident(x, dw->data, dw->dtype, y, n, dw->rows, dw->cols, s.weight);
+    else
+      b.gemm_nt_weight(x, W, y, n, s.weight);
+    if (bias.size()) b.add_row_bias(y, vec(bias, dbias), n, W.rows());
   };
+  auto dev = [&](DeviceLinear DeviceLayer::*m) { return dl ? &(dl->*m) : nullptr; };
+  auto dvec = [&](const float* DeviceLayer::*m) { return dl ? dl->*m : nullptr; };
   Arr x(b, size_t(n * H)), tmp(b, size_t(n * H));
   // Attention block.
   {
-    b.rms_norm(h, vec(L.attn_norm), x.get(), n, H, sp.rms_norm_eps);
+    b.rms_norm(h, vec(L.attn_norm, dvec(&DeviceLayer::attn_norm)), x.get(), n, H, sp.rms_norm_eps);
     seen({LinearRole::Q, LinearRole::K, LinearRole::V}, x.get(), H);
     if (stop_after && *stop_after <= LinearRole::V) return;
     Arr q(b, size_t(n * qw)), k(b, size_t(n * kw)), v(b, size_t(n * kw)), a(b, size_t(n * qw));
-    linear(x.get(), L.wq, L.bq, q.get());
-    linear(x.get(), L.wk, L.bk, k.get());
-    linear(x.get(), L.wv, L.bv, v.get());
+    linear(x.get(), L.wq, dev(&DeviceLayer::wq), L.bq, dvec(&DeviceLayer::bq), q.get());
+    linear(x.get(), L.wk, dev(&DeviceLayer::wk), L.bk, dvec(&DeviceLayer::bk), k.get());
+    linear(x.get(), L.wv, dev(&DeviceLayer::wv), L.bv, dvec(&DeviceLayer::bv), v.get());
     std::vector<AttentionSpan> spans;
     std::vector<int64_t> pos;
     if (cache) {
@@ -185,11 +234,12 @@ void Transformer::layer_dev(int layer, float* h, int64_t n, const std::vector<in
       }
     }
     if (L.q_norm.size()) {  // Qwen3: RMSNorm of each head's q and k before RoPE
-      b.rms_norm(q.get(), vec(L.q_norm), q.get(), n * sp.num_heads, sp.head_dim, sp.rms_norm_eps);
+      b.rms_norm(q.get(), vec(L.q_norm, dvec(&DeviceLayer::q_norm)), q.get(), n * sp.num_heads,
+                 sp.head_dim, sp.rms_norm_eps);
     }
     if (L.k_norm.size()) {
-      b.rms_norm(k.get(), vec(L.k_norm), k.get(), n * sp.num_kv_heads, sp.head_dim,
-                 sp.rms_norm_eps);
+      b.rms_norm(k.get(), vec(L.k_norm, dvec(&DeviceLayer::k_norm)), k.get(), n * sp.num_kv_heads,
+                 sp.head_dim, sp.rms_norm_eps);
     }
     b.rope(q.get(), n, sp.num_heads, sp.head_dim, inv_freq_, pos);
     b.rope(k.get(), n, sp.num_kv_heads, sp.head_dim, inv_freq_, pos);
@@ -235,33 +285,38 @@ void Transformer::layer_dev(int layer, float* h, int64_t n, const std::vector<in
     }
     seen({LinearRole::O}, a.get(), qw);
     if (stop_after == LinearRole::O) return;
-    linear(a.get(), L.wo, L.bo, tmp.get());
+    linear(a.get(), L.wo, dev(&DeviceLayer::wo), L.bo, dvec(&DeviceLayer::bo), tmp.get());
     b.add(h, tmp.get(), n * H);
   }
   // SwiGLU MLP block: down(silu(gate(x)) * up(x)).
   {
-    b.rms_norm(h, vec(L.mlp_norm), x.get(), n, H, sp.rms_norm_eps);
+    b.rms_norm(h, vec(L.mlp_norm, dvec(&DeviceLayer::mlp_norm)), x.get(), n, H, sp.rms_norm_eps);
     seen({LinearRole::Gate, LinearRole::Up}, x.get(), H);
     if (stop_after == LinearRole::Gate || stop_after == LinearRole::Up) return;
     Arr g(b, size_t(n * I)), u(b, size_t(n * I));
-    linear(x.get(), L.w_gate, VectorF(), g.get());
-    linear(x.get(), L.w_up, VectorF(), u.get());
+    linear(x.get(), L.w_gate, dev(&DeviceLayer::w_gate), VectorF(), nullptr, g.get());
+    linear(x.get(), L.w_up, dev(&DeviceLayer::w_up), VectorF(), nullptr, u.get());
     b.swiglu(g.get(), u.get(), n * I);
     seen({LinearRole::Down}, g.get(), I);
     if (stop_after == LinearRole::Down) return;
-    linear(g.get(), L.w_down, VectorF(), tmp.get());
+    linear(g.get(), L.w_down, dev(&DeviceLayer::w_down), VectorF(), nullptr, tmp.get());
     b.add(h, tmp.get(), n * H);
   }
 }
 
-void Transformer::head_dev(const float* h, int64_t n, float* logits, Scratch& s) const {
+void Transformer::head_dev(const float* h, int64_t n, float* logits, Scratch& s,
+                           const DeviceLinear* resident) const {
   Backend& b = *backend_;
   const int64_t H = spec_.hidden_size;
   Arr x(b, size_t(n * H));
   std::unique_ptr<Arr> norm;
   b.rms_norm(h, on_backend(b, weights_.final_norm.data(), H, norm), x.get(), n, H,
              spec_.rms_norm_eps);
-  b.gemm_nt_weight(x.get(), weights_.lm_head, logits, n, s.weight);
+  if (resident)
+    b.gemm_nt_resident(x.get(), resident->data, resident->dtype, logits, n, resident->rows,
+                       resident->cols, s.weight);
+  else
+    b.gemm_nt_weight(x.get(), weights_.lm_head, logits, n, s.weight);
 }
 
 void Transformer::run_layer(int layer, MatrixRM& hidden, const std::vector<int>& lengths,
@@ -271,10 +326,11 @@ void Transformer::run_layer(int layer, MatrixRM& hidden, const std::vector<int>&
   Backend& b = *backend_;
   const int64_t n = hidden.rows();
   if (b.host_memory())
-    return layer_dev(layer, hidden.data(), n, lengths, nullptr, hook, stop_after, lease.get());
+    return layer_dev(layer, hidden.data(), n, lengths, nullptr, hook, stop_after, lease.get(),
+                     nullptr);
   Arr h(b, size_t(hidden.size()));
   if (hidden.size()) b.to_device(h.get(), hidden.data(), size_t(hidden.size()) * sizeof(float));
-  layer_dev(layer, h.get(), n, lengths, nullptr, hook, stop_after, lease.get());
+  layer_dev(layer, h.get(), n, lengths, nullptr, hook, stop_after, lease.get(), nullptr);
   if (hidden.size()) b.to_host(hidden.data(), h.get(), size_t(hidden.size()) * sizeof(float));
 }
 
@@ -284,12 +340,12 @@ MatrixRM Transformer::head(const MatrixRM& hidden) const {
   const int64_t n = hidden.rows(), V = spec_.vocab_size;
   MatrixRM logits(n, V);
   if (b.host_memory()) {
-    head_dev(hidden.data(), n, logits.data(), lease.get());
+    head_dev(hidden.data(), n, logits.data(), lease.get(), nullptr);
     return logits;
   }
   std::unique_ptr<Arr> h;
   Arr out(b, size_t(n * V));
-  head_dev(on_backend(b, hidden.data(), hidden.size(), h), n, out.get(), lease.get());
+  head_dev(on_backend(b, hidden.data(), hidden.size(), h), n, out.get(), lease.get(), nullptr);
   if (logits.size()) b.to_host(logits.data(), out.get(), size_t(logits.size()) * sizeof(float));
   return logits;
 }
@@ -310,9 +366,9 @@ void Transformer::run_all(const std::vector<std::vector<int>>& sequences, Scratc
     b.to_device(dev->get(), emb.data(), size_t(emb.size()) * sizeof(float));
     h = dev->get();
   }
-  for (int l = 0; l < spec_.num_layers; ++l)
-    layer_dev(l, h, n, lengths, nullptr, {}, std::nullopt, s);
-  head_dev(h, n, logits, s);
+  const DeviceLinear* head = nullptr;
+  run_layers(h, n, lengths, nullptr, s, &head);
+  head_dev(h, n, logits, s, head);
 }
 
 MatrixRM Transformer::forward(const std::vector<std::vector<int>>& sequences) const {
@@ -391,11 +447,11 @@ MatrixRM Transformer::decode(KvCache& cache, const std::vector<int>& new_tokens)
     b.to_device(dev->get(), h.data(), size_t(h.size()) * sizeof(float));
     hp = dev->get();
   }
-  for (int l = 0; l < spec_.num_layers; ++l)
-    layer_dev(l, hp, n, lengths, &cache, {}, std::nullopt, lease.get());
+  const DeviceLinear* head = nullptr;
+  run_layers(hp, n, lengths, &cache, lease.get(), &head);
   cache.length_ = int(total);
   BackendArray<float> logits(b, size_t(n * spec_.vocab_size));
-  head_dev(hp, n, logits.get(), lease.get());
+  head_dev(hp, n, logits.get(), lease.get(), head);
   MatrixRM out(n, spec_.vocab_size);
   b.to_host(out.data(), logits.get(), size_t(out.size()) * sizeof(float));
   return out;

@@ -59,6 +59,10 @@ class KvCache {
   const Backend* backend_ = nullptr;  ///< whose memory dk/dv are in
 };
 
+class DeviceWeights;
+struct DeviceLayer;
+struct DeviceLinear;
+
 class Transformer {
  public:
   /// The backend must outlive the model. The weights are not copied to it: each linear's
@@ -73,8 +77,17 @@ class Transformer {
   const ModelSpec& spec() const { return spec_; }
   Backend& backend() const { return *backend_; }
   const ModelWeights& weights() const { return weights_; }
-  /// Mutable access: quantizers replace linear weights in place (dequantized).
-  ModelWeights& mutable_weights() { return weights_; }
+  /// Mutable access: quantizers replace linear weights in place (dequantized). Drops the
+  /// weights' copy in an off-host backend's memory (rebuilt by the next forward pass), so
+  /// edit through this reference before evaluating again, not between passes.
+  ModelWeights& mutable_weights();
+
+  /// Off-host backends: the weights in backend memory that forward(), decode() and
+  /// next_token_nll() use (issue #16: resident layers, the rest streamed within the backend's
+  /// max_device_memory budget), or nullptr when no such pass has run yet or the backend's
+  /// memory is host memory (the CPU uses the weights where they are). run_layer() and head()
+  /// always upload per call (calibration and quantization edit weights between calls).
+  const DeviceWeights* device_weights_if_built() const;
 
   /// Logits [Σ lengths, vocab] for the packed sequences.
   MatrixRM forward(const std::vector<std::vector<int>>& sequences) const;
@@ -114,9 +127,15 @@ class Transformer {
   void run_all(const std::vector<std::vector<int>>& sequences, Scratch& s, float* logits,
                int64_t* rows) const;
   void layer_dev(int layer, float* h, int64_t n, const std::vector<int>& lengths, KvCache* cache,
-                 const LinearInputHook& hook, std::optional<LinearRole> stop_after,
-                 Scratch& s) const;
-  void head_dev(const float* h, int64_t n, float* logits, Scratch& s) const;
+                 const LinearInputHook& hook, std::optional<LinearRole> stop_after, Scratch& s,
+                 const DeviceLayer* dl) const;
+  void head_dev(const float* h, int64_t n, float* logits, Scratch& s,
+                const DeviceLinear* resident) const;
+  // Every layer in order on h (backend memory), through the device weights when the backend
+  // is off-host; *head = lm_head's resident copy or nullptr.
+  void run_layers(float* h, int64_t n, const std::vector<int>& lengths, KvCache* cache, Scratch& s,
+                  const DeviceLinear** head) const;
+  DeviceWeights* device_weights() const;  // built on first use; nullptr on host memory
   void check_tokens(const std::vector<std::vector<int>>& sequences) const;
   ModelSpec spec_;
   ModelWeights weights_;

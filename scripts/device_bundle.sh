@@ -84,6 +84,33 @@ for dev in cpu cuda; do
     rc=1; row "perplexity_$dev" fail "$(tail -1 "$out/ppl_$dev.err")"
   fi
 done
+# Issue #16: the same perplexity with every layer streamed (--max-device-memory 4M: tinycode's
+# F16 layers take 1.5 MiB, so two slots and no resident layer) must equal the resident CUDA
+# run's perplexity exactly (same ops, same order); tokens/s of cpu, resident and streamed.
+if [ -z "$gpu" ]; then
+  row perplexity_cuda_streamed skipped "no GPU"
+elif [ -z "${QSWEEP_SHARED:-}" ]; then
+  row perplexity_cuda_streamed skipped "no shared/models/tinycode"
+elif "$here/bin/qsweep" eval --model tinycode --dataset wikitext2 --ctx 256 --max-tokens 65536 \
+    --device cuda --max-device-memory 4M --json --no-progress >"$out/ppl_cuda_streamed.json" \
+    2>"$out/ppl_cuda_streamed.err"; then
+  p_res=$(grep -o '"perplexity": *[0-9.e+-]*' "$out/ppl_cuda.json" 2>/dev/null)
+  p_str=$(grep -o '"perplexity": *[0-9.e+-]*' "$out/ppl_cuda_streamed.json")
+  tps=$(for f in ppl_cpu ppl_cuda ppl_cuda_streamed; do
+    echo -n "$f:$(grep -o '"tokens_per_second": *[0-9.e+-]*' "$out/$f.json" 2>/dev/null | sed 's/.*: *//') "; done)
+  if [ -n "$p_res" ] && [ "$p_res" = "$p_str" ]; then st=pass; else st=fail; rc=1; fi
+  row perplexity_cuda_streamed $st "resident $p_res streamed $p_str; tokens/s $tps"
+else
+  rc=1; row perplexity_cuda_streamed fail "$(tail -1 "$out/ppl_cuda_streamed.err")"
+fi
+# Resident and streamed weights vs the CPU on random models (the shared test's CUDA half).
+if [ -z "$gpu" ]; then
+  row device_weights_cuda skipped "no GPU"
+elif "$here/bin/test_model" --gtest_filter='*DeviceWeights*' >"$out/device_weights.log" 2>&1; then
+  row device_weights_cuda pass "$(grep -E '^\[  (PASSED|SKIPPED)' "$out/device_weights.log" | tr '\n' ' ')"
+else
+  rc=1; row device_weights_cuda fail "$(grep -m1 -A3 Failure "$out/device_weights.log" | tr '\n"' '  ')"
+fi
 # KV-cache decode, CPU vs CUDA (device-resident cache): token by token vs the CPU forward pass.
 if [ -z "$gpu" ]; then
   row decode_cpu_vs_cuda skipped "no GPU"
@@ -129,7 +156,8 @@ fi
 { echo "{\"gpu\": \"$gpu\", \"ok\": $([ $rc = 0 ] && echo true || echo false), \"rows\": ["
   for i in "${!rows[@]}"; do [ "$i" -gt 0 ] && echo ","; printf '  %s' "${rows[$i]}"; done
   echo; echo "]}"; } >"$out/summary.json"
-for f in summary.json gptq_small.json gptq_7b_layer.json ppl_cpu.json ppl_cuda.json bench.json; do
+for f in summary.json gptq_small.json gptq_7b_layer.json ppl_cpu.json ppl_cuda.json \
+    ppl_cuda_streamed.json bench.json; do
   [ -f "$out/$f" ] && cp "$out/$f" "$final/"
 done
 tar -czf "$final/logs.tar.gz" -C "$out" .

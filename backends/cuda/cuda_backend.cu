@@ -201,6 +201,7 @@ class CudaBackend final : public Backend {
  public:
   CudaBackend() {
     QS_CUDA_CHECK(cudaStreamCreate(&stream_));
+    QS_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
     QS_CUBLAS_CHECK(cublasCreate(&blas_));
     QS_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
     QS_CUSOLVER_CHECK(cusolverDnCreate(&solver_));
@@ -212,18 +213,22 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override {
     cusolverDnDestroy(solver_);
     cublasDestroy(blas_);
+    cudaStreamSynchronize(copy_stream_);
+    cudaStreamDestroy(copy_stream_);
     cudaStreamDestroy(stream_);
   }
   std::string name() const override { return name_; }
 
   void* allocate(size_t bytes) override {
     void* p = nullptr;
-    const cudaError_t e = cudaMalloc(&p, std::max<size_t>(bytes, 1));
+    // Stream-ordered (cudaMallocAsync on the compute stream): cudaFree synchronizes the whole
+    // device, which would serialize layer streaming's copies with every layer's temporaries.
+    const cudaError_t e = cudaMallocAsync(&p, std::max<size_t>(bytes, 1), stream_);
     if (e != cudaSuccess) {
       cudaGetLastError();
       size_t free_b = 0, total_b = 0;
       cudaMemGetInfo(&free_b, &total_b);
-      throw Error(cat("cudaMalloc of ", double(bytes) / (1 << 20), " MiB failed (",
+      throw Error(cat("cudaMallocAsync of ", double(bytes) / (1 << 20), " MiB failed (",
                       cudaGetErrorString(e), "; ", double(free_b) / (1 << 20), " of ",
                       double(total_b) / (1 << 20),
                       " MiB free): lower the batch size, context or calibration samples, or use "
@@ -231,7 +236,9 @@ class CudaBackend final : public Backend {
     }
     return p;
   }
-  void release(void* p) noexcept override { cudaFree(p); }
+  void release(void* p) noexcept override {
+    if (p) cudaFreeAsync(p, stream_);
+  }
   void to_device(void* dst, const void* src, size_t bytes) override {
     QS_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
     QS_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host buffer may go away after return
@@ -401,6 +408,64 @@ class CudaBackend final : public Backend {
     to_device(w, W.half_data(), size_t(n * k) * 2);  // any host alignment; synchronous
     cuda_ops::gemm_nt_w16_with(stream_, blas_, A, w, bf16, C, m, n, k, a16);
   }
+  void gemm_nt_resident(const float* A, const void* W, WeightDType dtype, float* C, int64_t m,
+                        int64_t n, int64_t k, WeightScratch& s) override {
+    if (dtype == WeightDType::F32) {
+      gemm_nt(A, static_cast<const float*>(W), C, m, n, k);
+      return;
+    }
+    // As gemm_nt_weight: the activations narrowed into the scratch's reused buffer.
+    auto* a16 = static_cast<uint16_t*>(s.device_buffer(*this, 1, size_t(m * k) * 2));
+    cuda_ops::gemm_nt_w16_with(stream_, blas_, A, static_cast<const uint16_t*>(W),
+                               dtype == WeightDType::BF16, C, m, n, k, a16);
+  }
+
+  // Layer streaming: copies on copy_stream_, ordered against stream_ by events.
+  void* allocate_pinned(size_t bytes) override {
+    void* p = nullptr;
+    const cudaError_t e = cudaHostAlloc(&p, std::max<size_t>(bytes, 1), cudaHostAllocDefault);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      throw Error(cat("cudaHostAlloc of ", double(bytes) / (1 << 20),
+                      " MiB of pinned staging "
+                      "memory failed (",
+                      cudaGetErrorString(e),
+                      "): lower --max-device-memory's streamed share or use --device cpu"));
+    }
+    return p;
+  }
+  void release_pinned(void* p) noexcept override {
+    if (p) cudaFreeHost(p);
+  }
+  void to_device_async(void* dst, const void* src, size_t bytes) override {
+    QS_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, copy_stream_));
+  }
+  Event create_event() override {
+    cudaEvent_t e = nullptr;
+    QS_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    return static_cast<Event>(e);
+  }
+  void destroy_event(Event e) noexcept override {
+    if (e) cudaEventDestroy(static_cast<cudaEvent_t>(e));
+  }
+  void record_event(Event e, Stream s) override {
+    QS_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(e), on(s)));
+  }
+  void wait_event(Stream s, Event e) override {
+    QS_CUDA_CHECK(cudaStreamWaitEvent(on(s), static_cast<cudaEvent_t>(e), 0));
+  }
+  void host_wait_event(Event e) override {
+    QS_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(e)));
+  }
+  // Free memory now minus a margin for activations, logits and the KV cache: 10 % of the
+  // device's memory, at least 2 GiB.
+  size_t default_weight_budget() override {
+    size_t free_b = 0, total_b = 0;
+    QS_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    const size_t margin = std::max<size_t>(total_b / 10, size_t(2) << 30);
+    return free_b > margin ? free_b - margin : 1;
+  }
+
   void hessian_accumulate_f16(const uint16_t* X, double* H, int64_t n, int64_t d) override {
     cuda_ops::hessian_accumulate_f16(*this, stream_, blas_, X, H, n, d);
   }
@@ -439,7 +504,9 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  cudaStream_t on(Stream s) const { return s == Stream::Copy ? copy_stream_ : stream_; }
   cudaStream_t stream_ = nullptr;
+  cudaStream_t copy_stream_ = nullptr;  ///< layer streaming's host→device copies
   cublasHandle_t blas_ = nullptr;
   cusolverDnHandle_t solver_ = nullptr;
   std::string name_;

@@ -109,6 +109,29 @@ TEST(Cli, EvalMaxMemoryRefusesUpFrontNamingTheNumber) {
   EXPECT_NE(ok.out.find("perplexity"), std::string::npos) << ok.out;
 }
 
+// --max-device-memory (issue #16): bytes with a binary suffix; a bad value is one line naming
+// the flag, the value and an example; on the CPU (host memory) it changes nothing; on CUDA a
+// budget below two layer slots is one line naming the flag and the need (skipped without one).
+TEST(Cli, EvalMaxDeviceMemoryParsesBytesAndRefusesTooSmall) {
+  const std::string base = "eval --model " + test::tinycode_dir() + " --data-dir " +
+                           test::data_dir() + " --dataset code-heldout --ctx 64" +
+                           " --max-tokens 128 --no-progress --json --max-device-memory ";
+  for (const char* bad : {"12Q", "0", "-1G", "G", "1.5Xi"})
+    expect_clean_failure(run(base + bad + " --device cpu"),
+                         {std::string("--max-device-memory '") + bad + "'", "e.g. 70G"});
+  const CliRun cpu = run(base + "1KiB --device cpu");
+  ASSERT_EQ(cpu.status, 0) << cpu.err;
+  const CliRun plain = run(base + "1T --device cpu");
+  ASSERT_EQ(plain.status, 0) << plain.err;
+  EXPECT_EQ(nlohmann::json::parse(cpu.out)["perplexity"],
+            nlohmann::json::parse(plain.out)["perplexity"]);
+  if (!cuda_available()) GTEST_SKIP() << "CUDA half: no CUDA: " << cuda_unavailable_reason();
+  expect_clean_failure(run(base + "1K --device cuda"),
+                       {"--max-device-memory = 1024 bytes", "two layer slots", "raise it"});
+  const CliRun streamed = run(base + "4M --device cuda");  // tinycode: 1.5 MiB layers, all streamed
+  EXPECT_EQ(streamed.status, 0) << streamed.err;
+}
+
 TEST(Cli, QuantizeMaxMemoryRefusesBeforeCalibrating) {
   const std::string out = test::make_temp_dir("maxmem") + "/gptq";
   const std::string base = "quantize --model " + test::tinycode_dir() + " --data-dir " +

@@ -2,7 +2,18 @@
 // (host_memory() false), so the code paths written for an off-host backend (CUDA) — uploads,
 // device-resident KV cache, layer streaming — run on a machine without a GPU. Its results are
 // the CPU's bit for bit: each op is the CPU twin on the same bytes.
+//
+// Layer streaming's copy stream is simulated so that a wrong order shows in the logits: an
+// async copy poisons its destination (all bits set: NaN as fp32 and as fp16/bf16) at once and
+// copies the source only when an event recorded after it is waited on (wait_event(Compute) or
+// host_wait_event) or recorded again. So a layer read without waiting for its copy, or a copy
+// queued into the slot a layer is still using, gives NaN logits. Work on the compute stream
+// is synchronous, so a copy queued before the compute it should wait for is not detected.
 #pragma once
+
+#include <cstring>
+#include <memory>
+#include <vector>
 
 #include "backends/backend.h"
 
@@ -21,6 +32,28 @@ class OffHostCpuBackend final : public Backend {
   void to_device(void* d, const void* s, size_t n) override { c().to_device(d, s, n); }
   void to_host(void* d, const void* s, size_t n) override { c().to_host(d, s, n); }
   void synchronize() override {}
+  // --- The simulated copy stream (see the top of this file).
+  void to_device_async(void* d, const void* s, size_t n) override {
+    std::memset(d, 0xFF, n);
+    queued_.push_back({d, s, n});
+  }
+  Event create_event() override {
+    events_.push_back(std::make_unique<Pending>());
+    return events_.back().get();
+  }
+  void record_event(Event e, Stream s) override {
+    if (s != Stream::Copy) return;
+    auto* p = static_cast<Pending*>(e);
+    run(*p);  // its earlier copies are long done by the time it is recorded again
+    p->copies = std::move(queued_);
+    queued_.clear();
+  }
+  void wait_event(Stream s, Event e) override {
+    if (s == Stream::Compute) run(*static_cast<Pending*>(e));
+  }
+  void host_wait_event(Event e) override { run(*static_cast<Pending*>(e)); }
+  /// Async copies queued so far (for tests that count the streamed bytes).
+  size_t async_copies() const { return async_copies_; }
   void gemm_nt(const float* A, const float* B, float* C, int64_t m, int64_t n, int64_t k) override {
     c().gemm_nt(A, B, C, m, n, k);
   }
@@ -94,7 +127,23 @@ class OffHostCpuBackend final : public Backend {
   }
 
  private:
+  struct Copy {
+    void* dst;
+    const void* src;
+    size_t bytes;
+  };
+  struct Pending {
+    std::vector<Copy> copies;
+  };
+  void run(Pending& p) {
+    for (const Copy& c : p.copies) std::memcpy(c.dst, c.src, c.bytes);
+    async_copies_ += p.copies.size();
+    p.copies.clear();
+  }
   static Backend& c() { return cpu_backend(); }
+  std::vector<Copy> queued_;  ///< on the copy stream since its last record_event
+  std::vector<std::unique_ptr<Pending>> events_;
+  size_t async_copies_ = 0;
 };
 
 }  // namespace qsweep::test
