@@ -6,6 +6,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <vector>
 
 namespace qsweep {
 namespace {
@@ -21,9 +22,13 @@ constexpr int64_t kTileN = 256;
 // Below this many FLOPs a single call is faster than spawning tasks.
 constexpr double kParallelFlops = 2e6;
 
+bool serial(int64_t m, int64_t n, int64_t k) {
+  return 2.0 * double(m) * double(n) * double(k) < kParallelFlops;
+}
+
 template <typename Kernel>
 void tiled(int64_t m, int64_t n, int64_t k, Kernel&& kernel) {
-  if (2.0 * double(m) * double(n) * double(k) < kParallelFlops) {
+  if (serial(m, n, k)) {
     kernel(0, m, 0, n);
     return;
   }
@@ -52,6 +57,41 @@ void cpu_gemm_nt(const float* A, const float* B, float* C, int64_t m, int64_t n,
       c.noalias() += a * b.transpose();
     else
       c.noalias() = a * b.transpose();
+  });
+}
+
+void cpu_gemm_nt_rows(const float* A, float* C, int64_t m, int64_t n, int64_t k,
+                      const GemmRowDecoder& decode_rows) {
+  if (m == 0 || n == 0) return;
+  // Each task decodes into a buffer of its thread, taken out of `spare` while in use, so a task
+  // that decode_rows lets this thread steal (a nested parallel loop) gets a buffer of its own.
+  thread_local std::vector<float> spare;
+  auto gemm = [&](const float* b_rows, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    ConstMap a(A + r0 * k, r1 - r0, k);
+    ConstMap b(b_rows, c1 - c0, k);
+    Eigen::Map<RowMat, 0, Eigen::OuterStride<>> c(C + r0 * n + c0, r1 - r0, c1 - c0,
+                                                  Eigen::OuterStride<>(n));
+    c.noalias() = a * b.transpose();
+  };
+  if (serial(m, n, k)) {
+    // One kernel call over all of B, as cpu_gemm_nt makes: decode B in parallel row blocks first.
+    std::vector<float> all = std::move(spare);
+    if (all.size() < size_t(n * k)) all.resize(size_t(n * k));
+    const int64_t block = std::max<int64_t>(1, 16384 / std::max<int64_t>(k, 1));
+    tbb::parallel_for(int64_t(0), (n + block - 1) / block, [&](int64_t i) {
+      const int64_t r0 = i * block;
+      decode_rows(r0, std::min(block, n - r0), all.data() + r0 * k);
+    });
+    gemm(all.data(), 0, m, 0, n);
+    spare = std::move(all);
+    return;
+  }
+  tiled(m, n, k, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    std::vector<float> rows = std::move(spare);
+    if (rows.size() < size_t((c1 - c0) * k)) rows.resize(size_t((c1 - c0) * k));
+    decode_rows(c0, c1 - c0, rows.data());
+    gemm(rows.data(), r0, r1, c0, c1);
+    spare = std::move(rows);
   });
 }
 

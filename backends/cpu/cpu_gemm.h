@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 namespace qsweep {
 
@@ -17,6 +18,20 @@ void cpu_gemm_nt(const float* A, const float* B, float* C, int64_t m, int64_t n,
 /// bit, for any thread count, without a [m, n] fp32 temporary or a serial pass over C.
 void cpu_gemm_nt_accumulate_f64(const float* A, const float* B, double* C, int64_t m, int64_t n,
                                 int64_t k);
+
+/// Writes rows [r0, r0 + count) of B as fp32 to out[count, k]; called concurrently.
+using GemmRowDecoder = std::function<void(int64_t r0, int64_t count, float* out)>;
+
+/// The largest m for which cpu_gemm_nt_rows decodes every row of B exactly once (one row tile).
+inline constexpr int64_t kGemmNtRowsMaxM = 128;
+
+/// C[m, n] = A[m, k] · B[n, k]ᵀ with B given by `decode_rows` instead of stored: each task decodes
+/// the rows of B of its column tile into a thread-local buffer that stays in cache and multiplies
+/// them there, so no fp32 copy of B is written. Same tiles and kernel calls as cpu_gemm_nt, so C
+/// equals cpu_gemm_nt(A, B) bit for bit. For m <= kGemmNtRowsMaxM (beyond it, rows are decoded
+/// once per row tile: widen B and call cpu_gemm_nt instead).
+void cpu_gemm_nt_rows(const float* A, float* C, int64_t m, int64_t n, int64_t k,
+                      const GemmRowDecoder& decode_rows);
 
 /// C[m, n] = A[m, k] · B[k, n] (row-major), overwriting C.
 void cpu_gemm_nn(const float* A, const float* B, float* C, int64_t m, int64_t n, int64_t k);

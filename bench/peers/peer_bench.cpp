@@ -14,12 +14,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -117,10 +119,21 @@ int cmd_decode(char** a) {
   model.decode(cache, std::vector<int>(ids.begin(), ids.begin() + std::ptrdiff_t(prompt)));
   const double t0 = now();
   double checksum = 0;
-  for (size_t i = 0; i < steps; ++i) checksum += model.decode(cache, {ids[prompt + i]})(0, 0);
+  std::vector<MatrixRM> logits(steps);
+  for (size_t i = 0; i < steps; ++i) {
+    logits[i] = model.decode(cache, {ids[prompt + i]});
+    checksum += logits[i](0, 0);
+  }
   const double s = now() - t0;
-  std::printf("{\"tokens_per_second\": %.2f, \"checksum\": %.6f, \"threads\": %d}\n",
-              double(steps) / s, checksum, backend_threads());
+  uint64_t fnv = 1469598103934665603ull;  // FNV-1a of every logit's bytes (bit-identity checks)
+  for (const MatrixRM& l : logits)
+    for (const unsigned char c : std::string_view(reinterpret_cast<const char*>(l.data()),
+                                                  size_t(l.size()) * sizeof(float)))
+      fnv = (fnv ^ c) * 1099511628211ull;
+  std::printf(
+      "{\"tokens_per_second\": %.2f, \"checksum\": %.6f, \"logits_fnv\": \"%016llx\", "
+      "\"threads\": %d}\n",
+      double(steps) / s, checksum, static_cast<unsigned long long>(fnv), backend_threads());
   return 0;
 }
 

@@ -263,15 +263,6 @@ void quantize_row_q2_K(const float* x, void* blocks, int64_t n, const float* ima
   }
 }
 
-void dequantize_row_q2_K(const void* blocks, float* y, int64_t n) {
-  const int64_t nb = blocks_in(n, kQK_K, "Q2_K");
-  static_assert(sizeof(block_q2_K) == size_t(ggml::block_bytes(ggml::kQ2_K)));
-  const auto* x = static_cast<const uint8_t*>(blocks);
-  for (int64_t i = 0; i < nb; ++i)
-    for (int e = 0; e < kQK_K; ++e)
-      y[i * kQK_K + e] = ggml::decode_q2_K(x + i * sizeof(block_q2_K), e);
-}
-
 // ---- Q3_K ------------------------------------------------------------------------------
 
 void quantize_row_q3_K_ref(const float* x, void* blocks, int64_t n) {
@@ -336,15 +327,6 @@ void quantize_row_q3_K(const float* x, void* blocks, int64_t n, const float* ima
     requantize_q3k(x, y[i], L);
     pack_q3k(L, y[i]);
   }
-}
-
-void dequantize_row_q3_K(const void* blocks, float* y, int64_t n) {
-  const int64_t nb = blocks_in(n, kQK_K, "Q3_K");
-  static_assert(sizeof(block_q3_K) == size_t(ggml::block_bytes(ggml::kQ3_K)));
-  const auto* x = static_cast<const uint8_t*>(blocks);
-  for (int64_t i = 0; i < nb; ++i)
-    for (int e = 0; e < kQK_K; ++e)
-      y[i * kQK_K + e] = ggml::decode_q3_K(x + i * sizeof(block_q3_K), e);
 }
 
 // ---- Q4_K ------------------------------------------------------------------------------
@@ -434,15 +416,6 @@ void quantize_row_q4_K(const float* x, void* blocks, int64_t n, const float* ima
   }
 }
 
-void dequantize_row_q4_K(const void* blocks, float* y, int64_t n) {
-  const int64_t nb = blocks_in(n, kQK_K, "Q4_K");
-  static_assert(sizeof(block_q4_K) == size_t(ggml::block_bytes(ggml::kQ4_K)));
-  const auto* x = static_cast<const uint8_t*>(blocks);
-  for (int64_t i = 0; i < nb; ++i)
-    for (int e = 0; e < kQK_K; ++e)
-      y[i * kQK_K + e] = ggml::decode_q4_K(x + i * sizeof(block_q4_K), e);
-}
-
 // ---- Q5_K ------------------------------------------------------------------------------
 
 void quantize_row_q5_K_ref(const float* x, void* blocks, int64_t n) {
@@ -495,15 +468,6 @@ void quantize_row_q5_K(const float* x, void* blocks, int64_t n, const float* ima
   }
 }
 
-void dequantize_row_q5_K(const void* blocks, float* y, int64_t n) {
-  const int64_t nb = blocks_in(n, kQK_K, "Q5_K");
-  static_assert(sizeof(block_q5_K) == size_t(ggml::block_bytes(ggml::kQ5_K)));
-  const auto* x = static_cast<const uint8_t*>(blocks);
-  for (int64_t i = 0; i < nb; ++i)
-    for (int e = 0; e < kQK_K; ++e)
-      y[i * kQK_K + e] = ggml::decode_q5_K(x + i * sizeof(block_q5_K), e);
-}
-
 // ---- Q6_K ------------------------------------------------------------------------------
 
 void quantize_row_q6_K_ref(const float* x, void* blocks, int64_t n) {
@@ -525,15 +489,6 @@ void quantize_row_q6_K(const float* x, void* blocks, int64_t n, const float* ima
     }
     finish_q6k(x, scales, L, y[i]);
   }
-}
-
-void dequantize_row_q6_K(const void* blocks, float* y, int64_t n) {
-  const int64_t nb = blocks_in(n, kQK_K, "Q6_K");
-  static_assert(sizeof(block_q6_K) == size_t(ggml::block_bytes(ggml::kQ6_K)));
-  const auto* x = static_cast<const uint8_t*>(blocks);
-  for (int64_t i = 0; i < nb; ++i)
-    for (int e = 0; e < kQK_K; ++e)
-      y[i * kQK_K + e] = ggml::decode_q6_K(x + i * sizeof(block_q6_K), e);
 }
 
 // ---- Q8_K ------------------------------------------------------------------------------

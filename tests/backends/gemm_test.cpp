@@ -3,6 +3,8 @@
 // the CPU one (skipped, saying so, without a GPU).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <random>
 #include <tuple>
 #include <vector>
@@ -79,11 +81,38 @@ TEST_P(GemmShapes, NtAccumulateF64EqualsGemmThenAdd) {
   set_backend_threads(0);
 }
 
+// cpu_gemm_nt_rows (B decoded tile by tile where it is multiplied) is cpu_gemm_nt bit for bit, for
+// 1 and 2 threads, and for m <= kGemmNtRowsMaxM decodes every row of B exactly once.
+TEST_P(GemmShapes, NtRowsEqualsNtBitForBit) {
+  const auto [m, n, k] = GetParam();
+  std::mt19937 rng(uint32_t(test::test_seed(13) + m * 7 + n * 13 + k));
+  const auto A = random_vec(size_t(m) * k, rng), B = random_vec(size_t(n) * k, rng);
+  std::vector<float> want(size_t(m) * n);
+  cpu_gemm_nt(A.data(), B.data(), want.data(), m, n, k);
+  for (int threads : {1, 2}) {
+    set_backend_threads(threads);
+    std::vector<std::atomic<int>> decoded(static_cast<size_t>(n));
+    std::vector<float> C(size_t(m) * n, -1.0f);
+    cpu_gemm_nt_rows(A.data(), C.data(), m, n, k, [&](int64_t r0, int64_t count, float* out) {
+      ASSERT_TRUE(r0 >= 0 && count > 0 && r0 + count <= n) << r0 << " + " << count;
+      for (int64_t r = r0; r < r0 + count; ++r) ++decoded[size_t(r)];
+      std::copy(B.begin() + r0 * k, B.begin() + (r0 + count) * k, out);
+    });
+    EXPECT_EQ(C, want) << threads << " threads";
+    if (m <= kGemmNtRowsMaxM) {
+      for (int64_t r = 0; r < n; ++r) ASSERT_EQ(decoded[size_t(r)], 1) << "row " << r;
+    }
+  }
+  set_backend_threads(0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Awkward, GemmShapes,
                          ::testing::Values(std::make_tuple(1, 1, 1), std::make_tuple(1, 257, 33),
                                            std::make_tuple(129, 3, 65),
                                            std::make_tuple(300, 515, 97),
-                                           std::make_tuple(256, 768, 256)));
+                                           std::make_tuple(256, 768, 256),
+                                           std::make_tuple(1, 4100, 300),  // tiled, m = 1
+                                           std::make_tuple(100, 600, 64)));
 
 TEST(CudaTwin, MatmulMatchesCpu) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA: " << cuda_unavailable_reason();
