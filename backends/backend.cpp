@@ -290,7 +290,8 @@ std::string cuda_unavailable_reason() {
   std::string why;
   return cuda_device_present(&why) ? std::string() : why;
 #else
-  return "this qsweep was built without CUDA (nvcc was not found at configure time)";
+  return "this qsweep was built without CUDA (nvcc not found at configure time, "
+         "-DQSWEEP_CUDA=OFF, or a sanitizer build, which leaves CUDA out)";
 #endif
 }
 

@@ -47,7 +47,7 @@ struct WeightScratch {
 class Backend {
  public:
   virtual ~Backend() = default;
-  /// "cpu" or "cuda:<device name>".
+  /// "cpu" or "cuda:<device index>:<device name>".
   virtual std::string name() const = 0;
 
   /// C[m, n] = A[m, k] · B[n, k]ᵀ on fp32 *host* pointers (copies in and out on CUDA).

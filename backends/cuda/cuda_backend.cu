@@ -206,9 +206,13 @@ class CudaBackend final : public Backend {
     QS_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
     QS_CUSOLVER_CHECK(cusolverDnCreate(&solver_));
     QS_CUSOLVER_CHECK(cusolverDnSetStream(solver_, stream_));
+    // The device current on this thread (the executor binds a GPU node's thread to its own
+    // device with use_cuda_device), not device 0.
+    int device = 0;
+    QS_CUDA_CHECK(cudaGetDevice(&device));
     cudaDeviceProp prop{};
-    QS_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-    name_ = cat("cuda:", prop.name);
+    QS_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    name_ = cat("cuda:", device, ":", prop.name);
   }
   ~CudaBackend() override {
     cusolverDnDestroy(solver_);
