@@ -58,7 +58,7 @@ WeightTensor WeightTensor::half_view(WeightDType dtype, const void* data, int64_
 }
 
 WeightTensor WeightTensor::quantized(int64_t rows, int64_t cols, size_t stored_bytes,
-                                     std::string type, RowDecoder decode) {
+                                     std::string type, RowDecoder decode, GgmlBlocks blocks) {
   QS_ASSERT(rows >= 0 && cols >= 0 && decode);
   WeightTensor t;
   t.rows_ = rows;
@@ -67,6 +67,7 @@ WeightTensor WeightTensor::quantized(int64_t rows, int64_t cols, size_t stored_b
   t.qbytes_ = stored_bytes;
   t.qtype_ = std::move(type);
   t.decoder_ = std::make_shared<const RowDecoder>(std::move(decode));
+  t.blocks_ = blocks;
   return t;
 }
 
@@ -145,6 +146,7 @@ MatrixRM& WeightTensor::mutable_matrix() {
     decoder_.reset();
     qbytes_ = 0;
     qtype_.clear();
+    blocks_ = {};
   }
   return *owned_;
 }

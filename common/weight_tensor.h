@@ -19,6 +19,15 @@ enum class WeightDType { F32, F16, BF16, Quantized };
 /// "F32", "F16", "BF16", "quantized".
 const char* weight_dtype_name(WeightDType t);
 
+/// A quantized weight's codes as one contiguous run of ggml blocks, rows in logical order
+/// (GGUF tensors that need no row permutation): what an off-host backend uploads as is and
+/// dequantizes there (Backend::dequantize_ggml). ggml_type −1: not available.
+struct GgmlBlocks {
+  int ggml_type = -1;
+  const void* data = nullptr;  ///< kept alive by the tensor's decoder
+  size_t bytes = 0;
+};
+
 class WeightTensor {
  public:
   /// Writes rows [r0, r0 + n) as fp32 to out[n, cols]. Must be safe to call concurrently.
@@ -36,8 +45,9 @@ class WeightTensor {
                                 std::shared_ptr<const void> keep);
   /// Quantized: `decode` widens rows; `stored_bytes` is the size of its codes; `type` names
   /// the format ("gptq", "q4_K", ...). Whatever `decode` needs it must keep alive itself.
+  /// `blocks`: the same codes as ggml blocks, when they are that (GGUF), for off-host uploads.
   static WeightTensor quantized(int64_t rows, int64_t cols, size_t stored_bytes, std::string type,
-                                RowDecoder decode);
+                                RowDecoder decode, GgmlBlocks blocks = {});
 
   int64_t rows() const { return owned_ ? owned_->rows() : rows_; }
   int64_t cols() const { return owned_ ? owned_->cols() : cols_; }
@@ -63,6 +73,9 @@ class WeightTensor {
     return dtype_ == WeightDType::F16 || dtype_ == WeightDType::BF16 ? half_ : nullptr;
   }
 
+  /// Quantized GGUF codes as ggml blocks (ggml_type −1 otherwise).
+  const GgmlBlocks& ggml_blocks() const { return blocks_; }
+
   /// An owned fp32 matrix to edit in place (or assign, any shape): widens (or un-shares) the
   /// storage first, so other copies of this tensor keep their values.
   MatrixRM& mutable_matrix();
@@ -79,6 +92,7 @@ class WeightTensor {
   std::shared_ptr<const RowDecoder> decoder_;
   size_t qbytes_ = 0;
   std::string qtype_;
+  GgmlBlocks blocks_;
 };
 
 }  // namespace qsweep

@@ -355,12 +355,15 @@ WeightTensor gguf_weight(const std::shared_ptr<const GgufFile>& file, const Gguf
       kquants::dequantize_row(*q, b, y, cols);
     }
   };
+  // Block types whose rows are in logical order can be uploaded as they are (issue #16).
+  GgmlBlocks blocks;
+  if (q && inv.empty()) blocks = {int(type), bytes, size_t(t.nbytes)};
   auto decode = [decode_one, inv = std::move(inv), cols](int64_t r0, int64_t n, float* out) {
     for (int64_t i = 0; i < n; ++i)
       decode_one(inv.empty() ? r0 + i : inv[size_t(r0 + i)], out + i * cols);
   };
   return WeightTensor::quantized(rows, cols, size_t(t.nbytes), ggml_type_name(type),
-                                 std::move(decode));
+                                 std::move(decode), blocks);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "backends/kernels/ggml_decode.h"
 #include "common/errors.h"
 
 namespace qsweep {
@@ -15,14 +16,36 @@ size_t aligned(size_t n) {
   return (n + kAlign - 1) / kAlign * kAlign;
 }
 
-// Stored form in backend memory: 16-bit weights keep 2 bytes, the rest become fp32.
+// GGUF codes the backend dequantizes itself (Backend::dequantize_ggml): kept as blocks.
+bool as_blocks(const WeightTensor& W) {
+  const GgmlBlocks& g = W.ggml_blocks();
+  return W.dtype() == WeightDType::Quantized && g.ggml_type >= 0 &&
+         ggml::block_weights(g.ggml_type) > 0 && W.size() % ggml::block_weights(g.ggml_type) == 0;
+}
+
+// Stored form in backend memory: 16-bit weights keep 2 bytes, GGUF block codes their blocks,
+// the rest (F32, GPTQ/AWQ codes) become fp32.
 WeightDType device_dtype(const WeightTensor& W) {
-  return W.dtype() == WeightDType::F16 || W.dtype() == WeightDType::BF16 ? W.dtype()
-                                                                         : WeightDType::F32;
+  if (W.dtype() == WeightDType::F16 || W.dtype() == WeightDType::BF16) return W.dtype();
+  return as_blocks(W) ? WeightDType::Quantized : WeightDType::F32;
 }
 
 size_t device_bytes(const WeightTensor& W) {
-  return size_t(W.size()) * (device_dtype(W) == WeightDType::F32 ? 4 : 2);
+  switch (device_dtype(W)) {
+    case WeightDType::Quantized:
+      return W.ggml_blocks().bytes;
+    case WeightDType::F16:
+    case WeightDType::BF16:
+      return size_t(W.size()) * 2;
+    case WeightDType::F32:
+      break;
+  }
+  return size_t(W.size()) * 4;
+}
+
+DeviceLinear device_linear(const WeightTensor& W, const uint8_t* at) {
+  return {at, device_dtype(W), W.rows(), W.cols(),
+          device_dtype(W) == WeightDType::Quantized ? W.ggml_blocks().ggml_type : -1};
 }
 
 // A layer's pieces in block order: 7 linears, then 8 vectors.
@@ -42,8 +65,10 @@ void write_weight(const WeightTensor& W, uint8_t* dst) {
     std::memcpy(dst, f, device_bytes(W));
   else if (const void* h = W.half_data())
     std::memcpy(dst, h, device_bytes(W));
+  else if (as_blocks(W))
+    std::memcpy(dst, W.ggml_blocks().data, device_bytes(W));
   else
-    W.decode_rows(0, W.rows(), reinterpret_cast<float*>(dst));  // quantized: widened exactly
+    W.decode_rows(0, W.rows(), reinterpret_cast<float*>(dst));  // GPTQ/AWQ: widened exactly
 }
 
 // The block image of layer L at `host` (when not null) and its views at `base` (backend memory).
@@ -56,7 +81,7 @@ DeviceLayer lay_out(const LayerWeights& L, uint8_t* host, uint8_t* base) {
   size_t off = 0;
   for (int i = 0; i < 7; ++i) {
     const WeightTensor& W = *p.lin[i];
-    *lin[i] = {base + off, device_dtype(W), W.rows(), W.cols()};
+    *lin[i] = device_linear(W, base + off);
     if (host) write_weight(W, host + off);
     off += aligned(device_bytes(W));
   }
@@ -124,7 +149,7 @@ DeviceWeights::DeviceWeights(Backend& b, const ModelSpec& spec, const ModelWeigh
       write_weight(w.lm_head, image.data());
       head_block_ = b_.allocate(hb);
       b_.to_device(head_block_, image.data(), hb);
-      head_ = {head_block_, device_dtype(w.lm_head), w.lm_head.rows(), w.lm_head.cols()};
+      head_ = device_linear(w.lm_head, static_cast<const uint8_t*>(head_block_));
       used += hb;
     }
     if (resident_ < int(layers_)) {
@@ -217,6 +242,21 @@ DeviceWeights::Pass::~Pass() {
     d_.b_.record_event(d_.computed_[d_.current_], Backend::Stream::Compute);
   } catch (...) {
   }
+}
+
+void gemm_nt_device_linear(Backend& b, const float* A, const DeviceLinear& W, float* C, int64_t m,
+                           WeightScratch& s) {
+  if (W.dtype != WeightDType::Quantized) {
+    b.gemm_nt_resident(A, W.data, W.dtype, C, m, W.rows, W.cols, s);
+    return;
+  }
+  // Dequantized on the backend into the scratch's reused weight buffer (what the host's row
+  // decoder gives, bit for bit: the same per-weight decode), then the fp32 GEMM, as
+  // Backend::gemm_nt_weight does with a widened weight.
+  const int64_t n = W.rows * W.cols;
+  auto* w = static_cast<float*>(s.device_buffer(b, 0, size_t(n) * sizeof(float)));
+  b.dequantize_ggml(W.ggml_type, static_cast<const uint8_t*>(W.data), w, n);
+  b.gemm_nt(A, w, C, m, W.rows, W.cols);
 }
 
 }  // namespace qsweep

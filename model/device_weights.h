@@ -1,7 +1,8 @@
 // One Transformer's weights in the memory of an off-host backend (CUDA), issue #16. Each layer
 // is one block in backend memory holding its linears in their stored form — F32 as is, F16/BF16
-// as 2-byte bits; quantized weights (GPTQ/AWQ codes, GGUF blocks: opaque row decoders) widened
-// to fp32 on the host — and its norms and biases (fp32).
+// as 2-byte bits, GGUF block codes as their blocks (dequantized on the backend per use; the
+// llama q/k tensors, whose rows the file permutes, and GPTQ/AWQ codes are widened to fp32 on the
+// host) — and its norms and biases (fp32).
 //
 // Layers 0..R−1 are uploaded once and stay resident; when the whole model does not fit in the
 // backend's budget (Backend::max_device_memory), layers R..L−1 are streamed through two device
@@ -24,12 +25,19 @@
 
 namespace qsweep {
 
-/// A linear's weight [rows, cols] in backend memory: F32 or F16/BF16 bits.
+/// A linear's weight [rows, cols] in backend memory: F32, F16/BF16 bits, or (Quantized) the
+/// GGUF file's ggml blocks of type `ggml_type`.
 struct DeviceLinear {
   const void* data = nullptr;
   WeightDType dtype = WeightDType::F32;
   int64_t rows = 0, cols = 0;
+  int ggml_type = -1;
 };
+
+/// C[m, rows] = A[m, cols]·Wᵀ for a weight in backend memory: Backend::gemm_nt_resident, or
+/// for ggml blocks Backend::dequantize_ggml into the scratch's weight buffer then gemm_nt.
+void gemm_nt_device_linear(Backend& b, const float* A, const DeviceLinear& W, float* C, int64_t m,
+                           WeightScratch& s);
 
 /// One layer in backend memory; a vector is nullptr when the layer has none.
 struct DeviceLayer {

@@ -200,7 +200,7 @@ void Transformer::layer_dev(int layer, float* h, int64_t n, const std::vector<in
   auto linear = [&](const float* x, const WeightTensor& W, const DeviceLinear* dw,
                     const VectorF& bias, const float* dbias, float* y) {
     if (dw)
-      b.gemm_nt_resident(x, dw->data, dw->dtype, y, n, dw->rows, dw->cols, s.weight);
+      gemm_nt_device_linear(b, x, *dw, y, n, s.weight);
     else
       b.gemm_nt_weight(x, W, y, n, s.weight);
     if (bias.size()) b.add_row_bias(y, vec(bias, dbias), n, W.rows());
@@ -313,8 +313,7 @@ void Transformer::head_dev(const float* h, int64_t n, float* logits, Scratch& s,
   b.rms_norm(h, on_backend(b, weights_.final_norm.data(), H, norm), x.get(), n, H,
              spec_.rms_norm_eps);
   if (resident)
-    b.gemm_nt_resident(x.get(), resident->data, resident->dtype, logits, n, resident->rows,
-                       resident->cols, s.weight);
+    gemm_nt_device_linear(b, x.get(), *resident, logits, n, s.weight);
   else
     b.gemm_nt_weight(x.get(), weights_.lm_head, logits, n, s.weight);
 }

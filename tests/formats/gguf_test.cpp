@@ -189,7 +189,7 @@ TEST(Gguf, BlockTypesReadBackAsDequantizeOfQuantize) {
 
 // The reader keeps F16 and block tensors in the file's form (mapped, decoded per row); every
 // matrix reads as what widening the whole tensor gives (GgufFile::to_float, q/k rows
-// un-permuted), whole and in a row range.
+// un-permuted), whole and in a row range; unpermuted block tensors expose the file's blocks.
 TEST(Gguf, MatricesStayMappedAndDecodeToTheWholeTensorWidening) {
   for (int32_t type : {gt::F16, gt::Q4_K, gt::Q6_K}) {
     std::string path = tiny().f16;
@@ -210,6 +210,16 @@ TEST(Gguf, MatricesStayMappedAndDecodeToTheWholeTensorWidening) {
       if (heads > 0) want = gguf_unpermute_qk(want, heads);
       EXPECT_NE(w.dtype(), WeightDType::F32) << name;  // not widened at load
       EXPECT_TRUE(w.to_matrix() == want) << name;
+      // Block tensors in logical row order offer their blocks for off-host uploads (#16); the
+      // q/k tensors, whose rows the file permutes, and F16 ones do not.
+      const GgmlBlocks& g = w.ggml_blocks();
+      if (type == gt::F16 || heads > 0) {
+        EXPECT_EQ(g.ggml_type, -1) << name;
+      } else {
+        EXPECT_EQ(g.ggml_type, type) << name;
+        ASSERT_EQ(g.bytes, size_t(t->nbytes)) << name;
+        EXPECT_EQ(std::memcmp(g.data, f.data(*t).data(), g.bytes), 0) << name;
+      }
       const int64_t r0 = 3, n = std::min<int64_t>(5, w.rows() - r0);
       MatrixRM part(n, w.cols());
       w.decode_rows(r0, n, part.data());

@@ -7,6 +7,8 @@
 // and KV-cache decoding. A budget below two layer slots is an Error naming the knob. The CUDA
 // half runs the same models on make_backend("cuda") within kRelTol (fp16 tensor-core GEMMs)
 // and skips without a device, saying why. Weights edited through mutable_weights() are used.
+// GGUF block codes stay blocks in backend memory and are dequantized there, bit for bit the
+// host's row decoder.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -20,6 +22,7 @@
 #include "model/device_weights.h"
 #include "model/transformer.h"
 #include "model/weights.h"
+#include "quantizers/kquants/kquants.h"
 #include "tests/support/off_host_backend.h"
 #include "tests/support/small_model.h"
 #include "tests/support/test_support.h"
@@ -179,6 +182,66 @@ TEST(DeviceWeights, EditedWeightsAreUsedByTheNextPass) {
     const MatrixRM edited = cpu.forward(ids);
     EXPECT_FALSE(same(edited, Transformer(spec, w).forward(ids)));
     EXPECT_TRUE(same(dev.forward(ids), edited)) << slots;
+  }
+}
+
+// A weight stored as ggml blocks of `t`, as the GGUF reader builds one: a row decoder over the
+// blocks plus the blocks themselves (GgmlBlocks) for off-host uploads.
+WeightTensor as_ggml_blocks(const WeightTensor& w, kquants::QuantType t) {
+  const kquants::TypeTraits& tr = kquants::traits(t);
+  const MatrixRM m = w.to_matrix();
+  const size_t row_bytes = size_t(m.cols() / tr.block_size * tr.type_size);
+  auto blocks = std::make_shared<std::vector<uint8_t>>(row_bytes * size_t(m.rows()));
+  tr.quantize_ref(m.data(), blocks->data(), m.size());
+  const int64_t cols = m.cols();
+  auto decode = [blocks, row_bytes, cols, deq = tr.dequantize](int64_t r0, int64_t n, float* out) {
+    for (int64_t i = 0; i < n; ++i)
+      deq(blocks->data() + size_t(r0 + i) * row_bytes, out + i * cols, cols);
+  };
+  return WeightTensor::quantized(m.rows(), m.cols(), blocks->size(), tr.name, decode,
+                                 {tr.ggml_type, blocks->data(), blocks->size()});
+}
+
+// Layers of Q8_0, Q4_K and Q6_K blocks (widths that are whole 256-weight super-blocks), lm_head
+// Q8_0: the off-host logits equal the CPU's bit for bit, resident and streamed, and each layer
+// takes its blocks' bytes in backend memory, not fp32's.
+TEST(DeviceWeights, GgufBlocksStayBlocksAndDecodeAsOnTheHost) {
+  ModelSpec spec = test::small_model_spec(Architecture::Llama);
+  spec.hidden_size = 256;
+  spec.intermediate_size = 512;
+  spec.num_heads = 4;
+  spec.num_kv_heads = 2;
+  spec.head_dim = 64;
+  spec.num_layers = 3;
+  spec.max_position_embeddings = 24;
+  ModelWeights w = random_weights(spec, test::test_seed(162), 0.3f);
+  const kquants::QuantType types[3] = {kquants::QuantType::Q8_0, kquants::QuantType::Q4_K,
+                                       kquants::QuantType::Q6_K};
+  size_t fp32_bytes = 0, block_bytes = 0;
+  for (size_t l = 0; l < w.layers.size(); ++l)
+    for (LinearRole r : kAllLinearRoles) {
+      WeightTensor& W = w.layers[l].linear(r);
+      fp32_bytes += size_t(W.size()) * 4;
+      W = as_ggml_blocks(W, types[l]);
+      block_bytes += W.ggml_blocks().bytes;
+    }
+  w.lm_head = as_ggml_blocks(w.lm_head, kquants::QuantType::Q8_0);
+  const Transformer cpu(spec, w);
+  const auto seqs = random_sequences(spec, test::test_seed(162));
+  const MatrixRM want = cpu.forward(seqs);
+  const MatrixRM want_dec = decode_token_by_token(cpu, seqs[0]);
+  ASSERT_TRUE(want.allFinite());
+  size_t layers_bytes = 0;
+  for (const LayerWeights& L : w.layers) layers_bytes += DeviceWeights::layer_bytes(L);
+  EXPECT_LT(layers_bytes, block_bytes + fp32_bytes / 8) << "blocks, not widened fp32";
+  for (double slots : {0.0, 2.2}) {
+    SCOPED_TRACE(slots);
+    test::OffHostCpuBackend off;
+    if (slots > 0) off.set_max_device_memory(size_t(slots * double(widest_layer(w))), "test");
+    const Transformer dev(spec, w, off);
+    EXPECT_TRUE(same(dev.forward(seqs), want));
+    EXPECT_EQ(dev.device_weights_if_built()->streamed_layers() > 0, slots > 0);
+    EXPECT_TRUE(same(decode_token_by_token(dev, seqs[0]), want_dec));
   }
 }
 
