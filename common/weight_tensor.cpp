@@ -58,7 +58,8 @@ WeightTensor WeightTensor::half_view(WeightDType dtype, const void* data, int64_
 }
 
 WeightTensor WeightTensor::quantized(int64_t rows, int64_t cols, size_t stored_bytes,
-                                     std::string type, RowDecoder decode, GgmlBlocks blocks) {
+                                     std::string type, RowDecoder decode, GgmlBlocks blocks,
+                                     GroupCodes groups) {
   QS_ASSERT(rows >= 0 && cols >= 0 && decode);
   WeightTensor t;
   t.rows_ = rows;
@@ -68,6 +69,7 @@ WeightTensor WeightTensor::quantized(int64_t rows, int64_t cols, size_t stored_b
   t.qtype_ = std::move(type);
   t.decoder_ = std::make_shared<const RowDecoder>(std::move(decode));
   t.blocks_ = blocks;
+  t.groups_ = groups;
   return t;
 }
 
@@ -147,6 +149,7 @@ MatrixRM& WeightTensor::mutable_matrix() {
     qbytes_ = 0;
     qtype_.clear();
     blocks_ = {};
+    groups_ = {};
   }
   return *owned_;
 }

@@ -28,6 +28,17 @@ struct GgmlBlocks {
   size_t bytes = 0;
 };
 
+/// A quantized weight's GPTQ/AWQ-style group codes (a QTensor's arrays: one code byte per weight
+/// [rows, cols], scales and zeros [n_groups, rows], g_idx [cols]): what an off-host backend
+/// uploads and dequantizes there (Backend::dequantize_groups). codes nullptr: not available.
+struct GroupCodes {
+  const uint8_t* codes = nullptr;  ///< kept alive by the tensor's decoder, as the rest
+  const float* scales = nullptr;
+  const float* zeros = nullptr;
+  const int32_t* g_idx = nullptr;
+  int64_t n_groups = 0;
+};
+
 class WeightTensor {
  public:
   /// Writes rows [r0, r0 + n) as fp32 to out[n, cols]. Must be safe to call concurrently.
@@ -45,9 +56,10 @@ class WeightTensor {
                                 std::shared_ptr<const void> keep);
   /// Quantized: `decode` widens rows; `stored_bytes` is the size of its codes; `type` names
   /// the format ("gptq", "q4_K", ...). Whatever `decode` needs it must keep alive itself.
-  /// `blocks`: the same codes as ggml blocks, when they are that (GGUF), for off-host uploads.
+  /// `blocks` / `groups`: the same codes as ggml blocks (GGUF) or group codes (GPTQ/AWQ), when
+  /// they are that, for off-host uploads.
   static WeightTensor quantized(int64_t rows, int64_t cols, size_t stored_bytes, std::string type,
-                                RowDecoder decode, GgmlBlocks blocks = {});
+                                RowDecoder decode, GgmlBlocks blocks = {}, GroupCodes groups = {});
 
   int64_t rows() const { return owned_ ? owned_->rows() : rows_; }
   int64_t cols() const { return owned_ ? owned_->cols() : cols_; }
@@ -75,6 +87,8 @@ class WeightTensor {
 
   /// Quantized GGUF codes as ggml blocks (ggml_type −1 otherwise).
   const GgmlBlocks& ggml_blocks() const { return blocks_; }
+  /// Quantized GPTQ/AWQ group codes (codes nullptr otherwise).
+  const GroupCodes& group_codes() const { return groups_; }
 
   /// An owned fp32 matrix to edit in place (or assign, any shape): widens (or un-shares) the
   /// storage first, so other copies of this tensor keep their values.
@@ -93,6 +107,7 @@ class WeightTensor {
   size_t qbytes_ = 0;
   std::string qtype_;
   GgmlBlocks blocks_;
+  GroupCodes groups_;
 };
 
 }  // namespace qsweep

@@ -23,17 +23,34 @@ bool as_blocks(const WeightTensor& W) {
          ggml::block_weights(g.ggml_type) > 0 && W.size() % ggml::block_weights(g.ggml_type) == 0;
 }
 
+// GPTQ/AWQ group codes: code bytes, scales, zeros, g_idx, each piece 256-byte aligned.
+bool as_groups(const WeightTensor& W) {
+  return W.dtype() == WeightDType::Quantized && W.group_codes().codes != nullptr;
+}
+struct GroupOffsets {
+  size_t scales, zeros, g_idx, end;
+};
+GroupOffsets group_offsets(const WeightTensor& W) {
+  GroupOffsets o;
+  const size_t sz = size_t(W.group_codes().n_groups * W.rows()) * sizeof(float);
+  o.scales = aligned(size_t(W.size()));
+  o.zeros = o.scales + aligned(sz);
+  o.g_idx = o.zeros + aligned(sz);
+  o.end = o.g_idx + size_t(W.cols()) * sizeof(int32_t);
+  return o;
+}
+
 // Stored form in backend memory: 16-bit weights keep 2 bytes, GGUF block codes their blocks,
-// the rest (F32, GPTQ/AWQ codes) become fp32.
+// GPTQ/AWQ codes their groups, the rest (F32, permuted q/k blocks) become fp32.
 WeightDType device_dtype(const WeightTensor& W) {
   if (W.dtype() == WeightDType::F16 || W.dtype() == WeightDType::BF16) return W.dtype();
-  return as_blocks(W) ? WeightDType::Quantized : WeightDType::F32;
+  return as_blocks(W) || as_groups(W) ? WeightDType::Quantized : WeightDType::F32;
 }
 
 size_t device_bytes(const WeightTensor& W) {
   switch (device_dtype(W)) {
     case WeightDType::Quantized:
-      return W.ggml_blocks().bytes;
+      return as_blocks(W) ? W.ggml_blocks().bytes : group_offsets(W).end;
     case WeightDType::F16:
     case WeightDType::BF16:
       return size_t(W.size()) * 2;
@@ -44,8 +61,16 @@ size_t device_bytes(const WeightTensor& W) {
 }
 
 DeviceLinear device_linear(const WeightTensor& W, const uint8_t* at) {
-  return {at, device_dtype(W), W.rows(), W.cols(),
-          device_dtype(W) == WeightDType::Quantized ? W.ggml_blocks().ggml_type : -1};
+  DeviceLinear d{at, device_dtype(W), W.rows(), W.cols()};
+  if (as_blocks(W)) {
+    d.ggml_type = W.ggml_blocks().ggml_type;
+  } else if (as_groups(W)) {
+    const GroupOffsets o = group_offsets(W);
+    d.scales = reinterpret_cast<const float*>(at + o.scales);
+    d.zeros = reinterpret_cast<const float*>(at + o.zeros);
+    d.g_idx = reinterpret_cast<const int32_t*>(at + o.g_idx);
+  }
+  return d;
 }
 
 // A layer's pieces in block order: 7 linears, then 8 vectors.
@@ -67,7 +92,15 @@ void write_weight(const WeightTensor& W, uint8_t* dst) {
     std::memcpy(dst, h, device_bytes(W));
   else if (as_blocks(W))
     std::memcpy(dst, W.ggml_blocks().data, device_bytes(W));
-  else
+  else if (as_groups(W)) {
+    const GroupCodes& g = W.group_codes();
+    const GroupOffsets o = group_offsets(W);
+    const size_t sz = size_t(g.n_groups * W.rows()) * sizeof(float);
+    std::memcpy(dst, g.codes, size_t(W.size()));
+    std::memcpy(dst + o.scales, g.scales, sz);
+    std::memcpy(dst + o.zeros, g.zeros, sz);
+    std::memcpy(dst + o.g_idx, g.g_idx, size_t(W.cols()) * sizeof(int32_t));
+  } else
     W.decode_rows(0, W.rows(), reinterpret_cast<float*>(dst));  // GPTQ/AWQ: widened exactly
 }
 
@@ -255,7 +288,11 @@ void gemm_nt_device_linear(Backend& b, const float* A, const DeviceLinear& W, fl
   // Backend::gemm_nt_weight does with a widened weight.
   const int64_t n = W.rows * W.cols;
   auto* w = static_cast<float*>(s.device_buffer(b, 0, size_t(n) * sizeof(float)));
-  b.dequantize_ggml(W.ggml_type, static_cast<const uint8_t*>(W.data), w, n);
+  if (W.ggml_type >= 0)
+    b.dequantize_ggml(W.ggml_type, static_cast<const uint8_t*>(W.data), w, n);
+  else
+    b.dequantize_groups(static_cast<const uint8_t*>(W.data), W.scales, W.zeros, W.g_idx, w, W.rows,
+                        W.cols);
   b.gemm_nt(A, w, C, m, W.rows, W.cols);
 }
 

@@ -1,8 +1,8 @@
 // One Transformer's weights in the memory of an off-host backend (CUDA), issue #16. Each layer
 // is one block in backend memory holding its linears in their stored form — F32 as is, F16/BF16
-// as 2-byte bits, GGUF block codes as their blocks (dequantized on the backend per use; the
-// llama q/k tensors, whose rows the file permutes, and GPTQ/AWQ codes are widened to fp32 on the
-// host) — and its norms and biases (fp32).
+// as 2-byte bits, GGUF block codes as their blocks and GPTQ/AWQ group codes as code bytes +
+// scales + zeros + g_idx (both dequantized on the backend per use; the llama q/k tensors, whose
+// rows the GGUF file permutes, are widened to fp32 on the host) — and its norms and biases.
 //
 // Layers 0..R−1 are uploaded once and stay resident; when the whole model does not fit in the
 // backend's budget (Backend::max_device_memory), layers R..L−1 are streamed through two device
@@ -26,12 +26,15 @@
 namespace qsweep {
 
 /// A linear's weight [rows, cols] in backend memory: F32, F16/BF16 bits, or (Quantized) the
-/// GGUF file's ggml blocks of type `ggml_type`.
+/// GGUF file's ggml blocks of type `ggml_type` (≥ 0) or group codes (ggml_type −1: data = one
+/// code byte per weight, then `scales`, `zeros` [n_groups, rows] and `g_idx` [cols]).
 struct DeviceLinear {
   const void* data = nullptr;
   WeightDType dtype = WeightDType::F32;
   int64_t rows = 0, cols = 0;
   int ggml_type = -1;
+  const float *scales = nullptr, *zeros = nullptr;
+  const int32_t* g_idx = nullptr;
 };
 
 /// C[m, rows] = A[m, cols]·Wᵀ for a weight in backend memory: Backend::gemm_nt_resident, or

@@ -36,9 +36,12 @@ WeightTensor qtensor_weight(std::shared_ptr<const QTensor> t) {
                        size_t(t->n_groups() * t->rows) * 4 + size_t(t->cols) * 4;
   const int64_t rows = t->rows, cols = t->cols;
   const std::string type = cat("qtensor", t->bits);
+  const GroupCodes groups{t->codes.data(), t->scales.data(), t->zeros.data(), t->g_idx.data(),
+                          t->n_groups()};
   return WeightTensor::quantized(
       rows, cols, bytes, type,
-      [t = std::move(t)](int64_t r0, int64_t n, float* out) { t->dequantize_rows(r0, n, out); });
+      [t = std::move(t)](int64_t r0, int64_t n, float* out) { t->dequantize_rows(r0, n, out); }, {},
+      groups);
 }
 
 void QTensor::validate() const {

@@ -7,10 +7,11 @@
 // and KV-cache decoding. A budget below two layer slots is an Error naming the knob. The CUDA
 // half runs the same models on make_backend("cuda") within kRelTol (fp16 tensor-core GEMMs)
 // and skips without a device, saying why. Weights edited through mutable_weights() are used.
-// GGUF block codes stay blocks in backend memory and are dequantized there, bit for bit the
-// host's row decoder.
+// GGUF block codes and GPTQ/AWQ group codes stay codes in backend memory and are dequantized
+// there, bit for bit the host's row decoder.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <random>
@@ -23,6 +24,7 @@
 #include "model/transformer.h"
 #include "model/weights.h"
 #include "quantizers/kquants/kquants.h"
+#include "quantizers/quantizers.h"
 #include "tests/support/off_host_backend.h"
 #include "tests/support/small_model.h"
 #include "tests/support/test_support.h"
@@ -234,6 +236,43 @@ TEST(DeviceWeights, GgufBlocksStayBlocksAndDecodeAsOnTheHost) {
   size_t layers_bytes = 0;
   for (const LayerWeights& L : w.layers) layers_bytes += DeviceWeights::layer_bytes(L);
   EXPECT_LT(layers_bytes, block_bytes + fp32_bytes / 8) << "blocks, not widened fp32";
+  for (double slots : {0.0, 2.2}) {
+    SCOPED_TRACE(slots);
+    test::OffHostCpuBackend off;
+    if (slots > 0) off.set_max_device_memory(size_t(slots * double(widest_layer(w))), "test");
+    const Transformer dev(spec, w, off);
+    EXPECT_TRUE(same(dev.forward(seqs), want));
+    EXPECT_EQ(dev.device_weights_if_built()->streamed_layers() > 0, slots > 0);
+    EXPECT_TRUE(same(decode_token_by_token(dev, seqs[0]), want_dec));
+  }
+}
+
+// GPTQ/AWQ-style group codes (QTensor via qtensor_weight: 4-bit g16, and 3-bit g16 with a
+// shuffled g_idx as act-order gives): off-host logits equal the CPU's bit for bit, resident and
+// streamed, and each layer takes the codes' bytes (one per weight + scales/zeros/g_idx), not
+// fp32's.
+TEST(DeviceWeights, GroupCodesStayCodesAndDecodeAsOnTheHost) {
+  const ModelSpec spec = spec_for(Architecture::Llama);
+  ModelWeights w = random_weights(spec, test::test_seed(163), 0.3f);
+  std::mt19937 rng{uint32_t(test::test_seed(163))};
+  size_t fp32_bytes = 0;
+  for (size_t l = 0; l < w.layers.size(); ++l)
+    for (LinearRole r : kAllLinearRoles) {
+      WeightTensor& W = w.layers[l].linear(r);
+      fp32_bytes += size_t(W.size()) * 4;
+      QTensor q = quantize_rtn(W.to_matrix(), RtnConfig{l % 2 ? 3 : 4, 16, false});
+      if (l % 2) std::shuffle(q.g_idx.begin(), q.g_idx.end(), rng);
+      W = qtensor_weight(std::make_shared<const QTensor>(std::move(q)));
+      ASSERT_NE(W.group_codes().codes, nullptr);
+    }
+  const Transformer cpu(spec, w);
+  const auto seqs = random_sequences(spec, test::test_seed(163));
+  const MatrixRM want = cpu.forward(seqs);
+  const MatrixRM want_dec = decode_token_by_token(cpu, seqs[0]);
+  ASSERT_TRUE(want.allFinite());
+  size_t layers_bytes = 0;
+  for (const LayerWeights& L : w.layers) layers_bytes += DeviceWeights::layer_bytes(L);
+  EXPECT_LT(layers_bytes, fp32_bytes / 2) << "codes, not widened fp32";
   for (double slots : {0.0, 2.2}) {
     SCOPED_TRACE(slots);
     test::OffHostCpuBackend off;
