@@ -4,9 +4,15 @@
 #include <tbb/parallel_for.h>
 #include <tbb/partitioner.h>
 
+#include <immintrin.h>
+#include <tbb/blocked_range.h>
+
 #include <Eigen/Core>
 #include <algorithm>
+#include <cmath>
 #include <vector>
+
+#include "common/half.h"
 
 namespace qsweep {
 namespace {
@@ -43,7 +49,126 @@ void tiled(int64_t m, int64_t n, int64_t k, Kernel&& kernel) {
       tbb::simple_partitioner());
 }
 
+// ---- cpu_gemv_w16 ----------------------------------------------------------------------------
+// R rows at a time share the loads of x; each row keeps two vector accumulators (even and odd
+// lane-chunks), so a row's arithmetic is the same whether it runs in a block of R or alone.
+constexpr int64_t kGemvRowBlock = 4;
+constexpr int64_t kGemvRowsPerTask = 64;       // fixed chunks: results independent of threads
+constexpr int64_t kGemvSerialElems = 1 << 16;  // below this many weights, one task
+
+template <bool BF16>
+float widen1(uint16_t w) {
+  return BF16 ? bf16_to_float(w) : half_to_float(w);
+}
+
+#if defined(__AVX512F__) && defined(__F16C__)
+template <bool BF16>
+inline __m512 load_w(const uint16_t* p) {
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  if constexpr (BF16)
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  else
+    return _mm512_cvtph_ps(h);
+}
+
+template <bool BF16, int R>
+void gemv_rows(const float* x, const uint16_t* W, float* y, int64_t k) {
+  __m512 a0[R], a1[R];
+  for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm512_setzero_ps();
+  int64_t p = 0;
+  for (; p + 32 <= k; p += 32) {
+    const __m512 x0 = _mm512_loadu_ps(x + p), x1 = _mm512_loadu_ps(x + p + 16);
+    for (int r = 0; r < R; ++r) {
+      a0[r] = _mm512_fmadd_ps(x0, load_w<BF16>(W + r * k + p), a0[r]);
+      a1[r] = _mm512_fmadd_ps(x1, load_w<BF16>(W + r * k + p + 16), a1[r]);
+    }
+  }
+  if (p + 16 <= k) {
+    const __m512 x0 = _mm512_loadu_ps(x + p);
+    for (int r = 0; r < R; ++r) a0[r] = _mm512_fmadd_ps(x0, load_w<BF16>(W + r * k + p), a0[r]);
+    p += 16;
+  }
+  for (int r = 0; r < R; ++r) {
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
+    for (int64_t q = p; q < k; ++q) s = std::fma(x[q], widen1<BF16>(W[r * k + q]), s);
+    y[r] = s;
+  }
+}
+#elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+template <bool BF16>
+inline __m256 load_w(const uint16_t* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  if constexpr (BF16)
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  else
+    return _mm256_cvtph_ps(h);
+}
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+template <bool BF16, int R>
+void gemv_rows(const float* x, const uint16_t* W, float* y, int64_t k) {
+  __m256 a0[R], a1[R];
+  for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
+  int64_t p = 0;
+  for (; p + 16 <= k; p += 16) {
+    const __m256 x0 = _mm256_loadu_ps(x + p), x1 = _mm256_loadu_ps(x + p + 8);
+    for (int r = 0; r < R; ++r) {
+      a0[r] = _mm256_fmadd_ps(x0, load_w<BF16>(W + r * k + p), a0[r]);
+      a1[r] = _mm256_fmadd_ps(x1, load_w<BF16>(W + r * k + p + 8), a1[r]);
+    }
+  }
+  if (p + 8 <= k) {
+    const __m256 x0 = _mm256_loadu_ps(x + p);
+    for (int r = 0; r < R; ++r) a0[r] = _mm256_fmadd_ps(x0, load_w<BF16>(W + r * k + p), a0[r]);
+    p += 8;
+  }
+  for (int r = 0; r < R; ++r) {
+    float s = hsum(_mm256_add_ps(a0[r], a1[r]));
+    for (int64_t q = p; q < k; ++q) s = std::fma(x[q], widen1<BF16>(W[r * k + q]), s);
+    y[r] = s;
+  }
+}
+#else
+template <bool BF16, int R>
+void gemv_rows(const float* x, const uint16_t* W, float* y, int64_t k) {
+  for (int r = 0; r < R; ++r) {
+    float s = 0;
+    for (int64_t q = 0; q < k; ++q) s = std::fma(x[q], widen1<BF16>(W[r * k + q]), s);
+    y[r] = s;
+  }
+}
+#endif
+
+template <bool BF16>
+void gemv_range(const float* x, const uint16_t* W, float* y, int64_t r0, int64_t r1, int64_t k) {
+  int64_t r = r0;
+  for (; r + kGemvRowBlock <= r1; r += kGemvRowBlock)
+    gemv_rows<BF16, kGemvRowBlock>(x, W + r * k, y + r, k);
+  for (; r < r1; ++r) gemv_rows<BF16, 1>(x, W + r * k, y + r, k);
+}
+
 }  // namespace
+
+void cpu_gemv_w16(const float* x, const uint16_t* W, bool bf16, float* y, int64_t n, int64_t k) {
+  if (n == 0) return;
+  auto range = [&](int64_t r0, int64_t r1) {
+    if (bf16)
+      gemv_range<true>(x, W, y, r0, r1, k);
+    else
+      gemv_range<false>(x, W, y, r0, r1, k);
+  };
+  if (n * k <= kGemvSerialElems) return range(0, n);
+  tbb::parallel_for(
+      tbb::blocked_range<int64_t>(0, n, kGemvRowsPerTask),
+      [&](const tbb::blocked_range<int64_t>& r) { range(r.begin(), r.end()); },
+      tbb::simple_partitioner());
+}
 
 void cpu_gemm_nt(const float* A, const float* B, float* C, int64_t m, int64_t n, int64_t k,
                  bool accumulate) {

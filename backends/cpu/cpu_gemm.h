@@ -33,6 +33,15 @@ inline constexpr int64_t kGemmNtRowsMaxM = 128;
 void cpu_gemm_nt_rows(const float* A, float* C, int64_t m, int64_t n, int64_t k,
                       const GemmRowDecoder& decode_rows);
 
+/// y[n] = W[n, k] · x[k] with W fp16 (or bf16 when `bf16`) bit patterns, row-major, any alignment:
+/// the decode (m = 1) product, reading the 2-byte weights directly in SIMD registers (AVX-512 with
+/// F16C, else AVX2 with F16C, else scalar; chosen by the build's -march) so the weights stream at
+/// memory bandwidth without an fp32 copy. Deterministic: y[j] is summed by one task in an order
+/// that depends only on k (16- or 8-lane partial sums, then the k tail), never on n, j or the
+/// thread count. Differs from cpu_gemm_nt on the widened weight by fp32 reordering only (not
+/// bit for bit: see docs/performance.md, issue #18, for why the backend does not use it yet).
+void cpu_gemv_w16(const float* x, const uint16_t* W, bool bf16, float* y, int64_t n, int64_t k);
+
 /// C[m, n] = A[m, k] · B[k, n] (row-major), overwriting C.
 void cpu_gemm_nn(const float* A, const float* B, float* C, int64_t m, int64_t n, int64_t k);
 

@@ -9,7 +9,9 @@
 #include <string>
 
 #include "backends/backend.h"
+#include "backends/cpu/cpu_gemm.h"
 #include "common/half.h"
+#include "common/weight_tensor.h"
 #include "model/transformer.h"
 #include "model/weights.h"
 
@@ -123,6 +125,38 @@ BENCHMARK(BM_ResidentForward7BShaped)
     ->ArgNames({"dev"})
     ->Arg(0)
     ->Arg(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// Decode on an fp16 weight on the CPU (#18): GB/s of weight bytes streamed (n·k·2 per row of A, so
+// m > 1 counts the weight once per row). args: m, n (out), k (in), path: 0 cpu_gemv_w16 per row
+// of A, 1 the tile-widening cpu_gemm_nt_rows the backend uses today for m <= 128.
+void BM_DecodeGemvF16(benchmark::State& state) {
+  const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
+  const bool widen_tiles = state.range(3) != 0;
+  const auto w = randn(size_t(n * k), 2);
+  auto bits = std::make_shared<std::vector<uint16_t>>(w.size());
+  for (size_t i = 0; i < w.size(); ++i) (*bits)[i] = float_to_half(w[i]);
+  const auto W = WeightTensor::half_view(WeightDType::F16, bits->data(), n, k, bits);
+  const auto a = randn(size_t(m * k), 1);
+  std::vector<float> c(size_t(m * n));
+  for (auto _ : state) {
+    if (widen_tiles)
+      cpu_gemm_nt_rows(a.data(), c.data(), m, n, k, [&](int64_t r0, int64_t count, float* out) {
+        W.decode_rows(r0, count, out);
+      });
+    else
+      for (int64_t i = 0; i < m; ++i)
+        cpu_gemv_w16(a.data() + i * k, bits->data(), false, c.data() + i * n, n, k);
+    benchmark::DoNotOptimize(c.data());
+  }
+  state.counters["GB/s"] =
+      benchmark::Counter(2.0 * double(n * k) * double(m * state.iterations()),
+                         benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_DecodeGemvF16)
+    ->ArgNames({"m", "n", "k", "widen"})
+    ->ArgsProduct({{1, 2, 4}, {4096, 11008}, {4096}, {0, 1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

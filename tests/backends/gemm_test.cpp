@@ -12,6 +12,7 @@
 #include "backends/backend.h"
 #include "backends/cpu/cpu_gemm.h"
 #include "common/errors.h"
+#include "common/half.h"
 #include "tests/support/test_support.h"
 
 namespace qsweep {
@@ -113,6 +114,70 @@ INSTANTIATE_TEST_SUITE_P(Awkward, GemmShapes,
                                            std::make_tuple(256, 768, 256),
                                            std::make_tuple(1, 4100, 300),  // tiled, m = 1
                                            std::make_tuple(100, 600, 64)));
+
+// cpu_gemv_w16 (decode, m = 1, on fp16/bf16 weights) against a double-precision product of the
+// widened weight. Tolerance: fp32 summation over at most k/32 + 24 sequential additions (lane sums,
+// the lane reduction, the scalar k tail), each off by ≤ 2⁻²⁴ relative:
+// |y − ref| ≤ (k/32 + 24)·2⁻²⁴·Σ|x·w|. Shapes: k with 16/32-lane and 8/16-lane tails, n not a
+// multiple of the 4-row block, both the serial and the threaded path; W not 4-byte aligned.
+class GemvShapes : public ::testing::TestWithParam<std::tuple<int, int, bool>> {};
+
+std::vector<uint16_t> random_w16(size_t count, bool bf16, std::mt19937& rng) {
+  const auto f = random_vec(count + 1, rng);
+  std::vector<uint16_t> w(count + 1);  // one spare entry: callers pass data() + 1 (unaligned)
+  for (size_t i = 0; i < w.size(); ++i) w[i] = bf16 ? float_to_bf16(f[i]) : float_to_half(f[i]);
+  return w;
+}
+
+TEST_P(GemvShapes, MatchesDoubleReferenceOfWidenedWeight) {
+  const auto [n, k, bf16] = GetParam();
+  std::mt19937 rng(uint32_t(test::test_seed(14) + n * 7 + k * 13 + bf16));
+  const auto x = random_vec(size_t(k), rng);
+  const auto wbuf = random_w16(size_t(n) * k, bf16, rng);
+  const uint16_t* W = wbuf.data() + 1;
+  std::vector<float> y(size_t(n), -1.0f);
+  cpu_gemv_w16(x.data(), W, bf16, y.data(), n, k);
+  for (int j = 0; j < n; ++j) {
+    double ref = 0, mag = 0;
+    for (int p = 0; p < k; ++p) {
+      const uint16_t b = W[size_t(j) * k + p];
+      const double t = double(x[size_t(p)]) * (bf16 ? bf16_to_float(b) : half_to_float(b));
+      ref += t;
+      mag += std::abs(t);
+    }
+    const double tol = (k / 32.0 + 24) * std::ldexp(1.0, -24) * mag + 1e-30;
+    ASSERT_LE(std::abs(double(y[size_t(j)]) - ref), tol) << "row " << j << " of " << n << "x" << k;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Tails, GemvShapes,
+                         ::testing::Combine(::testing::Values(1, 3, 4, 7, 130),
+                                            ::testing::Values(1, 7, 15, 17, 47, 4111),
+                                            ::testing::Bool()));
+INSTANTIATE_TEST_SUITE_P(Threaded, GemvShapes,  // n·k above the serial threshold
+                         ::testing::Combine(::testing::Values(1029), ::testing::Values(97, 512),
+                                            ::testing::Bool()));
+
+// Deterministic: bit-identical for 1 and 2 threads, and each y[j] equals the product of row j
+// alone (n = 1), so neither the task split nor the 4-row blocking changes a number.
+TEST(Gemv, BitIdenticalAcrossThreadsAndRowBlocking) {
+  constexpr int n = 1037, k = 1000;
+  for (bool bf16 : {false, true}) {
+    std::mt19937 rng(uint32_t(test::test_seed(15) + bf16));
+    const auto x = random_vec(size_t(k), rng);
+    const auto wbuf = random_w16(size_t(n) * k, bf16, rng);
+    const uint16_t* W = wbuf.data() + 1;
+    std::vector<float> alone(static_cast<size_t>(n));
+    for (int j = 0; j < n; ++j) cpu_gemv_w16(x.data(), W + size_t(j) * k, bf16, &alone[j], 1, k);
+    for (int threads : {1, 2}) {
+      set_backend_threads(threads);
+      std::vector<float> y(size_t(n), -1.0f);
+      cpu_gemv_w16(x.data(), W, bf16, y.data(), n, k);
+      EXPECT_EQ(y, alone) << threads << " threads, bf16 " << bf16;
+    }
+    set_backend_threads(0);
+  }
+}
 
 TEST(CudaTwin, MatmulMatchesCpu) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA: " << cuda_unavailable_reason();
