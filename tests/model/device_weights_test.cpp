@@ -187,6 +187,26 @@ TEST(DeviceWeights, EditedWeightsAreUsedByTheNextPass) {
   }
 }
 
+// The off-host forward and token-by-token decode equal the CPU's bit for bit with every layer
+// resident (unlimited budget) and with layers streamed (2.2 widest layers).
+void expect_offhost_resident_and_streamed_equal_cpu(const ModelSpec& spec, const ModelWeights& w,
+                                                    uint64_t seed) {
+  const Transformer cpu(spec, w);
+  const auto seqs = random_sequences(spec, seed);
+  const MatrixRM want = cpu.forward(seqs);
+  const MatrixRM want_dec = decode_token_by_token(cpu, seqs[0]);
+  ASSERT_TRUE(want.allFinite());
+  for (double slots : {0.0, 2.2}) {
+    SCOPED_TRACE(slots);
+    test::OffHostCpuBackend off;
+    if (slots > 0) off.set_max_device_memory(size_t(slots * double(widest_layer(w))), "test");
+    const Transformer dev(spec, w, off);
+    EXPECT_TRUE(same(dev.forward(seqs), want));
+    EXPECT_EQ(dev.device_weights_if_built()->streamed_layers() > 0, slots > 0);
+    EXPECT_TRUE(same(decode_token_by_token(dev, seqs[0]), want_dec));
+  }
+}
+
 // A weight stored as ggml blocks of `t`, as the GGUF reader builds one: a row decoder over the
 // blocks plus the blocks themselves (GgmlBlocks) for off-host uploads.
 WeightTensor as_ggml_blocks(const WeightTensor& w, kquants::QuantType t) {
@@ -228,23 +248,10 @@ TEST(DeviceWeights, GgufBlocksStayBlocksAndDecodeAsOnTheHost) {
       block_bytes += W.ggml_blocks().bytes;
     }
   w.lm_head = as_ggml_blocks(w.lm_head, kquants::QuantType::Q8_0);
-  const Transformer cpu(spec, w);
-  const auto seqs = random_sequences(spec, test::test_seed(162));
-  const MatrixRM want = cpu.forward(seqs);
-  const MatrixRM want_dec = decode_token_by_token(cpu, seqs[0]);
-  ASSERT_TRUE(want.allFinite());
   size_t layers_bytes = 0;
   for (const LayerWeights& L : w.layers) layers_bytes += DeviceWeights::layer_bytes(L);
   EXPECT_LT(layers_bytes, block_bytes + fp32_bytes / 8) << "blocks, not widened fp32";
-  for (double slots : {0.0, 2.2}) {
-    SCOPED_TRACE(slots);
-    test::OffHostCpuBackend off;
-    if (slots > 0) off.set_max_device_memory(size_t(slots * double(widest_layer(w))), "test");
-    const Transformer dev(spec, w, off);
-    EXPECT_TRUE(same(dev.forward(seqs), want));
-    EXPECT_EQ(dev.device_weights_if_built()->streamed_layers() > 0, slots > 0);
-    EXPECT_TRUE(same(decode_token_by_token(dev, seqs[0]), want_dec));
-  }
+  expect_offhost_resident_and_streamed_equal_cpu(spec, w, test::test_seed(162));
 }
 
 // GPTQ/AWQ-style group codes (QTensor via qtensor_weight: 4-bit g16, and 3-bit g16 with a
@@ -265,23 +272,10 @@ TEST(DeviceWeights, GroupCodesStayCodesAndDecodeAsOnTheHost) {
       W = qtensor_weight(std::make_shared<const QTensor>(std::move(q)));
       ASSERT_NE(W.group_codes().codes, nullptr);
     }
-  const Transformer cpu(spec, w);
-  const auto seqs = random_sequences(spec, test::test_seed(163));
-  const MatrixRM want = cpu.forward(seqs);
-  const MatrixRM want_dec = decode_token_by_token(cpu, seqs[0]);
-  ASSERT_TRUE(want.allFinite());
   size_t layers_bytes = 0;
   for (const LayerWeights& L : w.layers) layers_bytes += DeviceWeights::layer_bytes(L);
   EXPECT_LT(layers_bytes, fp32_bytes / 2) << "codes, not widened fp32";
-  for (double slots : {0.0, 2.2}) {
-    SCOPED_TRACE(slots);
-    test::OffHostCpuBackend off;
-    if (slots > 0) off.set_max_device_memory(size_t(slots * double(widest_layer(w))), "test");
-    const Transformer dev(spec, w, off);
-    EXPECT_TRUE(same(dev.forward(seqs), want));
-    EXPECT_EQ(dev.device_weights_if_built()->streamed_layers() > 0, slots > 0);
-    EXPECT_TRUE(same(decode_token_by_token(dev, seqs[0]), want_dec));
-  }
+  expect_offhost_resident_and_streamed_equal_cpu(spec, w, test::test_seed(163));
 }
 
 INSTANTIATE_TEST_SUITE_P(Architectures, DeviceWeightsArch,
