@@ -13,7 +13,7 @@ namespace qsweep::kquants {
 
 using detail::blocks_in;
 using detail::get_scale_min_k4;
-using detail::make_qkx2_quants;
+using detail::make_qkx2_quants_lanes;
 using detail::make_qkx3_quants;
 using detail::make_qp_quants;
 using detail::make_qx_quants;
@@ -188,8 +188,7 @@ void quantize_row_q2_K_ref(const float* x, void* blocks, int64_t n) {
   const int64_t nb = blocks_in(n, kQK_K, "Q2_K");
   auto* y = static_cast<block_q2_K*>(blocks);
   uint8_t L[kQK_K];
-  uint8_t Laux[16];
-  float weights[16];
+  float weights[kQK_K];
   float mins[kQK_K / 16];
   float scales[kQK_K / 16];
   const float q4scale = 15.f;
@@ -197,10 +196,9 @@ void quantize_row_q2_K_ref(const float* x, void* blocks, int64_t n) {
   for (int64_t i = 0; i < nb; ++i, x += kQK_K) {
     float max_scale = 0;  // scales are non-negative since the min is subtracted
     float max_min = 0;
+    for (int l = 0; l < kQK_K; ++l) weights[l] = std::fabs(x[l]);
+    make_qkx2_quants_lanes(kQK_K / 16, 16, 3, x, weights, L, scales, mins, -0.5f, 0.1f, 15, true);
     for (int j = 0; j < kQK_K / 16; ++j) {
-      for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-      scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f,
-                                   0.1f, 15, true);
       if (scales[j] > max_scale) max_scale = scales[j];
       if (mins[j] > max_min) max_min = mins[j];
     }
@@ -274,8 +272,8 @@ void quantize_row_q3_K_ref(const float* x, void* blocks, int64_t n) {
   for (int64_t i = 0; i < nb; ++i, x += kQK_K) {
     float max_scale = 0;
     float amax = 0;
+    detail::make_q3_quants_x16(16, 4, x, L, scales);
     for (int j = 0; j < kQK_K / 16; ++j) {
-      scales[j] = detail::make_q3_quants(16, 4, x + 16 * j, L + 16 * j, true);
       const float scale = std::fabs(scales[j]);
       if (scale > amax) {
         amax = scale;
@@ -335,8 +333,7 @@ void quantize_row_q4_K_ref(const float* x, void* blocks, int64_t n) {
   const int64_t nb = blocks_in(n, kQK_K, "Q4_K");
   auto* y = static_cast<block_q4_K*>(blocks);
   uint8_t L[kQK_K];
-  uint8_t Laux[32];
-  float weights[32];
+  float weights[kQK_K];
   float mins[kQK_K / 32];
   float scales[kQK_K / 32];
 
@@ -347,9 +344,10 @@ void quantize_row_q4_K_ref(const float* x, void* blocks, int64_t n) {
       float sum_x2 = 0;
       for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
       const float av_x = std::sqrt(sum_x2 / 32);
-      for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-      scales[j] = make_qkx2_quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f,
-                                   0.1f, 20, false);
+      for (int l = 0; l < 32; ++l) weights[32 * j + l] = av_x + std::fabs(x[32 * j + l]);
+    }
+    make_qkx2_quants_lanes(kQK_K / 32, 32, 15, x, weights, L, scales, mins, -1.f, 0.1f, 20, false);
+    for (int j = 0; j < kQK_K / 32; ++j) {
       if (scales[j] > max_scale) max_scale = scales[j];
       if (mins[j] > max_min) max_min = mins[j];
     }
@@ -422,8 +420,7 @@ void quantize_row_q5_K_ref(const float* x, void* blocks, int64_t n) {
   const int64_t nb = blocks_in(n, kQK_K, "Q5_K");
   auto* y = static_cast<block_q5_K*>(blocks);
   uint8_t L[kQK_K];
-  uint8_t Laux[32];
-  float weights[32];
+  float weights[kQK_K];
   float mins[kQK_K / 32];
   float scales[kQK_K / 32];
 
@@ -434,9 +431,10 @@ void quantize_row_q5_K_ref(const float* x, void* blocks, int64_t n) {
       float sum_x2 = 0;
       for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
       const float av_x = std::sqrt(sum_x2 / 32);
-      for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-      scales[j] = make_qkx2_quants(32, 31, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.5f,
-                                   0.1f, 15, false);
+      for (int l = 0; l < 32; ++l) weights[32 * j + l] = av_x + std::fabs(x[32 * j + l]);
+    }
+    make_qkx2_quants_lanes(kQK_K / 32, 32, 31, x, weights, L, scales, mins, -0.5f, 0.1f, 15, false);
+    for (int j = 0; j < kQK_K / 32; ++j) {
       if (scales[j] > max_scale) max_scale = scales[j];
       if (mins[j] > max_min) max_min = mins[j];
     }

@@ -123,135 +123,207 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, 
   return scale;
 }
 
-float make_q3_quants(int n, int nmax, const float* x, int8_t* L, bool do_rmse) {
-  float max = 0;
-  float amax = 0;
-  for (int i = 0; i < n; ++i) {
-    const float ax = std::fabs(x[i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[i];
-    }
+// ---- ggml's make_q3_quants / make_qkx2_quants on NL sub-blocks at once ------------------
+// One vector lane per sub-block. Every lane runs exactly ggml's operations in ggml's order
+// (each branch becomes a per-lane select), so each lane's result is bit for bit the scalar one.
+
+namespace {
+
+// Spelled out per width: GCC drops vector_size on a typedef whose size depends on NL.
+template <int NL>
+struct Lanes;
+template <>
+struct Lanes<8> {
+  using VF = float __attribute__((vector_size(32)));
+  using VI = int32_t __attribute__((vector_size(32)));
+};
+template <>
+struct Lanes<16> {
+  using VF = float __attribute__((vector_size(64)));
+  using VI = int32_t __attribute__((vector_size(64)));
+};
+
+template <typename VI>
+bool any_lane(VI m) {
+  for (size_t j = 0; j < sizeof(VI) / 4; ++j) {
+    if (m[j]) return true;
   }
-  if (amax < kGroupMaxEps) {
-    std::memset(L, 0, static_cast<size_t>(n));
-    return 0.f;
-  }
-  const float iscale = static_cast<float>(-nmax) / max;
-  if (do_rmse) {
-    float sumlx = 0;
-    float suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-      const int l = clamp_sym(nearest_int(iscale * x[i]), nmax);
-      L[i] = static_cast<int8_t>(l);
-      const float w = x[i] * x[i];
-      sumlx += w * x[i] * static_cast<float>(l);
-      suml2 += w * static_cast<float>(l) * static_cast<float>(l);
-    }
-    // Coordinate descent: move one level at a time while the fitted error drops.
-    for (int itry = 0; itry < 5; ++itry) {
-      int n_changed = 0;
-      for (int i = 0; i < n; ++i) {
-        const float w = x[i] * x[i];
-        const float Li = static_cast<float>(L[i]);
-        float slx = sumlx - w * x[i] * Li;
-        if (slx > 0) {
-          float sl2 = suml2 - w * Li * Li;
-          const int new_l = clamp_sym(nearest_int(x[i] * sl2 / slx), nmax);
-          if (new_l != L[i]) {
-            slx += w * x[i] * static_cast<float>(new_l);
-            sl2 += w * static_cast<float>(new_l) * static_cast<float>(new_l);
-            if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
-              L[i] = static_cast<int8_t>(new_l);
-              sumlx = slx;
-              suml2 = sl2;
-              ++n_changed;
-            }
-          }
-        }
-      }
-      if (!n_changed) break;
-    }
-    for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(L[i] + nmax);
-    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
-  }
-  for (int i = 0; i < n; ++i) {
-    L[i] = static_cast<int8_t>(clamp_sym(nearest_int(iscale * x[i]), nmax) + nmax);
-  }
-  return 1 / iscale;
+  return false;
 }
 
-float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
-                       float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep,
-                       bool use_mad) {
-  float min = x[0];
-  float max = x[0];
-  float sum_w = weights[0];
-  float sum_x = sum_w * x[0];
-  for (int i = 1; i < n; ++i) {
-    if (x[i] < min) min = x[i];
-    if (x[i] > max) max = x[i];
-    const float w = weights[i];
-    sum_w += w;
-    sum_x += w * x[i];
-  }
-  if (min > 0) min = 0;
-  if (max == min) {
-    std::memset(L, 0, static_cast<size_t>(n));
-    *the_min = -min;
-    return 0.f;
-  }
-  const float fnmax = static_cast<float>(nmax);
-  float iscale = fnmax / (max - min);
-  float scale = 1 / iscale;
-  float best_error = 0;
+// nearest_int lane by lane (1.5·2^23 added puts the integer in the low mantissa bits).
+template <typename VI, typename VF>
+inline VI nearest_lanes(VF v) {
+  return (std::bit_cast<VI>(v + 12582912.f) & 0x007fffff) - 0x00400000;
+}
+
+template <typename VI, typename VF>
+inline VF abs_lanes(VF v) {
+  return std::bit_cast<VF>(std::bit_cast<VI>(v) & 0x7fffffff);
+}
+
+template <typename VI>
+inline VI clamp_lanes(VI l, VI lo, VI hi) {
+  l = l < lo ? lo : l;
+  return l > hi ? hi : l;
+}
+
+constexpr int kMaxLaneN = 32;
+
+// xt[i] = (x[n*0 + i], ..., x[n*(NL-1) + i]): element i of every sub-block.
+template <int NL>
+void transpose_in(int n, const float* x, typename Lanes<NL>::VF* xt) {
+  alignas(64) float buf[NL];
   for (int i = 0; i < n; ++i) {
-    const int l = nearest_int(iscale * (x[i] - min));
-    L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
-    float diff = scale * static_cast<float>(L[i]) + min - x[i];
-    diff = use_mad ? std::fabs(diff) : diff * diff;
-    best_error += weights[i] * diff;
+    for (int j = 0; j < NL; ++j) buf[j] = x[n * j + i];
+    std::memcpy(&xt[i], buf, sizeof(buf));
   }
-  if (nstep < 1) {
-    *the_min = -min;
-    return scale;
+}
+
+template <int NL>
+void q3_lanes(int n, int nmax, const float* x, int8_t* L, float* scales) {
+  using VF = typename Lanes<NL>::VF;
+  using VI = typename Lanes<NL>::VI;
+  VF xs[kMaxLaneN], lev[kMaxLaneN];
+  transpose_in<NL>(n, x, xs);
+  const VF zero = VF{} * 0.0f;
+  const VI lo = VI{} - nmax, hi = VI{} + (nmax - 1);
+  VF max = zero, amax = zero;
+  for (int i = 0; i < n; ++i) {
+    const VF ax = abs_lanes<VI>(xs[i]);
+    const VI gt = ax > amax;
+    amax = gt ? ax : amax;
+    max = gt ? xs[i] : max;
+  }
+  const VI all_zero = amax < kGroupMaxEps;
+  const VF iscale = static_cast<float>(-nmax) / max;
+  VF sumlx = zero, suml2 = zero;
+  for (int i = 0; i < n; ++i) {
+    const VF lf =
+        __builtin_convertvector(clamp_lanes(nearest_lanes<VI>(iscale * xs[i]), lo, hi), VF);
+    lev[i] = lf;
+    const VF w = xs[i] * xs[i];
+    sumlx += w * xs[i] * lf;
+    suml2 += w * lf * lf;
+  }
+  // Coordinate descent. A pass that changes nothing in a lane would repeat unchanged, so the
+  // passes a lane runs after ggml would have stopped it change nothing either.
+  for (int itry = 0; itry < 5; ++itry) {
+    VI changed = VI{} * 0;
+    for (int i = 0; i < n; ++i) {
+      const VF w = xs[i] * xs[i];
+      const VF Li = lev[i];
+      VF slx = sumlx - w * xs[i] * Li;
+      const VI slx_pos = slx > 0;
+      VF sl2 = suml2 - w * Li * Li;
+      const VF nl =
+          __builtin_convertvector(clamp_lanes(nearest_lanes<VI>(xs[i] * sl2 / slx), lo, hi), VF);
+      slx += w * xs[i] * nl;
+      sl2 += w * nl * nl;
+      const VI accept =
+          slx_pos & (nl != Li) & (sl2 > 0) & (slx * slx * suml2 > sumlx * sumlx * sl2);
+      lev[i] = accept ? nl : Li;
+      sumlx = accept ? slx : sumlx;
+      suml2 = accept ? sl2 : suml2;
+      changed |= accept;
+    }
+    if (!any_lane(changed)) break;
+  }
+  const VF scale = suml2 > 0.0f ? sumlx / suml2 : zero;
+  for (int j = 0; j < NL; ++j) {
+    scales[j] = all_zero[j] ? 0.f : scale[j];
+    for (int i = 0; i < n; ++i) {
+      L[n * j + i] = static_cast<int8_t>(all_zero[j] ? 0 : static_cast<int>(lev[i][j]) + nmax);
+    }
+  }
+}
+
+template <int NL>
+void qkx2_lanes(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* scales,
+                float* the_mins, float rmin, float rdelta, int nstep, bool use_mad) {
+  using VF = typename Lanes<NL>::VF;
+  using VI = typename Lanes<NL>::VI;
+  VF xs[kMaxLaneN], ws[kMaxLaneN], lev[kMaxLaneN], aux[kMaxLaneN];
+  transpose_in<NL>(n, x, xs);
+  transpose_in<NL>(n, weights, ws);
+  const VF zero = VF{} * 0.0f;
+  const VI lo = VI{} * 0, hi = VI{} + nmax;
+  auto error_term = [use_mad](VF diff) { return use_mad ? abs_lanes<VI>(diff) : diff * diff; };
+  VF min = xs[0];
+  VF max = xs[0];
+  VF sum_w = ws[0];
+  VF sum_x = sum_w * xs[0];
+  for (int i = 1; i < n; ++i) {
+    min = xs[i] < min ? xs[i] : min;
+    max = xs[i] > max ? xs[i] : max;
+    sum_w += ws[i];
+    sum_x += ws[i] * xs[i];
+  }
+  min = min > 0 ? zero : min;
+  const VI flat = max == min;
+  const float fnmax = static_cast<float>(nmax);
+  VF iscale = fnmax / (max - min);
+  VF scale = 1.0f / iscale;
+  VF best_error = zero;
+  for (int i = 0; i < n; ++i) {
+    lev[i] =
+        __builtin_convertvector(clamp_lanes(nearest_lanes<VI>(iscale * (xs[i] - min)), lo, hi), VF);
+    best_error += ws[i] * error_term(scale * lev[i] + min - xs[i]);
   }
   for (int is = 0; is <= nstep; ++is) {
     iscale = (rmin + rdelta * static_cast<float>(is) + fnmax) / (max - min);
-    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+    VF sum_l = zero, sum_l2 = zero, sum_xl = zero;
     for (int i = 0; i < n; ++i) {
-      const int l = std::max(0, std::min(nmax, nearest_int(iscale * (x[i] - min))));
-      Laux[i] = static_cast<uint8_t>(l);
-      const float w = weights[i];
-      const float fl = static_cast<float>(l);
-      sum_l += w * fl;
-      sum_l2 += w * fl * fl;
-      sum_xl += w * fl * x[i];
+      const VF fl = __builtin_convertvector(
+          clamp_lanes(nearest_lanes<VI>(iscale * (xs[i] - min)), lo, hi), VF);
+      aux[i] = fl;
+      sum_l += ws[i] * fl;
+      sum_l2 += ws[i] * fl * fl;
+      sum_xl += ws[i] * fl * xs[i];
     }
-    const float D = sum_w * sum_l2 - sum_l * sum_l;
-    if (D > 0) {
-      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-      if (this_min > 0) {
-        this_min = 0;
-        this_scale = sum_xl / sum_l2;
-      }
-      float cur_error = 0;
-      for (int i = 0; i < n; ++i) {
-        float diff = this_scale * static_cast<float>(Laux[i]) + this_min - x[i];
-        diff = use_mad ? std::fabs(diff) : diff * diff;
-        cur_error += weights[i] * diff;
-      }
-      if (cur_error < best_error) {
-        std::memcpy(L, Laux, static_cast<size_t>(n));
-        best_error = cur_error;
-        scale = this_scale;
-        min = this_min;
-      }
+    const VF D = sum_w * sum_l2 - sum_l * sum_l;
+    VF this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+    VF this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+    const VI min_pos = this_min > 0;
+    this_min = min_pos ? zero : this_min;
+    this_scale = min_pos ? sum_xl / sum_l2 : this_scale;
+    VF cur_error = zero;
+    for (int i = 0; i < n; ++i) {
+      cur_error += ws[i] * error_term(this_scale * aux[i] + this_min - xs[i]);
+    }
+    const VI better = (D > 0) & (cur_error < best_error) & ~flat;
+    if (!any_lane(better)) continue;
+    for (int i = 0; i < n; ++i) lev[i] = better ? aux[i] : lev[i];
+    best_error = better ? cur_error : best_error;
+    scale = better ? this_scale : scale;
+    min = better ? this_min : min;
+  }
+  for (int j = 0; j < NL; ++j) {
+    scales[j] = flat[j] ? 0.f : scale[j];
+    the_mins[j] = -min[j];
+    for (int i = 0; i < n; ++i) {
+      L[n * j + i] = static_cast<uint8_t>(flat[j] ? 0 : static_cast<int>(lev[i][j]));
     }
   }
-  *the_min = -min;
-  return scale;
+}
+
+}  // namespace
+
+void make_q3_quants_x16(int n, int nmax, const float* x, int8_t* L, float* scales) {
+  QS_THROW_IF_NOT(n >= 1 && n <= kMaxLaneN, "make_q3_quants_x16: n = ", n);
+  q3_lanes<16>(n, nmax, x, L, scales);
+}
+
+void make_qkx2_quants_lanes(int nsub, int n, int nmax, const float* x, const float* weights,
+                            uint8_t* L, float* scales, float* the_mins, float rmin, float rdelta,
+                            int nstep, bool use_mad) {
+  QS_THROW_IF_NOT(n >= 1 && n <= kMaxLaneN && (nsub == 8 || nsub == 16),
+                  "make_qkx2_quants_lanes: ", nsub, " sub-blocks of ", n);
+  if (nsub == 8) {
+    qkx2_lanes<8>(n, nmax, x, weights, L, scales, the_mins, rmin, rdelta, nstep, use_mad);
+  } else {
+    qkx2_lanes<16>(n, nmax, x, weights, L, scales, the_mins, rmin, rdelta, nstep, use_mad);
+  }
 }
 
 float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
