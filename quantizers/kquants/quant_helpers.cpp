@@ -179,148 +179,212 @@ void transpose_in(int n, const float* x, typename Lanes<NL>::VF* xt) {
   }
 }
 
-template <int NL>
+// G groups of NL lanes (sub-blocks x + n*NL*g ...), interleaved so that the sequential
+// coordinate descent of one group overlaps the others'.
+template <int NL, int G>
 void q3_lanes(int n, int nmax, const float* x, int8_t* L, float* scales) {
   using VF = typename Lanes<NL>::VF;
   using VI = typename Lanes<NL>::VI;
-  VF xs[kMaxLaneN], lev[kMaxLaneN];
-  transpose_in<NL>(n, x, xs);
+  VF xs[G][kMaxLaneN], lev[G][kMaxLaneN];
   const VF zero = VF{} * 0.0f;
   const VI lo = VI{} - nmax, hi = VI{} + (nmax - 1);
-  VF max = zero, amax = zero;
-  for (int i = 0; i < n; ++i) {
-    const VF ax = abs_lanes<VI>(xs[i]);
-    const VI gt = ax > amax;
-    amax = gt ? ax : amax;
-    max = gt ? xs[i] : max;
-  }
-  const VI all_zero = amax < kGroupMaxEps;
-  const VF iscale = static_cast<float>(-nmax) / max;
-  VF sumlx = zero, suml2 = zero;
-  for (int i = 0; i < n; ++i) {
-    const VF lf =
-        __builtin_convertvector(clamp_lanes(nearest_lanes<VI>(iscale * xs[i]), lo, hi), VF);
-    lev[i] = lf;
-    const VF w = xs[i] * xs[i];
-    sumlx += w * xs[i] * lf;
-    suml2 += w * lf * lf;
+  VI all_zero[G];
+  VF sumlx[G], suml2[G];
+  for (int g = 0; g < G; ++g) {
+    transpose_in<NL>(n, x + n * NL * g, xs[g]);
+    VF max = zero, amax = zero;
+    for (int i = 0; i < n; ++i) {
+      const VF ax = abs_lanes<VI>(xs[g][i]);
+      const VI gt = ax > amax;
+      amax = gt ? ax : amax;
+      max = gt ? xs[g][i] : max;
+    }
+    all_zero[g] = amax < kGroupMaxEps;
+    const VF iscale = static_cast<float>(-nmax) / max;
+    sumlx[g] = zero;
+    suml2[g] = zero;
+    for (int i = 0; i < n; ++i) {
+      const VF lf =
+          __builtin_convertvector(clamp_lanes(nearest_lanes<VI>(iscale * xs[g][i]), lo, hi), VF);
+      lev[g][i] = lf;
+      const VF w = xs[g][i] * xs[g][i];
+      sumlx[g] += w * xs[g][i] * lf;
+      suml2[g] += w * lf * lf;
+    }
   }
   // Coordinate descent. A pass that changes nothing in a lane would repeat unchanged, so the
   // passes a lane runs after ggml would have stopped it change nothing either.
+  bool active[G];
+  for (int g = 0; g < G; ++g) active[g] = true;
   for (int itry = 0; itry < 5; ++itry) {
-    VI changed = VI{} * 0;
+    VI changed[G];
+    for (int g = 0; g < G; ++g) changed[g] = VI{} * 0;
     for (int i = 0; i < n; ++i) {
-      const VF w = xs[i] * xs[i];
-      const VF Li = lev[i];
-      VF slx = sumlx - w * xs[i] * Li;
-      const VI slx_pos = slx > 0;
-      VF sl2 = suml2 - w * Li * Li;
-      const VF nl =
-          __builtin_convertvector(clamp_lanes(nearest_lanes<VI>(xs[i] * sl2 / slx), lo, hi), VF);
-      slx += w * xs[i] * nl;
-      sl2 += w * nl * nl;
-      const VI accept =
-          slx_pos & (nl != Li) & (sl2 > 0) & (slx * slx * suml2 > sumlx * sumlx * sl2);
-      lev[i] = accept ? nl : Li;
-      sumlx = accept ? slx : sumlx;
-      suml2 = accept ? sl2 : suml2;
-      changed |= accept;
+      for (int g = 0; g < G; ++g) {
+        if (!active[g]) continue;
+        const VF xi = xs[g][i];
+        const VF w = xi * xi;
+        const VF Li = lev[g][i];
+        VF slx = sumlx[g] - w * xi * Li;
+        const VI slx_pos = slx > 0;
+        VF sl2 = suml2[g] - w * Li * Li;
+        const VF nl =
+            __builtin_convertvector(clamp_lanes(nearest_lanes<VI>(xi * sl2 / slx), lo, hi), VF);
+        slx += w * xi * nl;
+        sl2 += w * nl * nl;
+        const VI accept =
+            slx_pos & (nl != Li) & (sl2 > 0) & (slx * slx * suml2[g] > sumlx[g] * sumlx[g] * sl2);
+        lev[g][i] = accept ? nl : Li;
+        sumlx[g] = accept ? slx : sumlx[g];
+        suml2[g] = accept ? sl2 : suml2[g];
+        changed[g] |= accept;
+      }
     }
-    if (!any_lane(changed)) break;
+    bool any = false;
+    for (int g = 0; g < G; ++g) {
+      active[g] = active[g] && any_lane(changed[g]);
+      any = any || active[g];
+    }
+    if (!any) break;
   }
-  const VF scale = suml2 > 0.0f ? sumlx / suml2 : zero;
-  for (int j = 0; j < NL; ++j) {
-    scales[j] = all_zero[j] ? 0.f : scale[j];
-    for (int i = 0; i < n; ++i) {
-      L[n * j + i] = static_cast<int8_t>(all_zero[j] ? 0 : static_cast<int>(lev[i][j]) + nmax);
+  for (int g = 0; g < G; ++g) {
+    const VF scale = suml2[g] > 0.0f ? sumlx[g] / suml2[g] : zero;
+    for (int j = 0; j < NL; ++j) {
+      const int sub = NL * g + j;
+      scales[sub] = all_zero[g][j] ? 0.f : scale[j];
+      for (int i = 0; i < n; ++i) {
+        L[n * sub + i] =
+            static_cast<int8_t>(all_zero[g][j] ? 0 : static_cast<int>(lev[g][i][j]) + nmax);
+      }
     }
   }
 }
 
-template <int NL>
+// G groups of NL lanes (sub-blocks x + n*NL*g ...), interleaved so that the sequential sums
+// of one group overlap the others'.
+template <int NL, int G, bool kMad>
 void qkx2_lanes(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* scales,
-                float* the_mins, float rmin, float rdelta, int nstep, bool use_mad) {
+                float* the_mins, float rmin, float rdelta, int nstep) {
   using VF = typename Lanes<NL>::VF;
   using VI = typename Lanes<NL>::VI;
-  VF xs[kMaxLaneN], ws[kMaxLaneN], lev[kMaxLaneN], aux[kMaxLaneN];
-  transpose_in<NL>(n, x, xs);
-  transpose_in<NL>(n, weights, ws);
+  // [element][group]; xm = x - min, refreshed whenever a lane's min changes.
+  VF xs[kMaxLaneN][G], ws[kMaxLaneN][G], xm[kMaxLaneN][G], lev[kMaxLaneN][G], aux[kMaxLaneN][G];
   const VF zero = VF{} * 0.0f;
   const VI lo = VI{} * 0, hi = VI{} + nmax;
-  auto error_term = [use_mad](VF diff) { return use_mad ? abs_lanes<VI>(diff) : diff * diff; };
-  VF min = xs[0];
-  VF max = xs[0];
-  VF sum_w = ws[0];
-  VF sum_x = sum_w * xs[0];
-  for (int i = 1; i < n; ++i) {
-    min = xs[i] < min ? xs[i] : min;
-    max = xs[i] > max ? xs[i] : max;
-    sum_w += ws[i];
-    sum_x += ws[i] * xs[i];
-  }
-  min = min > 0 ? zero : min;
-  const VI flat = max == min;
+  auto error_term = [](VF diff) {
+    if constexpr (kMad) {
+      return abs_lanes<VI>(diff);
+    } else {
+      return diff * diff;
+    }
+  };
+  auto levels = [&](VF iscale, VF xmin) {
+    return __builtin_convertvector(clamp_lanes(nearest_lanes<VI>(iscale * xmin), lo, hi), VF);
+  };
   const float fnmax = static_cast<float>(nmax);
-  VF iscale = fnmax / (max - min);
-  VF scale = 1.0f / iscale;
-  VF best_error = zero;
-  for (int i = 0; i < n; ++i) {
-    lev[i] =
-        __builtin_convertvector(clamp_lanes(nearest_lanes<VI>(iscale * (xs[i] - min)), lo, hi), VF);
-    best_error += ws[i] * error_term(scale * lev[i] + min - xs[i]);
+  VF min[G], max[G], sum_w[G], sum_x[G], scale[G], best_error[G];
+  VI flat[G];
+  for (int g = 0; g < G; ++g) {
+    VF t[kMaxLaneN];
+    transpose_in<NL>(n, x + n * NL * g, t);
+    for (int i = 0; i < n; ++i) xs[i][g] = t[i];
+    transpose_in<NL>(n, weights + n * NL * g, t);
+    for (int i = 0; i < n; ++i) ws[i][g] = t[i];
+    min[g] = xs[0][g];
+    max[g] = xs[0][g];
+    sum_w[g] = ws[0][g];
+    sum_x[g] = sum_w[g] * xs[0][g];
+    for (int i = 1; i < n; ++i) {
+      min[g] = xs[i][g] < min[g] ? xs[i][g] : min[g];
+      max[g] = xs[i][g] > max[g] ? xs[i][g] : max[g];
+      sum_w[g] += ws[i][g];
+      sum_x[g] += ws[i][g] * xs[i][g];
+    }
+    min[g] = min[g] > 0 ? zero : min[g];
+    flat[g] = max[g] == min[g];
+    const VF iscale = fnmax / (max[g] - min[g]);
+    scale[g] = 1.0f / iscale;
+    best_error[g] = zero;
+    for (int i = 0; i < n; ++i) {
+      xm[i][g] = xs[i][g] - min[g];
+      lev[i][g] = levels(iscale, xm[i][g]);
+      best_error[g] += ws[i][g] * error_term(scale[g] * lev[i][g] + min[g] - xs[i][g]);
+    }
   }
   for (int is = 0; is <= nstep; ++is) {
-    iscale = (rmin + rdelta * static_cast<float>(is) + fnmax) / (max - min);
-    VF sum_l = zero, sum_l2 = zero, sum_xl = zero;
-    for (int i = 0; i < n; ++i) {
-      const VF fl = __builtin_convertvector(
-          clamp_lanes(nearest_lanes<VI>(iscale * (xs[i] - min)), lo, hi), VF);
-      aux[i] = fl;
-      sum_l += ws[i] * fl;
-      sum_l2 += ws[i] * fl * fl;
-      sum_xl += ws[i] * fl * xs[i];
+    const float num = rmin + rdelta * static_cast<float>(is) + fnmax;
+    VF iscale[G], sum_l[G], sum_l2[G], sum_xl[G];
+    for (int g = 0; g < G; ++g) {
+      iscale[g] = num / (max[g] - min[g]);
+      sum_l[g] = sum_l2[g] = sum_xl[g] = zero;
     }
-    const VF D = sum_w * sum_l2 - sum_l * sum_l;
-    VF this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-    VF this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-    const VI min_pos = this_min > 0;
-    this_min = min_pos ? zero : this_min;
-    this_scale = min_pos ? sum_xl / sum_l2 : this_scale;
-    VF cur_error = zero;
     for (int i = 0; i < n; ++i) {
-      cur_error += ws[i] * error_term(this_scale * aux[i] + this_min - xs[i]);
+      for (int g = 0; g < G; ++g) {
+        const VF fl = levels(iscale[g], xm[i][g]);
+        aux[i][g] = fl;
+        sum_l[g] += ws[i][g] * fl;
+        sum_l2[g] += ws[i][g] * fl * fl;
+        sum_xl[g] += ws[i][g] * fl * xs[i][g];
+      }
     }
-    const VI better = (D > 0) & (cur_error < best_error) & ~flat;
-    if (!any_lane(better)) continue;
-    for (int i = 0; i < n; ++i) lev[i] = better ? aux[i] : lev[i];
-    best_error = better ? cur_error : best_error;
-    scale = better ? this_scale : scale;
-    min = better ? this_min : min;
+    VF D[G], this_scale[G], this_min[G], cur_error[G];
+    for (int g = 0; g < G; ++g) {
+      D[g] = sum_w[g] * sum_l2[g] - sum_l[g] * sum_l[g];
+      this_scale[g] = (sum_w[g] * sum_xl[g] - sum_x[g] * sum_l[g]) / D[g];
+      this_min[g] = (sum_l2[g] * sum_x[g] - sum_l[g] * sum_xl[g]) / D[g];
+      const VI min_pos = this_min[g] > 0;
+      this_min[g] = min_pos ? zero : this_min[g];
+      this_scale[g] = min_pos ? sum_xl[g] / sum_l2[g] : this_scale[g];
+      cur_error[g] = zero;
+    }
+    for (int i = 0; i < n; ++i) {
+      for (int g = 0; g < G; ++g) {
+        cur_error[g] += ws[i][g] * error_term(this_scale[g] * aux[i][g] + this_min[g] - xs[i][g]);
+      }
+    }
+    for (int g = 0; g < G; ++g) {
+      const VI better = (D[g] > 0) & (cur_error[g] < best_error[g]) & ~flat[g];
+      if (!any_lane(better)) continue;
+      best_error[g] = better ? cur_error[g] : best_error[g];
+      scale[g] = better ? this_scale[g] : scale[g];
+      min[g] = better ? this_min[g] : min[g];
+      for (int i = 0; i < n; ++i) {
+        lev[i][g] = better ? aux[i][g] : lev[i][g];
+        xm[i][g] = xs[i][g] - min[g];
+      }
+    }
   }
-  for (int j = 0; j < NL; ++j) {
-    scales[j] = flat[j] ? 0.f : scale[j];
-    the_mins[j] = -min[j];
-    for (int i = 0; i < n; ++i) {
-      L[n * j + i] = static_cast<uint8_t>(flat[j] ? 0 : static_cast<int>(lev[i][j]));
+  for (int g = 0; g < G; ++g) {
+    for (int j = 0; j < NL; ++j) {
+      const int sub = NL * g + j;
+      scales[sub] = flat[g][j] ? 0.f : scale[g][j];
+      the_mins[sub] = -min[g][j];
+      for (int i = 0; i < n; ++i) {
+        L[n * sub + i] = static_cast<uint8_t>(flat[g][j] ? 0 : static_cast<int>(lev[i][g][j]));
+      }
     }
   }
 }
 
 }  // namespace
 
-// Runs f<16>(j) or f<8>(j) over the nsub sub-blocks, 16 at a time while 16 remain. (Wider
-// generic vectors, 32 lanes in two registers, measured 4x slower with GCC 12.)
+// Runs f<W, G>(j) over the nsub sub-blocks: G groups of W lanes, 4 x 16 at a time while 64
+// remain. (Generic vectors wider than a register, 32 lanes in two, measured 4x slower than
+// 16-lane ones with GCC 12; separate vectors side by side do not have that problem.)
 template <typename F>
 void by_lanes(int nsub, F f) {
   int j = 0;
-  for (; j + 16 <= nsub; j += 16) f.template operator()<16>(j);
-  for (; j < nsub; j += 8) f.template operator()<8>(j);
+  for (; j + 64 <= nsub; j += 64) f.template operator()<16, 4>(j);
+  for (; j + 32 <= nsub; j += 32) f.template operator()<16, 2>(j);
+  for (; j + 16 <= nsub; j += 16) f.template operator()<16, 1>(j);
+  for (; j < nsub; j += 8) f.template operator()<8, 1>(j);
 }
 
 void make_q3_quants_lanes(int nsub, int n, int nmax, const float* x, int8_t* L, float* scales) {
   QS_THROW_IF_NOT(n >= 1 && n <= kMaxLaneN && nsub % 8 == 0, "make_q3_quants_lanes: ", nsub,
                   " sub-blocks of ", n);
-  by_lanes(nsub, [&]<int W>(int j) { q3_lanes<W>(n, nmax, x + n * j, L + n * j, scales + j); });
+  by_lanes(nsub,
+           [&]<int W, int G>(int j) { q3_lanes<W, G>(n, nmax, x + n * j, L + n * j, scales + j); });
 }
 
 void make_qkx2_quants_lanes(int nsub, int n, int nmax, const float* x, const float* weights,
@@ -328,9 +392,10 @@ void make_qkx2_quants_lanes(int nsub, int n, int nmax, const float* x, const flo
                             int nstep, bool use_mad) {
   QS_THROW_IF_NOT(n >= 1 && n <= kMaxLaneN && nsub % 8 == 0, "make_qkx2_quants_lanes: ", nsub,
                   " sub-blocks of ", n);
-  by_lanes(nsub, [&]<int W>(int j) {
-    qkx2_lanes<W>(n, nmax, x + n * j, weights + n * j, L + n * j, scales + j, the_mins + j, rmin,
-                  rdelta, nstep, use_mad);
+  by_lanes(nsub, [&]<int W, int G>(int j) {
+    auto* const run = use_mad ? qkx2_lanes<W, G, true> : qkx2_lanes<W, G, false>;
+    run(n, nmax, x + n * j, weights + n * j, L + n * j, scales + j, the_mins + j, rmin, rdelta,
+        nstep);
   });
 }
 
