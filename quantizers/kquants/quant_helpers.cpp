@@ -144,10 +144,9 @@ struct Lanes<16> {
 };
 template <typename VI>
 bool any_lane(VI m) {
-  for (size_t j = 0; j < sizeof(VI) / 4; ++j) {
-    if (m[j]) return true;
-  }
-  return false;
+  int32_t acc = 0;
+  for (size_t j = 0; j < sizeof(VI) / 4; ++j) acc |= m[j];
+  return acc != 0;
 }
 
 // nearest_int lane by lane (1.5·2^23 added puts the integer in the low mantissa bits).
@@ -181,6 +180,20 @@ void transpose_in(int n, const float* x, typename Lanes<NL>::VF* xt) {
 
 // G groups of NL lanes (sub-blocks x + n*NL*g ...), interleaved so that the sequential
 // coordinate descent of one group overlaps the others'.
+// L[n*j + i] = zero[j] ? 0 : int(level(i)[j]) + add for the NL sub-blocks of one group.
+template <int NL, typename T, typename Level>
+void transpose_out(int n, Level level, typename Lanes<NL>::VI zero, int add, T* L) {
+  using VI = typename Lanes<NL>::VI;
+  alignas(64) int32_t buf[kMaxLaneN][NL];
+  for (int i = 0; i < n; ++i) {
+    const VI l = zero ? VI{} * 0 : __builtin_convertvector(level(i), VI) + add;
+    std::memcpy(buf[i], &l, sizeof(l));
+  }
+  for (int j = 0; j < NL; ++j) {
+    for (int i = 0; i < n; ++i) L[n * j + i] = static_cast<T>(buf[i][j]);
+  }
+}
+
 template <int NL, int G>
 void q3_lanes(int n, int nmax, const float* x, int8_t* L, float* scales) {
   using VF = typename Lanes<NL>::VF;
@@ -249,14 +262,9 @@ void q3_lanes(int n, int nmax, const float* x, int8_t* L, float* scales) {
   }
   for (int g = 0; g < G; ++g) {
     const VF scale = suml2[g] > 0.0f ? sumlx[g] / suml2[g] : zero;
-    for (int j = 0; j < NL; ++j) {
-      const int sub = NL * g + j;
-      scales[sub] = all_zero[g][j] ? 0.f : scale[j];
-      for (int i = 0; i < n; ++i) {
-        L[n * sub + i] =
-            static_cast<int8_t>(all_zero[g][j] ? 0 : static_cast<int>(lev[g][i][j]) + nmax);
-      }
-    }
+    for (int j = 0; j < NL; ++j) scales[NL * g + j] = all_zero[g][j] ? 0.f : scale[j];
+    transpose_out<NL>(
+        n, [&](int i) { return lev[g][i]; }, all_zero[g], nmax, L + n * NL * g);
   }
 }
 
@@ -356,13 +364,11 @@ void qkx2_lanes(int n, int nmax, const float* x, const float* weights, uint8_t* 
   }
   for (int g = 0; g < G; ++g) {
     for (int j = 0; j < NL; ++j) {
-      const int sub = NL * g + j;
-      scales[sub] = flat[g][j] ? 0.f : scale[g][j];
-      the_mins[sub] = -min[g][j];
-      for (int i = 0; i < n; ++i) {
-        L[n * sub + i] = static_cast<uint8_t>(flat[g][j] ? 0 : static_cast<int>(lev[i][g][j]));
-      }
+      scales[NL * g + j] = flat[g][j] ? 0.f : scale[g][j];
+      the_mins[NL * g + j] = -min[g][j];
     }
+    transpose_out<NL>(
+        n, [&](int i) { return lev[i][g]; }, flat[g], 0, L + n * NL * g);
   }
 }
 
