@@ -13,7 +13,7 @@ namespace qsweep::kquants {
 
 using detail::blocks_in;
 using detail::get_scale_min_k4;
-using detail::make_qkx2_quants;
+using detail::make_qkx2_quants_lanes;
 using detail::make_qkx3_quants;
 using detail::make_qp_quants;
 using detail::make_qx_quants;
@@ -54,17 +54,15 @@ inline void pack_q5k_high(const uint8_t* L, uint8_t* qh) {
 }
 
 // Q3_K: levels in [0, 8); bit 2 goes to hmask (bit e/32 of hmask[e%32]), the rest to qs.
-inline void pack_q3k(int8_t* L, block_q3_K& b) {
-  std::memset(b.hmask, 0, sizeof(b.hmask));
-  uint8_t low[kQK_K];
-  for (int e = 0; e < kQK_K; ++e) {
-    int l = L[e];
-    if (l > 3) {
-      b.hmask[e % 32] = static_cast<uint8_t>(b.hmask[e % 32] | (1u << (e / 32)));
-      l -= 4;
-    }
-    low[e] = static_cast<uint8_t>(l);
+// Branch-free (ggml tests l > 3 and subtracts 4: the same bits for levels in [0, 8)).
+inline void pack_q3k(const int8_t* L, block_q3_K& b) {
+  for (int c = 0; c < 32; ++c) {
+    unsigned h = 0;
+    for (int k = 0; k < kQK_K / 32; ++k) h |= static_cast<unsigned>(L[32 * k + c] > 3) << k;
+    b.hmask[c] = static_cast<uint8_t>(h);
   }
+  uint8_t low[kQK_K];
+  for (int e = 0; e < kQK_K; ++e) low[e] = static_cast<uint8_t>(L[e] & 3);
   pack_2bit(low, b.qs);
 }
 
@@ -180,6 +178,15 @@ inline float superblock_sigma2(const float* x, float factor) {
   return factor * sum_x2 / kQK_K;
 }
 
+// The scale searches of the ref quantizers run on the sub-blocks of up to kChunk super-blocks
+// at once (one vector lane each); the rest of each block's encoding follows block by block.
+constexpr int kChunk = 4;
+
+// Super-blocks in the chunk that starts at block i of nb.
+inline int chunk_at(int64_t nb, int64_t i) {
+  return static_cast<int>(std::min<int64_t>(kChunk, nb - i));
+}
+
 }  // namespace
 
 // ---- Q2_K ------------------------------------------------------------------------------
@@ -187,20 +194,26 @@ inline float superblock_sigma2(const float* x, float factor) {
 void quantize_row_q2_K_ref(const float* x, void* blocks, int64_t n) {
   const int64_t nb = blocks_in(n, kQK_K, "Q2_K");
   auto* y = static_cast<block_q2_K*>(blocks);
-  uint8_t L[kQK_K];
-  uint8_t Laux[16];
-  float weights[16];
-  float mins[kQK_K / 16];
-  float scales[kQK_K / 16];
+  uint8_t chunk_L[kChunk * kQK_K];
+  float weights[kChunk * kQK_K];
+  float chunk_mins[kChunk * kQK_K / 16];
+  float chunk_scales[kChunk * kQK_K / 16];
   const float q4scale = 15.f;
 
   for (int64_t i = 0; i < nb; ++i, x += kQK_K) {
+    const int c = static_cast<int>(i % kChunk);
+    if (c == 0) {
+      const int nc = chunk_at(nb, i);
+      for (int l = 0; l < nc * kQK_K; ++l) weights[l] = std::fabs(x[l]);
+      make_qkx2_quants_lanes(nc * kQK_K / 16, 16, 3, x, weights, chunk_L, chunk_scales, chunk_mins,
+                             -0.5f, 0.1f, 15, true);
+    }
+    uint8_t* L = chunk_L + kQK_K * c;
+    const float* scales = chunk_scales + kQK_K / 16 * c;
+    const float* mins = chunk_mins + kQK_K / 16 * c;
     float max_scale = 0;  // scales are non-negative since the min is subtracted
     float max_min = 0;
     for (int j = 0; j < kQK_K / 16; ++j) {
-      for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-      scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f,
-                                   0.1f, 15, true);
       if (scales[j] > max_scale) max_scale = scales[j];
       if (mins[j] > max_min) max_min = mins[j];
     }
@@ -268,14 +281,19 @@ void quantize_row_q2_K(const float* x, void* blocks, int64_t n, const float* ima
 void quantize_row_q3_K_ref(const float* x, void* blocks, int64_t n) {
   const int64_t nb = blocks_in(n, kQK_K, "Q3_K");
   auto* y = static_cast<block_q3_K*>(blocks);
-  int8_t L[kQK_K];
-  float scales[kQK_K / 16];
+  int8_t chunk_L[kChunk * kQK_K];
+  float chunk_scales[kChunk * kQK_K / 16];
 
   for (int64_t i = 0; i < nb; ++i, x += kQK_K) {
+    const int c = static_cast<int>(i % kChunk);
+    if (c == 0) {
+      detail::make_q3_quants_lanes(chunk_at(nb, i) * kQK_K / 16, 16, 4, x, chunk_L, chunk_scales);
+    }
+    int8_t* L = chunk_L + kQK_K * c;
+    const float* scales = chunk_scales + kQK_K / 16 * c;
     float max_scale = 0;
     float amax = 0;
     for (int j = 0; j < kQK_K / 16; ++j) {
-      scales[j] = detail::make_q3_quants(16, 4, x + 16 * j, L + 16 * j, true);
       const float scale = std::fabs(scales[j]);
       if (scale > amax) {
         amax = scale;
@@ -334,22 +352,30 @@ void quantize_row_q3_K(const float* x, void* blocks, int64_t n, const float* ima
 void quantize_row_q4_K_ref(const float* x, void* blocks, int64_t n) {
   const int64_t nb = blocks_in(n, kQK_K, "Q4_K");
   auto* y = static_cast<block_q4_K*>(blocks);
-  uint8_t L[kQK_K];
-  uint8_t Laux[32];
-  float weights[32];
-  float mins[kQK_K / 32];
-  float scales[kQK_K / 32];
+  uint8_t chunk_L[kChunk * kQK_K];
+  float weights[kChunk * kQK_K];
+  float chunk_mins[kChunk * kQK_K / 32];
+  float chunk_scales[kChunk * kQK_K / 32];
 
   for (int64_t i = 0; i < nb; ++i, x += kQK_K) {
+    const int c = static_cast<int>(i % kChunk);
+    if (c == 0) {
+      const int nc = chunk_at(nb, i);
+      for (int j = 0; j < nc * kQK_K / 32; ++j) {
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+        const float av_x = std::sqrt(sum_x2 / 32);
+        for (int l = 0; l < 32; ++l) weights[32 * j + l] = av_x + std::fabs(x[32 * j + l]);
+      }
+      make_qkx2_quants_lanes(nc * kQK_K / 32, 32, 15, x, weights, chunk_L, chunk_scales, chunk_mins,
+                             -1.f, 0.1f, 20, false);
+    }
+    uint8_t* L = chunk_L + kQK_K * c;
+    const float* scales = chunk_scales + kQK_K / 32 * c;
+    const float* mins = chunk_mins + kQK_K / 32 * c;
     float max_scale = 0;
     float max_min = 0;
     for (int j = 0; j < kQK_K / 32; ++j) {
-      float sum_x2 = 0;
-      for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
-      const float av_x = std::sqrt(sum_x2 / 32);
-      for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-      scales[j] = make_qkx2_quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f,
-                                   0.1f, 20, false);
       if (scales[j] > max_scale) max_scale = scales[j];
       if (mins[j] > max_min) max_min = mins[j];
     }
@@ -421,22 +447,30 @@ void quantize_row_q4_K(const float* x, void* blocks, int64_t n, const float* ima
 void quantize_row_q5_K_ref(const float* x, void* blocks, int64_t n) {
   const int64_t nb = blocks_in(n, kQK_K, "Q5_K");
   auto* y = static_cast<block_q5_K*>(blocks);
-  uint8_t L[kQK_K];
-  uint8_t Laux[32];
-  float weights[32];
-  float mins[kQK_K / 32];
-  float scales[kQK_K / 32];
+  uint8_t chunk_L[kChunk * kQK_K];
+  float weights[kChunk * kQK_K];
+  float chunk_mins[kChunk * kQK_K / 32];
+  float chunk_scales[kChunk * kQK_K / 32];
 
   for (int64_t i = 0; i < nb; ++i, x += kQK_K) {
+    const int c = static_cast<int>(i % kChunk);
+    if (c == 0) {
+      const int nc = chunk_at(nb, i);
+      for (int j = 0; j < nc * kQK_K / 32; ++j) {
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+        const float av_x = std::sqrt(sum_x2 / 32);
+        for (int l = 0; l < 32; ++l) weights[32 * j + l] = av_x + std::fabs(x[32 * j + l]);
+      }
+      make_qkx2_quants_lanes(nc * kQK_K / 32, 32, 31, x, weights, chunk_L, chunk_scales, chunk_mins,
+                             -0.5f, 0.1f, 15, false);
+    }
+    uint8_t* L = chunk_L + kQK_K * c;
+    const float* scales = chunk_scales + kQK_K / 32 * c;
+    const float* mins = chunk_mins + kQK_K / 32 * c;
     float max_scale = 0;
     float max_min = 0;
     for (int j = 0; j < kQK_K / 32; ++j) {
-      float sum_x2 = 0;
-      for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
-      const float av_x = std::sqrt(sum_x2 / 32);
-      for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-      scales[j] = make_qkx2_quants(32, 31, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.5f,
-                                   0.1f, 15, false);
       if (scales[j] > max_scale) max_scale = scales[j];
       if (mins[j] > max_min) max_min = mins[j];
     }

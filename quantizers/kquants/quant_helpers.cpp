@@ -123,135 +123,286 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, 
   return scale;
 }
 
-float make_q3_quants(int n, int nmax, const float* x, int8_t* L, bool do_rmse) {
-  float max = 0;
-  float amax = 0;
-  for (int i = 0; i < n; ++i) {
-    const float ax = std::fabs(x[i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[i];
-    }
-  }
-  if (amax < kGroupMaxEps) {
-    std::memset(L, 0, static_cast<size_t>(n));
-    return 0.f;
-  }
-  const float iscale = static_cast<float>(-nmax) / max;
-  if (do_rmse) {
-    float sumlx = 0;
-    float suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-      const int l = clamp_sym(nearest_int(iscale * x[i]), nmax);
-      L[i] = static_cast<int8_t>(l);
-      const float w = x[i] * x[i];
-      sumlx += w * x[i] * static_cast<float>(l);
-      suml2 += w * static_cast<float>(l) * static_cast<float>(l);
-    }
-    // Coordinate descent: move one level at a time while the fitted error drops.
-    for (int itry = 0; itry < 5; ++itry) {
-      int n_changed = 0;
-      for (int i = 0; i < n; ++i) {
-        const float w = x[i] * x[i];
-        const float Li = static_cast<float>(L[i]);
-        float slx = sumlx - w * x[i] * Li;
-        if (slx > 0) {
-          float sl2 = suml2 - w * Li * Li;
-          const int new_l = clamp_sym(nearest_int(x[i] * sl2 / slx), nmax);
-          if (new_l != L[i]) {
-            slx += w * x[i] * static_cast<float>(new_l);
-            sl2 += w * static_cast<float>(new_l) * static_cast<float>(new_l);
-            if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
-              L[i] = static_cast<int8_t>(new_l);
-              sumlx = slx;
-              suml2 = sl2;
-              ++n_changed;
-            }
-          }
-        }
-      }
-      if (!n_changed) break;
-    }
-    for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(L[i] + nmax);
-    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
-  }
-  for (int i = 0; i < n; ++i) {
-    L[i] = static_cast<int8_t>(clamp_sym(nearest_int(iscale * x[i]), nmax) + nmax);
-  }
-  return 1 / iscale;
+// ---- ggml's make_q3_quants / make_qkx2_quants on NL sub-blocks at once ------------------
+// One vector lane per sub-block. Every lane runs exactly ggml's operations in ggml's order
+// (each branch becomes a per-lane select), so each lane's result is bit for bit the scalar one.
+
+namespace {
+
+// Spelled out per width: GCC drops vector_size on a typedef whose size depends on NL.
+template <int NL>
+struct Lanes;
+template <>
+struct Lanes<8> {
+  using VF = float __attribute__((vector_size(32)));
+  using VI = int32_t __attribute__((vector_size(32)));
+};
+template <>
+struct Lanes<16> {
+  using VF = float __attribute__((vector_size(64)));
+  using VI = int32_t __attribute__((vector_size(64)));
+};
+template <typename VI>
+bool any_lane(VI m) {
+  int32_t acc = 0;
+  for (size_t j = 0; j < sizeof(VI) / 4; ++j) acc |= m[j];
+  return acc != 0;
 }
 
-float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
-                       float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep,
-                       bool use_mad) {
-  float min = x[0];
-  float max = x[0];
-  float sum_w = weights[0];
-  float sum_x = sum_w * x[0];
-  for (int i = 1; i < n; ++i) {
-    if (x[i] < min) min = x[i];
-    if (x[i] > max) max = x[i];
-    const float w = weights[i];
-    sum_w += w;
-    sum_x += w * x[i];
-  }
-  if (min > 0) min = 0;
-  if (max == min) {
-    std::memset(L, 0, static_cast<size_t>(n));
-    *the_min = -min;
-    return 0.f;
-  }
-  const float fnmax = static_cast<float>(nmax);
-  float iscale = fnmax / (max - min);
-  float scale = 1 / iscale;
-  float best_error = 0;
+// nearest_int lane by lane (1.5·2^23 added puts the integer in the low mantissa bits).
+template <typename VI, typename VF>
+inline VI nearest_lanes(VF v) {
+  return (std::bit_cast<VI>(v + 12582912.f) & 0x007fffff) - 0x00400000;
+}
+
+template <typename VI, typename VF>
+inline VF abs_lanes(VF v) {
+  return std::bit_cast<VF>(std::bit_cast<VI>(v) & 0x7fffffff);
+}
+
+template <typename VI>
+inline VI clamp_lanes(VI l, VI lo, VI hi) {
+  l = l < lo ? lo : l;
+  return l > hi ? hi : l;
+}
+
+constexpr int kMaxLaneN = 32;
+
+// xt[i] = (x[n*0 + i], ..., x[n*(NL-1) + i]): element i of every sub-block.
+template <int NL>
+void transpose_in(int n, const float* x, typename Lanes<NL>::VF* xt) {
+  alignas(64) float buf[NL];
   for (int i = 0; i < n; ++i) {
-    const int l = nearest_int(iscale * (x[i] - min));
-    L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
-    float diff = scale * static_cast<float>(L[i]) + min - x[i];
-    diff = use_mad ? std::fabs(diff) : diff * diff;
-    best_error += weights[i] * diff;
+    for (int j = 0; j < NL; ++j) buf[j] = x[n * j + i];
+    std::memcpy(&xt[i], buf, sizeof(buf));
   }
-  if (nstep < 1) {
-    *the_min = -min;
-    return scale;
+}
+
+// G groups of NL lanes (sub-blocks x + n*NL*g ...), interleaved so that the sequential
+// coordinate descent of one group overlaps the others'.
+// L[n*j + i] = zero[j] ? 0 : int(level(i)[j]) + add for the NL sub-blocks of one group.
+template <int NL, typename T, typename Level>
+void transpose_out(int n, Level level, typename Lanes<NL>::VI zero, int add, T* L) {
+  using VI = typename Lanes<NL>::VI;
+  alignas(64) int32_t buf[kMaxLaneN][NL];
+  for (int i = 0; i < n; ++i) {
+    const VI l = zero ? VI{} * 0 : __builtin_convertvector(level(i), VI) + add;
+    std::memcpy(buf[i], &l, sizeof(l));
+  }
+  for (int j = 0; j < NL; ++j) {
+    for (int i = 0; i < n; ++i) L[n * j + i] = static_cast<T>(buf[i][j]);
+  }
+}
+
+template <int NL, int G>
+void q3_lanes(int n, int nmax, const float* x, int8_t* L, float* scales) {
+  using VF = typename Lanes<NL>::VF;
+  using VI = typename Lanes<NL>::VI;
+  VF xs[G][kMaxLaneN], lev[G][kMaxLaneN];
+  const VF zero = VF{} * 0.0f;
+  const VI lo = VI{} - nmax, hi = VI{} + (nmax - 1);
+  VI all_zero[G];
+  VF sumlx[G], suml2[G];
+  for (int g = 0; g < G; ++g) {
+    transpose_in<NL>(n, x + n * NL * g, xs[g]);
+    VF max = zero, amax = zero;
+    for (int i = 0; i < n; ++i) {
+      const VF ax = abs_lanes<VI>(xs[g][i]);
+      const VI gt = ax > amax;
+      amax = gt ? ax : amax;
+      max = gt ? xs[g][i] : max;
+    }
+    all_zero[g] = amax < kGroupMaxEps;
+    const VF iscale = static_cast<float>(-nmax) / max;
+    sumlx[g] = zero;
+    suml2[g] = zero;
+    for (int i = 0; i < n; ++i) {
+      const VF lf =
+          __builtin_convertvector(clamp_lanes(nearest_lanes<VI>(iscale * xs[g][i]), lo, hi), VF);
+      lev[g][i] = lf;
+      const VF w = xs[g][i] * xs[g][i];
+      sumlx[g] += w * xs[g][i] * lf;
+      suml2[g] += w * lf * lf;
+    }
+  }
+  // Coordinate descent. A pass that changes nothing in a lane would repeat unchanged, so the
+  // passes a lane runs after ggml would have stopped it change nothing either.
+  bool active[G];
+  for (int g = 0; g < G; ++g) active[g] = true;
+  for (int itry = 0; itry < 5; ++itry) {
+    VI changed[G];
+    for (int g = 0; g < G; ++g) changed[g] = VI{} * 0;
+    for (int i = 0; i < n; ++i) {
+      for (int g = 0; g < G; ++g) {
+        if (!active[g]) continue;
+        const VF xi = xs[g][i];
+        const VF w = xi * xi;
+        const VF Li = lev[g][i];
+        VF slx = sumlx[g] - w * xi * Li;
+        const VI slx_pos = slx > 0;
+        VF sl2 = suml2[g] - w * Li * Li;
+        const VF nl =
+            __builtin_convertvector(clamp_lanes(nearest_lanes<VI>(xi * sl2 / slx), lo, hi), VF);
+        slx += w * xi * nl;
+        sl2 += w * nl * nl;
+        const VI accept =
+            slx_pos & (nl != Li) & (sl2 > 0) & (slx * slx * suml2[g] > sumlx[g] * sumlx[g] * sl2);
+        lev[g][i] = accept ? nl : Li;
+        sumlx[g] = accept ? slx : sumlx[g];
+        suml2[g] = accept ? sl2 : suml2[g];
+        changed[g] |= accept;
+      }
+    }
+    bool any = false;
+    for (int g = 0; g < G; ++g) {
+      active[g] = active[g] && any_lane(changed[g]);
+      any = any || active[g];
+    }
+    if (!any) break;
+  }
+  for (int g = 0; g < G; ++g) {
+    const VF scale = suml2[g] > 0.0f ? sumlx[g] / suml2[g] : zero;
+    for (int j = 0; j < NL; ++j) scales[NL * g + j] = all_zero[g][j] ? 0.f : scale[j];
+    transpose_out<NL>(
+        n, [&](int i) { return lev[g][i]; }, all_zero[g], nmax, L + n * NL * g);
+  }
+}
+
+// G groups of NL lanes (sub-blocks x + n*NL*g ...), interleaved so that the sequential sums
+// of one group overlap the others'.
+template <int NL, int G, bool kMad>
+void qkx2_lanes(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* scales,
+                float* the_mins, float rmin, float rdelta, int nstep) {
+  using VF = typename Lanes<NL>::VF;
+  using VI = typename Lanes<NL>::VI;
+  // [element][group]; xm = x - min, refreshed whenever a lane's min changes.
+  VF xs[kMaxLaneN][G], ws[kMaxLaneN][G], xm[kMaxLaneN][G], lev[kMaxLaneN][G], aux[kMaxLaneN][G];
+  const VF zero = VF{} * 0.0f;
+  const VI lo = VI{} * 0, hi = VI{} + nmax;
+  auto error_term = [](VF diff) {
+    if constexpr (kMad) {
+      return abs_lanes<VI>(diff);
+    } else {
+      return diff * diff;
+    }
+  };
+  auto levels = [&](VF iscale, VF xmin) {
+    return __builtin_convertvector(clamp_lanes(nearest_lanes<VI>(iscale * xmin), lo, hi), VF);
+  };
+  const float fnmax = static_cast<float>(nmax);
+  VF min[G], max[G], sum_w[G], sum_x[G], scale[G], best_error[G];
+  VI flat[G];
+  for (int g = 0; g < G; ++g) {
+    VF t[kMaxLaneN];
+    transpose_in<NL>(n, x + n * NL * g, t);
+    for (int i = 0; i < n; ++i) xs[i][g] = t[i];
+    transpose_in<NL>(n, weights + n * NL * g, t);
+    for (int i = 0; i < n; ++i) ws[i][g] = t[i];
+    min[g] = xs[0][g];
+    max[g] = xs[0][g];
+    sum_w[g] = ws[0][g];
+    sum_x[g] = sum_w[g] * xs[0][g];
+    for (int i = 1; i < n; ++i) {
+      min[g] = xs[i][g] < min[g] ? xs[i][g] : min[g];
+      max[g] = xs[i][g] > max[g] ? xs[i][g] : max[g];
+      sum_w[g] += ws[i][g];
+      sum_x[g] += ws[i][g] * xs[i][g];
+    }
+    min[g] = min[g] > 0 ? zero : min[g];
+    flat[g] = max[g] == min[g];
+    const VF iscale = fnmax / (max[g] - min[g]);
+    scale[g] = 1.0f / iscale;
+    best_error[g] = zero;
+    for (int i = 0; i < n; ++i) {
+      xm[i][g] = xs[i][g] - min[g];
+      lev[i][g] = levels(iscale, xm[i][g]);
+      best_error[g] += ws[i][g] * error_term(scale[g] * lev[i][g] + min[g] - xs[i][g]);
+    }
   }
   for (int is = 0; is <= nstep; ++is) {
-    iscale = (rmin + rdelta * static_cast<float>(is) + fnmax) / (max - min);
-    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-    for (int i = 0; i < n; ++i) {
-      const int l = std::max(0, std::min(nmax, nearest_int(iscale * (x[i] - min))));
-      Laux[i] = static_cast<uint8_t>(l);
-      const float w = weights[i];
-      const float fl = static_cast<float>(l);
-      sum_l += w * fl;
-      sum_l2 += w * fl * fl;
-      sum_xl += w * fl * x[i];
+    const float num = rmin + rdelta * static_cast<float>(is) + fnmax;
+    VF iscale[G], sum_l[G], sum_l2[G], sum_xl[G];
+    for (int g = 0; g < G; ++g) {
+      iscale[g] = num / (max[g] - min[g]);
+      sum_l[g] = sum_l2[g] = sum_xl[g] = zero;
     }
-    const float D = sum_w * sum_l2 - sum_l * sum_l;
-    if (D > 0) {
-      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-      if (this_min > 0) {
-        this_min = 0;
-        this_scale = sum_xl / sum_l2;
+    for (int i = 0; i < n; ++i) {
+      for (int g = 0; g < G; ++g) {
+        const VF fl = levels(iscale[g], xm[i][g]);
+        aux[i][g] = fl;
+        sum_l[g] += ws[i][g] * fl;
+        sum_l2[g] += ws[i][g] * fl * fl;
+        sum_xl[g] += ws[i][g] * fl * xs[i][g];
       }
-      float cur_error = 0;
+    }
+    VF D[G], this_scale[G], this_min[G], cur_error[G];
+    for (int g = 0; g < G; ++g) {
+      D[g] = sum_w[g] * sum_l2[g] - sum_l[g] * sum_l[g];
+      this_scale[g] = (sum_w[g] * sum_xl[g] - sum_x[g] * sum_l[g]) / D[g];
+      this_min[g] = (sum_l2[g] * sum_x[g] - sum_l[g] * sum_xl[g]) / D[g];
+      const VI min_pos = this_min[g] > 0;
+      this_min[g] = min_pos ? zero : this_min[g];
+      this_scale[g] = min_pos ? sum_xl[g] / sum_l2[g] : this_scale[g];
+      cur_error[g] = zero;
+    }
+    for (int i = 0; i < n; ++i) {
+      for (int g = 0; g < G; ++g) {
+        cur_error[g] += ws[i][g] * error_term(this_scale[g] * aux[i][g] + this_min[g] - xs[i][g]);
+      }
+    }
+    for (int g = 0; g < G; ++g) {
+      const VI better = (D[g] > 0) & (cur_error[g] < best_error[g]) & ~flat[g];
+      if (!any_lane(better)) continue;
+      best_error[g] = better ? cur_error[g] : best_error[g];
+      scale[g] = better ? this_scale[g] : scale[g];
+      min[g] = better ? this_min[g] : min[g];
       for (int i = 0; i < n; ++i) {
-        float diff = this_scale * static_cast<float>(Laux[i]) + this_min - x[i];
-        diff = use_mad ? std::fabs(diff) : diff * diff;
-        cur_error += weights[i] * diff;
-      }
-      if (cur_error < best_error) {
-        std::memcpy(L, Laux, static_cast<size_t>(n));
-        best_error = cur_error;
-        scale = this_scale;
-        min = this_min;
+        lev[i][g] = better ? aux[i][g] : lev[i][g];
+        xm[i][g] = xs[i][g] - min[g];
       }
     }
   }
-  *the_min = -min;
-  return scale;
+  for (int g = 0; g < G; ++g) {
+    for (int j = 0; j < NL; ++j) {
+      scales[NL * g + j] = flat[g][j] ? 0.f : scale[g][j];
+      the_mins[NL * g + j] = -min[g][j];
+    }
+    transpose_out<NL>(
+        n, [&](int i) { return lev[i][g]; }, flat[g], 0, L + n * NL * g);
+  }
+}
+
+}  // namespace
+
+// Runs f<W, G>(j) over the nsub sub-blocks: G groups of W lanes, 4 x 16 at a time while 64
+// remain. (Generic vectors wider than a register, 32 lanes in two, measured 4x slower than
+// 16-lane ones with GCC 12; separate vectors side by side do not have that problem.)
+template <typename F>
+void by_lanes(int nsub, F f) {
+  int j = 0;
+  for (; j + 64 <= nsub; j += 64) f.template operator()<16, 4>(j);
+  for (; j + 32 <= nsub; j += 32) f.template operator()<16, 2>(j);
+  for (; j + 16 <= nsub; j += 16) f.template operator()<16, 1>(j);
+  for (; j < nsub; j += 8) f.template operator()<8, 1>(j);
+}
+
+void make_q3_quants_lanes(int nsub, int n, int nmax, const float* x, int8_t* L, float* scales) {
+  QS_THROW_IF_NOT(n >= 1 && n <= kMaxLaneN && nsub % 8 == 0, "make_q3_quants_lanes: ", nsub,
+                  " sub-blocks of ", n);
+  by_lanes(nsub,
+           [&]<int W, int G>(int j) { q3_lanes<W, G>(n, nmax, x + n * j, L + n * j, scales + j); });
+}
+
+void make_qkx2_quants_lanes(int nsub, int n, int nmax, const float* x, const float* weights,
+                            uint8_t* L, float* scales, float* the_mins, float rmin, float rdelta,
+                            int nstep, bool use_mad) {
+  QS_THROW_IF_NOT(n >= 1 && n <= kMaxLaneN && nsub % 8 == 0, "make_qkx2_quants_lanes: ", nsub,
+                  " sub-blocks of ", n);
+  by_lanes(nsub, [&]<int W, int G>(int j) {
+    auto* const run = use_mad ? qkx2_lanes<W, G, true> : qkx2_lanes<W, G, false>;
+    run(n, nmax, x + n * j, weights + n * j, L + n * j, scales + j, the_mins + j, rmin, rdelta,
+        nstep);
+  });
 }
 
 float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,

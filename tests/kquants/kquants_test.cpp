@@ -539,5 +539,30 @@ TEST(KQuantLayout, Q8_K) {
   for (int i = 0; i < 256; ++i) EXPECT_EQ(y[i], b.d * float(b.qs[i]));
 }
 
+// The ref encoders search the sub-blocks of several super-blocks together (vector lanes, in
+// groups whose width depends on how many blocks are left in the row), but every ggml block is
+// encoded on its own: a row of nb blocks must be the bytes of its blocks encoded one by one,
+// for every nb (1..9 covers each lane-group width and chunk tail). The golden tests tie the
+// multi-block widths to ggml's bytes; this ties the others to them.
+TEST(KQuantRows, RowEqualsItsBlocksEncodedOneByOne) {
+  for (QuantType t : {QuantType::Q2_K, QuantType::Q3_K, QuantType::Q4_K, QuantType::Q5_K}) {
+    const int block = traits(t).block_size;
+    const size_t bytes = row_size(t, block);
+    for (int nb = 1; nb <= 9; ++nb) {
+      auto x = gaussian(100 + nb, size_t(nb) * block, 0.02f);
+      for (int i = 0; i < 32; ++i) x[size_t(block) * (nb - 1) + 64 + i] = 0.0f;  // a zero group
+      x[0] = 0.5f;                                                               // an outlier
+      std::vector<uint8_t> row(row_size(t, int64_t(nb) * block));
+      quantize_row_ref(t, x.data(), row.data(), int64_t(nb) * block);
+      for (int b = 0; b < nb; ++b) {
+        std::vector<uint8_t> one(bytes);
+        quantize_row_ref(t, x.data() + size_t(b) * block, one.data(), block);
+        EXPECT_EQ(0, std::memcmp(one.data(), row.data() + size_t(b) * bytes, bytes))
+            << traits(t).name << " nb " << nb << " block " << b;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace qsweep::kquants

@@ -44,14 +44,22 @@ inline float round_to_half(float v) {
 /// rmse_type: 0 = plain max scaling, 1 = weights x^2 (or qw), negative = one fit, no search.
 float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, const float* qw);
 
-/// 3-bit levels with x^2 weights and a coordinate-descent refinement (make_q3_quants).
-float make_q3_quants(int n, int nmax, const float* x, int8_t* L, bool do_rmse);
+/// ggml's make_q3_quants(n, nmax, ., ., do_rmse = true) (3-bit levels with x^2 weights and a
+/// coordinate-descent refinement) on nsub (a multiple of 8) consecutive sub-blocks of n <= 32
+/// values at once: sub-block j is x + n*j, its levels go to L + n*j and its scale to
+/// scales[j]. Bit-identical to nsub scalar calls (one vector lane per sub-block, each in
+/// ggml's order).
+void make_q3_quants_lanes(int nsub, int n, int nmax, const float* x, int8_t* L, float* scales);
 
-/// Asymmetric levels in [0, nmax] with scale and min from a weighted least-squares search
-/// over nstep+1 trial scales (make_qkx2_quants). Returns the scale; *the_min = -min >= 0.
-float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
-                       float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep,
-                       bool use_mad);
+/// ggml's make_qkx2_quants (asymmetric levels in [0, nmax], scale and min from a weighted
+/// least-squares search over nstep+1 trial scales) on nsub (a multiple of 8) consecutive sub-blocks
+/// of n <= 32 values at once: sub-block j is x + n*j with weights + n*j; levels to L + n*j, scale
+/// to scales[j], -min (>= 0) to the_mins[j]. Bit-identical to nsub scalar calls (one vector lane
+/// per sub-block, each in ggml's order; a trial's min depends on the earlier trials, so the trials
+/// of one sub-block cannot go side by side).
+void make_qkx2_quants_lanes(int nsub, int n, int nmax, const float* x, const float* weights,
+                            uint8_t* L, float* scales, float* the_mins, float rmin, float rdelta,
+                            int nstep, bool use_mad);
 
 /// As make_qkx2_quants, with x^2 weights when weights is null and the trial levels clamped
 /// before rounding (make_qkx3_quants, used by the imatrix paths).
