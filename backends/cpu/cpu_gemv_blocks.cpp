@@ -261,6 +261,139 @@ void dot_row(const float* A, const uint8_t* row, BlockDecoder decode, int qk, in
     C[r * ldc] = vsum(vadd(vadd(acc[r][0], acc[r][1]), vadd(acc[r][2], acc[r][3])));
 }
 
+using RowFn = void (*)(const float* A, const uint8_t* row, BlockDecoder decode, int qk, int bytes,
+                       float* C, int64_t ldc, int64_t k);
+
+#if defined(__AVX512F__)
+// ---- AVX-512: Q4_K, Q5_K, Q6_K and Q8_0 decoded in registers, no buffer ---------------------
+// Each 16-weight vector is the block decoder's values (same scalar scale products, then the same
+// vector product and difference, no contraction) and goes into the accumulator dot_row gives it
+// (vector v = e / 16 of the row into v % 4), so the results equal dot_row's bit for bit.
+#define QS_INLINE inline __attribute__((always_inline))
+using Acc = Vec[4];
+
+template <int R>
+QS_INLINE void fma_rows(Vec w, const float* const* x, int off, Acc* acc, int a) {
+  for (int r = 0; r < R; ++r)
+    acc[r][a] = _mm512_fmadd_ps(_mm512_loadu_ps(x[r] + off), w, acc[r][a]);
+}
+
+QS_INLINE __m512i bytes16(const uint8_t* p) {
+  return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+// x = d1*q - m1 with q the nibbles (Q4_K) or nibbles + high bit << 4 (Q5_K), sub-block s = e/32.
+template <int R, bool Q5>
+QS_INLINE void qk45_block(const uint8_t* b, const float* const* x, Acc* acc, int) {
+  const float d = f16_at(b, 0), dmin = f16_at(b, 2);
+  const __m512i low4 = _mm512_set1_epi32(0xF), one = _mm512_set1_epi32(1);
+  __m512i h0 = _mm512_setzero_si512(), h1 = h0;
+  if constexpr (Q5) h0 = bytes16(b + 16), h1 = bytes16(b + 32);
+  const uint8_t* qs = b + (Q5 ? 48 : 16);
+  for (int p = 0; p < 4; ++p) {
+    const __m512i lo = bytes16(qs + 32 * p), hi = bytes16(qs + 32 * p + 16);
+    for (int h = 0; h < 2; ++h) {  // sub-block s = 2p + h: the low nibbles, then the high ones
+      const int s = 2 * p + h;
+      uint8_t sc, m;
+      ggml::scale_min_k4(s, b + 4, &sc, &m);
+      const __m512 d1 = _mm512_set1_ps(d * float(sc)), m1 = _mm512_set1_ps(dmin * float(m));
+      __m512i q0 = h ? _mm512_srli_epi32(lo, 4) : _mm512_and_si512(lo, low4);
+      __m512i q1 = h ? _mm512_srli_epi32(hi, 4) : _mm512_and_si512(hi, low4);
+      if constexpr (Q5) {
+        const __m128i cnt = _mm_cvtsi32_si128(s);
+        q0 = _mm512_add_epi32(
+            q0, _mm512_slli_epi32(_mm512_and_si512(_mm512_srl_epi32(h0, cnt), one), 4));
+        q1 = _mm512_add_epi32(
+            q1, _mm512_slli_epi32(_mm512_and_si512(_mm512_srl_epi32(h1, cnt), one), 4));
+      }
+      fma_rows<R>(_mm512_sub_ps(_mm512_mul_ps(d1, _mm512_cvtepi32_ps(q0)), m1), x, 32 * s, acc,
+                  (2 * s) % 4);
+      fma_rows<R>(_mm512_sub_ps(_mm512_mul_ps(d1, _mm512_cvtepi32_ps(q1)), m1), x, 32 * s + 16, acc,
+                  (2 * s + 1) % 4);
+    }
+  }
+}
+
+// Q6_K: x = ds*(q - 32), ds = d*scales[e/16], e = 128c + 32g + 16h + l.
+template <int R>
+QS_INLINE void q6k_block(const uint8_t* b, const float* const* x, Acc* acc, int) {
+  const float d = f16_at(b, 208);
+  const __m512i low4 = _mm512_set1_epi32(0xF), three = _mm512_set1_epi32(3),
+                k32 = _mm512_set1_epi32(32);
+  for (int c = 0; c < 2; ++c)
+    for (int h = 0; h < 2; ++h) {
+      const __m512i qh = bytes16(b + 128 + 32 * c + 16 * h);
+      const __m512i ql[2] = {bytes16(b + 64 * c + 16 * h), bytes16(b + 64 * c + 32 + 16 * h)};
+      for (int g = 0; g < 4; ++g) {
+        const int e0 = 128 * c + 32 * g + 16 * h;
+        const __m512 ds = _mm512_set1_ps(d * float(int8_t(b[192 + e0 / 16])));
+        const __m512i low =
+            g < 2 ? _mm512_and_si512(ql[g & 1], low4) : _mm512_srli_epi32(ql[g & 1], 4);
+        const __m512i high = _mm512_slli_epi32(
+            _mm512_and_si512(_mm512_srl_epi32(qh, _mm_cvtsi32_si128(2 * g)), three), 4);
+        const __m512i q = _mm512_sub_epi32(_mm512_or_si512(low, high), k32);
+        fma_rows<R>(_mm512_mul_ps(ds, _mm512_cvtepi32_ps(q)), x, e0, acc, (e0 / 16) % 4);
+      }
+    }
+}
+
+// Q8_0: x = q*d; block i of a row fills accumulators 2i % 4 and 2i % 4 + 1 (a0).
+template <int R>
+QS_INLINE void q8_0_block(const uint8_t* b, const float* const* x, Acc* acc, int a0) {
+  const __m512 d = _mm512_set1_ps(f16_at(b, 0));
+  for (int h = 0; h < 2; ++h) {
+    const __m512i q =
+        _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2 + 16 * h)));
+    fma_rows<R>(_mm512_mul_ps(_mm512_cvtepi32_ps(q), d), x, 16 * h, acc, a0 + h);
+  }
+}
+
+template <int R, void (*Block)(const uint8_t*, const float* const*, Acc*, int)>
+void dot_row_reg(const float* A, const uint8_t* row, BlockDecoder, int qk, int bytes, float* C,
+                 int64_t ldc, int64_t k) {
+  Acc acc[R];
+  for (int r = 0; r < R; ++r)
+    for (int a = 0; a < 4; ++a) acc[r][a] = vzero();
+  const float* x[R];
+  for (int64_t i = 0; i < k / qk; ++i) {
+    for (int r = 0; r < R; ++r) x[r] = A + r * k + i * qk;
+    Block(row + i * bytes, x, acc, int(2 * i % 4));
+  }
+  for (int r = 0; r < R; ++r)
+    C[r * ldc] = vsum(vadd(vadd(acc[r][0], acc[r][1]), vadd(acc[r][2], acc[r][3])));
+}
+
+template <int R>
+RowFn row_fn_r(int type) {
+  switch (type) {
+    case ggml::kQ4_K:
+      return dot_row_reg<R, qk45_block<R, false>>;
+    case ggml::kQ5_K:
+      return dot_row_reg<R, qk45_block<R, true>>;
+    case ggml::kQ6_K:
+      return dot_row_reg<R, q6k_block<R>>;
+    case ggml::kQ8_0:
+      return dot_row_reg<R, q8_0_block<R>>;
+    default:
+      return dot_row<R>;
+  }
+}
+#else
+template <int R>
+RowFn row_fn_r(int) {
+  return dot_row<R>;
+}
+#endif
+
+// The kernel for R rows of A (1 <= R <= kRowsOfA) on blocks of `type`.
+RowFn row_fn(int type, int R) {
+  static_assert(kRowsOfA == 4);
+  return R == 4   ? row_fn_r<4>(type)
+         : R == 3 ? row_fn_r<3>(type)
+         : R == 2 ? row_fn_r<2>(type)
+                  : row_fn_r<1>(type);
+}
+
 }  // namespace
 
 bool cpu_gemm_nt_ggml_supports(int ggml_type, int64_t k) {
@@ -274,16 +407,15 @@ void cpu_gemm_nt_ggml(const float* A, int ggml_type, const void* blocks, float* 
   const int qk = ggml::block_weights(ggml_type), bytes = ggml::block_bytes(ggml_type);
   const auto* W = static_cast<const uint8_t*>(blocks);
   const int64_t row_bytes = k / qk * bytes;
+  RowFn fns[kRowsOfA + 1] = {nullptr};
+  for (int R = 1; R <= kRowsOfA; ++R) fns[R] = row_fn(ggml_type, R);
   auto range = [&](int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; ++j) {
       const uint8_t* row = W + j * row_bytes;
-      int64_t i = 0;
-      for (; i + kRowsOfA <= m; i += kRowsOfA)
-        dot_row<kRowsOfA>(A + i * k, row, decode, qk, bytes, C + i * n + j, n, k);
-      float* c = C + i * n + j;
-      if (m - i == 3) dot_row<3>(A + i * k, row, decode, qk, bytes, c, n, k);
-      if (m - i == 2) dot_row<2>(A + i * k, row, decode, qk, bytes, c, n, k);
-      if (m - i == 1) dot_row<1>(A + i * k, row, decode, qk, bytes, c, n, k);
+      for (int64_t i = 0; i < m; i += kRowsOfA) {
+        const int R = int(std::min<int64_t>(kRowsOfA, m - i));
+        fns[R](A + i * k, row, decode, qk, bytes, C + i * n + j, n, k);
+      }
     }
   };
   if (n * k <= kSerialWeights) return range(0, n);
