@@ -145,7 +145,7 @@ class CpuBackend final : public Backend {
     // bit for bit; the fp32 sum is ordered differently from cpu_gemm_nt's (reordering only).
     if (const GgmlBlocks& g = W.ggml_blocks();
         m <= kGemmNtGgmlMaxM && g.data && cpu_gemm_nt_ggml_supports(g.ggml_type, W.cols()))
-      return cpu_gemm_nt_ggml(A, g.ggml_type, g.data, C, m, W.rows(), W.cols());
+      return cpu_gemm_nt_ggml(A, g.ggml_type, g.data, C, m, W.rows(), W.cols(), g.row_of);
     // cpu_gemm_nt_rows (decode tiles of W where they are multiplied, #18) is not used here: its
     // thread_local tile buffers were reported leaked by LeakSanitizer in two sweep tests (CI,
     // session 7). Results are bit-identical either way (GemmShapes.NtRowsEqualsNtBitForBit).

@@ -401,7 +401,7 @@ bool cpu_gemm_nt_ggml_supports(int ggml_type, int64_t k) {
 }
 
 void cpu_gemm_nt_ggml(const float* A, int ggml_type, const void* blocks, float* C, int64_t m,
-                      int64_t n, int64_t k) {
+                      int64_t n, int64_t k, const int64_t* row_of) {
   if (m == 0 || n == 0) return;
   const BlockDecoder decode = block_decoder(ggml_type);
   const int qk = ggml::block_weights(ggml_type), bytes = ggml::block_bytes(ggml_type);
@@ -411,7 +411,7 @@ void cpu_gemm_nt_ggml(const float* A, int ggml_type, const void* blocks, float* 
   for (int R = 1; R <= kRowsOfA; ++R) fns[R] = row_fn(ggml_type, R);
   auto range = [&](int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; ++j) {
-      const uint8_t* row = W + j * row_bytes;
+      const uint8_t* row = W + (row_of ? row_of[j] : j) * row_bytes;
       for (int64_t i = 0; i < m; i += kRowsOfA) {
         const int R = int(std::min<int64_t>(kRowsOfA, m - i));
         fns[R](A + i * k, row, decode, qk, bytes, C + i * n + j, n, k);

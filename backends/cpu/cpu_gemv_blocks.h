@@ -23,7 +23,8 @@ bool cpu_gemm_nt_ggml_supports(int ggml_type, int64_t k);
 /// weight: C[i, j] is summed by one task in 4 vector accumulators (AVX-512: 16 lanes, AVX2: 8,
 /// chosen by the build's -march; scalar: one fma chain), in an order that depends only on k, never
 /// on m, n, i, j or the thread count.
+/// `row_of` (optional): row j of W is stored row row_of[j] of `blocks` (a GGUF q/k tensor).
 void cpu_gemm_nt_ggml(const float* A, int ggml_type, const void* blocks, float* C, int64_t m,
-                      int64_t n, int64_t k);
+                      int64_t n, int64_t k, const int64_t* row_of = nullptr);
 
 }  // namespace qsweep

@@ -5,6 +5,7 @@
 // Plus the backend wiring: CpuBackend::gemm_nt_weight takes this path for m <= kGemmNtGgmlMaxM.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -159,6 +160,27 @@ TEST(GemvBlocks, BitIdenticalAcrossThreadsAndShapes) {
     }
     set_backend_threads(0);
   }
+}
+
+// row_of: row j of W read from stored row row_of[j] gives, bit for bit, the product on a copy of
+// the blocks with the rows moved to their logical places.
+TEST(GemvBlocks, RowMapReadsTheMappedRows) {
+  constexpr int64_t n = 301, m = 2;
+  const int type = ggml::kQ4_K;
+  const int64_t k = k_for(type), row_bytes = k / 256 * ggml::block_bytes(type);
+  std::mt19937 rng(uint32_t(test::test_seed(44)));
+  const auto stored = random_blocks(type, n, k, rng);
+  std::vector<int64_t> row_of(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) row_of[size_t(j)] = (j * 7 + 3) % n;  // 7 is prime to 301
+  std::vector<uint8_t> logical(size_t(n * row_bytes));
+  for (int64_t j = 0; j < n; ++j)
+    std::copy_n(stored.data() + 1 + row_of[size_t(j)] * row_bytes, row_bytes,
+                logical.data() + j * row_bytes);
+  const auto A = random_vec(size_t(m * k), rng);
+  std::vector<float> got(size_t(m * n)), want(size_t(m * n));
+  cpu_gemm_nt_ggml(A.data(), type, stored.data() + 1, got.data(), m, n, k, row_of.data());
+  cpu_gemm_nt_ggml(A.data(), type, logical.data(), want.data(), m, n, k);
+  EXPECT_EQ(got, want);
 }
 
 TEST(GemvBlocks, SupportsOnlyBlockTypesWithWholeBlocksPerRow) {
