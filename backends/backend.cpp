@@ -15,6 +15,7 @@
 
 #include "backends/cpu/cpu_awq_ops.h"
 #include "backends/cpu/cpu_gemm.h"
+#include "backends/cpu/cpu_gemv_blocks.h"
 #include "backends/cpu/cpu_quant_ops.h"
 #include "common/errors.h"
 #include "common/half.h"
@@ -140,6 +141,11 @@ class CpuBackend final : public Backend {
   void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void gemm_nt_weight(const float* A, const WeightTensor& W, float* C, int64_t m,
                       WeightScratch& s) override {
+    // Decode (m small) on GGUF blocks: fused block GEMV, no fp32 copy of W (#18). Same weights
+    // bit for bit; the fp32 sum is ordered differently from cpu_gemm_nt's (reordering only).
+    if (const GgmlBlocks& g = W.ggml_blocks();
+        m <= kGemmNtGgmlMaxM && g.data && cpu_gemm_nt_ggml_supports(g.ggml_type, W.cols()))
+      return cpu_gemm_nt_ggml(A, g.ggml_type, g.data, C, m, W.rows(), W.cols(), g.row_of);
     // cpu_gemm_nt_rows (decode tiles of W where they are multiplied, #18) is not used here: its
     // thread_local tile buffers were reported leaked by LeakSanitizer in two sweep tests (CI,
     // session 7). Results are bit-identical either way (GemmShapes.NtRowsEqualsNtBitForBit).

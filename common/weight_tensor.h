@@ -19,13 +19,17 @@ enum class WeightDType { F32, F16, BF16, Quantized };
 /// "F32", "F16", "BF16", "quantized".
 const char* weight_dtype_name(WeightDType t);
 
-/// A quantized weight's codes as one contiguous run of ggml blocks, rows in logical order
-/// (GGUF tensors that need no row permutation): what an off-host backend uploads as is and
-/// dequantizes there (Backend::dequantize_ggml). ggml_type −1: not available.
+/// A quantized weight's codes as one contiguous run of ggml blocks of a GGUF tensor: what an
+/// off-host backend uploads as is and dequantizes there (Backend::dequantize_ggml) when the rows
+/// are in logical order (row_of nullptr), and what the CPU multiplies directly at decode (#18).
+/// ggml_type −1: not available.
 struct GgmlBlocks {
   int ggml_type = -1;
   const void* data = nullptr;  ///< kept alive by the tensor's decoder
   size_t bytes = 0;
+  /// Stored row of each logical row (llama's q/k tensors, whose rows GGUF permutes; kept alive
+  /// by the decoder), or nullptr: rows in logical order.
+  const int64_t* row_of = nullptr;
 };
 
 /// A quantized weight's GPTQ/AWQ-style group codes (a QTensor's arrays: one code byte per weight

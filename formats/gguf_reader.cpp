@@ -355,10 +355,14 @@ WeightTensor gguf_weight(const std::shared_ptr<const GgufFile>& file, const Gguf
       kquants::dequantize_row(*q, b, y, cols);
     }
   };
-  // Block types whose rows are in logical order can be uploaded as they are (issue #16).
+  // Block types offer their blocks: off-host uploads take those in logical row order (#16),
+  // the CPU's decode product also the q/k ones through the row map (#18).
+  auto rows_of = std::make_shared<const std::vector<int64_t>>(std::move(inv));
   GgmlBlocks blocks;
-  if (q && inv.empty()) blocks = {int(type), bytes, size_t(t.nbytes)};
-  auto decode = [decode_one, inv = std::move(inv), cols](int64_t r0, int64_t n, float* out) {
+  if (q)
+    blocks = {int(type), bytes, size_t(t.nbytes), rows_of->empty() ? nullptr : rows_of->data()};
+  auto decode = [decode_one, rows_of, cols](int64_t r0, int64_t n, float* out) {
+    const std::vector<int64_t>& inv = *rows_of;
     for (int64_t i = 0; i < n; ++i)
       decode_one(inv.empty() ? r0 + i : inv[size_t(r0 + i)], out + i * cols);
   };

@@ -19,7 +19,7 @@ size_t aligned(size_t n) {
 // GGUF codes the backend dequantizes itself (Backend::dequantize_ggml): kept as blocks.
 bool as_blocks(const WeightTensor& W) {
   const GgmlBlocks& g = W.ggml_blocks();
-  return W.dtype() == WeightDType::Quantized && g.ggml_type >= 0 &&
+  return W.dtype() == WeightDType::Quantized && g.ggml_type >= 0 && g.row_of == nullptr &&
          ggml::block_weights(g.ggml_type) > 0 && W.size() % ggml::block_weights(g.ggml_type) == 0;
 }
 

@@ -10,10 +10,13 @@
 
 #include "backends/backend.h"
 #include "backends/cpu/cpu_gemm.h"
+#include "backends/cpu/cpu_gemv_blocks.h"
+#include "backends/kernels/ggml_decode.h"
 #include "common/half.h"
 #include "common/weight_tensor.h"
 #include "model/transformer.h"
 #include "model/weights.h"
+#include "quantizers/kquants/kquants.h"
 
 namespace qsweep {
 namespace {
@@ -157,6 +160,48 @@ void BM_DecodeGemvF16(benchmark::State& state) {
 BENCHMARK(BM_DecodeGemvF16)
     ->ArgNames({"m", "n", "k", "widen"})
     ->ArgsProduct({{1, 2, 4}, {4096, 11008}, {4096}, {0, 1}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// Decode on GGUF ggml blocks on the CPU (#18): GB/s of block bytes streamed (once per row of A:
+// both paths read the weight once per call). args: type (ggml id), m, n (out), k (in), path: 0
+// cpu_gemm_nt_ggml (what CpuBackend::gemm_nt_weight takes for m <= kGemmNtGgmlMaxM), 1 the
+// weight widened to fp32 by kquants' row decoders then the tiled GEMM (the path before #18).
+void BM_DecodeGemvGgml(benchmark::State& state) {
+  const int type = int(state.range(0));
+  const int64_t m = state.range(1), n = state.range(2), k = state.range(3);
+  const bool widen = state.range(4) != 0;
+  const int qk = ggml::block_weights(type), bsize = ggml::block_bytes(type);
+  const size_t bytes = size_t(n * k / qk * bsize);
+  // Random codes, finite fp16 scales (in every type the first or last fields; a random byte
+  // elsewhere is a valid code), from quantizing random weights.
+  const auto f = randn(size_t(n * k), 3);
+  auto blocks = std::make_shared<std::vector<uint8_t>>(bytes);
+  const auto q = *kquants::type_from_ggml(type);
+  kquants::quantize_row_ref(q, f.data(), blocks->data(), n * k);
+  const uint8_t* data = blocks->data();
+  const auto W = WeightTensor::quantized(
+      n, k, bytes, "q", [q, data, k, bsize, qk, blocks](int64_t r0, int64_t count, float* out) {
+        kquants::dequantize_row(q, data + r0 * (k / qk) * bsize, out, count * k);
+      });
+  const auto a = randn(size_t(m * k), 1);
+  std::vector<float> c(size_t(m * n));
+  WeightScratch s;
+  for (auto _ : state) {
+    if (widen)
+      cpu_backend().gemm_nt_weight(a.data(), W, c.data(), m, s);
+    else
+      cpu_gemm_nt_ggml(a.data(), type, data, c.data(), m, n, k);
+    benchmark::DoNotOptimize(c.data());
+  }
+  state.counters["GB/s"] =
+      benchmark::Counter(double(bytes) * double(state.iterations()), benchmark::Counter::kIsRate,
+                         benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_DecodeGemvGgml)
+    ->ArgNames({"type", "m", "n", "k", "widen"})
+    ->ArgsProduct(
+        {{ggml::kQ4_K, ggml::kQ6_K, ggml::kQ8_0, ggml::kQ5_K}, {1, 4, 8}, {2816}, {1024}, {0, 1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <random>
 
+#include "backends/backend.h"
 #include "common/errors.h"
 #include "common/half.h"
 #include "common/mapped_file.h"
@@ -189,7 +190,9 @@ TEST(Gguf, BlockTypesReadBackAsDequantizeOfQuantize) {
 
 // The reader keeps F16 and block tensors in the file's form (mapped, decoded per row); every
 // matrix reads as what widening the whole tensor gives (GgufFile::to_float, q/k rows
-// un-permuted), whole and in a row range; unpermuted block tensors expose the file's blocks.
+// un-permuted), whole and in a row range; block tensors expose the file's blocks, the q/k ones
+// with their row map; the CPU backend's decode product (m = 1, which multiplies the blocks
+// directly, #18) on a one-hot row gives that column of the widened tensor bit for bit.
 TEST(Gguf, MatricesStayMappedAndDecodeToTheWholeTensorWidening) {
   for (int32_t type : {gt::F16, gt::Q4_K, gt::Q6_K}) {
     std::string path = tiny().f16;
@@ -210,15 +213,24 @@ TEST(Gguf, MatricesStayMappedAndDecodeToTheWholeTensorWidening) {
       if (heads > 0) want = gguf_unpermute_qk(want, heads);
       EXPECT_NE(w.dtype(), WeightDType::F32) << name;  // not widened at load
       EXPECT_TRUE(w.to_matrix() == want) << name;
-      // Block tensors in logical row order offer their blocks for off-host uploads (#16); the
-      // q/k tensors, whose rows the file permutes, and F16 ones do not.
+      // Block tensors offer their blocks (#16; off-host uploads take those without a row map),
+      // the q/k tensors, whose rows the file permutes, with the map (#18); F16 ones do not.
       const GgmlBlocks& g = w.ggml_blocks();
-      if (type == gt::F16 || heads > 0) {
+      if (type == gt::F16) {
         EXPECT_EQ(g.ggml_type, -1) << name;
       } else {
         EXPECT_EQ(g.ggml_type, type) << name;
+        EXPECT_EQ(g.row_of != nullptr, heads > 0) << name;
         ASSERT_EQ(g.bytes, size_t(t->nbytes)) << name;
         EXPECT_EQ(std::memcmp(g.data, f.data(*t).data(), g.bytes), 0) << name;
+      }
+      for (int64_t c : {int64_t(0), w.cols() / 2 + 1, w.cols() - 1}) {
+        std::vector<float> x(size_t(w.cols()), 0.0f), y(size_t(w.rows()));
+        x[size_t(c)] = 1.0f;
+        WeightScratch scratch;
+        cpu_backend().gemm_nt_weight(x.data(), w, y.data(), 1, scratch);
+        EXPECT_TRUE(Eigen::Map<const Eigen::VectorXf>(y.data(), w.rows()) == want.col(c))
+            << name << " column " << c;
       }
       const int64_t r0 = 3, n = std::min<int64_t>(5, w.rows() - r0);
       MatrixRM part(n, w.cols());

@@ -189,8 +189,10 @@ TEST(DeviceWeights, EditedWeightsAreUsedByTheNextPass) {
 
 // The off-host forward and token-by-token decode equal the CPU's bit for bit with every layer
 // resident (unlimited budget) and with layers streamed (2.2 widest layers).
+// decode_rel_tol > 0: the token-by-token decode is compared within that relative error (max |Δ| /
+// max |logit|) instead of bit for bit (see the GGUF-blocks test for why).
 void expect_offhost_resident_and_streamed_equal_cpu(const ModelSpec& spec, const ModelWeights& w,
-                                                    uint64_t seed) {
+                                                    uint64_t seed, double decode_rel_tol = 0) {
   const Transformer cpu(spec, w);
   const auto seqs = random_sequences(spec, seed);
   const MatrixRM want = cpu.forward(seqs);
@@ -203,7 +205,11 @@ void expect_offhost_resident_and_streamed_equal_cpu(const ModelSpec& spec, const
     const Transformer dev(spec, w, off);
     EXPECT_TRUE(same(dev.forward(seqs), want));
     EXPECT_EQ(dev.device_weights_if_built()->streamed_layers() > 0, slots > 0);
-    EXPECT_TRUE(same(decode_token_by_token(dev, seqs[0]), want_dec));
+    const MatrixRM got_dec = decode_token_by_token(dev, seqs[0]);
+    if (decode_rel_tol > 0)
+      EXPECT_LE(rel_err(got_dec, want_dec), decode_rel_tol);
+    else
+      EXPECT_TRUE(same(got_dec, want_dec));
   }
 }
 
@@ -226,7 +232,11 @@ WeightTensor as_ggml_blocks(const WeightTensor& w, kquants::QuantType t) {
 
 // Layers of Q8_0, Q4_K and Q6_K blocks (widths that are whole 256-weight super-blocks), lm_head
 // Q8_0: the off-host logits equal the CPU's bit for bit, resident and streamed, and each layer
-// takes its blocks' bytes in backend memory, not fp32's.
+// takes its blocks' bytes in backend memory, not fp32's. Token-by-token decode (m = 1) is
+// compared within 2e-5 relative, not bit for bit: there the CPU backend multiplies the blocks
+// directly (cpu_gemm_nt_ggml, #18: the same weights bit for bit, the fp32 sum in another order)
+// while the off-host backend widens them and runs the GEMM; the lead accepted reordering-level
+// differences on the decode path. The prefill forward (m > kGemmNtGgmlMaxM) stays bit for bit.
 TEST(DeviceWeights, GgufBlocksStayBlocksAndDecodeAsOnTheHost) {
   ModelSpec spec = test::small_model_spec(Architecture::Llama);
   spec.hidden_size = 256;
@@ -251,7 +261,7 @@ TEST(DeviceWeights, GgufBlocksStayBlocksAndDecodeAsOnTheHost) {
   size_t layers_bytes = 0;
   for (const LayerWeights& L : w.layers) layers_bytes += DeviceWeights::layer_bytes(L);
   EXPECT_LT(layers_bytes, block_bytes + fp32_bytes / 8) << "blocks, not widened fp32";
-  expect_offhost_resident_and_streamed_equal_cpu(spec, w, test::test_seed(162));
+  expect_offhost_resident_and_streamed_equal_cpu(spec, w, test::test_seed(162), 2e-5);
 }
 
 // GPTQ/AWQ-style group codes (QTensor via qtensor_weight: 4-bit g16, and 3-bit g16 with a
