@@ -140,10 +140,11 @@ class CpuBackend final : public Backend {
   void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void gemm_nt_weight(const float* A, const WeightTensor& W, float* C, int64_t m,
                       WeightScratch& s) override {
-    // cpu_gemm_nt_rows (decode tiles of W where they are multiplied, #18) is not used here: its
-    // thread_local tile buffers were reported leaked by LeakSanitizer in two sweep tests (CI,
-    // session 7). Results are bit-identical either way (GemmShapes.NtRowsEqualsNtBitForBit).
     const float* w = W.f32_data();
+    if (!w && m <= kGemmNtRowsMaxM)  // decode tiles of W where they are multiplied (#18)
+      return cpu_gemm_nt_rows(A, C, m, W.rows(), W.cols(), [&](int64_t r0, int64_t n, float* out) {
+        W.decode_rows(r0, n, out);
+      });
     cpu_gemm_nt(A, w ? w : widen(W, s), C, m, W.rows(), W.cols());
   }
   void matmul_nt(const float* A, const float* B, float* C, int64_t m, int64_t n,
