@@ -140,6 +140,9 @@ class CpuBackend final : public Backend {
   void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void gemm_nt_weight(const float* A, const WeightTensor& W, float* C, int64_t m,
                       WeightScratch& s) override {
+    if (const void* h = W.half_data(); h && m <= kGemvW16MaxM)  // decode: cpu_gemv_w16 (#18)
+      return gemm_nt_w16(A, static_cast<const uint16_t*>(h), W.dtype() == WeightDType::BF16, C, m,
+                         W.rows(), W.cols());
     const float* w = W.f32_data();
     if (!w && m <= kGemmNtRowsMaxM)  // decode tiles of W where they are multiplied (#18)
       return cpu_gemm_nt_rows(A, C, m, W.rows(), W.cols(), [&](int64_t r0, int64_t n, float* out) {
