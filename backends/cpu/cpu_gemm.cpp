@@ -11,6 +11,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "common/half.h"
@@ -57,8 +58,11 @@ constexpr int64_t kGemvRowBlock = 4;
 constexpr int64_t kGemvRowsPerTask = 64;       // fixed chunks: results independent of threads
 constexpr int64_t kGemvSerialElems = 1 << 16;  // below this many weights, one task
 
+// W may sit at an odd address (a view into a mapped file): scalar loads go through memcpy.
 template <bool BF16>
-float widen1(uint16_t w) {
+float widen1(const uint16_t* p) {
+  uint16_t w;
+  std::memcpy(&w, p, sizeof w);
   return BF16 ? bf16_to_float(w) : half_to_float(w);
 }
 
@@ -91,7 +95,7 @@ void gemv_rows(const float* x, const uint16_t* W, float* y, int64_t k) {
   }
   for (int r = 0; r < R; ++r) {
     float s = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
-    for (int64_t q = p; q < k; ++q) s = std::fma(x[q], widen1<BF16>(W[r * k + q]), s);
+    for (int64_t q = p; q < k; ++q) s = std::fma(x[q], widen1<BF16>(W + r * k + q), s);
     y[r] = s;
   }
 }
@@ -131,7 +135,7 @@ void gemv_rows(const float* x, const uint16_t* W, float* y, int64_t k) {
   }
   for (int r = 0; r < R; ++r) {
     float s = hsum(_mm256_add_ps(a0[r], a1[r]));
-    for (int64_t q = p; q < k; ++q) s = std::fma(x[q], widen1<BF16>(W[r * k + q]), s);
+    for (int64_t q = p; q < k; ++q) s = std::fma(x[q], widen1<BF16>(W + r * k + q), s);
     y[r] = s;
   }
 }
@@ -140,7 +144,7 @@ template <bool BF16, int R>
 void gemv_rows(const float* x, const uint16_t* W, float* y, int64_t k) {
   for (int r = 0; r < R; ++r) {
     float s = 0;
-    for (int64_t q = 0; q < k; ++q) s = std::fma(x[q], widen1<BF16>(W[r * k + q]), s);
+    for (int64_t q = 0; q < k; ++q) s = std::fma(x[q], widen1<BF16>(W + r * k + q), s);
     y[r] = s;
   }
 }
