@@ -146,10 +146,14 @@ class CpuBackend final : public Backend {
     if (const GgmlBlocks& g = W.ggml_blocks();
         m <= kGemmNtGgmlMaxM && g.data && cpu_gemm_nt_ggml_supports(g.ggml_type, W.cols()))
       return cpu_gemm_nt_ggml(A, g.ggml_type, g.data, C, m, W.rows(), W.cols(), g.row_of);
-    // cpu_gemm_nt_rows (decode tiles of W where they are multiplied, #18) is not used here: its
-    // thread_local tile buffers were reported leaked by LeakSanitizer in two sweep tests (CI,
-    // session 7). Results are bit-identical either way (GemmShapes.NtRowsEqualsNtBitForBit).
+    if (const void* h = W.half_data(); h && m <= kGemvW16MaxM)  // decode: cpu_gemv_w16 (#18)
+      return gemm_nt_w16(A, static_cast<const uint16_t*>(h), W.dtype() == WeightDType::BF16, C, m,
+                         W.rows(), W.cols());
     const float* w = W.f32_data();
+    if (!w && m <= kGemmNtRowsMaxM)  // decode tiles of W where they are multiplied (#18)
+      return cpu_gemm_nt_rows(A, C, m, W.rows(), W.cols(), [&](int64_t r0, int64_t n, float* out) {
+        W.decode_rows(r0, n, out);
+      });
     cpu_gemm_nt(A, w ? w : widen(W, s), C, m, W.rows(), W.cols());
   }
   void matmul_nt(const float* A, const float* B, float* C, int64_t m, int64_t n,

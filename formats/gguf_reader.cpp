@@ -341,16 +341,17 @@ WeightTensor gguf_weight(const std::shared_ptr<const GgufFile>& file, const Gguf
   }
   const size_t row_bytes = size_t(t.nbytes) / size_t(std::max<int64_t>(rows, 1));
   const auto q = kquants::type_from_ggml(type);
-  auto decode_one = [file, bytes, type, q, row_bytes, cols](int64_t src_row, float* y) {
+  // 16-bit rows (permuted q/k) widen as a half view's rows do (F16C, exact: #18's profile).
+  WeightTensor half;
+  if (type == gt::F16 || type == gt::BF16)
+    half = WeightTensor::half_view(type == gt::F16 ? WeightDType::F16 : WeightDType::BF16, bytes,
+                                   rows, cols, keep);
+  auto decode_one = [file, bytes, type, q, row_bytes, cols, half](int64_t src_row, float* y) {
     const uint8_t* b = bytes + size_t(src_row) * row_bytes;
     if (type == gt::F32) {
       std::memcpy(y, b, size_t(cols) * 4);
     } else if (type == gt::F16 || type == gt::BF16) {
-      for (int64_t c = 0; c < cols; ++c) {
-        uint16_t h;
-        std::memcpy(&h, b + 2 * c, 2);
-        y[c] = type == gt::F16 ? half_to_float(h) : bf16_to_float(h);
-      }
+      half.decode_rows(src_row, 1, y);
     } else {
       kquants::dequantize_row(*q, b, y, cols);
     }

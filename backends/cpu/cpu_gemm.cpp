@@ -1,6 +1,7 @@
 #include "backends/cpu/cpu_gemm.h"
 
 #include <tbb/blocked_range2d.h>
+#include <tbb/enumerable_thread_specific.h>
 #include <tbb/parallel_for.h>
 #include <tbb/partitioner.h>
 
@@ -10,6 +11,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "common/half.h"
@@ -56,8 +58,11 @@ constexpr int64_t kGemvRowBlock = 4;
 constexpr int64_t kGemvRowsPerTask = 64;       // fixed chunks: results independent of threads
 constexpr int64_t kGemvSerialElems = 1 << 16;  // below this many weights, one task
 
+// W may sit at an odd address (a view into a mapped file): scalar loads go through memcpy.
 template <bool BF16>
-float widen1(uint16_t w) {
+float widen1(const uint16_t* p) {
+  uint16_t w;
+  std::memcpy(&w, p, sizeof w);
   return BF16 ? bf16_to_float(w) : half_to_float(w);
 }
 
@@ -90,7 +95,7 @@ void gemv_rows(const float* x, const uint16_t* W, float* y, int64_t k) {
   }
   for (int r = 0; r < R; ++r) {
     float s = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
-    for (int64_t q = p; q < k; ++q) s = std::fma(x[q], widen1<BF16>(W[r * k + q]), s);
+    for (int64_t q = p; q < k; ++q) s = std::fma(x[q], widen1<BF16>(W + r * k + q), s);
     y[r] = s;
   }
 }
@@ -130,7 +135,7 @@ void gemv_rows(const float* x, const uint16_t* W, float* y, int64_t k) {
   }
   for (int r = 0; r < R; ++r) {
     float s = hsum(_mm256_add_ps(a0[r], a1[r]));
-    for (int64_t q = p; q < k; ++q) s = std::fma(x[q], widen1<BF16>(W[r * k + q]), s);
+    for (int64_t q = p; q < k; ++q) s = std::fma(x[q], widen1<BF16>(W + r * k + q), s);
     y[r] = s;
   }
 }
@@ -139,7 +144,7 @@ template <bool BF16, int R>
 void gemv_rows(const float* x, const uint16_t* W, float* y, int64_t k) {
   for (int r = 0; r < R; ++r) {
     float s = 0;
-    for (int64_t q = 0; q < k; ++q) s = std::fma(x[q], widen1<BF16>(W[r * k + q]), s);
+    for (int64_t q = 0; q < k; ++q) s = std::fma(x[q], widen1<BF16>(W + r * k + q), s);
     y[r] = s;
   }
 }
@@ -190,7 +195,9 @@ void cpu_gemm_nt_rows(const float* A, float* C, int64_t m, int64_t n, int64_t k,
   if (m == 0 || n == 0) return;
   // Each task decodes into a buffer of its thread, taken out of `spare` while in use, so a task
   // that decode_rows lets this thread steal (a nested parallel loop) gets a buffer of its own.
-  thread_local std::vector<float> spare;
+  // The buffers are owned by a function-static, not thread_local: LeakSanitizer does not see
+  // the thread-local storage of TBB's workers at exit and reported such buffers leaked (#18).
+  static tbb::enumerable_thread_specific<std::vector<float>> buffers;
   auto gemm = [&](const float* b_rows, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     ConstMap a(A + r0 * k, r1 - r0, k);
     ConstMap b(b_rows, c1 - c0, k);
@@ -200,6 +207,7 @@ void cpu_gemm_nt_rows(const float* A, float* C, int64_t m, int64_t n, int64_t k,
   };
   if (serial(m, n, k)) {
     // One kernel call over all of B, as cpu_gemm_nt makes: decode B in parallel row blocks first.
+    std::vector<float>& spare = buffers.local();
     std::vector<float> all = std::move(spare);
     if (all.size() < size_t(n * k)) all.resize(size_t(n * k));
     const int64_t block = std::max<int64_t>(1, 16384 / std::max<int64_t>(k, 1));
@@ -212,6 +220,7 @@ void cpu_gemm_nt_rows(const float* A, float* C, int64_t m, int64_t n, int64_t k,
     return;
   }
   tiled(m, n, k, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    std::vector<float>& spare = buffers.local();  // this task's thread's
     std::vector<float> rows = std::move(spare);
     if (rows.size() < size_t((c1 - c0) * k)) rows.resize(size_t((c1 - c0) * k));
     decode_rows(c0, c1 - c0, rows.data());
@@ -223,8 +232,9 @@ void cpu_gemm_nt_rows(const float* A, float* C, int64_t m, int64_t n, int64_t k,
 void cpu_gemm_nt_accumulate_f64(const float* A, const float* B, double* C, int64_t m, int64_t n,
                                 int64_t k) {
   if (m == 0 || n == 0) return;
+  static tbb::enumerable_thread_specific<RowMat> tiles;  // not thread_local: see cpu_gemm_nt_rows
   tiled(m, n, k, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-    thread_local RowMat tile;
+    RowMat& tile = tiles.local();
     tile.resize(r1 - r0, c1 - c0);
     ConstMap a(A + r0 * k, r1 - r0, k);
     ConstMap b(B + c0 * k, c1 - c0, k);

@@ -39,8 +39,13 @@ void cpu_gemm_nt_rows(const float* A, float* C, int64_t m, int64_t n, int64_t k,
 /// memory bandwidth without an fp32 copy. Deterministic: y[j] is summed by one task in an order
 /// that depends only on k (16- or 8-lane partial sums, then the k tail), never on n, j or the
 /// thread count. Differs from cpu_gemm_nt on the widened weight by fp32 reordering only (not
-/// bit for bit: see docs/performance.md, issue #18, for why the backend does not use it yet).
+/// bit for bit): |y − Σ x·w| ≤ (k/32 + 24)·2⁻²⁴·Σ|x·w| (GemvShapes).
 void cpu_gemv_w16(const float* x, const uint16_t* W, bool bf16, float* y, int64_t n, int64_t k);
+
+/// The largest m for which the CPU backend multiplies an F16/BF16 weight by cpu_gemv_w16, one row
+/// of A at a time (decode, #18; cpu_gemm_nt_w16): faster than widening tiles up to m = 2
+/// (docs/performance.md). Those products differ from cpu_gemm_nt's by fp32 reordering only.
+inline constexpr int64_t kGemvW16MaxM = 2;
 
 /// C[m, n] = A[m, k] · B[k, n] (row-major), overwriting C.
 void cpu_gemm_nn(const float* A, const float* B, float* C, int64_t m, int64_t n, int64_t k);

@@ -26,6 +26,10 @@ constexpr int64_t kGptqRowsPerTask = 64;
 
 void cpu_gemm_nt_w16(const float* A, const uint16_t* W, bool bf16, float* C, int64_t m, int64_t n,
                      int64_t k) {
+  if (m <= kGemvW16MaxM) {  // decode (#18): the 2-byte weights are read once per row of A
+    for (int64_t i = 0; i < m; ++i) cpu_gemv_w16(A + i * k, W, bf16, C + i * n, n, k);
+    return;
+  }
   std::vector<float> w(size_t(n * k));
   for (size_t i = 0; i < w.size(); ++i) w[i] = bf16 ? bf16_to_float(W[i]) : half_to_float(W[i]);
   cpu_gemm_nt(A, w.data(), C, m, n, k);

@@ -14,7 +14,8 @@
 namespace qsweep {
 
 /// C[m, n] = A[m, k]·W[n, k]ᵀ with W fp16 (bf16 = false) or bf16 bits, widened (exactly) to
-/// fp32 and multiplied by cpu_gemm_nt.
+/// fp32 and multiplied by cpu_gemm_nt; for m <= kGemvW16MaxM (decode) cpu_gemv_w16 per row of
+/// A instead (fp32 reordering of the same products: cpu_gemm.h).
 void cpu_gemm_nt_w16(const float* A, const uint16_t* W, bool bf16, float* C, int64_t m, int64_t n,
                      int64_t k);
 

@@ -68,10 +68,11 @@ TEST_P(QuantOps, GemmWithFp16AndBf16WeightsWithinTheirRoundingBounds) {
 
 // gemm_nt_weight on every stored form, one scratch reused across calls of growing and shrinking
 // shapes: F32 in place, F16/BF16 (an unaligned view; CUDA uploads the 2-byte form and runs
-// gemm_nt_w16, so its bound), Quantized (a 4-bit row decoder, widened on the host).
+// gemm_nt_w16, so its bound), Quantized (a 4-bit row decoder, widened on the host). m = 1 and 2:
+// the CPU's decode path for F16/BF16 (cpu_gemv_w16 per row of A, within the same fp32 bound).
 TEST_P(QuantOps, GemmWithWeightsInTheirStoredFormWithinGemmNtW16Bounds) {
   WeightScratch scratch;
-  for (int64_t m : {7, 19, 3}) {
+  for (int64_t m : {7, 1, 19, 2, 3}) {
     const int64_t n = 45, k = 300;
     const auto A = randn(size_t(m * k)), Wf = randn(size_t(n * k), 0.05f);
     for (WeightDType dt :

@@ -1,7 +1,7 @@
 // The thread limit (set_backend_threads, QSWEEP_THREADS) is honoured, and results do not
 // depend on it (the limit is observed as the number of distinct threads a
-// parallel loop runs on): logits, GPTQ codes and K-quant bytes are bit-identical for 1 and 2
-// threads.
+// parallel loop runs on): logits (packed, and decoded token by token on fp16/bf16 weights, the
+// CPU's GEMV path), GPTQ codes and K-quant bytes are bit-identical for 1 and 2 threads.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <tbb/info.h>
@@ -105,6 +105,32 @@ TEST(Threads, LogitsBitIdentical) {
   const auto [one, two] = one_and_two([&] { return model.forward(seqs); });
   ASSERT_EQ(one.size(), two.size());
   EXPECT_EQ(std::memcmp(one.data(), two.data(), sizeof(float) * size_t(one.size())), 0);
+}
+
+// Decode on a model stored as F16 and as BF16 (m = 1 and m = 2 steps: cpu_gemv_w16 over
+// threaded row chunks; the linears here, 256×512, are above its serial threshold).
+TEST(Threads, DecodeOn16BitWeightsBitIdentical) {
+  const ModelSpec s = wide_spec();
+  const ModelWeights w = random_weights(s, 13);
+  for (const char* dtype : {"F16", "BF16"}) {
+    const std::string dir = test::make_temp_dir(cat("threads-decode-", dtype));
+    save_hf_checkpoint(dir, s, w, dtype);
+    const Transformer model(s, load_weights(dir, s));
+    ASSERT_EQ(model.weights().layers[0].w_up.type_name(), dtype);
+    const auto [one, two] = one_and_two([&] {
+      KvCache cache;
+      std::vector<float> out;
+      std::vector<int> step = {5};
+      for (int t = 0; t < 12; ++t) {
+        const MatrixRM logits = model.decode(cache, step);
+        out.insert(out.end(), logits.data(), logits.data() + logits.size());
+        step = t % 3 == 2 ? std::vector<int>{(t * 37) % 300, (t * 11) % 300}
+                          : std::vector<int>{(t * 53 + 1) % 300};
+      }
+      return out;
+    });
+    EXPECT_EQ(one, two) << dtype;
+  }
 }
 
 TEST(Threads, GptqCodesBitIdentical) {
