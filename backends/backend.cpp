@@ -17,6 +17,7 @@
 #include "backends/cpu/cpu_gemm.h"
 #include "backends/cpu/cpu_gemv_blocks.h"
 #include "backends/cpu/cpu_quant_ops.h"
+#include "backends/kernels/ggml_decode.h"
 #include "common/errors.h"
 #include "common/half.h"
 
@@ -149,6 +150,15 @@ class CpuBackend final : public Backend {
     if (const void* h = W.half_data(); h && m <= kGemvW16MaxM)  // decode: cpu_gemv_w16 (#18)
       return gemm_nt_w16(A, static_cast<const uint16_t*>(h), W.dtype() == WeightDType::BF16, C, m,
                          W.rows(), W.cols());
+    // The same for 16-bit GGUF q/k, whose rows the file permutes: read through the row map.
+    if (const GgmlBlocks& g = W.ggml_blocks();
+        m <= kGemvW16MaxM && g.row_of &&
+        (g.ggml_type == ggml::kF16 || g.ggml_type == ggml::kBF16)) {
+      for (int64_t i = 0; i < m; ++i)
+        cpu_gemv_w16(A + i * W.cols(), static_cast<const uint16_t*>(g.data),
+                     g.ggml_type == ggml::kBF16, C + i * W.rows(), W.rows(), W.cols(), g.row_of);
+      return;
+    }
     const float* w = W.f32_data();
     if (!w && m <= kGemmNtRowsMaxM)  // decode tiles of W where they are multiplied (#18)
       return cpu_gemm_nt_rows(A, C, m, W.rows(), W.cols(), [&](int64_t r0, int64_t n, float* out) {

@@ -357,10 +357,11 @@ WeightTensor gguf_weight(const std::shared_ptr<const GgufFile>& file, const Gguf
     }
   };
   // Block types offer their blocks: off-host uploads take those in logical row order (#16),
-  // the CPU's decode product also the q/k ones through the row map (#18).
+  // the CPU's decode product also the q/k ones through the row map (#18). 16-bit q/k offer
+  // their rows with the map too, for the CPU's fp16/bf16 GEMV (#18).
   auto rows_of = std::make_shared<const std::vector<int64_t>>(std::move(inv));
   GgmlBlocks blocks;
-  if (q)
+  if (q || (!rows_of->empty() && (type == gt::F16 || type == gt::BF16)))
     blocks = {int(type), bytes, size_t(t.nbytes), rows_of->empty() ? nullptr : rows_of->data()};
   auto decode = [decode_one, rows_of, cols](int64_t r0, int64_t n, float* out) {
     const std::vector<int64_t>& inv = *rows_of;

@@ -57,6 +57,10 @@ void tiled(int64_t m, int64_t n, int64_t k, Kernel&& kernel) {
 constexpr int64_t kGemvRowBlock = 4;
 constexpr int64_t kGemvRowsPerTask = 64;       // fixed chunks: results independent of threads
 constexpr int64_t kGemvSerialElems = 1 << 16;  // below this many weights, one task
+// Software prefetch distance (weights, 1 KiB ahead) in the AVX-512 loop: a decode row is only
+// k·2 bytes, too short a stream for the hardware prefetcher to ramp up; rand200m F16 decode
+// 41 -> 56 tok/s (docs/performance.md). A prefetch past the end of W is harmless (no fault).
+constexpr int64_t kGemvPrefetch = 512;
 
 // W may sit at an odd address (a view into a mapped file): scalar loads go through memcpy.
 template <bool BF16>
@@ -84,6 +88,7 @@ void gemv_rows(const float* x, const uint16_t* W, float* y, int64_t k) {
   for (; p + 32 <= k; p += 32) {
     const __m512 x0 = _mm512_loadu_ps(x + p), x1 = _mm512_loadu_ps(x + p + 16);
     for (int r = 0; r < R; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(W + r * k + p + kGemvPrefetch), _MM_HINT_T0);
       a0[r] = _mm512_fmadd_ps(x0, load_w<BF16>(W + r * k + p), a0[r]);
       a1[r] = _mm512_fmadd_ps(x1, load_w<BF16>(W + r * k + p + 16), a1[r]);
     }
@@ -151,8 +156,13 @@ void gemv_rows(const float* x, const uint16_t* W, float* y, int64_t k) {
 #endif
 
 template <bool BF16>
-void gemv_range(const float* x, const uint16_t* W, float* y, int64_t r0, int64_t r1, int64_t k) {
+void gemv_range(const float* x, const uint16_t* W, const int64_t* row_of, float* y, int64_t r0,
+                int64_t r1, int64_t k) {
   int64_t r = r0;
+  if (row_of) {  // rows stored in another order: one at a time (a row's sum is the same alone)
+    for (; r < r1; ++r) gemv_rows<BF16, 1>(x, W + row_of[r] * k, y + r, k);
+    return;
+  }
   for (; r + kGemvRowBlock <= r1; r += kGemvRowBlock)
     gemv_rows<BF16, kGemvRowBlock>(x, W + r * k, y + r, k);
   for (; r < r1; ++r) gemv_rows<BF16, 1>(x, W + r * k, y + r, k);
@@ -160,13 +170,14 @@ void gemv_range(const float* x, const uint16_t* W, float* y, int64_t r0, int64_t
 
 }  // namespace
 
-void cpu_gemv_w16(const float* x, const uint16_t* W, bool bf16, float* y, int64_t n, int64_t k) {
+void cpu_gemv_w16(const float* x, const uint16_t* W, bool bf16, float* y, int64_t n, int64_t k,
+                  const int64_t* row_of) {
   if (n == 0) return;
   auto range = [&](int64_t r0, int64_t r1) {
     if (bf16)
-      gemv_range<true>(x, W, y, r0, r1, k);
+      gemv_range<true>(x, W, row_of, y, r0, r1, k);
     else
-      gemv_range<false>(x, W, y, r0, r1, k);
+      gemv_range<false>(x, W, row_of, y, r0, r1, k);
   };
   if (n * k <= kGemvSerialElems) return range(0, n);
   tbb::parallel_for(

@@ -40,7 +40,10 @@ void cpu_gemm_nt_rows(const float* A, float* C, int64_t m, int64_t n, int64_t k,
 /// that depends only on k (16- or 8-lane partial sums, then the k tail), never on n, j or the
 /// thread count. Differs from cpu_gemm_nt on the widened weight by fp32 reordering only (not
 /// bit for bit): |y − Σ x·w| ≤ (k/32 + 24)·2⁻²⁴·Σ|x·w| (GemvShapes).
-void cpu_gemv_w16(const float* x, const uint16_t* W, bool bf16, float* y, int64_t n, int64_t k);
+/// `row_of` (optional): row j of W is stored row row_of[j] of `W` (a GGUF q/k tensor); y[j] is
+/// then bit for bit what it is on a copy of W with the rows in logical order.
+void cpu_gemv_w16(const float* x, const uint16_t* W, bool bf16, float* y, int64_t n, int64_t k,
+                  const int64_t* row_of = nullptr);
 
 /// The largest m for which the CPU backend multiplies an F16/BF16 weight by cpu_gemv_w16, one row
 /// of A at a time (decode, #18; cpu_gemm_nt_w16): faster than widening tiles up to m = 2

@@ -26,6 +26,10 @@ enum GgmlType : int {
   kQ4_K = 12,
   kQ5_K = 13,
   kQ6_K = 14,
+  // 16-bit element types, not blocks: a GGUF q/k tensor's rows offered with a row map
+  // (GgmlBlocks::row_of), multiplied by cpu_gemv_w16 at decode; block_weights() is 0 for them.
+  kF16 = 1,
+  kBF16 = 30,
 };
 
 QS_HD inline float f16_at(const uint8_t* b, int off) {

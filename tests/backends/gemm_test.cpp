@@ -179,6 +179,31 @@ TEST(Gemv, BitIdenticalAcrossThreadsAndRowBlocking) {
   }
 }
 
+// With a row map (a GGUF q/k tensor, rows stored permuted) y[j] is, bit for bit, the product of
+// stored row row_of[j] alone: what the GEMV gives on a copy of W with the rows in logical order.
+// 1 and 2 threads; n above the serial threshold.
+TEST(Gemv, RowMapReadsTheMappedRowsBitForBit) {
+  constexpr int n = 1031, k = 96;
+  for (bool bf16 : {false, true}) {
+    std::mt19937 rng(uint32_t(test::test_seed(16) + bf16));
+    const auto x = random_vec(size_t(k), rng);
+    const auto wbuf = random_w16(size_t(n) * k, bf16, rng);
+    const uint16_t* W = wbuf.data() + 1;
+    std::vector<int64_t> row_of(static_cast<size_t>(n));
+    for (int j = 0; j < n; ++j) row_of[size_t(j)] = (int64_t(j) * 7 + 3) % n;  // 7 prime to 1031
+    std::vector<float> want(static_cast<size_t>(n));
+    for (int j = 0; j < n; ++j)
+      cpu_gemv_w16(x.data(), W + size_t(row_of[size_t(j)]) * k, bf16, &want[size_t(j)], 1, k);
+    for (int threads : {1, 2}) {
+      set_backend_threads(threads);
+      std::vector<float> y(size_t(n), -1.0f);
+      cpu_gemv_w16(x.data(), W, bf16, y.data(), n, k, row_of.data());
+      EXPECT_EQ(y, want) << threads << " threads, bf16 " << bf16;
+    }
+    set_backend_threads(0);
+  }
+}
+
 TEST(CudaTwin, MatmulMatchesCpu) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA: " << cuda_unavailable_reason();
   auto cuda = make_backend("cuda");
