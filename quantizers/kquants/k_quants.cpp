@@ -187,6 +187,20 @@ inline int chunk_at(int64_t nb, int64_t i) {
   return static_cast<int>(std::min<int64_t>(kChunk, nb - i));
 }
 
+// Q4_K / Q5_K without an imatrix: the sub-blocks (32 values, weights av_x + |x| as ggml) of the
+// nc super-blocks at x searched side by side; levels, scales and mins per sub-block.
+void search_qk45_chunk(const float* x, int nc, int nmax, float rmin, int nstep, float* weights,
+                       uint8_t* L, float* scales, float* mins) {
+  for (int j = 0; j < nc * kQK_K / 32; ++j) {
+    float sum_x2 = 0;
+    for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+    const float av_x = std::sqrt(sum_x2 / 32);
+    for (int l = 0; l < 32; ++l) weights[32 * j + l] = av_x + std::fabs(x[32 * j + l]);
+  }
+  make_qkx2_quants_lanes(nc * kQK_K / 32, 32, nmax, x, weights, L, scales, mins, rmin, 0.1f, nstep,
+                         false);
+}
+
 }  // namespace
 
 // ---- Q2_K ------------------------------------------------------------------------------
@@ -360,15 +374,8 @@ void quantize_row_q4_K_ref(const float* x, void* blocks, int64_t n) {
   for (int64_t i = 0; i < nb; ++i, x += kQK_K) {
     const int c = static_cast<int>(i % kChunk);
     if (c == 0) {
-      const int nc = chunk_at(nb, i);
-      for (int j = 0; j < nc * kQK_K / 32; ++j) {
-        float sum_x2 = 0;
-        for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
-        const float av_x = std::sqrt(sum_x2 / 32);
-        for (int l = 0; l < 32; ++l) weights[32 * j + l] = av_x + std::fabs(x[32 * j + l]);
-      }
-      make_qkx2_quants_lanes(nc * kQK_K / 32, 32, 15, x, weights, chunk_L, chunk_scales, chunk_mins,
-                             -1.f, 0.1f, 20, false);
+      search_qk45_chunk(x, chunk_at(nb, i), 15, -1.f, 20, weights, chunk_L, chunk_scales,
+                        chunk_mins);
     }
     uint8_t* L = chunk_L + kQK_K * c;
     const float* scales = chunk_scales + kQK_K / 32 * c;
@@ -455,15 +462,8 @@ void quantize_row_q5_K_ref(const float* x, void* blocks, int64_t n) {
   for (int64_t i = 0; i < nb; ++i, x += kQK_K) {
     const int c = static_cast<int>(i % kChunk);
     if (c == 0) {
-      const int nc = chunk_at(nb, i);
-      for (int j = 0; j < nc * kQK_K / 32; ++j) {
-        float sum_x2 = 0;
-        for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
-        const float av_x = std::sqrt(sum_x2 / 32);
-        for (int l = 0; l < 32; ++l) weights[32 * j + l] = av_x + std::fabs(x[32 * j + l]);
-      }
-      make_qkx2_quants_lanes(nc * kQK_K / 32, 32, 31, x, weights, chunk_L, chunk_scales, chunk_mins,
-                             -0.5f, 0.1f, 15, false);
+      search_qk45_chunk(x, chunk_at(nb, i), 31, -0.5f, 15, weights, chunk_L, chunk_scales,
+                        chunk_mins);
     }
     uint8_t* L = chunk_L + kQK_K * c;
     const float* scales = chunk_scales + kQK_K / 32 * c;
