@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <mutex>
+#include <vector>
 
 namespace qsweep::test {
 
@@ -23,6 +25,39 @@ std::string data_dir() {
   return shared_dir() + "/data";
 }
 
+namespace {
+
+// Every directory make_temp_dir() handed out, removed when the test process exits normally, so a
+// test run does not leave thousands of qsweep-test-* folders behind (they once filled the disk).
+// QSWEEP_KEEP_TEST_DIRS=1 keeps them for debugging. Only the process that created them removes
+// them: a forked death-test child that calls exit() must not delete its parent's directories.
+class TempDirRegistry {
+ public:
+  void add(const std::filesystem::path& p) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    dirs_.push_back(p);
+  }
+  ~TempDirRegistry() {
+    if (::getpid() != owner_ || std::getenv("QSWEEP_KEEP_TEST_DIRS")) return;
+    for (const auto& d : dirs_) {
+      std::error_code ec;  // best effort: a failed removal must not fail the test run
+      std::filesystem::remove_all(d, ec);
+    }
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::filesystem::path> dirs_;
+  const pid_t owner_ = ::getpid();
+};
+
+TempDirRegistry& temp_dirs() {
+  static TempDirRegistry registry;
+  return registry;
+}
+
+}  // namespace
+
 std::string make_temp_dir(const std::string& tag) {
   static std::atomic<int> counter{0};
   const auto base =
@@ -30,6 +65,7 @@ std::string make_temp_dir(const std::string& tag) {
       ("qsweep-test-" + tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
   std::filesystem::remove_all(base);
   std::filesystem::create_directories(base);
+  temp_dirs().add(base);
   return base.string();
 }
 
