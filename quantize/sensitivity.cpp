@@ -1,5 +1,6 @@
 #include "quantize/sensitivity.h"
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cmath>
@@ -130,7 +131,10 @@ void SensitivityStudy::kl_from(int first_layer, SensitivityMeasurement& m) {
       ++n;
     }
   }
-  m.kl = sum / double(n);
+  // KL >= 0, but each row's sum is over fp32 log-softmax rows whose probabilities do not sum to
+  // exactly 1: a group whose quantization barely changes the logits can come out at -1e-8. That
+  // is rounding, not information; report 0 (the JSON reader rejects negative KL as corruption).
+  m.kl = std::max(0.0, sum / double(n));
   const double var = n > 1 ? (sum2 - sum * sum / double(n)) / double(n - 1) : 0;
   m.kl_se = std::sqrt(std::max(var, 0.0) / double(n));
 }
