@@ -1,6 +1,7 @@
-// Multi-threaded fp32 GEMM on the CPU: Eigen's single-threaded kernel on tiles,
-// scheduled over oneTBB. Exposed separately from the Backend so that hot loops
-// (the forward pass) can call it without a virtual call per tile.
+// Multi-threaded fp32 GEMM on the CPU: a packed AVX-512 kernel for C = A·Bᵀ (Eigen's kernel for
+// A·B, and for A·Bᵀ on builds without AVX-512) on tiles scheduled over oneTBB. Exposed separately
+// from the Backend so that hot loops (the forward pass) can call it without a virtual call per
+// tile.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,9 @@
 namespace qsweep {
 
 /// C[m, n] = A[m, k] · B[n, k]ᵀ (row-major), overwriting C. `accumulate` adds instead.
+/// On AVX-512 builds each C[i, j] is one sequential chain c = fma(A[i, p], B[j, p], c) over
+/// p = 0 … k−1 from c = 0 (from the old C[i, j] when accumulating): bit for bit a plain std::fma
+/// loop, whatever the tiles or the thread count (GemmShapes.NtIsTheSequentialFmaChain).
 void cpu_gemm_nt(const float* A, const float* B, float* C, int64_t m, int64_t n, int64_t k,
                  bool accumulate = false);
 
@@ -27,8 +31,8 @@ inline constexpr int64_t kGemmNtRowsMaxM = 128;
 
 /// C[m, n] = A[m, k] · B[n, k]ᵀ with B given by `decode_rows` instead of stored: each task decodes
 /// the rows of B of its column tile into a thread-local buffer that stays in cache and multiplies
-/// them there, so no fp32 copy of B is written. Same tiles and kernel calls as cpu_gemm_nt, so C
-/// equals cpu_gemm_nt(A, B) bit for bit. For m <= kGemmNtRowsMaxM (beyond it, rows are decoded
+/// them there, so no fp32 copy of B is written. Same kernel as cpu_gemm_nt, so C equals
+/// cpu_gemm_nt(A, B) bit for bit. For m <= kGemmNtRowsMaxM (beyond it, rows are decoded
 /// once per row tile: widen B and call cpu_gemm_nt instead).
 void cpu_gemm_nt_rows(const float* A, float* C, int64_t m, int64_t n, int64_t k,
                       const GemmRowDecoder& decode_rows);

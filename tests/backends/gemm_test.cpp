@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <random>
 #include <tuple>
@@ -82,6 +83,40 @@ TEST_P(GemmShapes, NtAccumulateF64EqualsGemmThenAdd) {
   set_backend_threads(0);
 }
 
+// On AVX-512 builds every element of cpu_gemm_nt is one sequential std::fma chain over k, started
+// at 0 (or at C's old value when accumulating), for 1 and 2 threads: the packed kernel's contract,
+// which makes results independent of tile shapes, k-blocking and the thread count.
+TEST_P(GemmShapes, NtIsTheSequentialFmaChain) {
+#if !defined(__AVX512F__)
+  GTEST_SKIP() << "not an AVX-512 build: cpu_gemm_nt is Eigen's kernel (reordering only)";
+#endif
+  const auto [m, n, k] = GetParam();
+  std::mt19937 rng(uint32_t(test::test_seed(14) + m * 7 + n * 13 + k));
+  const auto A = random_vec(size_t(m) * k, rng), B = random_vec(size_t(n) * k, rng);
+  const auto C0 = random_vec(size_t(m) * n, rng);
+  std::vector<float> want(size_t(m) * n), want_acc(size_t(m) * n);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      float c = 0.0f, c_acc = C0[size_t(i) * n + j];
+      for (int p = 0; p < k; ++p) {
+        c = std::fma(A[size_t(i) * k + p], B[size_t(j) * k + p], c);
+        c_acc = std::fma(A[size_t(i) * k + p], B[size_t(j) * k + p], c_acc);
+      }
+      want[size_t(i) * n + j] = c;
+      want_acc[size_t(i) * n + j] = c_acc;
+    }
+  for (int threads : {1, 2}) {
+    set_backend_threads(threads);
+    std::vector<float> C(size_t(m) * n, -1.0f);
+    cpu_gemm_nt(A.data(), B.data(), C.data(), m, n, k);
+    EXPECT_EQ(C, want) << threads << " threads";
+    C = C0;
+    cpu_gemm_nt(A.data(), B.data(), C.data(), m, n, k, /*accumulate=*/true);
+    EXPECT_EQ(C, want_acc) << threads << " threads, accumulating";
+  }
+  set_backend_threads(0);
+}
+
 // cpu_gemm_nt_rows (B decoded tile by tile where it is multiplied) is cpu_gemm_nt bit for bit, for
 // 1 and 2 threads, and for m <= kGemmNtRowsMaxM decodes every row of B exactly once.
 TEST_P(GemmShapes, NtRowsEqualsNtBitForBit) {
@@ -113,7 +148,9 @@ INSTANTIATE_TEST_SUITE_P(Awkward, GemmShapes,
                                            std::make_tuple(300, 515, 97),
                                            std::make_tuple(256, 768, 256),
                                            std::make_tuple(1, 4100, 300),  // tiled, m = 1
-                                           std::make_tuple(100, 600, 64)));
+                                           std::make_tuple(100, 600, 64),
+                                           // several row tiles, k-blocks and a partial 32-panel
+                                           std::make_tuple(397, 300, 530)));
 
 // cpu_gemv_w16 (decode, m = 1, on fp16/bf16 weights) against a double-precision product of the
 // widened weight. Tolerance: fp32 summation over at most k/32 + 24 sequential additions (lane sums,
