@@ -12,8 +12,10 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "common/half.h"
@@ -142,22 +144,14 @@ void nt_micro(const float* A, int64_t lda, const float* panel, int kc, float* C,
   }
 }
 
-void nt_micro_rows(int mr, const float* A, int64_t lda, const float* panel, int kc, float* C,
-                   int64_t ldc, bool start_at_zero, __mmask16 lo_mask, __mmask16 hi_mask) {
-  switch (mr) {
-#define QSWEEP_NT_MICRO(R)                                                   \
-  case R:                                                                    \
-    nt_micro<R>(A, lda, panel, kc, C, ldc, start_at_zero, lo_mask, hi_mask); \
-    break;
-    QSWEEP_NT_MICRO(1)
-    QSWEEP_NT_MICRO(2)
-    QSWEEP_NT_MICRO(3)
-    QSWEEP_NT_MICRO(4) QSWEEP_NT_MICRO(5) QSWEEP_NT_MICRO(6) QSWEEP_NT_MICRO(7) QSWEEP_NT_MICRO(8)
-        QSWEEP_NT_MICRO(9) QSWEEP_NT_MICRO(10) QSWEEP_NT_MICRO(11) QSWEEP_NT_MICRO(12)
-#undef QSWEEP_NT_MICRO
-            default : break;
-  }
+// nt_micro<1> … nt_micro<kMr>, indexed by rows − 1 (the last row panel of a tile may be short).
+using NtMicro = void (*)(const float*, int64_t, const float*, int, float*, int64_t, bool, __mmask16,
+                         __mmask16);
+template <int... R>
+constexpr std::array<NtMicro, sizeof...(R)> nt_micro_table(std::integer_sequence<int, R...>) {
+  return {&nt_micro<R + 1>...};
 }
+constexpr auto kNtMicro = nt_micro_table(std::make_integer_sequence<int, kMr>{});
 
 __mmask16 lane_mask(int64_t lanes) {
   return lanes >= 16 ? __mmask16(0xffff) : lanes <= 0 ? __mmask16(0) : __mmask16((1u << lanes) - 1);
@@ -197,9 +191,9 @@ void nt_block(const float* A, int64_t lda, const float* B, int64_t ldb, float* C
         const int mr = int(std::min<int64_t>(kMr, m - i));
         for (int64_t j = 0; j < panels; ++j) {
           const int64_t left = cols - j * kNr;
-          nt_micro_rows(mr, A + i * lda + p0, lda, pack + j * kNr * kNtKBlock, kc,
-                        C + i * ldc + c0 + j * kNr, ldc, start_at_zero, lane_mask(left),
-                        lane_mask(left - 16));
+          kNtMicro[size_t(mr - 1)](A + i * lda + p0, lda, pack + j * kNr * kNtKBlock, kc,
+                                   C + i * ldc + c0 + j * kNr, ldc, start_at_zero, lane_mask(left),
+                                   lane_mask(left - 16));
         }
       }
     }
