@@ -283,34 +283,58 @@ QS_INLINE __m512i bytes16(const uint8_t* p) {
   return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
+// Eight unsigned bytes as eight floats (exact).
+QS_INLINE __m256 u8x8_to_ps(const uint8_t* p) {
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+
 // x = d1*q - m1 with q the nibbles (Q4_K) or nibbles + high bit << 4 (Q5_K), sub-block s = e/32.
+// The 16 (Q5_K: 32) values a sub-block can take are computed once, d1*float(q) - m1 for every q
+// (the same product and difference as the decoder), and each weight is looked up by its code
+// (vpermps / vpermi2ps): 3 instructions per 16 weights instead of 5, bit for bit the same values
+// (GemvBlocks.OneHotRows...); docs/performance.md, session 9.
 template <int R, bool Q5>
 QS_INLINE void qk45_block(const uint8_t* b, const float* const* x, Acc* acc, int) {
   const float d = f16_at(b, 0), dmin = f16_at(b, 2);
+  const __m512 codes_lo = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512 codes_hi = _mm512_add_ps(codes_lo, _mm512_set1_ps(16));
   const __m512i low4 = _mm512_set1_epi32(0xF), one = _mm512_set1_epi32(1);
   __m512i h0 = _mm512_setzero_si512(), h1 = h0;
   if constexpr (Q5) h0 = bytes16(b + 16), h1 = bytes16(b + 32);
   const uint8_t* qs = b + (Q5 ? 48 : 16);
+  // The eight sub-blocks' d*sc and dmin*m in one vector product each (the same fp32 products as
+  // the scalar decoder: float(sc) is exact), instead of 16 scalar conversions and products.
+  alignas(32) uint8_t sc8[8], m8[8];
+  for (int s = 0; s < 8; ++s) ggml::scale_min_k4(s, b + 4, &sc8[s], &m8[s]);
+  alignas(32) float d1s[8], m1s[8];
+  _mm256_store_ps(d1s, _mm256_mul_ps(_mm256_set1_ps(d), u8x8_to_ps(sc8)));
+  _mm256_store_ps(m1s, _mm256_mul_ps(_mm256_set1_ps(dmin), u8x8_to_ps(m8)));
   for (int p = 0; p < 4; ++p) {
     const __m512i lo = bytes16(qs + 32 * p), hi = bytes16(qs + 32 * p + 16);
     for (int h = 0; h < 2; ++h) {  // sub-block s = 2p + h: the low nibbles, then the high ones
       const int s = 2 * p + h;
-      uint8_t sc, m;
-      ggml::scale_min_k4(s, b + 4, &sc, &m);
-      const __m512 d1 = _mm512_set1_ps(d * float(sc)), m1 = _mm512_set1_ps(dmin * float(m));
-      __m512i q0 = h ? _mm512_srli_epi32(lo, 4) : _mm512_and_si512(lo, low4);
-      __m512i q1 = h ? _mm512_srli_epi32(hi, 4) : _mm512_and_si512(hi, low4);
+      const __m512 d1 = _mm512_set1_ps(d1s[s]), m1 = _mm512_set1_ps(m1s[s]);
+      const __m512 table_lo = _mm512_sub_ps(_mm512_mul_ps(d1, codes_lo), m1);
+      __m512 w0, w1;
       if constexpr (Q5) {
+        const __m512 table_hi = _mm512_sub_ps(_mm512_mul_ps(d1, codes_hi), m1);
         const __m128i cnt = _mm_cvtsi32_si128(s);
+        __m512i q0 = h ? _mm512_srli_epi32(lo, 4) : _mm512_and_si512(lo, low4);
+        __m512i q1 = h ? _mm512_srli_epi32(hi, 4) : _mm512_and_si512(hi, low4);
         q0 = _mm512_add_epi32(
             q0, _mm512_slli_epi32(_mm512_and_si512(_mm512_srl_epi32(h0, cnt), one), 4));
         q1 = _mm512_add_epi32(
             q1, _mm512_slli_epi32(_mm512_and_si512(_mm512_srl_epi32(h1, cnt), one), 4));
+        w0 = _mm512_permutex2var_ps(table_lo, q0, table_hi);  // index bit 4 picks the table
+        w1 = _mm512_permutex2var_ps(table_lo, q1, table_hi);
+      } else {
+        // vpermps reads only an index's low 4 bits: the low nibble needs no mask.
+        w0 = _mm512_permutexvar_ps(h ? _mm512_srli_epi32(lo, 4) : lo, table_lo);
+        w1 = _mm512_permutexvar_ps(h ? _mm512_srli_epi32(hi, 4) : hi, table_lo);
       }
-      fma_rows<R>(_mm512_sub_ps(_mm512_mul_ps(d1, _mm512_cvtepi32_ps(q0)), m1), x, 32 * s, acc,
-                  (2 * s) % 4);
-      fma_rows<R>(_mm512_sub_ps(_mm512_mul_ps(d1, _mm512_cvtepi32_ps(q1)), m1), x, 32 * s + 16, acc,
-                  (2 * s + 1) % 4);
+      fma_rows<R>(w0, x, 32 * s, acc, (2 * s) % 4);
+      fma_rows<R>(w1, x, 32 * s + 16, acc, (2 * s + 1) % 4);
     }
   }
 }
@@ -319,6 +343,12 @@ QS_INLINE void qk45_block(const uint8_t* b, const float* const* x, Acc* acc, int
 template <int R>
 QS_INLINE void q6k_block(const uint8_t* b, const float* const* x, Acc* acc, int) {
   const float d = f16_at(b, 208);
+  // The sixteen d*scale products in one vector product (float(int8) is exact: the same fp32
+  // products as the scalar decoder), instead of 16 scalar conversions and products.
+  alignas(64) float ds16[16];
+  _mm512_store_ps(ds16, _mm512_mul_ps(_mm512_set1_ps(d),
+                                      _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                                          reinterpret_cast<const __m128i*>(b + 192))))));
   const __m512i low4 = _mm512_set1_epi32(0xF), three = _mm512_set1_epi32(3),
                 k32 = _mm512_set1_epi32(32);
   for (int c = 0; c < 2; ++c)
@@ -327,7 +357,7 @@ QS_INLINE void q6k_block(const uint8_t* b, const float* const* x, Acc* acc, int)
       const __m512i ql[2] = {bytes16(b + 64 * c + 16 * h), bytes16(b + 64 * c + 32 + 16 * h)};
       for (int g = 0; g < 4; ++g) {
         const int e0 = 128 * c + 32 * g + 16 * h;
-        const __m512 ds = _mm512_set1_ps(d * float(int8_t(b[192 + e0 / 16])));
+        const __m512 ds = _mm512_set1_ps(ds16[e0 / 16]);
         const __m512i low =
             g < 2 ? _mm512_and_si512(ql[g & 1], low4) : _mm512_srli_epi32(ql[g & 1], 4);
         const __m512i high = _mm512_slli_epi32(
