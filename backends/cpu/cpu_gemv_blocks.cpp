@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "backends/kernels/ggml_decode.h"
 
@@ -283,12 +284,6 @@ QS_INLINE __m512i bytes16(const uint8_t* p) {
   return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-// Eight unsigned bytes as eight floats (exact).
-QS_INLINE __m256 u8x8_to_ps(const uint8_t* p) {
-  return _mm256_cvtepi32_ps(
-      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-}
-
 // x = d1*q - m1 with q the nibbles (Q4_K) or nibbles + high bit << 4 (Q5_K), sub-block s = e/32.
 // The 16 (Q5_K: 32) values a sub-block can take are computed once, d1*float(q) - m1 for every q
 // (the same product and difference as the decoder), and each weight is looked up by its code
@@ -303,13 +298,23 @@ QS_INLINE void qk45_block(const uint8_t* b, const float* const* x, Acc* acc, int
   __m512i h0 = _mm512_setzero_si512(), h1 = h0;
   if constexpr (Q5) h0 = bytes16(b + 16), h1 = bytes16(b + 32);
   const uint8_t* qs = b + (Q5 ? 48 : 16);
-  // The eight sub-blocks' d*sc and dmin*m in one vector product each (the same fp32 products as
-  // the scalar decoder: float(sc) is exact), instead of 16 scalar conversions and products.
-  alignas(32) uint8_t sc8[8], m8[8];
-  for (int s = 0; s < 8; ++s) ggml::scale_min_k4(s, b + 4, &sc8[s], &m8[s]);
-  alignas(32) float d1s[8], m1s[8];
-  _mm256_store_ps(d1s, _mm256_mul_ps(_mm256_set1_ps(d), u8x8_to_ps(sc8)));
-  _mm256_store_ps(m1s, _mm256_mul_ps(_mm256_set1_ps(dmin), u8x8_to_ps(m8)));
+  // The eight sub-blocks' d*sc and dmin*m in one vector product (the same fp32 products as the
+  // scalar decoder: float(sc) is exact). The 6-bit pairs are unpacked four at a time in 32-bit
+  // words (bytes 0–3 of the 12 hold sc 0–3 and the top bits of sc 4–7, bytes 4–7 m 0–3 and the
+  // top bits of m 4–7, bytes 8–11 the low nibbles of sc 4–7 and m 4–7; ggml::scale_min_k4 says
+  // the same byte by byte) instead of eight branchy scale_min_k4 calls.
+  uint32_t u[3];
+  std::memcpy(u, b + 4, sizeof u);
+  const uint32_t six = 0x3f3f3f3f, nib = 0x0f0f0f0f, two = 0x03030303;
+  const uint32_t pairs[4] = {u[0] & six, (u[2] & nib) | (((u[0] >> 6) & two) << 4), u[1] & six,
+                             ((u[2] >> 4) & nib) | (((u[1] >> 6) & two) << 4)};
+  alignas(64) float scaled[16];  // d*sc for sub-blocks 0–7, then dmin*m for 0–7
+  _mm512_store_ps(
+      scaled, _mm512_mul_ps(_mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(d), _mm512_set1_ps(dmin)),
+                            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                                _mm_loadu_si128(reinterpret_cast<const __m128i*>(pairs))))));
+  const float* d1s = scaled;
+  const float* m1s = scaled + 8;
   for (int p = 0; p < 4; ++p) {
     const __m512i lo = bytes16(qs + 32 * p), hi = bytes16(qs + 32 * p + 16);
     for (int h = 0; h < 2; ++h) {  // sub-block s = 2p + h: the low nibbles, then the high ones
