@@ -354,23 +354,37 @@ QS_INLINE void q6k_block(const uint8_t* b, const float* const* x, Acc* acc, int)
   _mm512_store_ps(ds16, _mm512_mul_ps(_mm512_set1_ps(d),
                                       _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
                                           reinterpret_cast<const __m128i*>(b + 192))))));
-  const __m512i low4 = _mm512_set1_epi32(0xF), three = _mm512_set1_epi32(3),
-                k32 = _mm512_set1_epi32(32);
-  for (int c = 0; c < 2; ++c)
-    for (int h = 0; h < 2; ++h) {
-      const __m512i qh = bytes16(b + 128 + 32 * c + 16 * h);
-      const __m512i ql[2] = {bytes16(b + 64 * c + 16 * h), bytes16(b + 64 * c + 32 + 16 * h)};
-      for (int g = 0; g < 4; ++g) {
+  // The 6-bit codes are assembled on bytes, 32 at a time (ql's nibble, qh's 2 bits at bits 4–5,
+  // minus 32; 16-bit shifts, the masks drop what crosses a byte), then widened 16 at a time:
+  // ~40% fewer instructions than assembling them on int32 lanes, the same integers.
+  const __m256i nibble = _mm256_set1_epi8(0x0F), bits45 = _mm256_set1_epi8(0x30),
+                k32 = _mm256_set1_epi8(32);
+  for (int c = 0; c < 2; ++c) {
+    const auto load32 = [&](int off) {
+      return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + off));
+    };
+    const __m256i qa = load32(64 * c), qb = load32(64 * c + 32), qh = load32(128 + 32 * c);
+    // q[g][l'] for l' = 16h + l: g = 0, 1 the low nibbles of qa, qb; g = 2, 3 their high ones.
+    const __m256i q[4] = {_mm256_or_si256(_mm256_and_si256(qa, nibble),
+                                          _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45)),
+                          _mm256_or_si256(_mm256_and_si256(qb, nibble),
+                                          _mm256_and_si256(_mm256_slli_epi16(qh, 2), bits45)),
+                          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), nibble),
+                                          _mm256_and_si256(qh, bits45)),
+                          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), nibble),
+                                          _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45))};
+    for (int g = 0; g < 4; ++g) {
+      const __m256i centred = _mm256_sub_epi8(q[g], k32);
+      for (int h = 0; h < 2; ++h) {
         const int e0 = 128 * c + 32 * g + 16 * h;
+        const __m128i codes =
+            h ? _mm256_extracti128_si256(centred, 1) : _mm256_castsi256_si128(centred);
         const __m512 ds = _mm512_set1_ps(ds16[e0 / 16]);
-        const __m512i low =
-            g < 2 ? _mm512_and_si512(ql[g & 1], low4) : _mm512_srli_epi32(ql[g & 1], 4);
-        const __m512i high = _mm512_slli_epi32(
-            _mm512_and_si512(_mm512_srl_epi32(qh, _mm_cvtsi32_si128(2 * g)), three), 4);
-        const __m512i q = _mm512_sub_epi32(_mm512_or_si512(low, high), k32);
-        fma_rows<R>(_mm512_mul_ps(ds, _mm512_cvtepi32_ps(q)), x, e0, acc, (e0 / 16) % 4);
+        fma_rows<R>(_mm512_mul_ps(ds, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(codes))), x, e0, acc,
+                    (e0 / 16) % 4);
       }
     }
+  }
 }
 
 // Q8_0: x = q*d; block i of a row fills accumulators 2i % 4 and 2i % 4 + 1 (a0).
