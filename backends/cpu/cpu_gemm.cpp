@@ -2,10 +2,8 @@
 
 #include <tbb/blocked_range2d.h>
 #include <tbb/enumerable_thread_specific.h>
-#include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
 #include <tbb/partitioner.h>
-#include <tbb/task_arena.h>
 
 #include <immintrin.h>
 #include <tbb/blocked_range.h>
@@ -18,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "backends/backend.h"
 #include "common/half.h"
 
 namespace qsweep {
@@ -65,8 +64,8 @@ void tiled(int64_t m, int64_t n, int64_t k, Kernel&& kernel) {
 // and packs only B, and runs at 80–85% (docs/performance.md, "Session 9").
 constexpr int64_t kNtRowBlock = 192;  // rows of C per task (16 micro-panels of kMr)
 constexpr int64_t kNtColBlock = 256;  // columns of C per task and per packed chunk of B
-constexpr int64_t kNtKBlock =
-    256;  // k per packed chunk: kNtColBlock x kNtKBlock fp32 = 256 KiB (L2)
+// k per packed chunk of B: kNtColBlock x kNtKBlock fp32 = 256 KiB (L2).
+constexpr int64_t kNtKBlock = 256;
 
 #if defined(__AVX512F__)
 constexpr int kMr = 12;  // rows of A broadcast per micro-kernel step (12 x 2 accumulators)
@@ -223,10 +222,7 @@ void nt_tiles(int64_t m, int64_t n, int64_t k, Kernel&& kernel) {
     kernel(0, m, 0, n);
     return;
   }
-  const int64_t threads =
-      std::max<int64_t>(1, std::min<int64_t>(tbb::this_task_arena::max_concurrency(),
-                                             int64_t(tbb::global_control::active_value(
-                                                 tbb::global_control::max_allowed_parallelism))));
+  const int64_t threads = std::max(1, backend_threads());
   int64_t col_block = kNtColBlock;
   while (col_block > 64 && (n + col_block - 1) / col_block < 4 * threads) col_block /= 2;
   const int64_t col_tiles = (n + col_block - 1) / col_block;

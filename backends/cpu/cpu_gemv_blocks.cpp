@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "backends/kernels/ggml_decode.h"
 
@@ -299,15 +298,9 @@ QS_INLINE void qk45_block(const uint8_t* b, const float* const* x, Acc* acc, int
   if constexpr (Q5) h0 = bytes16(b + 16), h1 = bytes16(b + 32);
   const uint8_t* qs = b + (Q5 ? 48 : 16);
   // The eight sub-blocks' d*sc and dmin*m in one vector product (the same fp32 products as the
-  // scalar decoder: float(sc) is exact). The 6-bit pairs are unpacked four at a time in 32-bit
-  // words (bytes 0–3 of the 12 hold sc 0–3 and the top bits of sc 4–7, bytes 4–7 m 0–3 and the
-  // top bits of m 4–7, bytes 8–11 the low nibbles of sc 4–7 and m 4–7; ggml::scale_min_k4 says
-  // the same byte by byte) instead of eight branchy scale_min_k4 calls.
-  uint32_t u[3];
-  std::memcpy(u, b + 4, sizeof u);
-  const uint32_t six = 0x3f3f3f3f, nib = 0x0f0f0f0f, two = 0x03030303;
-  const uint32_t pairs[4] = {u[0] & six, (u[2] & nib) | (((u[0] >> 6) & two) << 4), u[1] & six,
-                             ((u[2] >> 4) & nib) | (((u[1] >> 6) & two) << 4)};
+  // scalar decoder: float(sc) is exact), from the pairs unpacked without branches.
+  alignas(16) uint8_t pairs[16];
+  ggml::scale_min_k4_all(b + 4, pairs);
   alignas(64) float scaled[16];  // d*sc for sub-blocks 0–7, then dmin*m for 0–7
   _mm512_store_ps(
       scaled, _mm512_mul_ps(_mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(d), _mm512_set1_ps(dmin)),
@@ -359,10 +352,10 @@ QS_INLINE void q6k_block(const uint8_t* b, const float* const* x, Acc* acc, int)
   // ~40% fewer instructions than assembling them on int32 lanes, the same integers.
   const __m256i nibble = _mm256_set1_epi8(0x0F), bits45 = _mm256_set1_epi8(0x30),
                 k32 = _mm256_set1_epi8(32);
+  const auto load32 = [&](int off) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + off));
+  };
   for (int c = 0; c < 2; ++c) {
-    const auto load32 = [&](int off) {
-      return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + off));
-    };
     const __m256i qa = load32(64 * c), qb = load32(64 * c + 32), qh = load32(128 + 32 * c);
     // q[g][l'] for l' = 16h + l: g = 0, 1 the low nibbles of qa, qb; g = 2, 3 their high ones.
     const __m256i q[4] = {_mm256_or_si256(_mm256_and_si256(qa, nibble),

@@ -19,7 +19,7 @@ using ConstMap = Eigen::Map<const MatRM, Eigen::Unaligned, Eigen::OuterStride<>>
 using RowMap = Eigen::Map<MatRM, Eigen::Unaligned, Eigen::OuterStride<>>;
 // Eigen's widest float SIMD packet for this build (16 lanes with AVX-512).
 using Packet = Eigen::internal::packet_traits<float>::type;
-constexpr int kPacket = Eigen::internal::unpacket_traits<Packet>::size;
+constexpr int kPacket = Eigen::internal::packet_traits<float>::size;
 
 // x[i] = f(x[i]) over n floats one packet at a time, the tail through a zero-padded packet: every
 // element gets the same arithmetic wherever it sits. (Eigen's array expressions peel an unaligned
@@ -36,6 +36,25 @@ void for_each_packet(float* x, int64_t n, F&& f) {
     Eigen::internal::pstore(tail, f(Eigen::internal::pload<Packet>(tail)));
     std::copy(tail, tail + (n - i), x + i);
   }
+}
+
+// Softmax of one score row over its visible columns [lo, hi], the rest of its `cols` set to 0.
+// exp goes through Eigen's SIMD kernel (scalar expf was 7% of a prefill); the sum and the
+// division stay sequential, so a row's result does not depend on where it sits.
+void softmax_visible(float* r, int64_t lo, int64_t hi, int64_t cols) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t j = lo; j <= hi; ++j) mx = std::max(mx, r[j]);
+  float* visible = r + lo;
+  const int64_t count = hi - lo + 1;
+  const Packet shift = Eigen::internal::pset1<Packet>(mx);
+  for_each_packet(visible, count, [&](const Packet& x) {
+    return Eigen::internal::pexp(Eigen::internal::psub(x, shift));
+  });
+  float sum = 0;
+  for (int64_t j = 0; j < count; ++j) sum += visible[j];
+  for (int64_t j = 0; j < count; ++j) visible[j] /= sum;
+  std::fill(r, r + lo, 0.0f);
+  std::fill(r + hi + 1, r + cols, 0.0f);
 }
 
 // Queries per block in cpu_attention: a 64 x 512 score block is 128 KiB (L2).
@@ -108,6 +127,10 @@ void cpu_attention(const float* q, const float* k, const float* v, float* out,
     const AttentionSpan& sp = spans[size_t(t / nh)];
     const int h = int(t % nh), kvh = h / group;
     std::vector<float>& scores = score_buffers.local();
+    // The first key position `pos` sees (all before it with no sliding window).
+    const auto first_key = [&](int64_t pos) {
+      return shape.sliding_window > 0 ? std::max<int64_t>(0, pos - shape.sliding_window + 1) : 0;
+    };
     // Queries go in blocks of kAttentionQueryBlock so that a block multiplies only the keys its
     // last query can see: causal masking then skips ~45% of a 512-token span's products instead
     // of computing and zeroing them (#18). Masked keys inside a block's range still get weight 0.
@@ -115,9 +138,7 @@ void cpu_attention(const float* q, const float* k, const float* v, float* out,
       const int64_t rows = std::min(kAttentionQueryBlock, sp.n - i0);
       const int64_t T = sp.p0 + i0 + rows;  // keys visible to the block's last query
       const int64_t first_pos = sp.p0 + i0;
-      const int64_t k0 = shape.sliding_window > 0
-                             ? std::max<int64_t>(0, first_pos - shape.sliding_window + 1)
-                             : 0;  // no query of the block sees a key before k0
+      const int64_t k0 = first_key(first_pos);  // no query of the block sees an earlier key
       const int64_t cols = T - k0;
       const ConstMap Q(q + (sp.q_off + i0) * q_width + int64_t(h) * hd, rows, hd,
                        Eigen::OuterStride<>(q_width));
@@ -129,29 +150,8 @@ void cpu_attention(const float* q, const float* k, const float* v, float* out,
       Eigen::Map<MatRM> S(scores.data(), rows, cols);
       S.noalias() = Q * K.transpose();
       S *= scale;
-      for (int64_t i = 0; i < rows; ++i) {
-        const int64_t pos = first_pos + i;
-        const int64_t lo = shape.sliding_window > 0
-                               ? std::max<int64_t>(0, pos - shape.sliding_window + 1) - k0
-                               : 0;
-        const int64_t hi = pos - k0;  // last visible column
-        float* r = S.row(i).data();
-        float mx = -std::numeric_limits<float>::infinity();
-        for (int64_t j = lo; j <= hi; ++j) mx = std::max(mx, r[j]);
-        // exp through Eigen's SIMD kernel (scalar expf was 7% of a prefill); the sum and the
-        // division stay sequential, so a row's result does not depend on where it sits.
-        float* visible = r + lo;
-        const int64_t count = hi - lo + 1;
-        const Packet shift = Eigen::internal::pset1<Packet>(mx);
-        for_each_packet(visible, count, [&](const Packet& x) {
-          return Eigen::internal::pexp(Eigen::internal::psub(x, shift));
-        });
-        float sum = 0;
-        for (int64_t j = 0; j < count; ++j) sum += visible[j];
-        for (int64_t j = 0; j < count; ++j) visible[j] /= sum;
-        std::fill(r, r + lo, 0.0f);
-        std::fill(r + hi + 1, r + cols, 0.0f);
-      }
+      for (int64_t i = 0; i < rows; ++i)
+        softmax_visible(S.row(i).data(), first_key(first_pos + i) - k0, first_pos + i - k0, cols);
       RowMap O(out + (sp.q_off + i0) * q_width + int64_t(h) * hd, rows, hd,
                Eigen::OuterStride<>(q_width));
       O.noalias() = S * V;
@@ -164,14 +164,15 @@ void cpu_swiglu(float* gate, const float* up, int64_t n) {
   tbb::parallel_for(int64_t(0), (n + kChunk - 1) / kChunk, [&](int64_t b) {
     const int64_t end = std::min(n, (b + 1) * kChunk);
     // silu through Eigen's SIMD exp (scalar expf was 3% of a prefill), packet by packet.
+    const int64_t len = end - b * kChunk;
     const float* u = up + b * kChunk;
     float* g = gate + b * kChunk;
     const Packet one = Eigen::internal::pset1<Packet>(1.0f);
-    for_each_packet(g, end - b * kChunk, [&](const Packet& x) {
+    for_each_packet(g, len, [&](const Packet& x) {
       return Eigen::internal::pdiv(
           x, Eigen::internal::padd(one, Eigen::internal::pexp(Eigen::internal::pnegate(x))));
     });
-    for (int64_t j = 0; j < end - b * kChunk; ++j) g[j] *= u[j];
+    for (int64_t j = 0; j < len; ++j) g[j] *= u[j];
   });
 }
 
